@@ -1,0 +1,116 @@
+"""Checkpoint reading and loading into a backbone, without holding two copies of the weights.
+
+Reads ``.pth``/``.pt`` with ``torch.load(weights_only=True, mmap=True)`` and ``.safetensors``
+with the safetensors package; unwraps training checkpoints (``teacher``/``model``/
+``state_dict``, ``backbone.``/``module.`` prefixes); loads with ``assign=True`` into a model
+built on the meta device. Shape/key mismatches raise :class:`WeightsError` with the first keys.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import Tensor, nn
+
+from dinobench.errors import WeightsError
+
+logger = logging.getLogger("dinobench")
+
+WRAPPER_KEYS = ("teacher", "model", "state_dict", "model_state_dict", "module")
+PREFIXES = ("module.", "backbone.", "_orig_mod.")
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, streamed."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_state_dict(path: str | Path) -> dict[str, Tensor]:
+    """Tensors of a ``.pth``/``.pt``/``.bin`` or ``.safetensors`` file (memory-mapped)."""
+    path = Path(path)
+    if not path.exists():
+        raise WeightsError(f"{path}: weights file does not exist; pass --weights with a checkpoint path")
+    if path.is_dir():
+        raise WeightsError(f"{path}: is a directory; pass the checkpoint file (.pth or .safetensors)")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return dict(load_file(str(path), device="cpu"))
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as exc:
+            if "mmap" not in str(exc):
+                raise
+            obj = torch.load(path, map_location="cpu", weights_only=True)  # legacy (non-zip) format
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, pickle.UnpicklingError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise WeightsError(f"{path}: not a readable checkpoint (truncated or wrong format?): {first}") from exc
+    return unwrap_state_dict(obj, path)
+
+
+def unwrap_state_dict(obj: Any, path: str | Path = "<checkpoint>") -> dict[str, Tensor]:
+    """Find the backbone state dict inside a training checkpoint and strip wrapper prefixes."""
+    while isinstance(obj, Mapping) and not any(isinstance(v, Tensor) for v in obj.values()):
+        key = next((k for k in WRAPPER_KEYS if k in obj), None)
+        if key is None:
+            raise WeightsError(f"{path}: no tensors found (top-level keys: {list(obj)[:8]})")
+        obj = obj[key]
+    if not isinstance(obj, Mapping):
+        raise WeightsError(f"{path}: expected a state dict, found {type(obj).__name__}")
+    state = {k: v for k, v in obj.items() if isinstance(v, Tensor)}
+    for prefix in PREFIXES:
+        if state and all(k.startswith(prefix) for k in state):
+            state = {k[len(prefix):]: v for k, v in state.items()}
+    if any(k.startswith("backbone.") for k in state):  # e.g. backbone + dino_head in one dict
+        state = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
+    return state
+
+
+def _mismatch_message(path: Any, model: nn.Module, state: Mapping[str, Tensor]) -> str | None:
+    expected = {**dict(model.named_parameters()), **dict(model.named_buffers())}
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [(k, tuple(expected[k].shape), tuple(state[k].shape))
+             for k in expected if k in state and expected[k].shape != state[k].shape]
+    if not (missing or unexpected or wrong):
+        return None
+    parts = []
+    if wrong:
+        parts.append("shape mismatch " + ", ".join(f"{k}: expected {e} found {f}" for k, e, f in wrong[:3]))
+    if missing:
+        parts.append(f"{len(missing)} missing keys (first: {', '.join(missing[:4])})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected keys (first: {', '.join(unexpected[:4])})")
+    return f"{path}: weights do not fit the architecture: " + "; ".join(parts) + \
+        " -- pick the backbone these weights were trained with"
+
+
+def load_into(model: nn.Module, state: Mapping[str, Tensor], path: Any = "<checkpoint>",
+              strict: bool = True) -> nn.Module:
+    """Assign ``state`` into ``model`` (which may live on the meta device) and return it."""
+    message = _mismatch_message(path, model, state)
+    if message and strict:
+        raise WeightsError(message)
+    if message:
+        logger.warning("strict=False: %s", message)
+    expected = {**dict(model.named_parameters()), **dict(model.named_buffers())}
+    usable = {k: v for k, v in state.items() if k in expected and expected[k].shape == v.shape}
+    # keep the model's dtype for float tensors; assign=True avoids a second copy when dtypes agree
+    usable = {k: (v.to(expected[k].dtype) if v.is_floating_point() else v) for k, v in usable.items()}
+    model.load_state_dict(usable, strict=False, assign=True)
+    still_meta = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
+    if still_meta:
+        raise WeightsError(f"{path}: weights leave {len(still_meta)} tensors uninitialised "
+                           f"(first: {', '.join(still_meta[:4])})")
+    return model

@@ -1,0 +1,1 @@
+"""Dataset readers (layout-validated before any compute) and evaluation transforms."""

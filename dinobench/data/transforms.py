@@ -1,0 +1,31 @@
+"""Evaluation transforms built from a task's ``transform`` config and the backbone's normalisation."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+from torchvision import transforms as T
+from torchvision.transforms import InterpolationMode
+
+INTERPOLATIONS = {
+    "bilinear": InterpolationMode.BILINEAR,
+    "bicubic": InterpolationMode.BICUBIC,
+    "nearest": InterpolationMode.NEAREST,
+}
+
+
+def build_eval_transform(cfg: dict[str, Any], mean: Sequence[float], std: Sequence[float]) -> Callable:
+    """Resize (short side) -> centre crop -> tensor -> normalise (``mean``/``std`` of the backbone).
+
+    ``cfg``: ``resize`` (int), ``crop`` (int), ``interpolation`` (bilinear|bicubic|nearest).
+    """
+    interpolation = cfg.get("interpolation", "bicubic")
+    if interpolation not in INTERPOLATIONS:
+        raise ValueError(f"transform.interpolation must be one of {sorted(INTERPOLATIONS)}, got {interpolation!r}")
+    steps: list[Callable] = []
+    if cfg.get("resize"):
+        steps.append(T.Resize(int(cfg["resize"]), interpolation=INTERPOLATIONS[interpolation], antialias=True))
+    if cfg.get("crop"):
+        steps.append(T.CenterCrop(int(cfg["crop"])))
+    steps += [T.ToTensor(), T.Normalize(mean=list(mean), std=list(std))]
+    return T.Compose(steps)

@@ -1,0 +1,21 @@
+"""Where shipped data files live, in a source checkout and in an installed wheel alike."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def configs_dir() -> Path:
+    """The ``configs/`` folder (``dinobench/configs`` when installed, ``<repo>/configs`` in a checkout)."""
+    for candidate in (PACKAGE_DIR / "configs", PACKAGE_DIR.parent / "configs"):
+        if (candidate / "tasks").is_dir():
+            return candidate
+    raise FileNotFoundError(f"dinobench configs not found next to {PACKAGE_DIR}; reinstall dinobench")
+
+
+def repo_root() -> Path | None:
+    """The source checkout root when running from one (for the git commit in provenance)."""
+    root = PACKAGE_DIR.parent
+    return root if (root / "pyproject.toml").is_file() and (root / "configs").is_dir() else None

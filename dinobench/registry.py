@@ -1,0 +1,184 @@
+"""Small typed registries (backbones, datasets, protocols, tasks) with "did you mean" lookups.
+
+Plugins fill them through the hooks in :mod:`dinobench.hookspecs`; the core only reads them.
+Entries name their implementation lazily (``"package.module:attr"``) so that listing stays fast
+and a plugin's heavy imports happen only when its entry is used.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Generic, Iterator, TypeVar
+
+from dinobench.errors import PluginError, UnknownNameError
+
+T = TypeVar("T")
+
+
+def resolve_object(target: str | Callable[..., Any]) -> Any:
+    """Import ``"package.module:attr"`` (or return a callable unchanged)."""
+    if not isinstance(target, str):
+        return target
+    module_name, _, attr = target.partition(":")
+    obj: Any = importlib.import_module(module_name)
+    for part in filter(None, attr.split(".")):
+        obj = getattr(obj, part)
+    return obj
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """A named backbone: how to build it and what a listing shows about it."""
+
+    name: str
+    factory: str | Callable[..., Any]  # called as factory(**overrides) -> nn.Module
+    family: str = ""
+    patch_size: int | None = None
+    embed_dim: int | None = None
+    description: str = ""
+    defaults: dict[str, Any] = field(default_factory=dict)  # constructor kwargs of this variant
+    source: str = ""  # plugin that registered it (filled in by the registry)
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A dataset reader: ``builder(cfg: dict, data_root: str | None) -> dict[split, Dataset]``."""
+
+    name: str
+    builder: str | Callable[..., Any]
+    description: str = ""
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class ProtocolSpec:
+    """An evaluation protocol (kNN, logreg, linear seg, ...): ``cls(cfg).run(context)``."""
+
+    name: str
+    cls: str | Callable[..., Any]
+    version: str = "1"
+    description: str = ""
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A task = an mmengine config file (or dict) naming a protocol and a dataset."""
+
+    name: str
+    config: str | Path | dict[str, Any]
+    description: str = ""
+    source: str = ""
+
+
+class Registry(Generic[T]):
+    """Name -> spec mapping; duplicates are refused, unknown names get suggestions."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._entries: dict[str, T] = {}
+        self._current_source = ""
+
+    def register(self, spec: T) -> T:
+        """Add ``spec`` (its ``name`` must be new); returns the stored spec."""
+        name = getattr(spec, "name")
+        if not name or not isinstance(name, str):
+            raise PluginError(f"{self._current_source or 'a plugin'} registered a {self.kind} without a name")
+        if name in self._entries:
+            first = getattr(self._entries[name], "source", "?")
+            raise PluginError(
+                f"{self.kind} {name!r} registered twice (by {first} and by {self._current_source or '?'}); "
+                "rename one of them"
+            )
+        if hasattr(spec, "source") and not getattr(spec, "source"):
+            spec = type(spec)(**{**spec.__dict__, "source": self._current_source})  # type: ignore[arg-type]
+        self._entries[name] = spec
+        return spec
+
+    def get(self, name: str) -> T:
+        """The spec called ``name``; raises :class:`UnknownNameError` with close matches."""
+        try:
+            return self._entries[name]
+        except KeyError:
+            matches = difflib.get_close_matches(name, list(self._entries), n=3, cutoff=0.5)
+            hint = f"`dinobench list {self.kind}s` shows all {len(self._entries)}"
+            raise UnknownNameError(self.kind, name, matches, hint) from None
+
+    def names(self) -> list[str]:
+        """Sorted names."""
+        return sorted(self._entries)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[T]:
+        return iter(self._entries[n] for n in self.names())
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+class BackboneRegistry(Registry[BackboneSpec]):
+    """Registry of backbones; ``add`` is a keyword shortcut for plugins."""
+
+    def __init__(self) -> None:
+        super().__init__("backbone")
+
+    def add(self, name: str, factory: str | Callable[..., Any], **meta: Any) -> BackboneSpec:
+        """Register ``BackboneSpec(name, factory, **meta)``."""
+        return self.register(BackboneSpec(name=name, factory=factory, **meta))
+
+
+class DatasetRegistry(Registry[DatasetSpec]):
+    """Registry of dataset readers."""
+
+    def __init__(self) -> None:
+        super().__init__("dataset")
+
+    def add(self, name: str, builder: str | Callable[..., Any], **meta: Any) -> DatasetSpec:
+        """Register ``DatasetSpec(name, builder, **meta)``."""
+        return self.register(DatasetSpec(name=name, builder=builder, **meta))
+
+
+class ProtocolRegistry(Registry[ProtocolSpec]):
+    """Registry of evaluation protocols."""
+
+    def __init__(self) -> None:
+        super().__init__("protocol")
+
+    def add(self, name: str, cls: str | Callable[..., Any], **meta: Any) -> ProtocolSpec:
+        """Register ``ProtocolSpec(name, cls, **meta)``."""
+        return self.register(ProtocolSpec(name=name, cls=cls, **meta))
+
+
+class TaskRegistry(Registry[TaskSpec]):
+    """Registry of tasks; ``add_config_dir`` registers every ``*.py`` config in a folder."""
+
+    def __init__(self) -> None:
+        super().__init__("task")
+
+    def add(self, name: str, config: str | Path | dict[str, Any], **meta: Any) -> TaskSpec:
+        """Register ``TaskSpec(name, config, **meta)``."""
+        return self.register(TaskSpec(name=name, config=config, **meta))
+
+    def add_config_dir(self, folder: str | Path) -> list[TaskSpec]:
+        """Register each ``<folder>/<task-name>.py`` as task ``<task-name>``."""
+        return [self.add(p.stem, p) for p in sorted(Path(folder).glob("*.py")) if not p.name.startswith("_")]
+
+
+@dataclass
+class Registries:
+    """All registries, filled once per process by the plugin manager."""
+
+    backbones: BackboneRegistry = field(default_factory=BackboneRegistry)
+    datasets: DatasetRegistry = field(default_factory=DatasetRegistry)
+    protocols: ProtocolRegistry = field(default_factory=ProtocolRegistry)
+    tasks: TaskRegistry = field(default_factory=TaskRegistry)
+
+    def set_source(self, source: str) -> None:
+        """Attribute what gets registered next to plugin ``source``."""
+        for reg in (self.backbones, self.datasets, self.protocols, self.tasks):
+            reg._current_source = source

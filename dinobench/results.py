@@ -1,0 +1,165 @@
+"""The result record: typed schema, provenance, atomic write.
+
+Each run writes ``<output>/<backbone>/<task>/<UTC-timestamp>/result.json``. The run directory
+is assembled under a temporary name and renamed into place, so a crash never leaves a partial
+result behind and an existing result is never overwritten.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class MainMetric:
+    """The one number a leaderboard column shows."""
+
+    name: str
+    value: float
+    higher_is_better: bool = True
+
+
+@dataclass
+class Result:
+    """One (backbone, task) evaluation. Field names are a public contract (leaderboards, CI checks)."""
+
+    task: str
+    protocol: str
+    protocol_version: str
+    protocol_plugin: str
+    protocol_hash: str
+    backbone: str
+    weights: str  # checkpoint path, or "random-init"
+    weights_sha256: str | None
+    seed: int
+    metrics: dict[str, float]
+    main_metric: MainMetric
+    config: dict[str, Any]
+    dataset: dict[str, Any]
+    backbone_config: dict[str, Any] = field(default_factory=dict)
+    environment: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    created_at: str = ""
+    schema_version: int = SCHEMA_VERSION
+    path: str | None = None  # where it was written (not serialised)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (without :attr:`path`)."""
+        data = asdict(self)
+        data.pop("path")
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], path: str | None = None) -> "Result":
+        """Inverse of :meth:`to_dict`; unknown keys are ignored (forward compatibility)."""
+        known = {f for f in cls.__dataclass_fields__ if f != "path"}
+        kwargs = {k: v for k, v in data.items() if k in known}
+        kwargs["main_metric"] = MainMetric(**data["main_metric"])
+        return cls(**kwargs, path=path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Result":
+        """Read a ``result.json``."""
+        return cls.from_dict(json.loads(Path(path).read_text()), path=str(path))
+
+
+def utc_timestamp(now: datetime | None = None) -> str:
+    """``20261123T183501.123456Z``: sortable, filesystem-safe, microsecond resolution."""
+    return (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%S.%fZ")
+
+
+def _git(args: list[str], cwd: Path) -> str | None:
+    try:
+        out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=5, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip()
+
+
+def environment(device: str, dtype: str) -> dict[str, Any]:
+    """Provenance: versions, git commit of the dinobench checkout (if any), device and dtype."""
+    import numpy
+    import torch
+
+    import dinobench
+    from dinobench.paths import repo_root
+
+    env: dict[str, Any] = {
+        "dinobench_version": dinobench.__version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "platform": platform.platform(),
+        "device": device,
+        "dtype": dtype,
+        "git_commit": None,
+        "git_dirty": None,
+        "argv": sys.argv,
+    }
+    root = repo_root()
+    if root is not None:
+        env["git_commit"] = _git(["rev-parse", "HEAD"], root)
+        status = _git(["status", "--porcelain", "--untracked-files=no"], root)
+        env["git_dirty"] = bool(status) if status is not None else None
+    if device.startswith("cuda") and torch.cuda.is_available():
+        env["gpu"] = torch.cuda.get_device_name(0)
+    return env
+
+
+def safe_component(name: str) -> str:
+    """A backbone/task name usable as one path component (``org/model`` -> ``org--model``)."""
+    return re.sub(r"[^A-Za-z0-9._+-]+", "--", name).strip("-") or "unnamed"
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temp file in the same folder + fsync + rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_result(result: Result, output_dir: str | Path) -> Path:
+    """Write ``result`` under a new ``<output>/<backbone>/<task>/<UTC>/`` folder; return the json path."""
+    task_dir = Path(output_dir) / safe_component(result.backbone) / safe_component(result.task)
+    task_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=task_dir, prefix=".staging-"))
+    try:
+        result.created_at = result.created_at or datetime.now(timezone.utc).isoformat()
+        write_atomic(staging / "result.json", json.dumps(result.to_dict(), indent=2, sort_keys=False) + "\n")
+        for attempt in range(1000):
+            final = task_dir / (utc_timestamp() + (f"-{attempt}" if attempt else ""))
+            try:
+                os.rename(staging, final)  # atomic; refuses to replace an existing non-empty dir
+                break
+            except OSError:
+                if not final.exists():
+                    raise
+        else:  # pragma: no cover - 1000 collisions in one microsecond
+            raise RuntimeError(f"could not find a free result folder under {task_dir}")
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    result.path = str(final / "result.json")
+    return final / "result.json"
