@@ -54,7 +54,7 @@ def topk_accuracy(scores: Tensor, labels: Tensor, k: int) -> float:
     """Fraction of rows whose label is among the ``k`` highest scores (in %)."""
     k = min(k, scores.shape[1])
     hits = (scores.topk(k, dim=1).indices == labels[:, None]).any(dim=1)
-    return float(hits.float().mean() * 100)
+    return float(hits.double().mean() * 100)
 
 
 class KNNProtocol:

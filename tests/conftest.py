@@ -1,0 +1,36 @@
+"""Shared fixtures: offline, quiet, tiny models."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TQDM_DISABLE", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import pytest  # noqa: E402
+
+#: depth-2, dim-64 ViT used throughout the tests (as --cfg-options and as create_backbone kwargs)
+TINY = {"embed_dim": 64, "depth": 2, "num_heads": 2}
+TINY_OPTIONS = [f"backbone.{k}={v}" for k, v in TINY.items()]
+
+
+@pytest.fixture
+def tiny_kwargs() -> dict:
+    return dict(TINY)
+
+
+@pytest.fixture
+def run_cli(capsys):
+    """Call ``dinobench`` in-process; returns (exit code, stdout, stderr)."""
+    from dinobench.cli import main
+
+    def _run(*argv: str):
+        try:
+            code = main(list(argv))
+        except SystemExit as exc:  # argparse usage errors and --help/--version
+            code = exc.code
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return _run

@@ -1,0 +1,89 @@
+"""Packaging: the root-level folders import as dinobench.<name> from a checkout, an editable
+install and a wheel installed into a fresh virtualenv."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+MAPPED = {"dinobench": "dinobench", "backbones": "dinobench.backbones", "heads": "dinobench.heads",
+          "plugins": "dinobench.plugins"}
+IMPORT_CHECK = ("import dinobench, dinobench.backbones, dinobench.heads, dinobench.plugins, dinobench.configs; "
+                "print(dinobench.__file__); print(dinobench.backbones.__file__); "
+                "print(list(dinobench.configs.__path__)[0])")
+
+
+def test_every_package_directory_is_listed_in_pyproject():
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    listed = set(pyproject["tool"]["setuptools"]["packages"])
+    found = set()
+    for folder, dotted in MAPPED.items():
+        for init in (REPO / folder).rglob("__init__.py"):
+            rel = init.parent.relative_to(REPO / folder)
+            found.add(".".join([dotted, *rel.parts]))
+    assert found - listed == set(), "add these packages to [tool.setuptools] packages in pyproject.toml"
+    mapping = pyproject["tool"]["setuptools"]["package-dir"]
+    for pkg in listed:
+        assert pkg in mapping or pkg.rsplit(".", 1)[0] in mapping or pkg.startswith("dinobench."), pkg
+
+
+def test_source_checkout_without_install_imports_siblings(tmp_path):
+    """A bare interpreter (no dinobench installed) run from the repo root."""
+    base_python = getattr(sys, "_base_executable", sys.executable)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run([base_python, "-c", IMPORT_CHECK], cwd=REPO, capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    pkg, backbones, configs = proc.stdout.split()
+    assert Path(pkg) == REPO / "dinobench" / "__init__.py"
+    assert Path(backbones) == REPO / "backbones" / "__init__.py"
+    assert Path(configs) == REPO / "configs"
+
+
+def test_installed_environment_imports_siblings_from_elsewhere(tmp_path):
+    """The test venv's install (editable in development) used from an unrelated cwd."""
+    proc = subprocess.run([sys.executable, "-c", IMPORT_CHECK], cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "backbones" in proc.stdout.split()[1]
+
+
+@pytest.mark.slow
+def test_wheel_in_a_fresh_venv(tmp_path):
+    """`pip install <wheel>` into a new venv (all dependencies), then list and run from another cwd."""
+    dist = tmp_path / "dist"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(dist),
+                    str(REPO)], check=True, capture_output=True, text=True)
+    (wheel,) = dist.glob("dinobench-*.whl")
+    import zipfile
+
+    names = zipfile.ZipFile(wheel).namelist()
+    for expected in ("dinobench/backbones/dinov3_vit.py", "dinobench/plugins/knn.py", "dinobench/heads/__init__.py",
+                     "dinobench/configs/tasks/digits-knn.py", "dinobench/configs/_base_/protocols/knn.py"):
+        assert expected in names, expected
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", str(wheel)], capture_output=True, text=True)
+    assert pip.returncode == 0, pip.stderr[-3000:]
+    env = {**os.environ, "TQDM_DISABLE": "1"}
+    env.pop("PYTHONPATH", None)
+    workdir = tmp_path / "elsewhere"
+    workdir.mkdir()
+    listed = subprocess.run([str(venv / "bin" / "dinobench"), "list", "tasks"], cwd=workdir, capture_output=True,
+                            text=True, env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert "digits-knn" in listed.stdout
+    ran = subprocess.run([str(venv / "bin" / "dinobench"), "run", "--backbone", "vit_tiny", "--task", "digits-knn",
+                          "--output", str(workdir / "out"), "--cfg-options", "backbone.embed_dim=64",
+                          "backbone.depth=2", "backbone.num_heads=2"], cwd=workdir, capture_output=True, text=True,
+                         env=env)
+    assert ran.returncode == 0, ran.stderr
+    assert len(list((workdir / "out").rglob("result.json"))) == 1
+    where = subprocess.run([str(venv / "bin" / "python"), "-c", IMPORT_CHECK], cwd=workdir, capture_output=True,
+                           text=True, env=env)
+    assert where.returncode == 0, where.stderr
+    assert str(venv) in where.stdout.split()[1]  # the wheel's copy, not the checkout

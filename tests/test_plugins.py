@@ -1,0 +1,103 @@
+"""Third-party plugins: installed with pip, discovered through the "dinobench" entry point group."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).parent
+
+
+def pip_install_target(package_dir: Path, target: Path) -> None:
+    """A real ``pip install`` of ``package_dir`` into an isolated folder (put on PYTHONPATH)."""
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+                    "--target", str(target), str(package_dir)], check=True, capture_output=True, text=True)
+
+
+def dinobench_cli(*argv: str, pythonpath: Path | None = None, cwd: Path | None = None):
+    env = {**os.environ, "TQDM_DISABLE": "1"}
+    if pythonpath is not None:
+        env["PYTHONPATH"] = str(pythonpath)
+    return subprocess.run([sys.executable, "-m", "dinobench", *argv], capture_output=True, text=True, env=env,
+                          cwd=cwd, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def example_plugin(tmp_path_factory) -> Path:
+    target = tmp_path_factory.mktemp("site")
+    pip_install_target(HERE / "thirdparty_plugin", target)
+    return target
+
+
+def test_installed_plugin_adds_a_backbone_and_a_task(example_plugin, tmp_path):
+    listed = dinobench_cli("list", "--json", pythonpath=example_plugin)
+    assert listed.returncode == 0, listed.stderr
+    payload = json.loads(listed.stdout)
+    backbone = next(r for r in payload["backbones"] if r["name"] == "patchpool")
+    assert backbone["source"] == "example"
+    task = next(r for r in payload["tasks"] if r["name"] == "digits16-knn")
+    assert task["protocol"] == "knn" and task["source"] == "example"
+    plugin = next(r for r in payload["plugins"] if r["plugin"] == "example")
+    assert plugin["package"] == "dinobench-example-plugin" and plugin["version"] == "0.1.0"
+
+    ran = dinobench_cli("run", "--backbone", "patchpool", "--task", "digits16-knn", "--output", str(tmp_path),
+                        pythonpath=example_plugin)
+    assert ran.returncode == 0, ran.stderr
+    (path,) = tmp_path.rglob("result.json")
+    record = json.loads(path.read_text())
+    assert record["backbone"] == "patchpool" and record["task"] == "digits16-knn"
+    assert set(record["metrics"]) == {"top1_k1", "top5_k1", "top1_k5", "top5_k5", "top1", "best_k"}
+    assert record["main_metric"]["value"] > 50  # pixels-through-a-random-projection on digits
+
+
+def _write_plugin(root: Path, dist: str, module: str, body: str) -> Path:
+    (root / module).mkdir(parents=True)
+    (root / module / "__init__.py").write_text(textwrap.dedent(body))
+    (root / "pyproject.toml").write_text(textwrap.dedent(f"""
+        [build-system]
+        requires = ["setuptools>=68"]
+        build-backend = "setuptools.build_meta"
+        [project]
+        name = "{dist}"
+        version = "0.0.1"
+        [project.entry-points.dinobench]
+        {module} = "{module}"
+        [tool.setuptools]
+        packages = ["{module}"]
+    """))
+    return root
+
+
+@pytest.mark.parametrize("dist,module,body,expected", [
+    ("broken-import-plugin", "broken_import", "import does_not_exist_anywhere\n",
+     "plugin 'broken_import' (package broken-import-plugin) failed to import"),
+    ("typo-hook-plugin", "typo_hook", """
+        from dinobench.hookspecs import hookimpl
+
+        @hookimpl
+        def dinobench_register_backbonez(registry):
+            pass
+     """, "plugin 'typo_hook' (package typo-hook-plugin) skipped: unknown hook 'dinobench_register_backbonez'"),
+    ("raising-plugin", "raising", """
+        from dinobench.hookspecs import hookimpl
+
+        @hookimpl
+        def dinobench_register_backbones(registry):
+            registry.add("half_registered", "x:y")
+            raise RuntimeError("boom")
+     """, "plugin 'raising' (package raising-plugin 0.0.1) failed in dinobench_register_backbones"),
+])
+def test_broken_plugin_is_one_warning_not_a_crash(tmp_path, dist, module, body, expected):
+    target = tmp_path / "site"
+    pip_install_target(_write_plugin(tmp_path / "src", dist, module, body), target)
+    listed = dinobench_cli("list", "backbones", pythonpath=target)
+    assert listed.returncode == 0, listed.stderr
+    warnings = [line for line in listed.stderr.splitlines() if line.strip()]
+    assert len(warnings) == 1 and expected in warnings[0], listed.stderr
+    assert "vits16" in listed.stdout and "half_registered" not in listed.stdout
