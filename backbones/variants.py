@@ -41,3 +41,18 @@ DINOV3_VIT: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "vit_tiny": (_vit(128, 4, 4, 4.0, patch_size=8, layerscale_init=None),
                  {"description": "toy ViT for CPU tests, the demo and toy SSL; any size via overrides"}),
 }
+
+
+#: DINOv3 ConvNeXt variants (filled by backbones/dinov3_convnext.py's family; official sizes).
+DINOV3_CONVNEXT: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+
+#: DINOv2 ViT variants (patch 14, learned position embedding, optional registers).
+DINOV2_VIT: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+
+#: family name -> (variant table, module that builds it). The registration plugin and the
+#: checkpoint loader iterate over this.
+FAMILIES: dict[str, tuple[dict[str, tuple[dict[str, Any], dict[str, Any]]], str]] = {
+    "dinov3_vit": (DINOV3_VIT, "dinobench.backbones.dinov3_vit"),
+    "dinov3_convnext": (DINOV3_CONVNEXT, "dinobench.backbones.dinov3_convnext"),
+    "dinov2_vit": (DINOV2_VIT, "dinobench.backbones.dinov2_vit"),
+}

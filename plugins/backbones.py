@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
-from dinobench.backbones.variants import DINOV3_VIT
+from dinobench.backbones.variants import FAMILIES
 from dinobench.hookspecs import hookimpl
 from dinobench.registry import BackboneRegistry
 
 
 @hookimpl
 def dinobench_register_backbones(registry: BackboneRegistry) -> None:
-    """DINOv3 ViT variants (official sizes) and the toy ``vit_tiny``."""
-    for name, (kwargs, meta) in DINOV3_VIT.items():
-        registry.add(
-            name,
-            f"dinobench.backbones.dinov3_vit:{name}",
-            family="dinov3_vit",
-            patch_size=kwargs["patch_size"],
-            embed_dim=kwargs["embed_dim"],
-            description=meta.get("description", ""),
-            defaults=kwargs,
-        )
+    """Every variant of every first-party family (DINOv3 ViT/ConvNeXt, DINOv2 ViT)."""
+    for family, (variants, module) in FAMILIES.items():
+        for name, (kwargs, meta) in variants.items():
+            registry.add(
+                name,
+                f"{module}:{name}",
+                family=family,
+                patch_size=meta.get("patch_size", kwargs.get("patch_size")),
+                embed_dim=meta.get("embed_dim", kwargs.get("embed_dim")),
+                description=meta.get("description", ""),
+                defaults=kwargs,
+            )
