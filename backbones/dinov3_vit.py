@@ -233,9 +233,12 @@ class DinoVisionTransformer(nn.Module):
         return out if is_training else self.head(out["x_norm_clstoken"])
 
 
-def build(variant: str, **overrides: Any) -> DinoVisionTransformer:
-    """Build ``variant`` with official-name ``overrides`` (random init, seeded by the caller)."""
-    kwargs, meta = DINOV3_VIT[variant]
+def build(variant: str | None, **overrides: Any) -> DinoVisionTransformer:
+    """Build ``variant`` with official-name ``overrides`` (random init, seeded by the caller).
+
+    ``variant=None`` builds from ``overrides`` alone (e.g. kwargs read from a config.json).
+    """
+    kwargs, meta = DINOV3_VIT[variant] if variant is not None else ({}, {})
     config = {**kwargs, **{k: v for k, v in meta.items() if k in ("mean", "std")}, **overrides}
     model = DinoVisionTransformer(**config)
     if not any(p.is_meta for p in model.parameters()):
@@ -249,3 +252,163 @@ def __getattr__(name: str):
     if name in DINOV3_VIT:
         return partial(build, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# --------------------------------------------------------------------------- checkpoint formats
+HF_MODEL_TYPES = ("dinov3_vit",)
+_NORM_EPS = {"layernorm": 1e-6, "layernormbf16": 1e-5}
+
+
+def detect_format(state: dict[str, Tensor]) -> str | None:
+    """``official`` (also dinobench), ``hf`` (transformers DINOv3ViT) or ``timm`` (``vit_*_dinov3``)."""
+    if "embeddings.cls_token" in state or any(k.startswith(("layer.", "model.layer.")) for k in state):
+        return "hf"
+    if "reg_token" in state or "blocks.0.gamma_1" in state or "blocks.0.attn.q_bias" in state:
+        return "timm"
+    if "cls_token" in state and any(k.startswith("blocks.") for k in state):
+        return "official"
+    return None
+
+
+def _derived_buffers(config: dict[str, Any], out: dict[str, Tensor], qkv_dim: int) -> None:
+    """Buffers that official checkpoints carry but HF/timm ones do not (RoPE periods, K-bias mask)."""
+    rope = RopePositionEmbedding(config.get("embed_dim", 768), num_heads=config.get("num_heads", 12),
+                                 base=config.get("pos_embed_rope_base", 100.0),
+                                 min_period=config.get("pos_embed_rope_min_period"),
+                                 max_period=config.get("pos_embed_rope_max_period"), device="cpu")
+    out["rope_embed.periods"] = rope.periods
+    for i in range(config.get("depth", 12)):
+        if config.get("mask_k_bias") and f"blocks.{i}.attn.qkv.bias" in out:
+            mask = torch.ones(qkv_dim)
+            mask[qkv_dim // 3: 2 * qkv_dim // 3] = 0
+            out[f"blocks.{i}.attn.qkv.bias_mask"] = mask
+    if config.get("untie_global_and_local_cls_norm") and "local_cls_norm.weight" not in out:
+        # training-only norm (local crops); eval never uses it, so the global norm stands in
+        out["local_cls_norm.weight"], out["local_cls_norm.bias"] = out["norm.weight"], out["norm.bias"]
+    if "mask_token" not in out:
+        out["mask_token"] = torch.zeros(1, out["cls_token"].shape[-1])
+
+
+def convert_state_dict(state: dict[str, Tensor], fmt: str, config: dict[str, Any] | None = None) -> dict[str, Tensor]:
+    """HF- or timm-named tensors -> official names (consumes ``state`` to keep one copy in memory)."""
+    if fmt == "official":
+        return state
+    config = config or {}
+    # transformers files say "layer.N."; its in-memory modules say "model.layer.N."
+    state = {(k[len("model."):] if k.startswith("model.layer.") else k): v for k, v in state.items()}
+    pop = state.pop
+    out: dict[str, Tensor] = {}
+    hf = fmt == "hf"
+    out["cls_token"] = pop("embeddings.cls_token" if hf else "cls_token")
+    storage = pop("embeddings.register_tokens" if hf else "reg_token", None)
+    if storage is not None and storage.shape[1] > 0:
+        out["storage_tokens"] = storage
+    if hf:
+        out["mask_token"] = pop("embeddings.mask_token").reshape(1, -1)
+    for p in ("weight", "bias"):
+        out[f"patch_embed.proj.{p}"] = pop(("embeddings.patch_embeddings." if hf else "patch_embed.proj.") + p)
+        out[f"norm.{p}"] = pop(f"norm.{p}")
+    depth = 1 + max(int(k.split(".")[1]) for k in state if k.startswith("layer." if hf else "blocks."))
+    dim = out["cls_token"].shape[-1]
+    for i in range(depth):
+        src, dst = (f"layer.{i}." if hf else f"blocks.{i}."), f"blocks.{i}."
+        names = {"norm1": "norm1", "norm2": "norm2", "attn.proj": "attention.o_proj" if hf else "attn.proj"}
+        for ours, theirs in names.items():
+            for p in ("weight", "bias"):
+                if src + f"{theirs}.{p}" in state:
+                    out[dst + f"{ours}.{p}"] = pop(src + f"{theirs}.{p}")
+        out[dst + "ls1.gamma"] = pop(src + ("layer_scale1.lambda1" if hf else "gamma_1"))
+        out[dst + "ls2.gamma"] = pop(src + ("layer_scale2.lambda1" if hf else "gamma_2"))
+        if hf:
+            out[dst + "attn.qkv.weight"] = torch.cat([pop(src + f"attention.{x}_proj.weight") for x in "qkv"])
+            biases = [pop(src + f"attention.{x}_proj.bias", None) for x in "qkv"]
+        else:
+            out[dst + "attn.qkv.weight"] = pop(src + "attn.qkv.weight")
+            biases = [pop(src + "attn.q_bias", None), None, pop(src + "attn.v_bias", None)]
+        if config.get("qkv_bias", True) and any(b is not None for b in biases):
+            out[dst + "attn.qkv.bias"] = torch.cat([b if b is not None else torch.zeros(dim) for b in biases])
+        elif config.get("qkv_bias", True):
+            out[dst + "attn.qkv.bias"] = torch.zeros(3 * dim)  # timm drops all-zero qkv biases
+        mlp_map = ({"w1": "gate_proj", "w2": "up_proj", "w3": "down_proj", "fc1": "up_proj", "fc2": "down_proj"} if hf
+                   else {"w1": "fc1_g", "w2": "fc1_x", "w3": "fc2", "fc1": "fc1", "fc2": "fc2"})
+        gated = src + ("mlp.gate_proj.weight" if hf else "mlp.fc1_g.weight") in state
+        for ours in (("w1", "w2", "w3") if gated else ("fc1", "fc2")):
+            for p in ("weight", "bias"):
+                if src + f"mlp.{mlp_map[ours]}.{p}" in state:
+                    out[dst + f"mlp.{ours}.{p}"] = pop(src + f"mlp.{mlp_map[ours]}.{p}")
+    if state:
+        logger.debug("ignored %d %s tensors: %s", len(state), fmt, sorted(state)[:5])
+    _derived_buffers({**config, "depth": depth}, out, 3 * dim)
+    return out
+
+
+def kwargs_from_hf_config(config: dict[str, Any]) -> dict[str, Any]:
+    """transformers ``DINOv3ViTConfig`` (config.json) -> constructor kwargs."""
+    dim, eps = config["hidden_size"], config.get("layer_norm_eps", 1e-5)
+    gated = config.get("use_gated_mlp", False)
+    width = config["intermediate_size"]
+    norm = next((n for n, e in _NORM_EPS.items() if abs(e - eps) < 1e-12), None)
+    if norm is None:
+        raise ValueError(f"unsupported layer_norm_eps {eps}; expected 1e-5 or 1e-6")
+    qkv_bias = any(config.get(k, True) for k in ("query_bias", "key_bias", "value_bias"))
+    return dict(
+        patch_size=config.get("patch_size", 16), embed_dim=dim, depth=config["num_hidden_layers"],
+        num_heads=config["num_attention_heads"], ffn_layer="swiglu" if gated else "mlp",
+        ffn_ratio=(1.5 * width if gated else width) / dim, qkv_bias=qkv_bias,
+        mask_k_bias=qkv_bias and not config.get("key_bias", False), proj_bias=config.get("proj_bias", True),
+        ffn_bias=config.get("mlp_bias", True), layerscale_init=config.get("layerscale_value", 1.0),
+        norm_layer=norm, n_storage_tokens=config.get("num_register_tokens", 0),
+        pos_embed_rope_base=config.get("rope_theta", 100.0),
+        pos_embed_rope_rescale_coords=config.get("pos_embed_rescale"),
+        pos_embed_rope_jitter_coords=config.get("pos_embed_jitter"),
+        pos_embed_rope_shift_coords=config.get("pos_embed_shift"),
+    )
+
+
+def export_hf(model: DinoVisionTransformer) -> tuple[dict[str, Any], dict[str, Tensor]]:
+    """(config.json, state dict) in transformers' DINOv3ViT layout."""
+    cfg = model.variant_config
+    dim = model.embed_dim
+    if cfg.get("pos_embed_rope_base") is None or cfg.get("pos_embed_rope_normalize_coords", "separate") != "separate":
+        raise ValueError("transformers' DINOv3ViT supports only base-parametrised RoPE with 'separate' coords")
+    block = model.blocks[0]
+    gated = hasattr(block.mlp, "w1")
+    qkv_bias = block.attn.qkv.bias is not None
+    config = {
+        "model_type": "dinov3_vit", "architectures": ["DINOv3ViTModel"], "hidden_size": dim,
+        "num_hidden_layers": len(model.blocks), "num_attention_heads": model.num_heads,
+        "intermediate_size": (block.mlp.w1 if gated else block.mlp.fc1).out_features,
+        "use_gated_mlp": gated, "hidden_act": "silu" if gated else "gelu", "patch_size": model.patch_size,
+        "image_size": model.img_size, "num_channels": model.patch_embed.in_chans,
+        "layer_norm_eps": model.norm.eps, "layerscale_value": cfg.get("layerscale_init") or 1.0,
+        "num_register_tokens": model.n_storage_tokens, "rope_theta": cfg["pos_embed_rope_base"],
+        "query_bias": qkv_bias, "value_bias": qkv_bias, "key_bias": qkv_bias and not cfg.get("mask_k_bias", False),
+        "proj_bias": block.attn.proj.bias is not None, "mlp_bias": (block.mlp.w1 if gated else block.mlp.fc1).bias is not None,
+        "pos_embed_rescale": cfg.get("pos_embed_rope_rescale_coords"),
+        "pos_embed_jitter": cfg.get("pos_embed_rope_jitter_coords"),
+        "pos_embed_shift": cfg.get("pos_embed_rope_shift_coords"),
+    }
+    sd = {k: v.detach() for k, v in model.state_dict().items()}
+    out = {"embeddings.cls_token": sd["cls_token"], "embeddings.mask_token": sd["mask_token"].reshape(1, 1, -1),
+           "embeddings.register_tokens": sd.get("storage_tokens", torch.zeros(1, 0, dim)),
+           "embeddings.patch_embeddings.weight": sd["patch_embed.proj.weight"],
+           "embeddings.patch_embeddings.bias": sd["patch_embed.proj.bias"],
+           "norm.weight": sd["norm.weight"], "norm.bias": sd["norm.bias"]}
+    mlp_map = {"w1": "gate_proj", "w2": "up_proj", "w3": "down_proj"} if gated else {"fc1": "up_proj", "fc2": "down_proj"}
+    for i in range(len(model.blocks)):
+        src, dst = f"blocks.{i}.", f"layer.{i}."
+        for ours, theirs in {"norm1": "norm1", "norm2": "norm2", "attn.proj": "attention.o_proj",
+                             **{f"mlp.{a}": f"mlp.{b}" for a, b in mlp_map.items()}}.items():
+            for p in ("weight", "bias"):
+                if src + f"{ours}.{p}" in sd:
+                    out[dst + f"{theirs}.{p}"] = sd[src + f"{ours}.{p}"]
+        for name, w in zip("qkv", sd[src + "attn.qkv.weight"].chunk(3)):
+            out[dst + f"attention.{name}_proj.weight"] = w
+        if qkv_bias:
+            bias = sd[src + "attn.qkv.bias"] * sd.get(src + "attn.qkv.bias_mask", torch.ones(3 * dim))
+            for name, b in zip("qkv", bias.chunk(3)):
+                if name != "k" or config["key_bias"]:
+                    out[dst + f"attention.{name}_proj.bias"] = b
+        for j in (1, 2):
+            out[dst + f"layer_scale{j}.lambda1"] = sd.get(src + f"ls{j}.gamma", torch.ones(dim))
+    return config, {k: v.contiguous() for k, v in out.items()}

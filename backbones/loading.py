@@ -9,9 +9,13 @@ built on the meta device. Shape/key mismatches raise :class:`WeightsError` with 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
+import os
 import pickle
+import re
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -35,6 +39,79 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+@dataclass
+class Checkpoint:
+    """Tensors of a checkpoint plus, for a Hugging Face directory, its ``config.json``."""
+
+    state: dict[str, Tensor]
+    path: Path
+    hf_config: dict[str, Any] | None = None
+
+
+def resolve_source(weights: str | Path) -> Path:
+    """A local path for ``weights``: a path as is, a URL via torch.hub's cache, an HF repo id via
+    huggingface_hub (honours ``HF_TOKEN``, ``HF_HOME``, ``HF_HUB_OFFLINE``)."""
+    text = str(weights)
+    if text.startswith(("http://", "https://", "file://")):
+        return _download_url(text)
+    path = Path(text).expanduser()
+    if path.exists() or not _REPO_ID.match(text):
+        if not path.exists():
+            raise WeightsError(f"{path}: weights file does not exist; pass a checkpoint path, URL or HF repo id")
+        return path
+    return _download_hf_repo(text)
+
+
+def _download_url(url: str) -> Path:
+    from urllib.parse import urlparse
+
+    import torch.hub
+
+    target = Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(url).path).name
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            torch.hub.download_url_to_file(url, str(target), progress=True)
+        except Exception as exc:  # urllib raises many types
+            raise WeightsError(f"{url}: download failed ({type(exc).__name__}: {exc}); "
+                               "download it yourself and pass the local path") from exc
+    return target
+
+
+def _download_hf_repo(repo_id: str) -> Path:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
+
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=["*.json", "*.safetensors"],
+                                      token=os.environ.get("HF_TOKEN")))
+    except (LocalEntryNotFoundError, HFValidationError, OSError) as exc:
+        offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false")
+        hint = " (HF_HUB_OFFLINE is set and it is not in the local cache)" if offline else ""
+        raise WeightsError(f"{repo_id}: cannot fetch Hugging Face repo{hint}: {type(exc).__name__}") from exc
+
+
+def read_checkpoint(source: str | Path) -> Checkpoint:
+    """Read a checkpoint file or a Hugging Face directory (``config.json`` + weights)."""
+    path = resolve_source(source)
+    if path.is_dir():
+        config_file = path / "config.json"
+        weight_file = next((path / f for f in HF_WEIGHT_FILES if (path / f).is_file()), None)
+        if not config_file.is_file() or weight_file is None:
+            raise WeightsError(f"{path}: not a Hugging Face model directory (needs config.json and "
+                               f"{' or '.join(HF_WEIGHT_FILES)}); pass a checkpoint file instead")
+        return Checkpoint(read_state_dict(weight_file), path, json.loads(config_file.read_text()))
+    config_file = path.parent / "config.json"
+    hf_config = None
+    if path.name in HF_WEIGHT_FILES and config_file.is_file():
+        hf_config = json.loads(config_file.read_text())
+    return Checkpoint(read_state_dict(path), path, hf_config)
+
+
 def read_state_dict(path: str | Path) -> dict[str, Tensor]:
     """Tensors of a ``.pth``/``.pt``/``.bin`` or ``.safetensors`` file (memory-mapped)."""
     path = Path(path)
@@ -42,11 +119,15 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
         raise WeightsError(f"{path}: weights file does not exist; pass --weights with a checkpoint path")
     if path.is_dir():
         raise WeightsError(f"{path}: is a directory; pass the checkpoint file (.pth or .safetensors)")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
 
-            return dict(load_file(str(path), device="cpu"))
+        try:
+            return unwrap_state_dict(dict(load_file(str(path), device="cpu")), path)
+        except (SafetensorError, OSError) as exc:
+            raise WeightsError(f"{path}: not a readable safetensors file (truncated?): {exc}") from exc
+    try:
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         except RuntimeError as exc:

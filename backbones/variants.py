@@ -43,11 +43,37 @@ DINOV3_VIT: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
 }
 
 
-#: DINOv3 ConvNeXt variants (filled by backbones/dinov3_convnext.py's family; official sizes).
-DINOV3_CONVNEXT: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+#: DINOv3 ConvNeXt variants (official sizes, ``dinov3/models/convnext.py:convnext_sizes``); patch
+#: size 32 is the total stride of the four stages, the CLS token is the average-pooled last map.
+DINOV3_CONVNEXT: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    name: ({"depths": depths, "dims": dims, "layer_scale_init_value": 1e-6},
+           {"patch_size": 32, "embed_dim": dims[-1], "description": f"DINOv3 ConvNeXt-{size} (LVD-1689M)"})
+    for name, size, depths, dims in (
+        ("convnext_tiny", "Tiny", [3, 3, 9, 3], [96, 192, 384, 768]),
+        ("convnext_small", "Small", [3, 3, 27, 3], [96, 192, 384, 768]),
+        ("convnext_base", "Base", [3, 3, 27, 3], [128, 256, 512, 1024]),
+        ("convnext_large", "Large", [3, 3, 27, 3], [192, 384, 768, 1536]),
+    )
+}
 
-#: DINOv2 ViT variants (patch 14, learned position embedding, optional registers).
-DINOV2_VIT: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+#: DINOv2 ViT variants (patch 14, learned position embedding, optional registers): the official
+#: torch-hub models. The position embedding covers the 518 px (37x37) pre-training grid; the
+#: register models resize it with antialias and no offset (official hub settings).
+DINOV2_VIT: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    f"dinov2_vit{size}14{suffix}": (
+        {"img_size": 518, "patch_size": 14, "embed_dim": dim, "depth": depth, "num_heads": heads,
+         "mlp_ratio": 4.0, "init_values": 1e-5, "ffn_layer": ffn, "num_register_tokens": registers,
+         "interpolate_antialias": registers > 0, "interpolate_offset": 0.0 if registers else 0.1},
+        {"patch_size": 14, "embed_dim": dim,
+         "description": f"DINOv2 ViT-{size.upper() if size != 'g' else 'g'}/14 ({params} params, LVD-142M)"
+                        + (" with 4 registers" if registers else "")},
+    )
+    for size, dim, depth, heads, ffn, params in (
+        ("s", 384, 12, 6, "mlp", "21M"), ("b", 768, 12, 12, "mlp", "86M"),
+        ("l", 1024, 24, 16, "mlp", "300M"), ("g", 1536, 40, 24, "swiglufused", "1.1B"),
+    )
+    for suffix, registers in (("", 0), ("_reg", 4))
+}
 
 #: family name -> (variant table, module that builds it). The registration plugin and the
 #: checkpoint loader iterate over this.

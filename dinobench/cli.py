@@ -68,7 +68,9 @@ def _table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
-def _format_params(n: int) -> str:
+def _format_params(n: int | None) -> str:
+    if n is None:
+        return "-"
     return f"{n / 1e9:.2f}B" if n >= 1e9 else f"{n / 1e6:.1f}M"
 
 
@@ -80,7 +82,8 @@ def _list_rows(what: str) -> tuple[list[dict[str, Any]], list[str]]:
         from dinobench.backbones.factory import count_parameters
 
         rows = [{"name": s.name, "family": s.family, "params": _format_params(count_parameters(s.name)),
-                 "patch": s.patch_size, "dim": s.embed_dim, "source": s.source, "description": s.description}
+                 "patch": s.patch_size or "-", "dim": s.embed_dim or "-", "source": s.source,
+                 "description": s.description}
                 for s in reg.backbones]
         return rows, ["name", "family", "params", "patch", "dim", "source", "description"]
     if what == "tasks":
@@ -156,6 +159,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("dinobench: interrupted\n")
         return 130
+    except BrokenPipeError:  # `dinobench list | head`: stop quietly
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

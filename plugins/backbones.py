@@ -21,3 +21,5 @@ def dinobench_register_backbones(registry: BackboneRegistry) -> None:
                 description=meta.get("description", ""),
                 defaults=kwargs,
             )
+    registry.add("hf", "dinobench.backbones.factory:requires_weights", family="auto",
+                 description="architecture read from a Hugging Face config.json: --weights DIR or repo id")

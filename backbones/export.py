@@ -1,0 +1,65 @@
+"""Save a backbone as a Hugging Face directory (config.json + model.safetensors) or official .pth."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from dinobench.backbones.variants import FAMILIES
+from dinobench.errors import DinobenchError
+
+
+def _family_module(model: nn.Module):
+    for _, module_name in FAMILIES.values():
+        if type(model).__module__ == module_name:
+            return importlib.import_module(module_name)
+    raise DinobenchError(f"cannot export {type(model).__name__}: only first-party families have an HF layout")
+
+
+def export_hf(model: nn.Module, out_dir: str | Path) -> Path:
+    """Write ``out_dir/config.json`` and ``out_dir/model.safetensors`` (transformers-loadable).
+
+    The folder is assembled under a temporary name and renamed into place.
+    """
+    from safetensors.torch import save_file
+
+    config, state = _family_module(model).export_hf(model)
+    config = {**config, "torch_dtype": str(next(model.parameters()).dtype).replace("torch.", "")}
+    out_dir = Path(out_dir)
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise DinobenchError(f"{out_dir}: exists and is not empty; choose a new --output folder")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
+    try:
+        (staging / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        save_file({k: v.contiguous() for k, v in state.items()}, str(staging / "model.safetensors"),
+                  metadata={"format": "pt"})
+        if out_dir.exists():
+            out_dir.rmdir()
+        os.rename(staging, out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def export_pth(model: nn.Module, path: str | Path) -> Path:
+    """Write the official-format state dict (``torch.save``), atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(fd)
+    try:
+        torch.save(model.state_dict(), tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
