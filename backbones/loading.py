@@ -39,6 +39,14 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def weights_sha256(path: str | Path) -> str:
+    """sha256 of a checkpoint file, or of the weight file inside a Hugging Face directory."""
+    path = Path(path)
+    if path.is_dir():
+        path = next((path / f for f in HF_WEIGHT_FILES if (path / f).is_file()), path / HF_WEIGHT_FILES[0])
+    return sha256_file(path)
+
+
 HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 

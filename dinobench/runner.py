@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from dinobench.config import apply_options, load_config, parse_options, protocol_hash
-from dinobench.errors import ConfigError, DinobenchError, WeightsError
+from dinobench.errors import ConfigError, DinobenchError
 from dinobench.registry import resolve_object
 from dinobench.results import MainMetric, Result, environment, write_result
 
@@ -100,8 +100,10 @@ def run(backbone: str, task: str, weights: str | None = None, data_root: str | N
     dataset_spec = registries.datasets.get(cfg["dataset"]["type"])
     protocol_spec = registries.protocols.get(cfg["protocol"]["type"])
     device = _check_device(device)
-    if weights is not None and not Path(weights).exists():
-        raise WeightsError(f"{weights}: weights file does not exist; check the --weights path")
+    if weights is not None:  # local path, URL (torch.hub cache) or HF repo id -> a local path
+        from dinobench.backbones.loading import resolve_source
+
+        weights = str(resolve_source(weights))
 
     # data layout is validated before any model is built
     datasets = resolve_object(dataset_spec.builder)(dict(cfg["dataset"]), data_root)
@@ -127,9 +129,9 @@ def run(backbone: str, task: str, weights: str | None = None, data_root: str | N
     fingerprint = "+".join(ds.fingerprint for _, ds in sorted(datasets.items()))
     weights_sha = None
     if weights is not None:
-        from dinobench.backbones.loading import sha256_file
+        from dinobench.backbones.loading import weights_sha256
 
-        weights_sha = sha256_file(weights)
+        weights_sha = weights_sha256(weights)
     result = Result(
         task=task,
         protocol=protocol_spec.name,
