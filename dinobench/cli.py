@@ -23,6 +23,7 @@ EPILOG = """examples:
   dinobench run --backbone vit_tiny --task digits-knn
   dinobench run --backbone vitl16 --weights dinov3_vitl16.pth --task imagenet-knn --data-root /data/imagenet
   dinobench run --backbone vit_tiny --task digits-knn --cfg-options protocol.temperature=0.1 backbone.depth=2
+  dinobench export --backbone vitl16 --weights dinov3_vitl16.pth --output vitl16-hf
 """
 
 
@@ -58,6 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="override task config keys, e.g. protocol.temperature=0.1 backbone.depth=2")
     p_run.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     p_run.add_argument("--seed", type=int, default=0, help="seeds python, numpy, torch and random init")
+
+    p_export = sub.add_parser("export", help="save a backbone as a Hugging Face directory or official .pth")
+    p_export.add_argument("--backbone", required=True, help="backbone name (or 'hf' with --weights DIR)")
+    p_export.add_argument("--weights", default=None, help="checkpoint to convert (any supported format)")
+    p_export.add_argument("--output", required=True, help="new folder (hf) or file (pth)")
+    p_export.add_argument("--format", default="hf", choices=["hf", "pth"],
+                          help="hf: config.json + model.safetensors (transformers); pth: official state dict")
     return parser
 
 
@@ -134,7 +142,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"list": cmd_list, "run": cmd_run}
+def cmd_export(args: argparse.Namespace) -> int:
+    """Convert a backbone (and its weights) to the HF layout or the official .pth format."""
+    from dinobench.backbones.export import export_hf, export_pth
+
+    model = dinobench.create_backbone(args.backbone, weights=args.weights)
+    path = export_hf(model, args.output) if args.format == "hf" else export_pth(model, args.output)
+    print(f"exported {args.backbone} ({args.weights or 'random-init'}) -> {path}")
+    return 0
+
+
+COMMANDS = {"list": cmd_list, "run": cmd_run, "export": cmd_export}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -145,3 +145,34 @@ def test_hf_directory_with_wrong_named_architecture_is_a_clear_error(tmp_path):
     hf_model(gated=False).save_pretrained(tmp_path / "hf")
     with pytest.raises(dinobench.DinobenchError, match="shape mismatch"):
         dinobench.create_backbone("vitb16", weights=str(tmp_path / "hf"))
+
+
+def test_cli_export_then_transformers_loads_it(tmp_path, run_cli):
+    torch.manual_seed(5)
+    ours = randomize_(dinobench.create_backbone("vits16", embed_dim=64, depth=2, num_heads=4), seed=5)
+    export_pth(ours, tmp_path / "ours.pth")
+    code, out, err = run_cli("export", "--backbone", "hf", "--weights", str(tmp_path / "missing"),
+                             "--output", str(tmp_path / "x"))
+    assert code == 2 and "does not exist" in err
+    # name the architecture, convert the .pth into an HF folder, load it with transformers
+    from dinobench.cli import main
+
+    assert main(["export", "--backbone", "vits16", "--weights", str(tmp_path / "ours.pth"),
+                 "--output", str(tmp_path / "hf")]) == 2  # tiny weights do not fit full-size vits16
+    exported = export_hf(ours, tmp_path / "hf2")
+    code, out, err = run_cli("export", "--backbone", "hf", "--weights", str(exported), "--format", "pth",
+                             "--output", str(tmp_path / "back.pth"))
+    assert code == 0, err
+    back = torch.load(tmp_path / "back.pth", weights_only=True)
+    for key, value in ours.state_dict().items():
+        if key.endswith("qkv.bias"):  # HF has no K bias: the masked (never used) K part comes back as 0
+            mask = back[key + "_mask"]
+            assert torch.equal(back[key] * mask, value * mask) and back[key][mask == 0].eq(0).all(), key
+        else:
+            assert torch.equal(back[key], value), key
+    peer = DINOv3ViTModel.from_pretrained(exported).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert max(max_diffs(ours.forward_features(x), split_tokens(peer(x).last_hidden_state, 4)).values()) <= TOL
+    code, _, err = run_cli("export", "--backbone", "vits16", "--output", str(exported))
+    assert code == 2 and "exists and is not empty" in err
