@@ -118,8 +118,9 @@ class DinoVisionTransformer(nn.Module):
 
     # ----------------------------------------------------------------- tokens
     def _crop_to_patch_multiple(self, x: Tensor) -> Tensor:
-        if x.ndim != 4:
-            raise ValueError(f"expected an image batch [B, C, H, W], got a tensor of shape {tuple(x.shape)}")
+        if x.ndim != 4 or x.shape[1] != self.patch_embed.in_chans:
+            raise ValueError(f"expected an image batch [B, {self.patch_embed.in_chans}, H, W], "
+                             f"got a tensor of shape {tuple(x.shape)}")
         height, width = x.shape[-2:]
         p = self.patch_size
         if height < p or width < p:

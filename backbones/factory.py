@@ -88,10 +88,12 @@ def create_backbone(name: str, weights: str | Path | None = None, strict: bool =
                                    "config.json; for other checkpoints name the architecture (--backbone)")
             module = family_for_hf_config(checkpoint.hf_config, checkpoint.path)
             kwargs = {**module.kwargs_from_hf_config(checkpoint.hf_config), **overrides}
-            model = _build(partial(module.build, None), name, kwargs, meta=True)
+            model = _build(partial(module.build, None), name, kwargs, meta=strict)
         else:
             module = family_module(spec.family)
-            model = _build(resolve_object(spec.factory), name, overrides, meta=True)
+            # strict: build on the meta device (one copy in memory); non-strict: random init first
+            # so that tensors missing from the checkpoint keep their initial values
+            model = _build(resolve_object(spec.factory), name, overrides, meta=strict)
         state = checkpoint.state
         if module is not None:
             fmt = module.detect_format(state)

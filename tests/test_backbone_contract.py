@@ -69,8 +69,10 @@ def test_input_not_multiple_of_patch_is_cropped(model, caplog):
 
 
 def test_bad_input_shapes_are_clear(model):
-    with pytest.raises(ValueError, match=r"\[B, C, H, W\]"):
+    with pytest.raises(ValueError, match=r"expected an image batch \[B, 3, H, W\], got a tensor of shape \(3, 32, 32\)"):
         model.forward_features(torch.randn(3, 32, 32))
+    with pytest.raises(ValueError, match=r"got a tensor of shape \(1, 1, 32, 32\)"):
+        model.forward_features(torch.randn(1, 1, 32, 32))
     with pytest.raises(ValueError, match="smaller than one 16x16 patch"):
         model.forward_features(torch.randn(1, 3, 8, 32))
 

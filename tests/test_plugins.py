@@ -101,3 +101,29 @@ def test_broken_plugin_is_one_warning_not_a_crash(tmp_path, dist, module, body, 
     warnings = [line for line in listed.stderr.splitlines() if line.strip()]
     assert len(warnings) == 1 and expected in warnings[0], listed.stderr
     assert "vits16" in listed.stdout and "half_registered" not in listed.stdout
+
+
+def test_result_written_hook_is_called(tmp_path):
+    """In-process plugin object: the same hooks, registered on the live manager."""
+    from dinobench.hookspecs import hookimpl
+    from dinobench.plugin_manager import get_plugin_manager
+
+    seen = []
+
+    class Recorder:
+        @hookimpl
+        def dinobench_result_written(self, result, path):
+            seen.append((result.task, path))
+
+    pm = get_plugin_manager()
+    recorder = Recorder()
+    pm.register(recorder, name="recorder")
+    try:
+        import dinobench
+
+        result = dinobench.run(backbone="vit_tiny", task="digits-knn", output_dir=str(tmp_path),
+                               options=["backbone.embed_dim=64", "backbone.depth=2", "backbone.num_heads=2",
+                                        "protocol.nb_knn=[10]"])
+    finally:
+        pm.unregister(recorder)
+    assert seen == [("digits-knn", Path(result.path))]

@@ -58,3 +58,19 @@ def test_missing_truncated_and_wrong_architecture(source, tmp_path):
         dinobench.create_backbone("vits16", weights=str(good), embed_dim=128, depth=2, num_heads=4)
     with pytest.raises(WeightsError, match="unexpected keys"):
         dinobench.create_backbone("vits16", weights=str(good), embed_dim=64, depth=1, num_heads=4)
+
+
+def test_strict_false_is_opt_in_and_logs_what_was_skipped(source, tmp_path, caplog):
+    state = dict(source.state_dict())
+    state.pop("norm.weight")
+    state["extra_head.weight"] = torch.zeros(3)
+    path = tmp_path / "partial.pth"
+    torch.save(state, path)
+    with pytest.raises(WeightsError, match="1 missing keys .first: norm.weight.; 1 unexpected keys .first: extra_head"):
+        dinobench.create_backbone("vits16", weights=str(path), **TINY)
+    torch.manual_seed(0)
+    with caplog.at_level("WARNING", logger="dinobench"):
+        model = dinobench.create_backbone("vits16", weights=str(path), strict=False, **TINY)
+    assert "strict=False" in caplog.text and "norm.weight" in caplog.text and "extra_head.weight" in caplog.text
+    assert torch.equal(model.cls_token, source.cls_token)  # loaded
+    assert torch.equal(model.norm.weight, torch.ones(64))  # kept its initial value
