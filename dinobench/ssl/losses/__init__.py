@@ -1,0 +1,1 @@
+"""SSL losses, one per file: DINO (CLS), iBOT (masked patches), KoLeo, Gram anchoring."""
