@@ -8,7 +8,6 @@ Variants are data (``variants.DINOV3_CONVNEXT``); any size can be built with ove
 
 from __future__ import annotations
 
-import logging
 import re
 from functools import partial
 from typing import Any, Sequence
@@ -19,8 +18,6 @@ from torch import Tensor, nn
 
 from dinobench.backbones.layers.block import drop_path
 from dinobench.backbones.variants import DINOV3_CONVNEXT, IMAGENET_MEAN, IMAGENET_STD
-
-logger = logging.getLogger("dinobench")
 
 HF_MODEL_TYPES = ("dinov3_convnext",)
 LAYER_NORM_EPS = 1e-6  # every LayerNorm of the official ConvNeXt
@@ -165,6 +162,7 @@ class ConvNeXt(nn.Module):
         for x, masks in zip(x_list, masks_list):
             ((_, fmap),) = self._stage_maps(x, 1)
             tokens = fmap.flatten(2).transpose(1, 2)  # [B, h*w, C]
+            # contract layout [pooled, tokens]; the official x_prenorm is the tokens alone (= ours[:, 1:])
             x_prenorm = torch.cat([fmap.mean((-2, -1)).unsqueeze(1), tokens], dim=1)
             x_norm = self.norm(x_prenorm)
             outputs.append({
@@ -250,7 +248,8 @@ def __getattr__(name: str):
 _HF_BLOCK_NAMES = {"depthwise_conv": "dwconv", "layer_norm": "norm", "pointwise_conv1": "pwconv1",
                    "pointwise_conv2": "pwconv2", "gamma": "gamma"}
 _OURS_BLOCK_NAMES = {v: k for k, v in _HF_BLOCK_NAMES.items()}
-_HF_KEY = re.compile(r"^(?:model\.)?stages\.(\d+)\.(?:downsample_layers\.(\d+)|layers\.(\d+)\.(\w+))(\.weight|\.bias|)$")
+_HF_KEY = re.compile(
+    r"^(?:model\.)?stages\.(\d+)\.(?:downsample_layers\.(\d+)|layers\.(\d+)\.(\w+))(\.weight|\.bias|)$")
 _OFFICIAL_KEY = re.compile(r"^(?:downsample_layers\.\d+\.\d+|stages\.\d+\.\d+\.(?:dwconv|norm|pwconv1|pwconv2))\.")
 
 

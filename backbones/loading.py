@@ -166,8 +166,15 @@ def unwrap_state_dict(obj: Any, path: str | Path = "<checkpoint>") -> dict[str, 
     return state
 
 
+def _named_tensors(model: nn.Module) -> dict[str, Tensor]:
+    """Every parameter and buffer by state-dict name, shared ones under each name (e.g. an official
+    ConvNeXt registers its final norm as both ``norm`` and ``norms.3``)."""
+    return {**dict(model.named_parameters(remove_duplicate=False)),
+            **dict(model.named_buffers(remove_duplicate=False))}
+
+
 def _mismatch_message(path: Any, model: nn.Module, state: Mapping[str, Tensor]) -> str | None:
-    expected = {**dict(model.named_parameters()), **dict(model.named_buffers())}
+    expected = _named_tensors(model)
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     wrong = [(k, tuple(expected[k].shape), tuple(state[k].shape))
@@ -193,12 +200,12 @@ def load_into(model: nn.Module, state: Mapping[str, Tensor], path: Any = "<check
         raise WeightsError(message)
     if message:
         logger.warning("strict=False: %s", message)
-    expected = {**dict(model.named_parameters()), **dict(model.named_buffers())}
+    expected = _named_tensors(model)
     usable = {k: v for k, v in state.items() if k in expected and expected[k].shape == v.shape}
     # keep the model's dtype for float tensors; assign=True avoids a second copy when dtypes agree
     usable = {k: (v.to(expected[k].dtype) if v.is_floating_point() else v) for k, v in usable.items()}
     model.load_state_dict(usable, strict=False, assign=True)
-    still_meta = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
+    still_meta = [n for n, t in _named_tensors(model).items() if t.is_meta]
     if still_meta:
         raise WeightsError(f"{path}: weights leave {len(still_meta)} tensors uninitialised "
                            f"(first: {', '.join(still_meta[:4])})")

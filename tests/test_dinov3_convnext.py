@@ -48,7 +48,7 @@ def _maxdiff(a: torch.Tensor, b: torch.Tensor) -> float:
 
 @pytest.fixture(scope="module")
 def pair():
-    return _hf_pair(**{"depths": TINY["depths"], "dims": TINY["dims"]})
+    return _hf_pair(TINY["depths"], TINY["dims"])
 
 
 @pytest.mark.parametrize("hw", SIZES, ids=lambda hw: f"{hw[0]}x{hw[1]}")
@@ -64,7 +64,8 @@ def test_forward_features_match_transformers(pair, hw):
     d_cls = _maxdiff(out["x_norm_clstoken"], ref.pooler_output)
     d_patch = _maxdiff(out["x_norm_patchtokens"], ref.last_hidden_state[:, 1:])
     last_map = ref.hidden_states[-1]  # pre-norm last stage map [B, C, h, w]
-    d_pre = _maxdiff(out["x_prenorm"], torch.cat([last_map.mean((2, 3))[:, None], last_map.flatten(2).transpose(1, 2)], 1))
+    prenorm = torch.cat([last_map.mean((2, 3))[:, None], last_map.flatten(2).transpose(1, 2)], dim=1)
+    d_pre = _maxdiff(out["x_prenorm"], prenorm)
     print(f"\n[convnext tiny-dims {hw[0]}x{hw[1]}] max|diff| cls={d_cls:.2e} patch={d_patch:.2e} prenorm={d_pre:.2e}")
     assert max(d_cls, d_patch, d_pre) <= TOL
     assert ref.last_hidden_state.abs().max() > 0.5  # outputs are not degenerate
@@ -163,7 +164,7 @@ def test_official_pth_round_trip_is_bit_identical(tmp_path):
 
 
 def test_detect_and_convert_formats():
-    hf_state = DINOv3ConvNextModel(DINOv3ConvNextConfig(**{"depths": [1, 1, 1, 1], "hidden_sizes": [8, 8, 8, 8]})).state_dict()
+    hf_state = DINOv3ConvNextModel(DINOv3ConvNextConfig(depths=[1, 1, 1, 1], hidden_sizes=[8, 8, 8, 8])).state_dict()
     assert any(k.startswith("model.stages.") for k in hf_state)  # transformers >= 5 layout
     hub_state = {k.removeprefix("model."): v for k, v in hf_state.items()}  # layout of the Hub files
     assert cnx.detect_format(hub_state) == "hf"
@@ -256,3 +257,25 @@ def test_official_patch_size_option_resizes_intermediate_maps():
     for (_, a), (_, b) in zip(resized, native):  # pooled tokens come from the native maps
         torch.testing.assert_close(a, b)
     assert m.patch_size == 32  # the contract attribute stays the token stride of forward_features
+
+
+def test_create_backbone_loads_official_pth_and_hf_directory(tmp_path):
+    """Through the public loader: official .pth (with the shared final norm) and an HF folder."""
+    import dinobench
+    from dinobench.backbones.export import export_hf, export_pth
+
+    torch.manual_seed(0)
+    source = dinobench.create_backbone("convnext_tiny", depths=[1, 1, 1, 1], dims=[16, 32, 64, 128])
+    export_pth(source, tmp_path / "official.pth")
+    assert "norms.3.weight" in torch.load(tmp_path / "official.pth", weights_only=True)
+    from_pth = dinobench.create_backbone("convnext_tiny", weights=str(tmp_path / "official.pth"),
+                                         depths=[1, 1, 1, 1], dims=[16, 32, 64, 128])
+    export_hf(source, tmp_path / "hf")
+    from_hf = dinobench.create_backbone("hf", weights=str(tmp_path / "hf"))
+    x = torch.randn(2, 3, 64, 96)
+    with torch.no_grad():
+        ref = source.forward_features(x)
+        for model in (from_pth, from_hf):
+            out = model.forward_features(x)
+            assert (out["x_norm_clstoken"] - ref["x_norm_clstoken"]).abs().max() <= 1e-5
+            assert (out["x_norm_patchtokens"] - ref["x_norm_patchtokens"]).abs().max() <= 1e-5
