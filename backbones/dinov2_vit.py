@@ -30,10 +30,7 @@ FFN_LAYERS = ("mlp", "swiglu", "swiglufused")  # official: both SwiGLU names bui
 
 
 class SwiGLUFFNFused(nn.Module):
-    """DINOv2's SwiGLU (ViT-g): one fused ``w12`` = [gate; value] projection, then ``w3``.
-
-    Width ``ceil8(int(2/3 * hidden))`` (4096 for ViT-g), as the official ``SwiGLUFFNFused``.
-    """
+    """DINOv2's SwiGLU (ViT-g): fused ``w12`` = [gate; value], width ``ceil8(2/3 hidden)`` (4096 for g)."""
 
     def __init__(self, dim: int, hidden_dim: int, bias: bool = True) -> None:
         super().__init__()
@@ -52,41 +49,26 @@ class DinoVisionTransformer(nn.Module):
     def __init__(
         self,
         *,
-        img_size: int = 224,
-        patch_size: int = 16,
-        in_chans: int = 3,
-        embed_dim: int = 768,
-        depth: int = 12,
-        num_heads: int = 12,
-        mlp_ratio: float = 4.0,
-        qkv_bias: bool = True,
-        ffn_bias: bool = True,
-        proj_bias: bool = True,
-        drop_path_rate: float = 0.0,
-        drop_path_uniform: bool = False,
-        init_values: float | None = None,
+        img_size: int = 224, patch_size: int = 16, in_chans: int = 3,
+        embed_dim: int = 768, depth: int = 12, num_heads: int = 12, mlp_ratio: float = 4.0,
+        qkv_bias: bool = True, ffn_bias: bool = True, proj_bias: bool = True,
+        drop_path_rate: float = 0.0, drop_path_uniform: bool = False,
+        init_values: float | None = None,  # LayerScale init; None or 0: no LayerScale
         ffn_layer: str = "mlp",
         num_register_tokens: int = 0,
-        interpolate_antialias: bool = False,
-        interpolate_offset: float = 0.1,
-        mean: Sequence[float] = IMAGENET_MEAN,
-        std: Sequence[float] = IMAGENET_STD,
+        interpolate_antialias: bool = False, interpolate_offset: float = 0.1,
+        mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
     ) -> None:
         super().__init__()
         if ffn_layer not in FFN_LAYERS:
             raise ValueError(f"unknown ffn_layer {ffn_layer!r}; expected one of {FFN_LAYERS}")
-        if num_register_tokens < 0:
-            raise ValueError(f"num_register_tokens must be >= 0, got {num_register_tokens}")
         norm = partial(nn.LayerNorm, eps=1e-6)
         self.embed_dim = self.num_features = embed_dim
-        self.patch_size = patch_size
-        self.img_size = img_size
-        self.n_blocks = depth
-        self.num_heads = num_heads
+        self.patch_size, self.img_size, self.n_blocks, self.num_heads = patch_size, img_size, depth, num_heads
         self.num_tokens = 1
         self.num_register_tokens = self.n_storage_tokens = num_register_tokens
-        self.interpolate_antialias = interpolate_antialias
-        self.interpolate_offset = interpolate_offset
+        self.interpolate_antialias, self.interpolate_offset = interpolate_antialias, interpolate_offset
+        self.mlp_ratio, self.init_values = mlp_ratio, init_values
         self.image_mean, self.image_std = tuple(mean), tuple(std)
         self.patch_embed = PatchEmbed(patch_size, in_chans, embed_dim)
         grid = img_size // patch_size
@@ -94,19 +76,17 @@ class DinoVisionTransformer(nn.Module):
         self.pos_embed = nn.Parameter(torch.zeros(1, grid * grid + 1, embed_dim))
         self.register_tokens = (nn.Parameter(torch.zeros(1, num_register_tokens, embed_dim))
                                 if num_register_tokens else None)
-        self.mlp_ratio, self.init_values = mlp_ratio, init_values
         # stochastic-depth rate rising linearly over the blocks (plain Python: works on the meta device)
         rates = [drop_path_rate if drop_path_uniform else drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]
         self.blocks = nn.ModuleList()
         for rate in rates:
-            block = SelfAttentionBlock(
+            # the shared SwiGLU has separate w1/w2; official DINOv2 checkpoints fuse them (w12)
+            ffn = SwiGLUFFNFused(embed_dim, int(embed_dim * mlp_ratio), bias=ffn_bias) if ffn_layer != "mlp" else None
+            self.blocks.append(SelfAttentionBlock(
                 embed_dim, num_heads, ffn_ratio=mlp_ratio, ffn_layer="mlp", qkv_bias=qkv_bias,
                 proj_bias=proj_bias, ffn_bias=ffn_bias, mask_k_bias=False, layerscale_init=init_values,
-                drop_path_rate=rate, norm_layer=norm,
-            )
-            if ffn_layer != "mlp":  # the shared SwiGLU has separate w1/w2; official checkpoints fuse them
-                block.mlp = SwiGLUFFNFused(embed_dim, int(embed_dim * mlp_ratio), bias=ffn_bias)
-            self.blocks.append(block)
+                drop_path_rate=rate, norm_layer=norm, ffn=ffn,
+            ))
         self.norm = norm(embed_dim)
         self.head = nn.Identity()
         self.mask_token = nn.Parameter(torch.zeros(1, embed_dim))
@@ -160,9 +140,7 @@ class DinoVisionTransformer(nn.Module):
         else:
             resize = {"size": (grid_h, grid_w)}
         patch_pos = F.interpolate(patch_pos, mode="bicubic", antialias=self.interpolate_antialias, **resize)
-        if patch_pos.shape[-2:] != (grid_h, grid_w):
-            raise RuntimeError(f"position embedding resized to {tuple(patch_pos.shape[-2:])}, not {(grid_h, grid_w)}")
-        patch_pos = patch_pos.permute(0, 2, 3, 1).flatten(1, 2)
+        patch_pos = patch_pos.permute(0, 2, 3, 1).flatten(1, 2)  # (g + 0.1) / M * M floors to g: shapes agree
         return torch.cat([pos[:, :1], patch_pos], dim=1).to(x.dtype)
 
     def prepare_tokens_with_masks(self, x: Tensor, masks: Tensor | None = None) -> Tensor:
@@ -216,15 +194,9 @@ class DinoVisionTransformer(nn.Module):
             raise ValueError(f"only {len(outputs)} of the {len(wanted)} requested blocks exist (depth {total})")
         return outputs
 
-    def get_intermediate_layers(
-        self,
-        x: Tensor,
-        n: int | Sequence[int] = 1,
-        reshape: bool = False,
-        return_class_token: bool = False,
-        return_extra_tokens: bool = False,
-        norm: bool = True,
-    ) -> tuple:
+    def get_intermediate_layers(self, x: Tensor, n: int | Sequence[int] = 1, reshape: bool = False,
+                                return_class_token: bool = False, return_extra_tokens: bool = False,
+                                norm: bool = True) -> tuple:
         """Outputs of the last ``n`` blocks (or of the block indices in ``n``), official semantics.
 
         Patch tokens ``[B, N, D]`` (``[B, D, h, w]`` with ``reshape``), optionally zipped with the
@@ -242,11 +214,8 @@ class DinoVisionTransformer(nn.Module):
             batch, _, height, width = x.shape
             grid = (height // self.patch_size, width // self.patch_size)
             patches = [p.reshape(batch, *grid, -1).permute(0, 3, 1, 2).contiguous() for p in patches]
-        parts = [patches]
-        if return_class_token:
-            parts.append(class_tokens)
-        if return_extra_tokens:
-            parts.append(extra_tokens)
+        parts = [patches, *([class_tokens] if return_class_token else []),
+                 *([extra_tokens] if return_extra_tokens else [])]
         return tuple(patches) if len(parts) == 1 else tuple(zip(*parts))
 
     def forward(self, x: Tensor, is_training: bool = False, **kwargs: Any):
@@ -388,10 +357,9 @@ def kwargs_from_hf_config(config: dict[str, Any]) -> dict[str, Any]:
     if abs(config.get("layer_norm_eps", 1e-6) - 1e-6) > 1e-12:
         raise ValueError(f"unsupported layer_norm_eps {config['layer_norm_eps']}; DINOv2 uses 1e-6")
     image_size = config.get("image_size", 224)
-    if not isinstance(image_size, int):
-        if len(set(image_size)) != 1:
-            raise ValueError(f"DINOv2 needs a square pre-training grid, got image_size {image_size}")
-        image_size = image_size[0]
+    if not isinstance(image_size, int) and len(set(image_size)) != 1:
+        raise ValueError(f"DINOv2 needs a square pre-training grid, got image_size {image_size}")
+    image_size = image_size if isinstance(image_size, int) else image_size[0]
     registers = model_type == "dinov2_with_registers"
     n_registers = config.get("num_register_tokens", 4) if registers else 0
     return dict(
@@ -411,46 +379,41 @@ def export_hf(model: DinoVisionTransformer) -> tuple[dict[str, Any], dict[str, T
     Tensor names are the hub layout (``attention.attention.query``, ``mlp.weights_in``), which
     transformers 4.x loads natively and 5.x renames on load.
     """
-    dim, block = model.embed_dim, model.blocks[0]
+    dim, block, n_reg = model.embed_dim, model.blocks[0], model.num_register_tokens
     swiglu = isinstance(block.mlp, SwiGLUFFNFused)
-    ratio = model.mlp_ratio
-    if float(ratio) != int(ratio):
-        raise ValueError(f"transformers' Dinov2Config takes an integer mlp_ratio, this model has {ratio}")
-    model_type = "dinov2_with_registers" if model.num_register_tokens else "dinov2"
+    if float(model.mlp_ratio) != int(model.mlp_ratio):
+        raise ValueError(f"transformers' Dinov2Config takes an integer mlp_ratio, this model has {model.mlp_ratio}")
+    model_type = "dinov2_with_registers" if n_reg else "dinov2"
     if _HF_RESIZE[model_type] != (float(model.interpolate_offset or 0.0), bool(model.interpolate_antialias)):
         logger.warning("transformers' %s resizes the position embedding without the official offset/antialias "
                        "settings of this model: outputs agree only at %d px", model_type, model.img_size)
-    arch = "Dinov2WithRegistersModel" if model.num_register_tokens else "Dinov2Model"
     config: dict[str, Any] = {
-        "model_type": model_type, "architectures": [arch], "hidden_size": dim,
+        "model_type": model_type, "architectures": ["Dinov2WithRegistersModel" if n_reg else "Dinov2Model"],
+        "hidden_size": dim,
         "num_hidden_layers": len(model.blocks), "num_attention_heads": model.num_heads,
-        "mlp_ratio": int(ratio), "hidden_act": "gelu", "layer_norm_eps": model.norm.eps,
+        "mlp_ratio": int(model.mlp_ratio), "hidden_act": "gelu", "layer_norm_eps": model.norm.eps,
         "image_size": model.img_size, "patch_size": model.patch_size, "num_channels": model.patch_embed.in_chans,
         "qkv_bias": block.attn.qkv.bias is not None, "use_swiglu_ffn": swiglu, "initializer_range": 0.02,
         "layerscale_value": model.init_values or 1.0, "drop_path_rate": 0.0,
     }
-    if model.num_register_tokens:
-        config["num_register_tokens"] = model.num_register_tokens
-    else:
-        config["use_mask_token"] = True
+    config.update({"num_register_tokens": n_reg} if n_reg else {"use_mask_token": True})
     sd = {k: v.detach() for k, v in model.state_dict().items()}
     out = {"embeddings.cls_token": sd["cls_token"], "embeddings.mask_token": sd["mask_token"],
            "embeddings.position_embeddings": sd["pos_embed"],
            "embeddings.patch_embeddings.projection.weight": sd["patch_embed.proj.weight"],
            "embeddings.patch_embeddings.projection.bias": sd["patch_embed.proj.bias"],
            "layernorm.weight": sd["norm.weight"], "layernorm.bias": sd["norm.bias"]}
-    if model.num_register_tokens:
+    if n_reg:
         out["embeddings.register_tokens"] = sd["register_tokens"]
     mlp = {"w12": "weights_in", "w3": "weights_out"} if swiglu else {"fc1": "fc1", "fc2": "fc2"}
-    for i, blk in enumerate(model.blocks):
+    renames = {"norm1": "norm1", "norm2": "norm2", "attn.proj": "attention.output.dense",
+               **{f"mlp.{a}": f"mlp.{b}" for a, b in mlp.items()}}
+    for i in range(len(model.blocks)):
         src, dst = f"blocks.{i}.", f"encoder.layer.{i}."
-        renames = {"norm1": "norm1", "norm2": "norm2", "attn.proj": "attention.output.dense",
-                   **{f"mlp.{a}": f"mlp.{b}" for a, b in mlp.items()}}
         for ours, theirs in renames.items():
-            out[dst + f"{theirs}.weight"] = sd[src + f"{ours}.weight"]
-            bias = sd.get(src + f"{ours}.bias")  # transformers always has these biases: zeros are exact
-            out[dst + f"{theirs}.bias"] = bias if bias is not None else sd[src + f"{ours}.weight"].new_zeros(
-                sd[src + f"{ours}.weight"].shape[0])
+            weight = out[dst + f"{theirs}.weight"] = sd[src + f"{ours}.weight"]
+            # transformers always has these biases: zeros stand in exactly for absent ones
+            out[dst + f"{theirs}.bias"] = sd.get(src + f"{ours}.bias", weight.new_zeros(weight.shape[0]))
         for name, w in zip(("query", "key", "value"), sd[src + "attn.qkv.weight"].chunk(3)):
             out[dst + f"attention.attention.{name}.weight"] = w
         if config["qkv_bias"]:

@@ -100,9 +100,9 @@ def create_backbone(name: str, weights: str | Path | None = None, strict: bool =
             if fmt is None:
                 raise WeightsError(f"{checkpoint.path}: tensors are not in a known {spec.family or 'backbone'} "
                                    f"format (first keys: {', '.join(list(state)[:4])})")
-            if fmt != "official":
-                logger.debug("converting %s-format checkpoint %s", fmt, checkpoint.path)
-                state = module.convert_state_dict(state, fmt, getattr(model, "variant_config", {}))
+            logger.debug("reading %s-format checkpoint %s", fmt, checkpoint.path)
+            # "official" passes through (some families normalise e.g. chunked-block training keys)
+            state = module.convert_state_dict(state, fmt, getattr(model, "variant_config", {}))
         model = load_into(model, state, path=checkpoint.path, strict=strict)
         model.weights_path = str(checkpoint.path)
     model.backbone_name = name

@@ -37,6 +37,7 @@ class SelfAttentionBlock(nn.Module):
         drop_path_rate: float = 0.0,
         norm_layer: Callable[[int], nn.Module] = nn.LayerNorm,
         device=None,
+        ffn: nn.Module | None = None,
     ) -> None:
         super().__init__()
         self.norm1 = norm_layer(dim)
@@ -44,7 +45,8 @@ class SelfAttentionBlock(nn.Module):
                                   mask_k_bias=mask_k_bias, device=device)
         self.ls1 = LayerScale(dim, layerscale_init, device=device) if layerscale_init else nn.Identity()
         self.norm2 = norm_layer(dim)
-        self.mlp = make_ffn(ffn_layer, dim, ffn_ratio, bias=ffn_bias, device=device)
+        # ``ffn``: a ready FFN module for families whose FFN the shared factory does not build
+        self.mlp = ffn if ffn is not None else make_ffn(ffn_layer, dim, ffn_ratio, bias=ffn_bias, device=device)
         self.ls2 = LayerScale(dim, layerscale_init, device=device) if layerscale_init else nn.Identity()
         self.drop_path_rate = drop_path_rate
 
