@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import traceback
 from typing import Any, Sequence
@@ -66,6 +67,23 @@ def build_parser() -> argparse.ArgumentParser:
     p_export.add_argument("--output", required=True, help="new folder (hf) or file (pth)")
     p_export.add_argument("--format", default="hf", choices=["hf", "pth"],
                           help="hf: config.json + model.safetensors (transformers); pth: official state dict")
+
+    p_train = sub.add_parser("train", help="SSL-pretrain a backbone (DINO + iBOT + KoLeo, Gram, distillation)",
+                             epilog="examples:\n  dinobench train --config configs/train/vit_tiny_digits_pretrain.py\n"
+                                    "  torchrun --nproc_per_node 8 -m dinobench train --config "
+                                    "configs/train/dinov3_vitl16_pretrain.py --data-root /data/imagenet\n"
+                                    "  dinobench train --config ... --slurm --nodes 4 --gpus-per-node 8 --partition p",
+                             formatter_class=argparse.RawDescriptionHelpFormatter)
+    p_train.add_argument("--config", required=True, help="training config (configs/train/*.py)")
+    p_train.add_argument("--output", default=None, help="run folder (default outputs/train/<config name>); "
+                                                        "an existing run there is resumed")
+    p_train.add_argument("--data-root", default=None, help="dataset folder (sets train.data_root)")
+    p_train.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. optim.epochs=2")
+    p_train.add_argument("--slurm", action="store_true", help="submit to SLURM with submitit instead of running")
+    p_train.add_argument("--nodes", type=int, default=1, help="SLURM nodes")
+    p_train.add_argument("--gpus-per-node", type=int, default=8, help="SLURM GPUs (= ranks) per node")
+    p_train.add_argument("--partition", default=None, help="SLURM partition")
+    p_train.add_argument("--timeout-min", type=int, default=60 * 24, help="SLURM time limit in minutes")
     return parser
 
 
@@ -152,7 +170,22 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"list": cmd_list, "run": cmd_run, "export": cmd_export}
+def cmd_train(args: argparse.Namespace) -> int:
+    """Run (or submit) SSL training from a config file plus key=value overrides."""
+    from pathlib import Path
+
+    from dinobench.ssl.launch import launch, resolve_train_config
+
+    cfg = resolve_train_config(args.config, args.overrides, data_root=args.data_root)
+    output = Path(args.output or Path(os.environ.get("DINOBENCH_OUTPUT", "outputs")) / "train" / Path(args.config).stem)
+    summary = launch(cfg, output, slurm=args.slurm, nodes=args.nodes, gpus_per_node=args.gpus_per_node,
+                     partition=args.partition, timeout_min=args.timeout_min)
+    for key, value in summary.items():
+        print(f"{key}: {value}")
+    return 0
+
+
+COMMANDS = {"list": cmd_list, "run": cmd_run, "export": cmd_export, "train": cmd_train}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -178,8 +211,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write("dinobench: interrupted\n")
         return 130
     except BrokenPipeError:  # `dinobench list | head`: stop quietly
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
 

@@ -16,7 +16,7 @@ from dinobench.errors import ConfigError
 
 #: keys whose values cannot change a result; left out of the protocol hash
 RUNTIME_KEYS = ("features.batch_size", "features.num_workers", "protocol.chunk_size", "task.description", "backbone")
-#: top-level sections that accept new keys from --cfg-options
+#: sections that accept new keys from --cfg-options (backbone constructor overrides)
 OPEN_SECTIONS = ("backbone",)
 
 
@@ -62,15 +62,19 @@ def parse_options(items: list[str] | Mapping[str, Any] | None) -> dict[str, Any]
     return options
 
 
-def apply_options(cfg: dict[str, Any], options: Mapping[str, Any], where: str = "config") -> dict[str, Any]:
-    """Set dotted ``options`` in a copy of ``cfg``; unknown keys are refused with their name."""
+def apply_options(cfg: dict[str, Any], options: Mapping[str, Any], where: str = "config",
+                  open_sections: tuple[str, ...] = OPEN_SECTIONS) -> dict[str, Any]:
+    """Set dotted ``options`` in a copy of ``cfg``; unknown keys are refused with their name.
+
+    Keys under one of ``open_sections`` (dotted prefixes) may be new.
+    """
     cfg = copy.deepcopy(cfg)
     for dotted, value in options.items():
         parts = dotted.split(".")
         node: Any = cfg
+        open_section = any(dotted.startswith(prefix + ".") for prefix in open_sections)
         for depth, part in enumerate(parts):
             last = depth == len(parts) - 1
-            open_section = parts[0] in OPEN_SECTIONS
             if not isinstance(node, dict):
                 raise ConfigError(f"{where}: cannot set {dotted!r}: {'.'.join(parts[:depth])!r} is not a section")
             if part not in node and not open_section:

@@ -1,0 +1,80 @@
+"""Training checkpoints: atomic writes, newest-first resume, bounded retention."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from dinobench.errors import WeightsError
+
+logger = logging.getLogger("dinobench")
+_NAME = re.compile(r"^checkpoint_(\d{8})\.pth$")
+
+
+class CheckpointManager:
+    """``<dir>/checkpoint_<iteration>.pth``; keeps the newest ``max_to_keep``."""
+
+    def __init__(self, folder: Path, max_to_keep: int = 3, enabled: bool = True) -> None:
+        self.folder, self.max_to_keep, self.enabled = Path(folder), max_to_keep, enabled
+
+    def _existing(self) -> list[Path]:
+        if not self.folder.is_dir():
+            return []
+        return sorted(p for p in self.folder.iterdir() if _NAME.match(p.name))
+
+    def latest_path(self) -> Path | None:
+        """The newest complete checkpoint (partial writes never have the final name)."""
+        existing = self._existing()
+        return existing[-1] if existing else None
+
+    def save(self, state: dict[str, Any], iteration: int) -> Path | None:
+        """Write atomically (temp file + fsync + rename), then prune old ones."""
+        if not self.enabled:
+            return None
+        self.folder.mkdir(parents=True, exist_ok=True)
+        target = self.folder / f"checkpoint_{iteration:08d}.pth"
+        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".tmp-", suffix=".pth")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                torch.save(state, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        for old in self._existing()[: -self.max_to_keep]:
+            old.unlink(missing_ok=True)
+        return target
+
+    def load_latest(self) -> dict[str, Any] | None:
+        """The newest checkpoint's state (``weights_only=True``), or None."""
+        path = self.latest_path()
+        return None if path is None else torch.load(path, map_location="cpu", weights_only=True)
+
+
+def load_teacher_student_state(path: str | Path) -> dict[str, Tensor]:
+    """The EMA teacher (backbone + heads) of a dinobench training checkpoint or run folder."""
+    path = Path(path)
+    if path.is_dir():
+        latest = CheckpointManager(path / "checkpoints").latest_path()
+        if latest is None:
+            raise WeightsError(f"{path}: no checkpoints/checkpoint_*.pth in this training folder")
+        path = latest
+    if not path.is_file():
+        raise WeightsError(f"{path}: training checkpoint not found")
+    state = torch.load(path, map_location="cpu", weights_only=True)["model"]
+    prefix = next((p for p in ("emas.student.", "emas.") if any(k.startswith(p) for k in state)), None)
+    if prefix is None:
+        raise WeightsError(f"{path}: not a dinobench training checkpoint (no EMA teacher weights)")
+    if prefix == "emas.":  # several students: take the first one's EMA
+        first = next(k for k in state if k.startswith("emas.")).split(".")[1]
+        prefix = f"emas.{first}."
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
