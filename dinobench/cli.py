@@ -182,7 +182,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                      partition=args.partition, timeout_min=args.timeout_min)
     for key, value in summary.items():
         print(f"{key}: {value}")
-    return 0
+    return 143 if "interrupted_at" in summary else 0  # 128 + SIGTERM: stopped, resumable
 
 
 COMMANDS = {"list": cmd_list, "run": cmd_run, "export": cmd_export, "train": cmd_train}

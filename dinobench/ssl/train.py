@@ -222,8 +222,8 @@ class Trainer:
             if (iteration + 1) % period == 0 or iteration + 1 == self.total_iters or stop:
                 self.checkpoints.save(self.state_dict(iteration), iteration)
             if stop:
-                logger.info("SIGTERM: checkpoint saved at iteration %d, exiting", iteration)
-                break
+                logger.info("SIGTERM: checkpoint saved at iteration %d; run the same command to resume", iteration)
+                return {"output": str(self.output), "last": last, "interrupted_at": iteration}
         return {"output": str(self.output), "last": last, "exported": self.export()}
 
     def _on_sigterm(self, *_: Any) -> None:

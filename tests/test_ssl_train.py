@@ -1,0 +1,160 @@
+"""The SSL engine: schedules, param groups, config validation, checkpoints + exact resume after a
+kill, 2-rank torchrun == single process, NaN handling, export of the teacher."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import dinobench
+from dinobench.errors import ConfigError
+from dinobench.ssl.launch import resolve_train_config
+from dinobench.ssl.schedules import apply_schedules, cosine_schedule, param_groups
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = REPO / "configs" / "train" / "vit_tiny_digits_pretrain.py"
+#: a very small, fast run: 8 images per rank, 2 local crops, 6 iterations, checkpoints every 2
+FAST = ["student.overrides.embed_dim=32", "student.overrides.depth=2", "student.overrides.num_heads=2",
+        "dino.head_n_prototypes=64", "ibot.head_n_prototypes=64", "dino.head_hidden_dim=64",
+        "ibot.head_hidden_dim=64", "dino.head_bottleneck_dim=32", "ibot.head_bottleneck_dim=32",
+        "crops.local_crops_number=2", "train.batch_size_per_gpu=8", "train.epoch_length=3", "optim.epochs=2",
+        "optim.warmup_epochs=1", "teacher.warmup_teacher_temp_epochs=1", "checkpointing.period=2"]
+
+
+def test_cosine_schedule_hand_computed():
+    s = cosine_schedule(1.0, 0.0, total=6, warmup=2, start_warmup=0.0, freeze=1)
+    assert s.tolist()[:3] == [0.0, 0.0, 1.0]
+    np.testing.assert_allclose(s[3:], [1.0, 0.5 * (1 + np.cos(np.pi / 3)), 0.5 * (1 + np.cos(2 * np.pi / 3))])
+
+
+def test_param_groups_layerwise_decay_and_no_wd_on_norms():
+    backbone = dinobench.create_backbone("vit_tiny", embed_dim=32, depth=2, num_heads=2)
+    from dinobench.ssl.heads import DINOHead
+
+    head = DINOHead(32, 16, hidden_dim=32, bottleneck_dim=8)
+    groups = param_groups({"backbone": backbone, "dino_head": head}, layerwise_decay=0.5, patch_embed_lr_mult=0.2)
+    by_param = {id(p): g for g in groups for p in g["params"]}
+    assert by_param[id(backbone.patch_embed.proj.weight)]["lr_multiplier"] == pytest.approx(0.5**3 * 0.2)
+    assert by_param[id(backbone.cls_token)]["lr_multiplier"] == pytest.approx(0.5**3)
+    assert by_param[id(backbone.blocks[0].attn.qkv.weight)]["lr_multiplier"] == pytest.approx(0.5**2)
+    assert by_param[id(backbone.blocks[1].attn.qkv.weight)]["lr_multiplier"] == pytest.approx(0.5)
+    assert by_param[id(backbone.norm.weight)]["lr_multiplier"] == 1.0
+    assert by_param[id(backbone.norm.weight)]["wd_multiplier"] == 0.0
+    assert by_param[id(backbone.blocks[0].attn.qkv.bias)]["wd_multiplier"] == 0.0
+    assert by_param[id(head.last_layer.weight)]["is_last_layer"] is True
+    optimizer = torch.optim.AdamW(groups)
+    apply_schedules(optimizer.param_groups, {"lr": 1.0, "last_layer_lr": 0.0, "weight_decay": 0.1})
+    last = next(g for g in optimizer.param_groups if g["is_last_layer"])
+    assert last["lr"] == 0.0  # frozen during the first epoch
+
+
+def test_unknown_config_key_is_rejected_naming_it():
+    with pytest.raises(ConfigError, match="unknown key 'optim.lrr'"):
+        resolve_train_config(CONFIG, ["optim.lrr=0.1"])
+    cfg = resolve_train_config(CONFIG, ["student.overrides.depth=2", "optim.lr=0.1"])
+    assert cfg["student"]["overrides"]["depth"] == 2 and cfg["optim"]["lr"] == 0.1
+
+
+def _train_cli(output: Path, *extra: str, env_extra: dict | None = None, wait: bool = True):
+    env = {**os.environ, "TQDM_DISABLE": "1", **(env_extra or {})}
+    cmd = [sys.executable, "-m", "dinobench", "train", "--config", str(CONFIG), "--output", str(output), *FAST, *extra]
+    if not wait:
+        return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+
+
+def _metrics(output: Path) -> list[dict]:
+    return [json.loads(line) for line in (output / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_training_runs_logs_and_exports_a_loadable_teacher(tmp_path):
+    done = _train_cli(tmp_path / "run")
+    assert done.returncode == 0, done.stderr
+    rows = _metrics(tmp_path / "run")
+    assert [r["iteration"] for r in rows] == list(range(6))
+    for key in ("total_loss", "dino_local_crops_loss", "dino_global_crops_loss", "koleo_loss", "ibot_loss", "lr",
+                "momentum", "teacher_temp", "weight_decay", "images_per_s"):
+        assert key in rows[-1] and np.isfinite(rows[-1][key]), key
+    assert rows[0]["teacher_temp"] == pytest.approx(0.04) and rows[-1]["teacher_temp"] == pytest.approx(0.07)
+    teacher = dinobench.create_backbone("vit_tiny", weights=str(tmp_path / "run" / "teacher_checkpoint.pth"),
+                                        patch_size=4, embed_dim=32, depth=2, num_heads=2, layerscale_init=None,
+                                        pos_embed_rope_rescale_coords=None)
+    assert teacher(torch.randn(2, 3, 32, 32)).shape == (2, 32)
+    assert len(list((tmp_path / "run" / "checkpoints").glob("checkpoint_*.pth"))) == 2  # max_to_keep
+
+
+def _final_teacher(output: Path) -> dict:
+    return torch.load(output / "teacher_checkpoint.pth", weights_only=True)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_kill_and_resume_equals_uninterrupted(tmp_path, sig):
+    reference = _train_cli(tmp_path / "reference")
+    assert reference.returncode == 0, reference.stderr
+    proc = _train_cli(tmp_path / "killed", wait=False)
+    ckpt_dir = tmp_path / "killed" / "checkpoints"
+    deadline = time.time() + 600
+    while not list(ckpt_dir.glob("checkpoint_00000001.pth")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before it could be interrupted"
+    proc.send_signal(sig)
+    assert proc.wait(timeout=300) in (-signal.SIGKILL, 143)  # SIGTERM: checkpoint, then exit 128+15
+    assert not (tmp_path / "killed" / "teacher_checkpoint.pth").exists()
+    resumed = _train_cli(tmp_path / "killed")
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = _final_teacher(tmp_path / "reference"), _final_teacher(tmp_path / "killed")
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    losses = {r["iteration"]: r["total_loss"] for r in _metrics(tmp_path / "killed")}
+    for row in _metrics(tmp_path / "reference"):
+        assert losses[row["iteration"]] == row["total_loss"]
+
+
+def test_two_rank_torchrun_equals_single_process(tmp_path):
+    common = ["dino.koleo_loss_distributed=true", "train.epoch_length=2", "optim.epochs=1"]
+    single = _train_cli(tmp_path / "single", *common, "train.batch_size_per_gpu=8")
+    assert single.returncode == 0, single.stderr
+    env = {**os.environ, "TQDM_DISABLE": "1", "DINOBENCH_DIST_BACKEND": "gloo", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "dinobench", "train", "--config", str(CONFIG), "--output", str(tmp_path / "ddp"), *FAST, *common,
+           "train.batch_size_per_gpu=4"]
+    ddp = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    assert ddp.returncode == 0, ddp.stderr[-4000:]
+    one, two = _metrics(tmp_path / "single"), _metrics(tmp_path / "ddp")
+    assert len(one) == len(two) == 2
+    for a, b in zip(one, two):
+        for key in ("total_loss", "dino_local_crops_loss", "dino_global_crops_loss", "koleo_loss", "ibot_loss"):
+            assert b[key] == pytest.approx(a[key], rel=1e-5, abs=1e-6), (a["iteration"], key)
+    ta, tb = _final_teacher(tmp_path / "single"), _final_teacher(tmp_path / "ddp")
+    for key in ta:
+        torch.testing.assert_close(tb[key], ta[key], rtol=1e-4, atol=1e-5)
+
+
+def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+    from dinobench.ssl import train as train_module
+    from dinobench.ssl.meta_arch import SSLMetaArch
+
+    original = SSLMetaArch.forward_backward
+
+    def poisoned(self, data, teacher_temp, gram_weight=0.0):
+        loss, metrics = original(self, data, teacher_temp, gram_weight)
+        if data["iteration"] == 3:
+            metrics["total_loss"] = float("nan")
+        return loss, metrics
+
+    monkeypatch.setattr(SSLMetaArch, "forward_backward", poisoned)
+    cfg = resolve_train_config(CONFIG, FAST)
+    with pytest.raises(train_module.TrainingDiverged, match=r"iteration 3: loss is nan .*last good checkpoint kept: "):
+        train_module.train(cfg, tmp_path / "run")
+    kept = sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("checkpoint_*.pth"))
+    assert kept == ["checkpoint_00000001.pth"]
+    assert not (tmp_path / "run" / "teacher_checkpoint.pth").exists()
