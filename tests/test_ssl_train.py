@@ -24,6 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "train" / "vit_tiny_digits_pretrain.py"
 #: a very small, fast run: 8 images per rank, 2 local crops, 6 iterations, checkpoints every 2
 FAST = ["student.overrides.embed_dim=32", "student.overrides.depth=2", "student.overrides.num_heads=2",
+        "crops.global_crops_size=32", "crops.local_crops_size=16",
         "dino.head_n_prototypes=64", "ibot.head_n_prototypes=64", "dino.head_hidden_dim=64",
         "ibot.head_hidden_dim=64", "dino.head_bottleneck_dim=32", "ibot.head_bottleneck_dim=32",
         "crops.local_crops_number=2", "train.batch_size_per_gpu=8", "train.epoch_length=3", "optim.epochs=2",
@@ -86,8 +87,7 @@ def test_training_runs_logs_and_exports_a_loadable_teacher(tmp_path):
         assert key in rows[-1] and np.isfinite(rows[-1][key]), key
     assert rows[0]["teacher_temp"] == pytest.approx(0.04) and rows[-1]["teacher_temp"] == pytest.approx(0.07)
     teacher = dinobench.create_backbone("vit_tiny", weights=str(tmp_path / "run" / "teacher_checkpoint.pth"),
-                                        patch_size=4, embed_dim=32, depth=2, num_heads=2, layerscale_init=None,
-                                        pos_embed_rope_rescale_coords=None)
+                                        embed_dim=32, depth=2, num_heads=2)
     assert teacher(torch.randn(2, 3, 32, 32)).shape == (2, 32)
     assert len(list((tmp_path / "run" / "checkpoints").glob("checkpoint_*.pth"))) == 2  # max_to_keep
 
@@ -158,3 +158,62 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(tmp_p
     kept = sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("checkpoint_*.pth"))
     assert kept == ["checkpoint_00000001.pth"]
     assert not (tmp_path / "run" / "teacher_checkpoint.pth").exists()
+
+
+@pytest.fixture(scope="module")
+def pretrained_run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("pretrain") / "run"
+    done = _train_cli(out)
+    assert done.returncode == 0, done.stderr
+    return out
+
+
+def test_high_resolution_adaptation_starts_from_the_teacher(pretrained_run, tmp_path):
+    from dinobench.ssl.checkpoint import load_teacher_student_state
+    from dinobench.ssl.train import Trainer
+
+    cfg = resolve_train_config(REPO / "configs" / "train" / "vit_tiny_digits_highres.py",
+                               FAST + [f"init.from_teacher_checkpoint={pretrained_run}", f"gram.ckpt={pretrained_run}",
+                                       "crops.global_crops_size=48", "crops.local_crops_size=24",
+                                       "crops.gram_teacher_crops_size=96"])
+    trainer = Trainer(cfg, tmp_path / "hr")
+    teacher = load_teacher_student_state(pretrained_run)
+    for name, value in trainer.model.students["student"].state_dict().items():
+        assert torch.equal(value, teacher[name]), name
+    for name, value in trainer.model.gram_teacher.state_dict().items():
+        assert torch.equal(value, teacher["backbone." + name]), name
+    summary = trainer.fit()
+    assert Path(summary["exported"]["student"]).is_file()
+
+
+def test_gram_anchoring_logs_a_falling_gram_loss(pretrained_run, tmp_path):
+    out = tmp_path / "gram"
+    done = subprocess.run(
+        [sys.executable, "-m", "dinobench", "train", "--config", str(REPO / "configs" / "train" / "vit_tiny_digits_gram.py"),
+         "--output", str(out), *FAST, f"init.from_teacher_checkpoint={pretrained_run}", f"gram.ckpt={pretrained_run}",
+         "crops.gram_teacher_crops_size=64", "train.epoch_length=8", "optim.epochs=2", "optim.lr=0.001",
+         "gram.loss_weight=50"],  # Gram-dominated so that 16 iterations show the anchoring pull
+        capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"}, timeout=900)
+    assert done.returncode == 0, done.stderr
+    gram = [r["gram_loss"] for r in _metrics(out)]
+    assert len(gram) == 16 and all(np.isfinite(gram))
+    assert np.mean(gram[-4:]) < np.mean(gram[:4])
+
+
+def test_distillation_into_one_and_two_students(pretrained_run, tmp_path):
+    for config, names in (("vit_tiny_digits_distill.py", ["small"]), ("vit_tiny_digits_multidistill.py", ["small", "micro"])):
+        out = tmp_path / config
+        done = subprocess.run(
+            [sys.executable, "-m", "dinobench", "train", "--config", str(REPO / "configs" / "train" / config),
+             "--output", str(out), *FAST, f"distillation.checkpoint_path={pretrained_run}",
+             "distillation.teacher.overrides.embed_dim=32", "distillation.teacher.overrides.depth=2",
+             "distillation.teacher.overrides.num_heads=2", "train.epoch_length=2", "optim.epochs=1"],
+            capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"}, timeout=900)
+        assert done.returncode == 0, done.stderr
+        rows = _metrics(out)
+        if len(names) == 2:
+            assert {"small/ibot_loss", "micro/ibot_loss"} <= set(rows[-1])
+            assert (out / "teacher_checkpoint_micro.pth").is_file()
+        small = dinobench.create_backbone("vit_tiny", weights=str(out / "teacher_checkpoint.pth"), embed_dim=64,
+                                          depth=2, num_heads=2)
+        assert small.embed_dim == 64

@@ -31,8 +31,11 @@ class DINOHead(nn.Module):
     """Projection head used for both the DINO (CLS) and iBOT (patch) objectives."""
 
     def __init__(self, in_dim: int, out_dim: int, hidden_dim: int = 2048, bottleneck_dim: int = 256,
-                 nlayers: int = 3, use_bn: bool = False, mlp_bias: bool = True) -> None:
+                 nlayers: int = 3, use_bn: bool = False, mlp_bias: bool = True,
+                 norm_last_layer: bool = False) -> None:
         super().__init__()
+        # DINOv1/v2-style cosine prototypes (unit-norm rows of ``last_layer``); DINOv3 default: off
+        self.norm_last_layer = norm_last_layer
         self.mlp = _build_mlp(max(nlayers, 1), in_dim, bottleneck_dim, hidden_dim, use_bn, mlp_bias)
         self.last_layer = nn.Linear(bottleneck_dim, out_dim, bias=False)
 
@@ -51,5 +54,6 @@ class DINOHead(nn.Module):
             eps = 1e-6 if x.dtype == torch.float16 else 1e-12
             x = nn.functional.normalize(x, dim=-1, p=2, eps=eps)
         if not no_last_layer:
-            x = self.last_layer(x)
+            weight = self.last_layer.weight
+            x = nn.functional.linear(x, nn.functional.normalize(weight, dim=1) if self.norm_last_layer else weight)
         return x

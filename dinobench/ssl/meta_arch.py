@@ -28,10 +28,10 @@ class Student(nn.Module):
         super().__init__()
         self.backbone = backbone
         dim = backbone.embed_dim
-        self.dino_head = DINOHead(dim, head_cfg["head_n_prototypes"], hidden_dim=head_cfg["head_hidden_dim"],
-                                  bottleneck_dim=head_cfg["head_bottleneck_dim"], nlayers=head_cfg["head_nlayers"])
-        self.ibot_head = DINOHead(dim, ibot_cfg["head_n_prototypes"], hidden_dim=ibot_cfg["head_hidden_dim"],
-                                  bottleneck_dim=ibot_cfg["head_bottleneck_dim"], nlayers=ibot_cfg["head_nlayers"])
+        self.dino_head, self.ibot_head = (
+            DINOHead(dim, c["head_n_prototypes"], hidden_dim=c["head_hidden_dim"], bottleneck_dim=c["head_bottleneck_dim"],
+                     nlayers=c["head_nlayers"], norm_last_layer=c.get("head_norm_last_layer", False))
+            for c in (head_cfg, ibot_cfg))
         self.dino_head.init_weights()
         self.ibot_head.init_weights()
 
@@ -71,6 +71,10 @@ class SSLMetaArch(nn.Module):
             if teacher_state is None:
                 raise ValueError("distillation needs distillation.checkpoint_path (a dinobench training checkpoint)")
             self.frozen_teacher.load_state_dict(teacher_state)
+            for name, student in self.students.items():
+                if student.backbone.patch_size != self.frozen_teacher.backbone.patch_size:
+                    raise ValueError(f"distillation: student {name!r} has patch size {student.backbone.patch_size} "
+                                     f"but the teacher {self.frozen_teacher.backbone.patch_size}; they must match")
         gram = cfg.get("gram", {})
         self.gram_use_loss = bool(gram.get("use_loss"))
         self.gram_teacher = copy.deepcopy(self.teacher.backbone).requires_grad_(False) if self.gram_use_loss else None
@@ -107,9 +111,16 @@ class SSLMetaArch(nn.Module):
         cls_after_head = self.teacher.dino_head(out["x_norm_clstoken"])
         patches = out["x_norm_patchtokens"]
         masked_after_head = self.teacher.ibot_head(torch.index_select(patches.flatten(0, 1), 0, mask_indices_list))
-        cls_centered = self.dino_loss.sinkhorn_knopp_teacher(cls_after_head, teacher_temp=teacher_temp)
-        masked_centered = self.ibot_patch_loss.sinkhorn_knopp_teacher(
-            masked_after_head, teacher_temp=teacher_temp, n_masked_patches_tensor=n_masked)
+        if self.cfg["train"].get("centering", "sinkhorn_knopp") == "sinkhorn_knopp":
+            cls_centered = self.dino_loss.sinkhorn_knopp_teacher(cls_after_head, teacher_temp=teacher_temp)
+            masked_centered = self.ibot_patch_loss.sinkhorn_knopp_teacher(
+                masked_after_head, teacher_temp=teacher_temp, n_masked_patches_tensor=n_masked)
+        else:  # "softmax": DINOv1/v2 EMA-centred softmax (centre momentum 0.9)
+            cls_centered = self.dino_loss.softmax_center_teacher(cls_after_head, teacher_temp=teacher_temp)
+            self.dino_loss.update_center(cls_after_head)
+            masked_centered = self.ibot_patch_loss.softmax_center_teacher(
+                masked_after_head.unsqueeze(0), teacher_temp=teacher_temp).squeeze(0)
+            self.ibot_patch_loss.update_center(masked_after_head.unsqueeze(0))
         return {"cls_centered": cls_centered.unflatten(0, (n_global, -1)), "masked_patch_centered": masked_centered,
                 "patch_pre_head": patches}
 
