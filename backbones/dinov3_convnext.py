@@ -268,21 +268,51 @@ def kwargs_from_hf_config(config: dict) -> dict:
     }
 
 
+_TIMM_KEY = re.compile(r"^stages\.(\d+)\.(?:downsample\.(\d+)|blocks\.(\d+)\.(conv_dw|norm|mlp\.fc1|mlp\.fc2|gamma))"
+                       r"(\.weight|\.bias|)$")
+_TIMM_BLOCK_NAMES = {"conv_dw": "dwconv", "norm": "norm", "mlp.fc1": "pwconv1", "mlp.fc2": "pwconv2", "gamma": "gamma"}
+
+
 def detect_format(state: dict[str, Tensor]) -> str | None:
-    """``"official"`` (dinov3 ``.pth`` names, also ours), ``"hf"`` (transformers names) or ``None``."""
+    """``"official"`` (dinov3 ``.pth`` names, also ours), ``"hf"`` (transformers), ``"timm"``
+    (``convnext_*.dinov3_lvd1689m``) or ``None``."""
     if any(_OFFICIAL_KEY.match(k) for k in state):
         return "official"
     if any(_HF_KEY.match(k) for k in state):
         return "hf"
+    if "stem.0.weight" in state and any(_TIMM_KEY.match(k) for k in state):
+        return "timm"
     return None
+
+
+def _from_timm(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """timm names -> official: stem/downsample, blocks, ``head.norm`` = final norm (``head.fc`` dropped)."""
+    out = {}
+    for key, value in state.items():
+        if key.startswith("stem."):
+            out["downsample_layers.0." + key[len("stem."):]] = value
+        elif key.startswith("head.norm."):
+            leaf = key.split(".")[-1]
+            out[f"norm.{leaf}"] = out[f"norms.3.{leaf}"] = value
+        elif key.startswith("head."):
+            continue  # classifier of timm's model, not part of the backbone
+        elif (match := _TIMM_KEY.match(key)) is not None:
+            stage, down, block, name, suffix = match.groups()
+            out[f"downsample_layers.{stage}.{down}{suffix}" if down is not None
+                else f"stages.{stage}.{block}.{_TIMM_BLOCK_NAMES[name]}{suffix}"] = value
+        else:
+            raise ValueError(f"unexpected key {key!r} in a timm ConvNeXt state dict")
+    return out
 
 
 def convert_state_dict(state: dict[str, Tensor], fmt: str, config: dict | None = None) -> dict[str, Tensor]:
     """Rename ``fmt`` keys to official ones (``config`` is unused: the mapping is size-free)."""
     if fmt == "official":
         return dict(state)
+    if fmt == "timm":
+        return _from_timm(state)
     if fmt != "hf":
-        raise ValueError(f"unknown state-dict format {fmt!r} for dinov3_convnext (expected 'official' or 'hf')")
+        raise ValueError(f"unknown state-dict format {fmt!r} for dinov3_convnext (expected official, hf or timm)")
     out = {}
     for key, value in state.items():
         if key in ("layer_norm.weight", "layer_norm.bias"):

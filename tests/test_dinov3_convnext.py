@@ -279,3 +279,32 @@ def test_create_backbone_loads_official_pth_and_hf_directory(tmp_path):
             out = model.forward_features(x)
             assert (out["x_norm_clstoken"] - ref["x_norm_clstoken"]).abs().max() <= 1e-5
             assert (out["x_norm_patchtokens"] - ref["x_norm_patchtokens"]).abs().max() <= 1e-5
+
+
+def test_timm_convnext_state_dict_parity(tmp_path):
+    """timm's ``convnext_*`` (the ``.dinov3_lvd1689m`` weights use it) -> dinobench through create_backbone."""
+    import timm
+
+    import dinobench
+
+    depths, dims = [1, 1, 2, 1], [16, 32, 64, 128]
+    peer = timm.create_model("convnext_tiny", pretrained=False, depths=depths, dims=dims).eval()
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, p in peer.named_parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * (0.3 if "gamma" in name or "norm" in name else 0.05)
+                    + (1.0 if name.endswith("norm.weight") else 0.0))
+    torch.save(peer.state_dict(), tmp_path / "timm.pth")
+    ours = dinobench.create_backbone("convnext_tiny", weights=str(tmp_path / "timm.pth"), depths=depths, dims=dims)
+    for h, w in [(224, 224), (256, 320), (200, 232)]:
+        x = torch.randn(2, 3, h, w)
+        with torch.no_grad():
+            fmap = peer.forward_features(x)  # [B, C, h, w], before timm's head norm
+            pooled = peer.forward_head(fmap, pre_logits=True)  # head norm of the global average
+            tokens = torch.nn.functional.layer_norm(fmap.flatten(2).transpose(1, 2), (128,),
+                                                    peer.head.norm.weight, peer.head.norm.bias, peer.head.norm.eps)
+            out = ours.forward_features(x)
+        diffs = [(out["x_norm_clstoken"] - pooled).abs().max().item(),
+                 (out["x_norm_patchtokens"] - tokens).abs().max().item()]
+        print(f"timm convnext {h}x{w}: max abs diff cls/patch {diffs}")
+        assert max(diffs) <= 1e-4, diffs
