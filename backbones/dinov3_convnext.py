@@ -9,7 +9,6 @@ Variants are data (``variants.DINOV3_CONVNEXT``); any size can be built with ove
 from __future__ import annotations
 
 import re
-from functools import partial
 from typing import Any, Sequence
 
 import torch
@@ -17,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dinobench.backbones.layers.block import drop_path
+from dinobench.backbones.family import build_variant, pack_layers, variant_getattr
 from dinobench.backbones.variants import DINOV3_CONVNEXT, IMAGENET_MEAN, IMAGENET_STD
 
 HF_MODEL_TYPES = ("dinov3_convnext",)
@@ -208,12 +208,9 @@ class ConvNeXt(nn.Module):
                 cls, tokens = self.norms[i](cls), self.norms[i](tokens)
             class_tokens.append(cls)
             patches.append(tokens.transpose(1, 2).reshape(fmap.shape).contiguous() if reshape else tokens)
-        parts = [patches]
-        if return_class_token:
-            parts.append(class_tokens)
-        if return_extra_tokens:
-            parts.append([p.new_zeros(p.shape[0], 0, p.shape[1] if reshape else p.shape[-1]) for p in patches])
-        return tuple(patches) if len(parts) == 1 else tuple(zip(*parts))
+        extra = [p.new_zeros(p.shape[0], 0, p.shape[1] if reshape else p.shape[-1]) for p in patches]
+        return pack_layers(patches, class_tokens if return_class_token else None,
+                           extra if return_extra_tokens else None)
 
     def forward(self, x: Tensor, is_training: bool = False, **kwargs: Any):
         """Normalised pooled token (``is_training=True``: the full feature dict)."""
@@ -226,20 +223,10 @@ def build(variant: str | None, **overrides: Any) -> ConvNeXt:
 
     ``variant=None`` builds from ``overrides`` alone (e.g. kwargs read from a config.json).
     """
-    kwargs, meta = DINOV3_CONVNEXT[variant] if variant is not None else ({}, {})
-    config = {**kwargs, **{k: v for k, v in meta.items() if k in ("mean", "std")}, **overrides}
-    model = ConvNeXt(**config)
-    if not any(p.is_meta for p in model.parameters()):
-        model.init_weights()
-    model.variant_config = config  # what was built, recorded in results and exports
-    return model
+    return build_variant(ConvNeXt, DINOV3_CONVNEXT, variant, overrides)
 
 
-def __getattr__(name: str):
-    """``dinov3_convnext.convnext_tiny(**overrides)`` etc.: one builder per variant, resolved lazily."""
-    if name in DINOV3_CONVNEXT:
-        return partial(build, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = variant_getattr(__name__, DINOV3_CONVNEXT, build)  # ``module.<variant>(**overrides)``
 
 
 # ----------------------------------------------------------------------------- transformers interop

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from dinobench.backbones.layers import LayerScale, PatchEmbed, RopePositionEmbedding, SelfAttentionBlock
+from dinobench.backbones.family import build_variant, pack_layers, variant_getattr
 from dinobench.backbones.variants import DINOV3_VIT, IMAGENET_MEAN, IMAGENET_STD
 
 logger = logging.getLogger("dinobench")
@@ -221,12 +222,8 @@ class DinoVisionTransformer(nn.Module):
             batch, _, height, width = x.shape
             grid = (height // self.patch_size, width // self.patch_size)
             patches = [p.reshape(batch, *grid, -1).permute(0, 3, 1, 2).contiguous() for p in patches]
-        parts = [patches]
-        if return_class_token:
-            parts.append(class_tokens)
-        if return_extra_tokens:
-            parts.append(extra_tokens)
-        return tuple(patches) if len(parts) == 1 else tuple(zip(*parts))
+        return pack_layers(patches, class_tokens if return_class_token else None,
+                           extra_tokens if return_extra_tokens else None)
 
     def forward(self, x: Tensor, is_training: bool = False, **kwargs: Any):
         """Normalised class token (``is_training=True``: the full feature dict)."""
@@ -239,20 +236,10 @@ def build(variant: str | None, **overrides: Any) -> DinoVisionTransformer:
 
     ``variant=None`` builds from ``overrides`` alone (e.g. kwargs read from a config.json).
     """
-    kwargs, meta = DINOV3_VIT[variant] if variant is not None else ({}, {})
-    config = {**kwargs, **{k: v for k, v in meta.items() if k in ("mean", "std")}, **overrides}
-    model = DinoVisionTransformer(**config)
-    if not any(p.is_meta for p in model.parameters()):
-        model.init_weights()
-    model.variant_config = config  # what was built, recorded in results and exports
-    return model
+    return build_variant(DinoVisionTransformer, DINOV3_VIT, variant, overrides)
 
 
-def __getattr__(name: str):
-    """``dinov3_vit.vits16(**overrides)`` etc.: one builder per variant, resolved lazily."""
-    if name in DINOV3_VIT:
-        return partial(build, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = variant_getattr(__name__, DINOV3_VIT, build)  # ``module.<variant>(**overrides)``
 
 
 # --------------------------------------------------------------------------- checkpoint formats

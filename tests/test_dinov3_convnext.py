@@ -173,7 +173,9 @@ def test_detect_and_convert_formats():
     with pytest.raises(ValueError, match="unexpected key"):
         cnx.convert_state_dict({**hub_state, "classifier.weight": torch.zeros(1)}, "hf")
     with pytest.raises(ValueError, match="format"):
-        cnx.convert_state_dict(hub_state, "timm")
+        cnx.convert_state_dict(hub_state, "onnx")
+    with pytest.raises(ValueError, match="unexpected key .* in a timm ConvNeXt state dict"):
+        cnx.convert_state_dict(hub_state, "timm")  # HF names are not timm names
     with pytest.raises(ValueError, match="layer_norm_eps"):
         cnx.kwargs_from_hf_config({"model_type": "dinov3_convnext", "layer_norm_eps": 1e-5})
 

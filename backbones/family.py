@@ -1,0 +1,40 @@
+"""Plumbing every backbone family shares: building a variant from its table, the lazy per-variant
+builders (``module.vits16(**overrides)``) and the packing of ``get_intermediate_layers`` outputs."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any, Callable, Sequence
+
+from torch import nn
+
+VariantTable = dict[str, tuple[dict[str, Any], dict[str, Any]]]
+
+
+def build_variant(model_cls: Callable[..., nn.Module], table: VariantTable, variant: str | None,
+                  overrides: dict[str, Any]) -> nn.Module:
+    """``model_cls(**(table[variant] kwargs + mean/std metadata + overrides))``, randomly initialised
+    unless built on the meta device; records the kwargs as ``model.variant_config``."""
+    kwargs, meta = table[variant] if variant is not None else ({}, {})
+    config = {**kwargs, **{k: v for k, v in meta.items() if k in ("mean", "std")}, **overrides}
+    model = model_cls(**config)
+    if not any(p.is_meta for p in model.parameters()):
+        model.init_weights()
+    model.variant_config = config  # what was built, recorded in results and exports
+    return model
+
+
+def variant_getattr(module_name: str, table: VariantTable, build: Callable[..., nn.Module]) -> Callable[[str], Any]:
+    """A module ``__getattr__`` returning ``partial(build, name)`` for each variant name."""
+    def __getattr__(name: str) -> Any:
+        if name in table:
+            return partial(build, name)
+        raise AttributeError(f"module {module_name!r} has no attribute {name!r}")
+    return __getattr__
+
+
+def pack_layers(patches: Sequence, class_tokens: Sequence | None, extra_tokens: Sequence | None) -> tuple:
+    """Official ``get_intermediate_layers`` return shape: patches alone, or tuples per layer with
+    the class token and/or extra (storage) tokens when requested (None = not requested)."""
+    parts = [list(patches)] + [list(p) for p in (class_tokens, extra_tokens) if p is not None]
+    return tuple(parts[0]) if len(parts) == 1 else tuple(zip(*parts))
