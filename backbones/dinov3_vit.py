@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from dinobench.backbones.layers import LayerScale, PatchEmbed, RopePositionEmbedding, SelfAttentionBlock
-from dinobench.backbones.family import build_variant, pack_layers, variant_getattr
+from dinobench.backbones.family import build_variant, split_vit_layers, variant_getattr
 from dinobench.backbones.variants import DINOV3_VIT, IMAGENET_MEAN, IMAGENET_STD
 
 logger = logging.getLogger("dinobench")
@@ -214,16 +214,8 @@ class DinoVisionTransformer(nn.Module):
         outputs = self._block_outputs(x, n)
         if norm:
             outputs = [torch.cat(self._norm_prefix_and_patches(out), dim=1) for out in outputs]
-        n_prefix = self.n_storage_tokens + 1
-        class_tokens = [out[:, 0] for out in outputs]
-        extra_tokens = [out[:, 1:n_prefix] for out in outputs]
-        patches = [out[:, n_prefix:] for out in outputs]
-        if reshape:
-            batch, _, height, width = x.shape
-            grid = (height // self.patch_size, width // self.patch_size)
-            patches = [p.reshape(batch, *grid, -1).permute(0, 3, 1, 2).contiguous() for p in patches]
-        return pack_layers(patches, class_tokens if return_class_token else None,
-                           extra_tokens if return_extra_tokens else None)
+        return split_vit_layers(outputs, self.n_storage_tokens + 1, tuple(x.shape[-2:]), self.patch_size, reshape,
+                                return_class_token, return_extra_tokens)
 
     def forward(self, x: Tensor, is_training: bool = False, **kwargs: Any):
         """Normalised class token (``is_training=True``: the full feature dict)."""

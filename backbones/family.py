@@ -38,3 +38,15 @@ def pack_layers(patches: Sequence, class_tokens: Sequence | None, extra_tokens: 
     the class token and/or extra (storage) tokens when requested (None = not requested)."""
     parts = [list(patches)] + [list(p) for p in (class_tokens, extra_tokens) if p is not None]
     return tuple(parts[0]) if len(parts) == 1 else tuple(zip(*parts))
+
+
+def split_vit_layers(outputs: Sequence, n_prefix: int, image_hw: tuple[int, int], patch_size: int,
+                     reshape: bool, return_class_token: bool, return_extra_tokens: bool) -> tuple:
+    """ViT block outputs ``[B, prefix + N, D]`` -> official ``get_intermediate_layers`` tuples
+    (patches ``[B, N, D]`` or ``[B, D, h, w]``, class token, storage/register tokens)."""
+    patches = [out[:, n_prefix:] for out in outputs]
+    if reshape:
+        grid = (image_hw[0] // patch_size, image_hw[1] // patch_size)
+        patches = [p.reshape(p.shape[0], *grid, -1).permute(0, 3, 1, 2).contiguous() for p in patches]
+    return pack_layers(patches, [out[:, 0] for out in outputs] if return_class_token else None,
+                       [out[:, 1:n_prefix] for out in outputs] if return_extra_tokens else None)
