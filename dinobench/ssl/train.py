@@ -153,7 +153,9 @@ class Trainer:
         patch = next(iter(self.model.students.values())).backbone.patch_size
         sampler = ShardedIterationSampler(len(self.dataset), train["batch_size_per_gpu"], self.world, self.rank,
                                           train["seed"], start_iteration=self.start_iter)
+        # own generator: creating the iterator must not draw from the global RNG (exact resume)
         return DataLoader(self.dataset, batch_sampler=sampler, num_workers=train.get("num_workers", 0),
+                          generator=torch.Generator().manual_seed(train["seed"]),
                           collate_fn=Collate(self.cfg["crops"], self.cfg["ibot"], patch, train["seed"], self.rank,
                                              self.world),
                           persistent_workers=False)
