@@ -52,14 +52,7 @@ def export_hf(model: nn.Module, out_dir: str | Path) -> Path:
 
 def export_pth(model: nn.Module, path: str | Path) -> Path:
     """Write the official-format state dict (``torch.save``), atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
-        torch.save(model.state_dict(), tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    from dinobench.results import write_atomic
+
+    state = model.state_dict()
+    return write_atomic(Path(path), lambda fh: torch.save(state, fh))

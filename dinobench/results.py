@@ -17,7 +17,7 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Callable
 
 SCHEMA_VERSION = 1
 
@@ -123,19 +123,25 @@ def safe_component(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._+-]+", "--", name).strip("-") or "unnamed"
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temp file in the same folder + fsync + rename."""
+def write_atomic(path: Path, content: str | Callable[[BinaryIO], None]) -> Path:
+    """Write ``content`` (text, or a function writing to a binary file object) to ``path`` via a
+    temp file in the same folder + fsync + rename: readers never see a partial file."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            if callable(content):
+                content(fh)
+            else:
+                fh.write(content.encode())
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return path
 
 
 def write_result(result: Result, output_dir: str | Path) -> Path:

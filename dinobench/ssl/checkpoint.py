@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import logging
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +11,7 @@ import torch
 from torch import Tensor
 
 from dinobench.errors import WeightsError
+from dinobench.results import write_atomic
 
 logger = logging.getLogger("dinobench")
 _NAME = re.compile(r"^checkpoint_(\d{8})\.pth$")
@@ -39,17 +38,7 @@ class CheckpointManager:
         if not self.enabled:
             return None
         self.folder.mkdir(parents=True, exist_ok=True)
-        target = self.folder / f"checkpoint_{iteration:08d}.pth"
-        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".tmp-", suffix=".pth")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                torch.save(state, fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        target = write_atomic(self.folder / f"checkpoint_{iteration:08d}.pth", lambda fh: torch.save(state, fh))
         for old in self._existing()[: -self.max_to_keep]:
             old.unlink(missing_ok=True)
         return target

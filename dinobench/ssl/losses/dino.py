@@ -48,18 +48,19 @@ def sinkhorn_knopp(teacher_output: Tensor, teacher_temp: float, n_samples: Tenso
     return q.t()
 
 
-class DINOLoss(nn.Module):
-    """``DINOLoss(out_dim)``: cross-entropy between student softmax and teacher targets on CLS logits."""
+class CenteredTeacherLoss(nn.Module):
+    """Shared EMA centre of DINO and iBOT: ``softmax((t - center) / T)`` teacher targets, with the
+    centre updated asynchronously (all-reduced across ranks when distributed)."""
 
-    def __init__(self, out_dim: int, student_temp: float = 0.1, center_momentum: float = 0.9) -> None:
+    def __init__(self, center_shape: tuple[int, ...], student_temp: float, center_momentum: float) -> None:
         super().__init__()
         self.student_temp = student_temp
         self.center_momentum = center_momentum
         # the official fills NaN and relies on init_weights(); zeros make a fresh loss usable
-        self.register_buffer("center", torch.zeros(1, out_dim))
+        self.register_buffer("center", torch.zeros(*center_shape))
         self.updated = True
         self.reduce_handle = None
-        self.len_teacher_output: int | None = None
+        self.center_count: int | None = None
         self.async_batch_center: Tensor | None = None
 
     def init_weights(self) -> None:
@@ -73,6 +74,35 @@ class DINOLoss(nn.Module):
         if update_centers:
             self.apply_center_update()
         return F.softmax((teacher_output - self.center) / teacher_temp, dim=-1)
+
+    @torch.no_grad()
+    def _start_center_update(self, batch_sum: Tensor, count: int) -> None:
+        """Begin ``center <- m * center + (1 - m) * batch_sum / count`` (summed over ranks)."""
+        self.updated = False
+        self.center_count = count
+        self.async_batch_center = batch_sum
+        if _distributed():
+            self.reduce_handle = dist.all_reduce(self.async_batch_center, async_op=True)
+
+    @torch.no_grad()
+    def apply_center_update(self) -> None:
+        """Finish a pending update: ``center = m * center + (1 - m) * global batch mean``."""
+        if self.updated:
+            return
+        world_size = dist.get_world_size() if _distributed() else 1
+        if self.reduce_handle is not None:
+            self.reduce_handle.wait()
+            self.reduce_handle = None
+        batch_center = self.async_batch_center / (self.center_count * world_size)
+        self.center.mul_(self.center_momentum).add_(batch_center * (1 - self.center_momentum))
+        self.updated = True
+
+
+class DINOLoss(CenteredTeacherLoss):
+    """``DINOLoss(out_dim)``: cross-entropy between student softmax and teacher targets on CLS logits."""
+
+    def __init__(self, out_dim: int, student_temp: float = 0.1, center_momentum: float = 0.9) -> None:
+        super().__init__((1, out_dim), student_temp, center_momentum)
 
     @torch.no_grad()
     def sinkhorn_knopp_teacher(self, teacher_output: Tensor, teacher_temp: float, n_iterations: int = 3) -> Tensor:
@@ -101,23 +131,6 @@ class DINOLoss(nn.Module):
     @torch.no_grad()
     def update_center(self, teacher_output: Tensor) -> None:
         """Start the centre update with this batch (async all-reduce when distributed)."""
-        self.updated = False
-        self.len_teacher_output = len(teacher_output)
-        self.async_batch_center = torch.sum(teacher_output, dim=0, keepdim=True)
-        if _distributed():
-            self.reduce_handle = dist.all_reduce(self.async_batch_center, async_op=True)
+        self._start_center_update(torch.sum(teacher_output, dim=0, keepdim=True), len(teacher_output))
 
     reduce_center_update = update_center  # the official name of the same step
-
-    @torch.no_grad()
-    def apply_center_update(self) -> None:
-        """Finish a pending update: ``center = m * center + (1 - m) * global batch mean``."""
-        if self.updated:
-            return
-        world_size = dist.get_world_size() if _distributed() else 1
-        if self.reduce_handle is not None:
-            self.reduce_handle.wait()
-            self.reduce_handle = None
-        batch_center = self.async_batch_center / (self.len_teacher_output * world_size)
-        self.center.mul_(self.center_momentum).add_(batch_center * (1 - self.center_momentum))
-        self.updated = True

@@ -11,9 +11,9 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from dinobench.ssl.losses.dino import _distributed, _upcast, sinkhorn_knopp
+from dinobench.ssl.losses.dino import CenteredTeacherLoss, _distributed, _upcast, sinkhorn_knopp
 
 
 def _cross_entropy_terms(teacher: Tensor, student: Tensor, temp: float) -> Tensor:
@@ -22,31 +22,11 @@ def _cross_entropy_terms(teacher: Tensor, student: Tensor, temp: float) -> Tenso
     return torch.sum(teacher.to(dtype) * F.log_softmax(student.to(dtype) / temp, dim=-1), dim=-1)
 
 
-class IBOTPatchLoss(nn.Module):
+class IBOTPatchLoss(CenteredTeacherLoss):
     """``IBOTPatchLoss(patch_out_dim)``: masked-patch cross-entropy with iBOT-head prototypes."""
 
     def __init__(self, patch_out_dim: int, student_temp: float = 0.1, center_momentum: float = 0.9) -> None:
-        super().__init__()
-        self.student_temp = student_temp
-        self.center_momentum = center_momentum
-        # the official fills NaN and relies on init_weights(); zeros make a fresh loss usable
-        self.register_buffer("center", torch.zeros(1, 1, patch_out_dim))
-        self.updated = True
-        self.reduce_handle = None
-        self.len_teacher_patch_tokens: int | None = None
-        self.async_batch_center: Tensor | None = None
-
-    def init_weights(self) -> None:
-        """Reset the centre to zero (kept for parity with the official initialisation call)."""
-        self.center.zero_()
-
-    @torch.no_grad()
-    def softmax_center_teacher(self, teacher_patch_tokens: Tensor, teacher_temp: float,
-                               update_centers: bool = True) -> Tensor:
-        """Teacher targets ``softmax((t - center) / T)``; first applies a pending centre update."""
-        if update_centers:
-            self.apply_center_update()
-        return F.softmax((teacher_patch_tokens - self.center) / teacher_temp, dim=-1)
+        super().__init__((1, 1, patch_out_dim), student_temp, center_momentum)
 
     @torch.no_grad()
     def sinkhorn_knopp_teacher(self, teacher_output: Tensor, teacher_temp: float,
@@ -89,24 +69,8 @@ class IBOTPatchLoss(nn.Module):
 
     @torch.no_grad()
     def update_center(self, teacher_patch_tokens: Tensor) -> None:
-        """Start the centre update with teacher tokens ``[B, N, K]`` (async all-reduce when distributed)."""
-        self.updated = False
-        self.len_teacher_patch_tokens = len(teacher_patch_tokens)
-        self.async_batch_center = torch.sum(teacher_patch_tokens.mean(1), dim=0, keepdim=True)
-        if _distributed():
-            self.reduce_handle = dist.all_reduce(self.async_batch_center, async_op=True)
+        """Start the centre update with the per-image token means of this batch."""
+        self._start_center_update(torch.sum(teacher_patch_tokens.mean(1), dim=0, keepdim=True),
+                                  len(teacher_patch_tokens))
 
     reduce_center_update = update_center  # the official name of the same step
-
-    @torch.no_grad()
-    def apply_center_update(self) -> None:
-        """Finish a pending update: ``center = m * center + (1 - m) * global mean of per-image token means``."""
-        if self.updated:
-            return
-        world_size = dist.get_world_size() if _distributed() else 1
-        if self.reduce_handle is not None:
-            self.reduce_handle.wait()
-            self.reduce_handle = None
-        batch_center = self.async_batch_center / (self.len_teacher_patch_tokens * world_size)
-        self.center.mul_(self.center_momentum).add_(batch_center * (1 - self.center_momentum))
-        self.updated = True
