@@ -117,10 +117,13 @@ class SSLMetaArch(nn.Module):
                 masked_after_head, teacher_temp=teacher_temp, n_masked_patches_tensor=n_masked)
         else:  # "softmax": DINOv1/v2 EMA-centred softmax (centre momentum 0.9)
             cls_centered = self.dino_loss.softmax_center_teacher(cls_after_head, teacher_temp=teacher_temp)
-            self.dino_loss.update_center(cls_after_head)
             masked_centered = self.ibot_patch_loss.softmax_center_teacher(
                 masked_after_head.unsqueeze(0), teacher_temp=teacher_temp).squeeze(0)
-            self.ibot_patch_loss.update_center(masked_after_head.unsqueeze(0))
+            # update the centres now (the official defers it to the next step: same values), so
+            # that a checkpoint never holds a pending update and resuming stays exact
+            for loss, out in ((self.dino_loss, cls_after_head), (self.ibot_patch_loss, masked_after_head.unsqueeze(0))):
+                loss.update_center(out)
+                loss.apply_center_update()
         return {"cls_centered": cls_centered.unflatten(0, (n_global, -1)), "masked_patch_centered": masked_centered,
                 "patch_pre_head": patches}
 
