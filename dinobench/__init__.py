@@ -77,6 +77,7 @@ def run(
     options: dict[str, Any] | list[str] | None = None,
     device: str = "cpu",
     seed: int = 0,
+    save_predictions: bool = False,
 ) -> "Result":
     """Run ``task`` on ``backbone`` and write ``<output>/<backbone>/<task>/<UTC>/result.json``."""
     from dinobench.runner import run as _run
@@ -90,4 +91,5 @@ def run(
         options=options,
         device=device,
         seed=seed,
+        save_predictions=save_predictions,
     )

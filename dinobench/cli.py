@@ -60,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="override task config keys, e.g. protocol.temperature=0.1 backbone.depth=2")
     p_run.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     p_run.add_argument("--seed", type=int, default=0, help="seeds python, numpy, torch and random init")
+    p_run.add_argument("--save-predictions", action="store_true",
+                       help="dense tasks: save colourised predictions + a side-by-side figure beside result.json")
 
     p_export = sub.add_parser("export", help="save a backbone as a Hugging Face directory or official .pth")
     p_export.add_argument("--backbone", required=True, help="backbone name (or 'hf' with --weights DIR)")
@@ -150,7 +152,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     """Run one (backbone, task) evaluation and print its metrics."""
     result = dinobench.run(backbone=args.backbone, task=args.task, weights=args.weights, data_root=args.data_root,
-                           output_dir=args.output, options=args.cfg_options, device=args.device, seed=args.seed)
+                           output_dir=args.output, options=args.cfg_options, device=args.device, seed=args.seed,
+                           save_predictions=args.save_predictions)
     main = result.main_metric
     arrow = "higher is better" if main.higher_is_better else "lower is better"
     print(f"{result.task} | {result.backbone} ({result.weights}) | {main.name} = {main.value:.2f} ({arrow})")

@@ -1,6 +1,11 @@
 """Feature extraction: batched, ``inference_mode``, progress bar; one place for every protocol.
 
-(The on-disk feature cache of the classification issue plugs in here.)
+Feature kinds (what a protocol asks for):
+
+- ``"cls"``: the normalised CLS token ``x_norm_clstoken`` ``[N, D]`` (kNN, logistic regression);
+- ``"cls4_avgpool"``: ``[N, 5D]`` = normalised CLS tokens of the last 4 blocks (oldest first) then
+  the mean of the last block's normalised patch tokens — the official linear-probe input; its
+  last ``2D`` columns are the ``n=1`` input ``[cls_L, avgpool_L]``.
 """
 
 from __future__ import annotations
@@ -35,10 +40,26 @@ def _unwrap_worker_error(exc: DataError) -> DataError:
     return exc
 
 
+FEATURE_KINDS = ("cls", "cls4_avgpool")
+
+
+def compute_features(model: nn.Module, images: Tensor, kind: str = "cls") -> Tensor:
+    """One batch of features of ``kind`` (see the module docstring)."""
+    if kind == "cls":
+        return model.forward_features(images)["x_norm_clstoken"]
+    if kind == "cls4_avgpool":
+        layers = model.get_intermediate_layers(images, n=4, return_class_token=True, norm=True)
+        patch_last = layers[-1][0]
+        return torch.cat([cls for _, cls in layers] + [patch_last.mean(dim=1)], dim=-1)
+    raise ValueError(f"unknown feature kind {kind!r}; expected one of {FEATURE_KINDS}")
+
+
 @torch.inference_mode()
 def extract_features(model: nn.Module, dataset: Dataset, *, batch_size: int = 64, num_workers: int = 0,
-                     device: torch.device | str = "cpu", desc: str = "features") -> FeatureSet:
-    """Normalised CLS token (``x_norm_clstoken``) of every sample of ``dataset``."""
+                     device: torch.device | str = "cpu", desc: str = "features", kind: str = "cls") -> FeatureSet:
+    """Features of ``kind`` (default: normalised CLS token) of every sample of ``dataset``."""
+    if kind not in FEATURE_KINDS:
+        raise ValueError(f"unknown feature kind {kind!r}; expected one of {FEATURE_KINDS}")
     device = torch.device(device)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                         pin_memory=device.type == "cuda", persistent_workers=False)
@@ -49,8 +70,8 @@ def extract_features(model: nn.Module, dataset: Dataset, *, batch_size: int = 64
     try:
         for images, targets in tqdm(loader, desc=desc, unit="batch", leave=False):
             with autocast:
-                out = model.forward_features(images.to(device, non_blocking=True))
-            feats.append(out["x_norm_clstoken"].float().cpu())
+                out = compute_features(model, images.to(device, non_blocking=True), kind)
+            feats.append(out.float().cpu())
             labels.append(torch.as_tensor(targets, dtype=torch.long))
     except DataError as exc:
         raise _unwrap_worker_error(exc) from None

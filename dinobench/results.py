@@ -51,6 +51,7 @@ class Result:
     backbone_config: dict[str, Any] = field(default_factory=dict)
     environment: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    artifacts: list[str] = field(default_factory=list)  # files beside result.json (e.g. predictions/*.png)
     created_at: str = ""
     schema_version: int = SCHEMA_VERSION
     path: str | None = None  # where it was written (not serialised)
@@ -144,13 +145,23 @@ def write_atomic(path: Path, content: str | Callable[[BinaryIO], None]) -> Path:
     return path
 
 
-def write_result(result: Result, output_dir: str | Path) -> Path:
-    """Write ``result`` under a new ``<output>/<backbone>/<task>/<UTC>/`` folder; return the json path."""
+def write_result(result: Result, output_dir: str | Path, predictions: str | Path | None = None) -> Path:
+    """Write ``result`` under a new ``<output>/<backbone>/<task>/<UTC>/`` folder; return the json path.
+
+    ``predictions``: a folder of files a protocol saved (``--save-predictions``); it is moved to
+    ``<run>/predictions/`` and its files are listed in ``result.artifacts`` (paths relative to the run).
+    """
     task_dir = Path(output_dir) / safe_component(result.backbone) / safe_component(result.task)
     task_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=task_dir, prefix=".staging-"))
     try:
         result.created_at = result.created_at or datetime.now(timezone.utc).isoformat()
+        if predictions is not None and Path(predictions).is_dir():
+            import shutil
+
+            shutil.move(str(predictions), staging / "predictions")
+            result.artifacts = sorted(str(p.relative_to(staging)) for p in (staging / "predictions").rglob("*")
+                                      if p.is_file())
         write_atomic(staging / "result.json", json.dumps(result.to_dict(), indent=2, sort_keys=False) + "\n")
         for attempt in range(1000):
             final = task_dir / (utc_timestamp() + (f"-{attempt}" if attempt else ""))

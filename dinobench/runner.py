@@ -45,21 +45,23 @@ class RunContext:
     device: str
     seed: int
     timings: dict[str, float] = field(default_factory=dict)
-    _features: dict[str, Any] = field(default_factory=dict)
+    predictions_dir: Path | None = None  # set by --save-predictions: protocols write figures here
+    _features: dict[tuple[str, str], Any] = field(default_factory=dict)
 
-    def features(self, split: str):
-        """CLS features of ``split`` (extracted once per run)."""
-        if split not in self._features:
+    def features(self, split: str, kind: str = "cls"):
+        """Features of ``kind`` of ``split`` (extracted once per run; see :mod:`dinobench.features`)."""
+        if (split, kind) not in self._features:
             from dinobench.features import extract_features
 
             fcfg = self.cfg.get("features", {})
             start = time.perf_counter()
-            self._features[split] = extract_features(
+            self._features[split, kind] = extract_features(
                 self.backbone, self.datasets[split], batch_size=int(fcfg.get("batch_size", 64)),
                 num_workers=int(fcfg.get("num_workers", 0)), device=self.device,
-                desc=f"{self.task} {split} features")
-            self.timings[f"features_{split}_s"] = round(time.perf_counter() - start, 3)
-        return self._features[split]
+                desc=f"{self.task} {split} {kind} features", kind=kind)
+            suffix = "" if kind == "cls" else f"_{kind}"
+            self.timings[f"features_{split}{suffix}_s"] = round(time.perf_counter() - start, 3)
+        return self._features[split, kind]
 
 
 def _check_device(device: str) -> str:
@@ -89,8 +91,12 @@ def resolve_task(task: str, options: Mapping[str, Any] | list[str] | None) -> di
 
 def run(backbone: str, task: str, weights: str | None = None, data_root: str | None = None,
         output_dir: str | None = None, options: Mapping[str, Any] | list[str] | None = None,
-        device: str = "cpu", seed: int = 0) -> Result:
-    """Evaluate ``backbone`` on ``task``; returns the written :class:`Result`."""
+        device: str = "cpu", seed: int = 0, save_predictions: bool = False) -> Result:
+    """Evaluate ``backbone`` on ``task``; returns the written :class:`Result`.
+
+    ``save_predictions``: protocols that can draw their predictions (dense tasks) write PNGs into
+    ``ctx.predictions_dir``; they end up in ``<run>/predictions/`` and ``result.artifacts``.
+    """
     from dinobench.plugin_manager import get_plugin_manager, get_registries
 
     t_start = time.perf_counter()
@@ -117,7 +123,13 @@ def run(backbone: str, task: str, weights: str | None = None, data_root: str | N
                                      getattr(model, "image_std", (0.229, 0.224, 0.225)))
     for ds in datasets.values():
         ds.transform = transform
+    output_dir = output_dir or os.environ.get("DINOBENCH_OUTPUT", DEFAULT_OUTPUT)
     ctx = RunContext(task=task, cfg=cfg, backbone=model, datasets=datasets, device=device, seed=seed)
+    if save_predictions:
+        import tempfile
+
+        Path(output_dir).mkdir(parents=True, exist_ok=True)
+        ctx.predictions_dir = Path(tempfile.mkdtemp(prefix=".predictions-", dir=output_dir))
     protocol = resolve_object(protocol_spec.cls)(dict(cfg["protocol"]))
     t_protocol = time.perf_counter()
     outcome = protocol.run(ctx)
@@ -156,6 +168,12 @@ def run(backbone: str, task: str, weights: str | None = None, data_root: str | N
         environment=environment(device, "bfloat16-autocast" if device.startswith("cuda") else "float32"),
         timings=ctx.timings,
     )
-    path = write_result(result, output_dir or os.environ.get("DINOBENCH_OUTPUT", DEFAULT_OUTPUT))
+    try:
+        path = write_result(result, output_dir, predictions=ctx.predictions_dir)
+    finally:
+        if ctx.predictions_dir is not None and ctx.predictions_dir.exists():
+            import shutil
+
+            shutil.rmtree(ctx.predictions_dir, ignore_errors=True)
     get_plugin_manager().hook.dinobench_result_written(result=result, path=path)
     return result

@@ -265,6 +265,8 @@ def _shared_inputs():
 def _worker(rank: int, init_file: str, out_dir: str) -> None:
     import torch.distributed as dist
 
+    from dinobench.ssl import distributed as ddp
+
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
     try:
         data = _shared_inputs()
@@ -285,8 +287,10 @@ def _worker(rank: int, init_file: str, out_dir: str) -> None:
                    koleo_top2=KoLeoLossDistributed(topk=2)(feat).detach(),
                    koleo_group=KoLeoLossDistributed(loss_group_size=5)(feat).detach())
         torch.save(out, f"{out_dir}/rank{rank}.pt")
-    finally:
-        dist.destroy_process_group()
+    except BaseException:
+        ddp.shutdown(synchronize=False)
+        raise
+    ddp.shutdown()
 
 
 def test_distributed_paths_match_single_process(tmp_path):

@@ -22,6 +22,17 @@ def init_from_env() -> None:
     dist.init_process_group(backend=backend)
 
 
+def shutdown(synchronize: bool = True) -> None:
+    """Tear the default group down; on a clean exit first wait for every rank (gloo aborts when a
+    peer leaves early). After an error no barrier: the peers may be gone already."""
+    if dist.is_initialized():
+        try:
+            if synchronize:
+                dist.barrier()
+        finally:
+            dist.destroy_process_group()
+
+
 def world_size() -> int:
     """Number of ranks (1 without torch.distributed)."""
     return dist.get_world_size() if dist.is_initialized() else 1

@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -247,10 +246,12 @@ class Trainer:
 def train(cfg: dict[str, Any], output_dir: str | Path) -> dict[str, Any]:
     """Initialise distributed state (torchrun env), resume if possible, train, export."""
     ddp.init_from_env()
+    clean = False
     try:
         trainer = Trainer(cfg, output_dir)
         trainer.resume()
-        return trainer.fit()
+        summary = trainer.fit()
+        clean = True
+        return summary
     finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
+        ddp.shutdown(synchronize=clean)
