@@ -22,6 +22,8 @@ from dinobench.results import MainMetric, Result, environment, write_result
 logger = logging.getLogger("dinobench")
 
 DEFAULT_OUTPUT = "outputs"
+#: ``backbone.*`` options that steer how a protocol trains the backbone, not how it is built
+BACKBONE_TRAINING_KEYS = ("finetune", "layer_decay")
 
 
 def seed_everything(seed: int) -> None:
@@ -116,13 +118,16 @@ def run(backbone: str, task: str, weights: str | None = None, data_root: str | N
     seed_everything(seed)
     from dinobench.backbones import create_backbone
 
-    model = create_backbone(backbone, weights=weights, **cfg["backbone"])
+    constructor_kwargs = {k: v for k, v in cfg["backbone"].items() if k not in BACKBONE_TRAINING_KEYS}
+    model = create_backbone(backbone, weights=weights, **constructor_kwargs)
+    from dinobench.data.base import ClassificationDataset
     from dinobench.data.transforms import build_eval_transform
 
     transform = build_eval_transform(cfg["transform"], getattr(model, "image_mean", (0.485, 0.456, 0.406)),
                                      getattr(model, "image_std", (0.229, 0.224, 0.225)))
-    for ds in datasets.values():
-        ds.transform = transform
+    for ds in datasets.values():  # dense datasets bring joint image+target transforms of their protocol
+        if isinstance(ds, ClassificationDataset):
+            ds.transform = transform
     output_dir = output_dir or os.environ.get("DINOBENCH_OUTPUT", DEFAULT_OUTPUT)
     ctx = RunContext(task=task, cfg=cfg, backbone=model, datasets=datasets, device=device, seed=seed)
     if save_predictions:
