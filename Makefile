@@ -6,7 +6,7 @@ STAMP := $(VENV)/.dinobench-installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: venv demo test test-fast clean
+.PHONY: venv sysdeps demo test test-fast clean
 
 venv: $(STAMP)
 
@@ -17,10 +17,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	@touch $(STAMP)
 
+sysdeps:
+	@bash scripts/system-deps.sh
+
 demo: venv
 	$(BIN)/dinobench run --backbone vit_tiny --task digits-knn --output demo-output
 
-test: venv
+test: venv sysdeps
 	$(BIN)/python -m pytest
 
 test-fast: venv
