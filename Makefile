@@ -6,7 +6,7 @@ STAMP := $(VENV)/.dinobench-installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: venv sysdeps demo test test-fast clean
+.PHONY: venv sysdeps demo test test-fast bench-check clean
 
 venv: $(STAMP)
 
@@ -21,13 +21,16 @@ sysdeps:
 	@bash scripts/system-deps.sh
 
 demo: venv
-	$(BIN)/dinobench run --backbone vit_tiny --task digits-knn --output demo-output
+	$(BIN)/dinobench demo --output demo-output
 
 test: venv sysdeps
 	$(BIN)/python -m pytest
+
+bench-check: venv
+	bash scripts/ci-benchmark.sh
 
 test-fast: venv
 	$(BIN)/python -m pytest -m "not slow"
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info demo-output outputs
+	rm -rf $(VENV) build dist *.egg-info demo-output outputs ci-results

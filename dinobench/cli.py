@@ -28,6 +28,31 @@ EPILOG = """examples:
 """
 
 
+REPORT_EPILOG = """Results share a leaderboard column only when task, protocol version and protocol hash (resolved
+config + dataset fingerprint) match; other groups get their own column, e.g. "digits-knn [cfg 1a2b3c4]",
+with a note saying what differs. Re-runs of one seed count once (the newest); seeds are averaged.
+
+examples:
+  dinobench report --output report                       # scan ./outputs
+  dinobench report outputs/ leaderboards/baseline.jsonl --output report --format md,html
+  dinobench report outputs/ --jsonl leaderboards/baseline.jsonl   # freeze a baseline for `check`
+"""
+
+CHECK_EPILOG = """For every (backbone, weights, task, seed) of the baseline, the newest result with the same task,
+protocol version and protocol hash is compared on the baseline's main metric (direction-aware):
+  improved        better by more than the tolerance
+  same            within the tolerance (default 1e-6 absolute)
+  regressed       worse by more than the tolerance               -> exit 1
+  missing         no result for that backbone/weights/task/seed  -> exit 1
+  not-comparable  results exist, but with another protocol version/hash (the note says what changed) -> exit 1
+Exit 0 otherwise; 2 on bad input (missing or malformed files, bad --tolerance).
+
+examples:
+  dinobench check --baseline leaderboards/baseline.jsonl
+  dinobench check --baseline leaderboards/baseline.jsonl --results outputs/ --tolerance top1=0.5 '*=0.01'
+"""
+
+
 class _OneLineParser(argparse.ArgumentParser):
     """argparse whose usage errors are one line on stderr (exit 2)."""
 
@@ -86,6 +111,38 @@ def build_parser() -> argparse.ArgumentParser:
     p_train.add_argument("--gpus-per-node", type=int, default=8, help="SLURM GPUs (= ranks) per node")
     p_train.add_argument("--partition", default=None, help="SLURM partition")
     p_train.add_argument("--timeout-min", type=int, default=60 * 24, help="SLURM time limit in minutes")
+
+    p_report = sub.add_parser("report", help="leaderboard + per-task tables and plots (Markdown, CSV, HTML)",
+                              epilog=REPORT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p_report.add_argument("paths", nargs="*", metavar="PATH",
+                          help="results folders (scanned for result.json), result.json files or .jsonl baselines "
+                               "(default: ./outputs or $DINOBENCH_OUTPUT)")
+    p_report.add_argument("--output", default=None, metavar="DIR",
+                          help="write leaderboard.md, leaderboard.csv, results.csv and report.html here")
+    p_report.add_argument("--format", default="md,csv,html", help="comma-separated subset of md,csv,html")
+    p_report.add_argument("--title", default="dinobench leaderboard", help="report title")
+    p_report.add_argument("--jsonl", default=None, metavar="FILE",
+                          help="freeze the results shown (newest per seed) into a JSONL baseline for `dinobench check`")
+
+    p_check = sub.add_parser("check", help="compare results with a baseline: exit 1 on regressed/missing/not-comparable",
+                             epilog=CHECK_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p_check.add_argument("--baseline", required=True, metavar="FILE", help="JSONL baseline (dinobench report --jsonl)")
+    p_check.add_argument("--results", nargs="+", default=None, metavar="PATH",
+                         help="results folders or files (default: ./outputs or $DINOBENCH_OUTPUT)")
+    p_check.add_argument("--tolerance", nargs="+", default=[], metavar="METRIC=ABS",
+                         help="absolute tolerance per main-metric name, e.g. top1=0.5 ('*=0.1': all others; "
+                              "default 1e-6)")
+    p_check.add_argument("--ignore-weights-hash", action="store_true",
+                         help="match checkpoints by file name only (weights retrained in CI, not bit-identical)")
+    p_check.add_argument("--markdown", default=None, metavar="FILE",
+                         help="also append the table as Markdown to FILE (e.g. $GITHUB_STEP_SUMMARY)")
+
+    p_demo = sub.add_parser("demo", help="SSL-pretrain a tiny ViT on real digits, evaluate it vs random init, "
+                                         "write the report (no downloads, a few CPU minutes)")
+    p_demo.add_argument("--output", default="demo-output", help="demo folder (default ./demo-output; reused)")
+    p_demo.add_argument("--no-dense", action="store_true", help="skip the synthetic ADE20K segmentation task")
+    p_demo.add_argument("pretrain_overrides", nargs="*", metavar="KEY=VALUE",
+                        help="overrides of the pretraining config, e.g. optim.epochs=2")
     return parser
 
 
@@ -154,6 +211,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     result = dinobench.run(backbone=args.backbone, task=args.task, weights=args.weights, data_root=args.data_root,
                            output_dir=args.output, options=args.cfg_options, device=args.device, seed=args.seed,
                            save_predictions=args.save_predictions)
+    if result.path is None:  # torchrun rank > 0: same metrics; rank 0 prints and writes the record
+        return 0
     main = result.main_metric
     arrow = "higher is better" if main.higher_is_better else "lower is better"
     print(f"{result.task} | {result.backbone} ({result.weights}) | {main.name} = {main.value:.2f} ({arrow})")
@@ -188,7 +247,100 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 143 if "interrupted_at" in summary else 0  # 128 + SIGTERM: stopped, resumable
 
 
-COMMANDS = {"list": cmd_list, "run": cmd_run, "export": cmd_export, "train": cmd_train}
+def _default_results() -> list[str]:
+    from dinobench.runner import DEFAULT_OUTPUT
+
+    return [os.environ.get("DINOBENCH_OUTPUT", DEFAULT_OUTPUT)]
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Scan results, print the leaderboard, write the report files and/or a JSONL baseline."""
+    from dinobench.errors import ConfigError, DataError
+    from dinobench.leaderboard import build_leaderboard, scan
+    from dinobench.report import FORMATS, leaderboard_markdown, write_report
+    from dinobench.results import write_jsonl
+
+    formats = [f.strip() for f in args.format.split(",") if f.strip()]
+    bad = [f for f in formats if f not in FORMATS]
+    if bad or not formats:
+        raise ConfigError(f"--format {args.format!r}: expected a comma-separated subset of {','.join(FORMATS)}")
+    if args.output is None and args.jsonl is None:
+        raise ConfigError("report: nothing to write; pass --output DIR (report files) and/or --jsonl FILE (baseline)")
+    paths = args.paths or _default_results()
+    df = scan(paths)
+    if df.empty:
+        raise DataError(f"no result records found in {', '.join(map(str, paths))}; run `dinobench run` first "
+                        "or pass the folders/.jsonl files holding them")
+    lb = build_leaderboard(df)
+    print(leaderboard_markdown(lb))
+    print(f"{len(df)} results, {len(lb.rows)} backbones x {len(lb.columns)} task columns")
+    written = []
+    if args.jsonl is not None:
+        frozen = lb.runs.sort_values(["task", "column", "model", "weights_id", "seed"])["record"].tolist()
+        written.append(write_jsonl(args.jsonl, frozen))
+    if args.output is not None:
+        written += write_report(df, lb, args.output, formats, args.title)
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+def _parse_tolerances(items: list[str]) -> dict[str, float]:
+    from dinobench.errors import ConfigError
+
+    tolerances = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        try:
+            tol = float(value)
+        except ValueError:
+            tol = -1.0
+        if not sep or not name or not tol >= 0:
+            raise ConfigError(f"--tolerance {item!r}: expected METRIC=ABS with ABS >= 0, e.g. top1=0.5 or '*=0.01'")
+        tolerances[name] = tol
+    return tolerances
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Compare results with a baseline; exit 1 on any regressed, missing or not-comparable entry."""
+    from collections import Counter
+    from pathlib import Path
+
+    from dinobench.errors import DataError
+    from dinobench.leaderboard import FAILING, STATUSES, check, scan
+    from dinobench.report import check_markdown, check_rows
+
+    tolerances = _parse_tolerances(args.tolerance)
+    if not Path(args.baseline).is_file():
+        raise DataError(f"--baseline {args.baseline}: no such file; create one with "
+                        "`dinobench report outputs/ --jsonl FILE`")
+    baseline = scan([args.baseline])
+    if baseline.empty:
+        raise DataError(f"--baseline {args.baseline}: holds no result records")
+    results = scan(args.results or _default_results())
+    rows = check(baseline, results, tolerances, match_weights_by_name=args.ignore_weights_hash)
+    header, body = check_rows(rows)
+    print(_table([dict(zip(header, line)) for line in body], header))
+    counts = Counter(r.status for r in rows)
+    failed = any(counts[s] for s in FAILING)
+    verdict = ("FAIL" if failed else "PASS") + " (" + ", ".join(f"{counts[s]} {s}" for s in STATUSES) + ")"
+    if args.markdown:
+        with open(args.markdown, "a", encoding="utf-8") as fh:
+            fh.write(check_markdown(rows, verdict))
+    print(f"check: {len(rows)} baseline entries vs {len(results)} results: {verdict}")
+    return 1 if failed else 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Run the end-to-end demo (see :mod:`dinobench.demo`)."""
+    from dinobench.demo import run_demo
+
+    run_demo(args.output, pretrain_overrides=args.pretrain_overrides, dense=not args.no_dense)
+    return 0
+
+
+COMMANDS = {"list": cmd_list, "run": cmd_run, "export": cmd_export, "train": cmd_train,
+            "report": cmd_report, "check": cmd_check, "demo": cmd_demo}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -15,7 +15,16 @@ from typing import Any, Mapping
 from dinobench.errors import ConfigError
 
 #: keys whose values cannot change a result; left out of the protocol hash
-RUNTIME_KEYS = ("features.batch_size", "features.num_workers", "protocol.chunk_size", "task.description", "backbone")
+RUNTIME_KEYS = (
+    "features.batch_size", "features.num_workers", "features.cache", "features.cache_dir", "features.chunk_size",
+    "protocol.chunk_size", "protocol.n_jobs", "protocol.num_visualizations", "task.description",
+    "train.num_workers", "train.eval_every", "train.checkpoint_every", "train.max_to_keep", "train.log_every",
+    "train.work_dir", "train.resume",
+    # the backbone's constructor overrides identify the model (a leaderboard row), not the protocol ...
+    "backbone",
+)
+#: ... except these, which change how the protocol trains it (frozen vs fine-tuned)
+BACKBONE_PROTOCOL_KEYS = ("finetune", "layer_decay")
 #: sections that accept new keys from --cfg-options (backbone constructor overrides)
 OPEN_SECTIONS = ("backbone",)
 
@@ -102,5 +111,9 @@ def _without(cfg: Mapping[str, Any], dotted_keys: tuple[str, ...]) -> dict[str, 
 def protocol_hash(cfg: Mapping[str, Any], dataset_fingerprint: str) -> str:
     """sha256 of the resolved task config (runtime-only keys removed) and the dataset content."""
     payload = {"config": _without(cfg, RUNTIME_KEYS), "dataset": dataset_fingerprint}
+    backbone = cfg.get("backbone") or {}
+    training = {k: backbone[k] for k in BACKBONE_PROTOCOL_KEYS if k in backbone}
+    if training:  # only when set, so that hashes of frozen-backbone results stay as they were
+        payload["backbone_training"] = training
     blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]

@@ -25,7 +25,12 @@ logger = logging.getLogger("dinobench")
 BUILTIN_PLUGINS = (
     "dinobench.plugins.backbones",
     "dinobench.plugins.datasets",
+    "dinobench.plugins.dense_datasets",
     "dinobench.plugins.knn",
+    "dinobench.plugins.segmentation",
+    "dinobench.plugins.depth",
+    "dinobench.plugins.logreg",
+    "dinobench.plugins.linear",
     "dinobench.plugins.tasks",
 )
 

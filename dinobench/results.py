@@ -131,6 +131,9 @@ def write_atomic(path: Path, content: str | Callable[[BinaryIO], None]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # mkstemp creates 0600; results are meant to be shared
         with os.fdopen(fd, "wb") as fh:
             if callable(content):
                 content(fh)
@@ -180,3 +183,73 @@ def write_result(result: Result, output_dir: str | Path, predictions: str | Path
         raise
     result.path = str(final / "result.json")
     return final / "result.json"
+
+
+# --- reading the store: result.json trees and JSONL baselines ----------------------------------------
+
+#: baseline/snapshot files: one ``Result.to_dict()`` JSON object per line
+JSONL_SUFFIX = ".jsonl"
+
+
+def iter_result_files(root: str | Path) -> list[Path]:
+    """Every ``result.json`` under ``root`` (sorted), skipping hidden folders such as ``.staging-*``
+    (runs still being assembled) and ``.predictions-*``, which never hold a finished result."""
+    root = Path(root)
+    found: list[Path] = []
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        if "result.json" in files:
+            found.append(Path(folder) / "result.json")
+    return sorted(found)
+
+
+def read_jsonl(path: str | Path) -> list[Result]:
+    """Results of a JSONL baseline file; ``Result.path`` is ``<file>:<line>``. A bad line is a DataError."""
+    from dinobench.errors import DataError
+
+    path = Path(path)
+    results = []
+    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            results.append(Result.from_dict(json.loads(line), path=f"{path}:{lineno}"))
+        except (ValueError, TypeError, KeyError) as exc:
+            raise DataError(f"{path}:{lineno}: not a dinobench result record ({type(exc).__name__}: {exc}); "
+                            f"regenerate the file with `dinobench report PATHS --jsonl {path}`") from None
+    return results
+
+
+def load_results(paths: list[str | Path]) -> list[Result]:
+    """Results from folders (scanned recursively for ``result.json``), ``result.json`` files and ``.jsonl``
+    baselines. Unreadable files found while scanning a folder are skipped with a warning; a file named
+    explicitly must be valid (DataError otherwise)."""
+    import logging
+
+    from dinobench.errors import DataError
+
+    logger = logging.getLogger("dinobench")
+    results: list[Result] = []
+    for raw in paths:
+        path = Path(raw)
+        if not path.exists():
+            raise DataError(f"{path}: no such file or folder; pass a results folder (e.g. outputs/) or a .jsonl baseline")
+        if path.is_file() and path.suffix == JSONL_SUFFIX:
+            results.extend(read_jsonl(path))
+        elif path.is_file():
+            try:
+                results.append(Result.load(path))
+            except (ValueError, TypeError, KeyError) as exc:
+                raise DataError(f"{path}: not a dinobench result.json ({type(exc).__name__}: {exc})") from None
+        else:
+            for file in iter_result_files(path):
+                try:
+                    results.append(Result.load(file))
+                except (OSError, ValueError, TypeError, KeyError) as exc:
+                    logger.warning("dinobench: warning: skipping %s: not a readable result record (%s)", file, exc)
+    return results
+
+
+def write_jsonl(path: str | Path, results: list[Result]) -> Path:
+    """Freeze ``results`` into a JSONL baseline (one ``to_dict()`` per line), written atomically."""
+    return write_atomic(path, "".join(json.dumps(r.to_dict(), sort_keys=True) + "\n" for r in results))

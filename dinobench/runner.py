@@ -12,18 +12,22 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
-from dinobench.config import apply_options, load_config, parse_options, protocol_hash
+from dinobench.config import BACKBONE_PROTOCOL_KEYS, apply_options, load_config, parse_options, protocol_hash
 from dinobench.errors import ConfigError, DinobenchError
 from dinobench.registry import resolve_object
 from dinobench.results import MainMetric, Result, environment, write_result
 
+if TYPE_CHECKING:
+    from dinobench.features import FeatureSet
+
 logger = logging.getLogger("dinobench")
 
 DEFAULT_OUTPUT = "outputs"
-#: ``backbone.*`` options that steer how a protocol trains the backbone, not how it is built
-BACKBONE_TRAINING_KEYS = ("finetune", "layer_decay")
+#: ``features.*`` keys every task accepts: on-disk feature cache switch, folder (None: $DINOBENCH_CACHE or
+#: ~/.cache/dinobench/features) and rows per cache chunk (None: 4096)
+FEATURE_CACHE_DEFAULTS = {"cache": True, "cache_dir": None, "chunk_size": None}
 
 
 def seed_everything(seed: int) -> None:
@@ -48,22 +52,47 @@ class RunContext:
     seed: int
     timings: dict[str, float] = field(default_factory=dict)
     predictions_dir: Path | None = None  # set by --save-predictions: protocols write figures here
+    output_dir: Path | None = None  # the results folder (head-training runs live under <output>/.runs/)
+    backbone_name: str | None = None  # registry name of the backbone
+    weights_sha256: str | None = None  # None for random init
+    #: run-wide part of the feature-cache key (:func:`dinobench.features.backbone_key_payload`); None: no disk cache
+    cache_payload: dict[str, Any] | None = None
+    #: split -> the eval transform the runner set; a split whose transform was replaced is not disk-cached
+    eval_transforms: dict[str, Any] = field(default_factory=dict)
     _features: dict[tuple[str, str], Any] = field(default_factory=dict)
 
-    def features(self, split: str, kind: str = "cls"):
-        """Features of ``kind`` of ``split`` (extracted once per run; see :mod:`dinobench.features`)."""
+    def features(self, split: str, kind: str = "cls") -> "FeatureSet":
+        """Features of ``kind`` of ``split``: extracted once per run, and once per key on disk
+        (see :mod:`dinobench.features`); ``timings`` records whether they came from the cache."""
         if (split, kind) not in self._features:
-            from dinobench.features import extract_features
+            from dinobench.features import DEFAULT_CHUNK_SIZE, cache_root, load_or_extract
 
             fcfg = self.cfg.get("features", {})
+            payload = self._cache_payload(split)
             start = time.perf_counter()
-            self._features[split, kind] = extract_features(
-                self.backbone, self.datasets[split], batch_size=int(fcfg.get("batch_size", 64)),
-                num_workers=int(fcfg.get("num_workers", 0)), device=self.device,
-                desc=f"{self.task} {split} {kind} features", kind=kind)
+            self._features[split, kind], cached = load_or_extract(
+                self.backbone, self.datasets[split], payload=payload,
+                cache_dir=cache_root(fcfg) if payload is not None else None,
+                batch_size=int(fcfg.get("batch_size", 64)), num_workers=int(fcfg.get("num_workers", 0)),
+                device=self.device, desc=f"{self.task} {split} {kind} features", kind=kind,
+                chunk_size=int(fcfg.get("chunk_size") or DEFAULT_CHUNK_SIZE))
             suffix = "" if kind == "cls" else f"_{kind}"
             self.timings[f"features_{split}{suffix}_s"] = round(time.perf_counter() - start, 3)
+            self.timings[f"features_{split}{suffix}_cached"] = 1.0 if cached else 0.0
         return self._features[split, kind]
+
+    def _cache_payload(self, split: str) -> dict[str, Any] | None:
+        """Key payload of ``split`` (feature kind added by the cache), or None when it must not be cached."""
+        enabled = self.cfg.get("features", {}).get("cache", True)
+        if not isinstance(enabled, bool):
+            raise ConfigError(f"features.cache must be true or false, got {enabled!r}")
+        dataset = self.datasets[split]
+        fingerprint = getattr(dataset, "cache_fingerprint", None) or getattr(dataset, "fingerprint", None)
+        if (not enabled or self.cache_payload is None or not fingerprint
+                or split not in self.eval_transforms or self.eval_transforms[split] is not dataset.transform):
+            return None
+        return {**self.cache_payload, "dataset": {"type": self.cfg.get("dataset", {}).get("type"),
+                                                  "fingerprint": fingerprint, "split": split, "size": len(dataset)}}
 
 
 def _check_device(device: str) -> str:
@@ -88,7 +117,46 @@ def resolve_task(task: str, options: Mapping[str, Any] | list[str] | None) -> di
     cfg.setdefault("backbone", {})
     cfg.setdefault("features", {})
     cfg.setdefault("transform", {})
+    for key, default in FEATURE_CACHE_DEFAULTS.items():  # runtime-only: they never change a result
+        cfg["features"].setdefault(key, default)
     return apply_options(cfg, parse_options(options), where=f"task {task!r}")
+
+
+def _join_process_group(device: str) -> bool:
+    """Under torchrun (``WORLD_SIZE`` > 1) join the process group (gloo on CPU); True if this call created it."""
+    import torch.distributed as dist
+
+    if dist.is_initialized() or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return False
+    if device.startswith("cuda"):
+        from dinobench.ssl.distributed import init_from_env
+
+        init_from_env()
+    else:
+        dist.init_process_group(backend="gloo")
+    return True
+
+
+def _backbone_identity(spec: Any) -> dict[str, Any]:
+    """What builds a registered backbone (factory, default args, providing package): part of the cache key."""
+    from dinobench.plugin_manager import _distribution_of
+
+    factory = spec.factory if isinstance(spec.factory, str) else (
+        f"{getattr(spec.factory, '__module__', '?')}:{getattr(spec.factory, '__qualname__', repr(spec.factory))}")
+    return {"factory": factory, "defaults": dict(getattr(spec, "defaults", None) or {}),
+            "provider": _distribution_of(spec.source) if spec.source else ""}
+
+
+def _rank() -> int:
+    import torch.distributed as dist
+
+    return dist.get_rank() if dist.is_initialized() else 0
+
+
+def _world_size() -> int:
+    import torch.distributed as dist
+
+    return dist.get_world_size() if dist.is_initialized() else 1
 
 
 def run(backbone: str, task: str, weights: str | None = None, data_root: str | None = None,
@@ -98,7 +166,23 @@ def run(backbone: str, task: str, weights: str | None = None, data_root: str | N
 
     ``save_predictions``: protocols that can draw their predictions (dense tasks) write PNGs into
     ``ctx.predictions_dir``; they end up in ``<run>/predictions/`` and ``result.artifacts``.
+    Under ``torchrun`` the ranks share feature extraction and only rank 0 writes the record.
     """
+    owns_group = _join_process_group(_check_device(device))
+    ok = False
+    try:
+        result = _run(backbone, task, weights, data_root, output_dir, options, device, seed, save_predictions)
+        ok = True
+        return result
+    finally:
+        if owns_group:
+            from dinobench.ssl.distributed import shutdown
+
+            shutdown(synchronize=ok)  # barrier first on success: gloo aborts when a peer leaves early
+
+
+def _run(backbone: str, task: str, weights: str | None, data_root: str | None, output_dir: str | None,
+         options: Mapping[str, Any] | list[str] | None, device: str, seed: int, save_predictions: bool) -> Result:
     from dinobench.plugin_manager import get_plugin_manager, get_registries
 
     t_start = time.perf_counter()
@@ -108,6 +192,8 @@ def run(backbone: str, task: str, weights: str | None = None, data_root: str | N
     dataset_spec = registries.datasets.get(cfg["dataset"]["type"])
     protocol_spec = registries.protocols.get(cfg["protocol"]["type"])
     device = _check_device(device)
+    if device == "cuda" and _world_size() > 1:
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"  # torchrun: this rank's GPU
     if weights is not None:  # local path, URL (torch.hub cache) or HF repo id -> a local path
         from dinobench.backbones.loading import resolve_source
 
@@ -118,7 +204,7 @@ def run(backbone: str, task: str, weights: str | None = None, data_root: str | N
     seed_everything(seed)
     from dinobench.backbones import create_backbone
 
-    constructor_kwargs = {k: v for k, v in cfg["backbone"].items() if k not in BACKBONE_TRAINING_KEYS}
+    constructor_kwargs = {k: v for k, v in cfg["backbone"].items() if k not in BACKBONE_PROTOCOL_KEYS}
     model = create_backbone(backbone, weights=weights, **constructor_kwargs)
     from dinobench.data.base import ClassificationDataset
     from dinobench.data.transforms import build_eval_transform
@@ -129,7 +215,23 @@ def run(backbone: str, task: str, weights: str | None = None, data_root: str | N
         if isinstance(ds, ClassificationDataset):
             ds.transform = transform
     output_dir = output_dir or os.environ.get("DINOBENCH_OUTPUT", DEFAULT_OUTPUT)
-    ctx = RunContext(task=task, cfg=cfg, backbone=model, datasets=datasets, device=device, seed=seed)
+    weights_sha = None
+    if weights is not None:
+        from dinobench.backbones.loading import weights_sha256
+
+        weights_sha = weights_sha256(weights)
+    precision = "bfloat16-autocast" if device.startswith("cuda") else "float32"
+    from dinobench.features import backbone_key_payload
+
+    cache_payload = backbone_key_payload(
+        backbone, weights_sha, seed, constructor_kwargs, cfg["transform"],
+        getattr(model, "image_mean", (0.485, 0.456, 0.406)), getattr(model, "image_std", (0.229, 0.224, 0.225)),
+        precision, identity=_backbone_identity(backbone_spec))
+    ctx = RunContext(task=task, cfg=cfg, backbone=model, datasets=datasets, device=device, seed=seed,
+                     cache_payload=cache_payload, output_dir=Path(output_dir), backbone_name=backbone,
+                     weights_sha256=weights_sha,
+                     eval_transforms={k: ds.transform for k, ds in datasets.items()
+                                      if isinstance(ds, ClassificationDataset)})
     if save_predictions:
         import tempfile
 
@@ -144,11 +246,6 @@ def run(backbone: str, task: str, weights: str | None = None, data_root: str | N
     metrics = {k: float(v) for k, v in outcome["metrics"].items()}
     main_name = outcome["main_metric"]
     fingerprint = "+".join(ds.fingerprint for _, ds in sorted(datasets.items()))
-    weights_sha = None
-    if weights is not None:
-        from dinobench.backbones.loading import weights_sha256
-
-        weights_sha = weights_sha256(weights)
     result = Result(
         task=task,
         protocol=protocol_spec.name,
@@ -170,9 +267,15 @@ def run(backbone: str, task: str, weights: str | None = None, data_root: str | N
             "n_storage_tokens": int(model.n_storage_tokens),
             "params": int(sum(p.numel() for p in model.parameters())),
         },
-        environment=environment(device, "bfloat16-autocast" if device.startswith("cuda") else "float32"),
+        environment=environment(device, precision),
         timings=ctx.timings,
     )
+    if _rank() > 0:  # torchrun: every rank computed the same metrics; rank 0 writes the record
+        if ctx.predictions_dir is not None:
+            import shutil
+
+            shutil.rmtree(ctx.predictions_dir, ignore_errors=True)
+        return result
     try:
         path = write_result(result, output_dir, predictions=ctx.predictions_dir)
     finally:

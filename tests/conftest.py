@@ -8,6 +8,11 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+import tempfile  # noqa: E402
+
+# never ~/.cache in tests: a forward-counting test must not see a hit left by an earlier session
+os.environ["DINOBENCH_CACHE"] = tempfile.mkdtemp(prefix="dinobench-test-cache-")
+
 import pytest  # noqa: E402
 
 #: depth-2, dim-64 ViT used throughout the tests (as --cfg-options and as create_backbone kwargs)

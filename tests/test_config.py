@@ -8,7 +8,8 @@ from dinobench.runner import resolve_task
 def test_base_inheritance_resolves_dataset_and_protocol():
     cfg = resolve_task("digits-knn", None)
     assert cfg["dataset"]["type"] == "digits"
-    assert cfg["protocol"] == {"type": "knn", "nb_knn": [10, 20, 100, 200], "temperature": 0.07, "chunk_size": 1024}
+    assert cfg["protocol"] == {"type": "knn", "nb_knn": [10, 20, 100, 200], "temperature": 0.07, "chunk_size": 1024,
+                               "few_shot": {"n_per_class": [], "seeds": [0, 1, 2]}, "main_metric": "top1"}
     assert cfg["transform"]["resize"] == 64
 
 

@@ -28,7 +28,8 @@ def _scan_split(split_dir: Path) -> tuple[list[str], list[tuple[str, int]], list
                             f"({', '.join(sorted(IMAGE_EXTENSIONS))}); add images or remove the folder")
         for path in files:
             samples.append((str(path), label))
-            listing.append((f"{cls}/{path.name}", path.stat().st_size))
+            stat = path.stat()
+            listing.append((f"{cls}/{path.name}", stat.st_size, stat.st_mtime_ns))
     return classes, samples, listing
 
 
@@ -58,8 +59,12 @@ def build_folder_splits(cfg: dict[str, Any], data_root: str | None, name: str = 
     labels_file = root / "labels.txt"
     display = _read_labels_txt(labels_file, train_classes) if labels_file.is_file() else train_classes
     for split_key, (classes, samples, listing) in scanned.items():
-        splits[split_key] = ClassificationDataset(
-            name, split_key, samples, display, fingerprint_of({"classes": classes, "files": listing}))
+        # the fingerprint (-> protocol hash) is machine independent: names and sizes; the feature-cache
+        # key also sees modification times, so an image replaced in place is never served stale
+        ds = ClassificationDataset(name, split_key, samples, display,
+                                   fingerprint_of({"classes": classes, "files": [f[:2] for f in listing]}))
+        ds.cache_fingerprint = fingerprint_of({"fingerprint": ds.fingerprint, "mtimes": [f[2] for f in listing]})
+        splits[split_key] = ds
     return splits
 
 

@@ -1,0 +1,12 @@
+# DPT depth head as the official DINOv3 depther (dinov3/eval/depth/models/dpt_head.py, hub/depthers.py):
+# 4 layers at even intervals (FOUR_EVEN_INTERVALS: [4, 11, 17, 23] on ViT-L) with the backbone norm,
+# reassembled at 4x/2x/1x/0.5x, fused with residual conv units, 512 channels, post-process channels = the
+# backbone width (None), BatchNorm, no class token (readout "ignore"), 256 linear bins; same loss,
+# schedule and evaluation as the linear depth head (official NYU recipe).
+_base_ = ["./linear_depth.py"]
+protocol = dict(
+    type="dpt",
+    head=dict(_delete_=True, layers="four_even", use_cls_token=False, use_batchnorm=True, use_backbone_norm=True,
+              n_bins=256, bins_strategy="linear", norm_strategy="linear", channels=512, post_process_channels=None,
+              n_hidden_channels=32),
+)

@@ -1,0 +1,178 @@
+"""Dense evaluation metrics: segmentation through mmsegmentation's ``IoUMetric``; monocular depth
+as the official DINOv3 / BTS evaluation computes it.
+
+* :class:`SegmentationMetric` feeds every (prediction, label) pair to ``IoUMetric.process`` and
+  reads mIoU / aAcc / mAcc (percent, rounded to 2 decimals by mmseg) from ``compute_metrics``:
+  intersections and unions are summed over the whole split, classes absent from both prediction
+  and label (NaN IoU) are left out of the mean, pixels equal to ``ignore_index`` are not counted.
+* :class:`DepthMetric` computes a1/a2/a3, abs_rel, sq_rel, rmse, rmse_log, log10, silog, mae per
+  image over the valid pixels (``min_depth < gt < max_depth``, inside the Eigen crop when asked),
+  with the prediction bilinearly resized to the ground truth's size and clamped to
+  ``[min_depth, max_depth]``, then averages each metric over images (NaN-aware), like DINOv3's
+  ``evaluate_depther_with_dataloader``. a1..a3 are fractions in [0, 1]; silog is x100.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Sequence
+
+import numpy as np
+import torch
+
+#: NYU-Depth v2 Eigen evaluation crop on the 480x640 frame: rows 45:471, cols 41:601
+EIGEN_CROP_480x640 = (45, 471, 41, 601)
+DEPTH_METRIC_NAMES = ("a1", "a2", "a3", "abs_rel", "sq_rel", "rmse", "rmse_log", "log10", "silog", "mae")
+#: whether a larger value is better, per depth metric
+DEPTH_HIGHER_IS_BETTER = {name: name in ("a1", "a2", "a3") for name in DEPTH_METRIC_NAMES}
+
+
+def eigen_crop_box(height: int, width: int) -> tuple[int, int, int, int]:
+    """Eigen crop ``(y0, y1, x0, x1)`` for an ``height x width`` image.
+
+    480x640 gives rows 45:471, cols 41:601; other sizes scale each bound proportionally and
+    truncate (``int(45 / 480 * height)`` ...), exactly as DINOv3's ``make_valid_mask`` does.
+    """
+    y0, y1, x0, x1 = EIGEN_CROP_480x640
+    return int(y0 / 480 * height), int(y1 / 480 * height), int(x0 / 640 * width), int(x1 / 640 * width)
+
+
+def eigen_crop_mask(height: int, width: int, device: torch.device | str | None = None) -> torch.Tensor:
+    """Boolean [height, width] mask that is True inside :func:`eigen_crop_box`."""
+    y0, y1, x0, x1 = eigen_crop_box(height, width)
+    mask = torch.zeros(height, width, dtype=torch.bool, device=device)
+    mask[y0:y1, x0:x1] = True
+    return mask
+
+
+class SegmentationMetric:
+    """Accumulates per-image intersections/unions with mmseg ``IoUMetric``; ``compute`` -> mIoU, aAcc, mAcc (%)."""
+
+    def __init__(self, num_classes: int, ignore_index: int = 255, class_names: Sequence[str] | None = None) -> None:
+        from mmseg.evaluation import IoUMetric
+
+        if class_names is not None and len(class_names) != num_classes:
+            raise ValueError(f"class_names has {len(class_names)} names for num_classes={num_classes}")
+        self.num_classes = int(num_classes)
+        self.ignore_index = int(ignore_index)
+        self.class_names = list(class_names) if class_names is not None else [str(i) for i in range(num_classes)]
+        self._metric = IoUMetric(ignore_index=self.ignore_index, iou_metrics=["mIoU"], prefix="seg")
+        self._metric.dataset_meta = {"classes": self.class_names}
+        self.num_images = 0
+
+    def reset(self) -> None:
+        """Forget everything accumulated so far."""
+        self._metric.results.clear()
+        self.num_images = 0
+
+    def update(self, pred: torch.Tensor, label: torch.Tensor) -> None:
+        """Add one image: ``pred`` and ``label`` are integer class maps [H, W] (label may hold ``ignore_index``)."""
+        if pred.shape != label.shape or pred.dim() != 2:
+            raise ValueError(f"pred {tuple(pred.shape)} and label {tuple(label.shape)} must both be [H, W]")
+        sample = {"pred_sem_seg": {"data": pred.detach().long().cpu()[None]},
+                  "gt_sem_seg": {"data": label.detach().long().cpu()[None]}}
+        self._metric.process({}, [sample])
+        results = self._metric.results
+        if len(results) > 1:  # keep one running sum (IoUMetric sums the per-image areas anyway)
+            results[:] = [tuple(a + b for a, b in zip(results[0], results[1]))]
+        self.num_images += 1
+
+    def areas(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Summed (intersection, union, predicted, label) pixel areas per class."""
+        if not self._metric.results:
+            zeros = torch.zeros(self.num_classes)
+            return zeros, zeros, zeros, zeros
+        return tuple(self._metric.results[0])  # type: ignore[return-value]
+
+    def per_class_iou(self) -> dict[str, float]:
+        """IoU (percent) of every class; NaN for a class absent from both predictions and labels."""
+        inter, union, _, _ = self.areas()
+        iou = (inter.double() / union.double() * 100).tolist()
+        return dict(zip(self.class_names, iou))
+
+    def compute(self) -> dict[str, float]:
+        """``{"mIoU", "aAcc", "mAcc"}`` in percent, from ``IoUMetric.compute_metrics``."""
+        if not self._metric.results:
+            raise ValueError("SegmentationMetric.compute() called before any update()")
+        from mmengine.logging import MMLogger
+
+        logger = MMLogger.get_current_instance()
+        level = logger.level
+        logger.setLevel(logging.WARNING)  # IoUMetric prints a 150-row per-class table at INFO
+        try:
+            metrics = self._metric.compute_metrics(list(self._metric.results))
+        finally:
+            logger.setLevel(level)
+        return {key: round(float(metrics[key]), 2) for key in ("mIoU", "aAcc", "mAcc")}
+
+
+def depth_metrics_one(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor) -> dict[str, float] | None:
+    """The ten metrics of one image over ``valid`` pixels (float64); None if no pixel is valid."""
+    gt = gt[valid].double()
+    pred = pred[valid].double()
+    if gt.numel() == 0:
+        return None
+    ratio = torch.maximum(gt / pred, pred / gt)
+    err = gt - pred
+    log_err = torch.log(gt) - torch.log(pred)
+    silog_var = torch.mean(log_err ** 2) - torch.mean(log_err) ** 2
+    return {
+        "a1": (ratio < 1.25).double().mean().item(),
+        "a2": (ratio < 1.25 ** 2).double().mean().item(),
+        "a3": (ratio < 1.25 ** 3).double().mean().item(),
+        "abs_rel": torch.mean(torch.abs(err) / gt).item(),
+        "sq_rel": torch.mean(err ** 2 / gt).item(),
+        "rmse": torch.sqrt(torch.mean(err ** 2)).item(),
+        "rmse_log": torch.sqrt(torch.mean(log_err ** 2)).item(),
+        "log10": torch.mean(torch.abs(torch.log10(gt) - torch.log10(pred))).item(),
+        "silog": math.sqrt(max(silog_var.item(), 0.0)) * 100,  # rounding can make a zero variance < 0
+        "mae": torch.mean(torch.abs(err)).item(),
+    }
+
+
+class DepthMetric:
+    """Per-image depth metrics averaged over images (DINOv3 / BTS protocol; see module doc)."""
+
+    def __init__(self, min_depth: float = 1e-3, max_depth: float = 10.0, eigen_crop: bool = False) -> None:
+        if not 0 < min_depth < max_depth:
+            raise ValueError(f"need 0 < min_depth < max_depth, got {min_depth}, {max_depth}")
+        self.min_depth, self.max_depth, self.eigen_crop = float(min_depth), float(max_depth), bool(eigen_crop)
+        self.per_image: list[dict[str, float]] = []
+        self.skipped = 0  # images without a single valid pixel
+
+    def reset(self) -> None:
+        """Forget everything accumulated so far."""
+        self.per_image.clear()
+        self.skipped = 0
+
+    def valid_mask(self, gt: torch.Tensor) -> torch.Tensor:
+        """Pixels that count: ``min_depth < gt < max_depth`` (and inside the Eigen crop if set)."""
+        valid = (gt > self.min_depth) & (gt < self.max_depth)
+        if self.eigen_crop:
+            valid &= eigen_crop_mask(*gt.shape[-2:], device=gt.device)
+        return valid
+
+    def update(self, pred: torch.Tensor, gt: torch.Tensor) -> dict[str, float] | None:
+        """Add one image (depths in metres, [H, W]); returns its metrics (None if nothing was valid)."""
+        if gt.dim() != 2 or pred.dim() != 2:
+            raise ValueError(f"pred {tuple(pred.shape)} and gt {tuple(gt.shape)} must both be [H, W]")
+        pred = pred.detach().double()
+        gt = gt.detach().double()
+        if pred.shape != gt.shape:
+            pred = torch.nn.functional.interpolate(pred[None, None], size=gt.shape, mode="bilinear",
+                                                   align_corners=False)[0, 0]
+        pred = pred.clamp(self.min_depth, self.max_depth)
+        values = depth_metrics_one(pred, gt, self.valid_mask(gt))
+        if values is None:
+            self.skipped += 1
+        else:
+            self.per_image.append(values)
+        return values
+
+    def compute(self) -> dict[str, float]:
+        """Mean over images of each metric (NaN-aware), in :data:`DEPTH_METRIC_NAMES` order."""
+        if not self.per_image:
+            raise ValueError("DepthMetric.compute(): no image with valid ground truth was added")
+        table = np.array([[row[name] for name in DEPTH_METRIC_NAMES] for row in self.per_image], dtype=np.float64)
+        return dict(zip(DEPTH_METRIC_NAMES, np.nanmean(table, axis=0).tolist()))

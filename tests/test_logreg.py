@@ -1,0 +1,143 @@
+"""Logistic regression protocol: C selection and refit equal a direct scikit-learn loop on the same features."""
+
+import json
+import warnings
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from threadpoolctl import threadpool_limits
+
+from conftest import TINY_OPTIONS
+
+import dinobench
+from dinobench.errors import ConfigError
+from dinobench.features import FeatureSet
+from dinobench.plugins.logreg import LogRegProtocol, c_grid, selection_split
+
+CFG = {"c_min_exp": -4.0, "c_max_exp": 3.0, "grid_size": 8, "max_iter": 300, "tol": 1e-12, "n_jobs": 2}
+
+
+def _clusters(n, num_classes=8, dim=24, seed=0, spread=2.5):
+    """Overlapping Gaussian classes: accuracy depends on C, so the selection is not trivial."""
+    rng = np.random.default_rng(seed)
+    centers = np.random.default_rng(123).normal(size=(num_classes, dim))
+    labels = rng.integers(0, num_classes, n)
+    return (centers[labels] + spread * rng.normal(size=(n, dim))).astype(np.float32), labels
+
+
+def _direct_fit(x, y, C):
+    """scikit-learn as a user would call it (the official settings), one BLAS thread."""
+    with warnings.catch_warnings(), threadpool_limits(limits=1, user_api="blas"):
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return LogisticRegression(C=C, solver="lbfgs", max_iter=CFG["max_iter"], tol=CFG["tol"]).fit(
+            x.astype(np.float64), y)
+
+
+def _reference(fit_x, fit_y, sel_x, sel_y, eval_x, eval_y):
+    grid = 10.0 ** np.linspace(CFG["c_min_exp"], CFG["c_max_exp"], CFG["grid_size"])
+    accs = np.array([np.mean(_direct_fit(fit_x, fit_y, C).predict(sel_x.astype(np.float64)) == sel_y)
+                     for C in grid])
+    best = int(np.flatnonzero(accs == accs.max())[0])
+    model = _direct_fit(np.concatenate([fit_x, sel_x]), np.concatenate([fit_y, sel_y]), grid[best])
+    proba = model.predict_proba(eval_x.astype(np.float64))
+    top5 = np.argsort(-proba, axis=1)[:, :5]
+    return {"grid": grid, "accs": accs, "best_C": grid[best],
+            "predictions": model.predict(eval_x.astype(np.float64)),
+            "top1": 100 * np.mean(model.predict(eval_x.astype(np.float64)) == eval_y),
+            "top5": 100 * np.mean((top5 == eval_y[:, None]).any(axis=1))}
+
+
+def test_c_grid_is_the_official_one():
+    grid = c_grid()
+    assert len(grid) == 45 and grid[0] == pytest.approx(1e-6) and grid[-1] == pytest.approx(1e5)
+    assert np.allclose(np.diff(np.log10(grid)), 11 / 44)
+
+
+def test_selection_split_holds_out_ten_percent_per_class_seeded():
+    labels = np.array([0] * 50 + [1] * 25 + [2] * 9 + [3] * 1)
+    fit, sel = selection_split(labels, 0.1, seed=0)
+    assert sorted(np.concatenate([fit, sel])) == list(range(len(labels)))  # a partition
+    counts = {c: int(np.sum(labels[sel] == c)) for c in range(4)}
+    assert counts == {0: 5, 1: 2, 2: 1, 3: 0}  # max(1, int(0.1 n)); a singleton class stays in fit
+    again, other = selection_split(labels, 0.1, seed=0)[1], selection_split(labels, 0.1, seed=1)[1]
+    assert np.array_equal(sel, again) and not np.array_equal(sel, other)
+
+
+def test_logreg_equals_direct_sklearn_fit_and_selects_argmax_on_the_grid():
+    train_x, train_y = _clusters(500, seed=0)
+    val_x, val_y = _clusters(300, seed=1)
+    fit_idx, sel_idx = selection_split(train_y, 0.1, seed=3)
+    protocol = LogRegProtocol(CFG)
+    got = protocol.evaluate(train_x[fit_idx], train_y[fit_idx], train_x[sel_idx], train_y[sel_idx],
+                            val_x, val_y, num_classes=8)
+    want = _reference(train_x[fit_idx], train_y[fit_idx], train_x[sel_idx], train_y[sel_idx], val_x, val_y)
+    assert len(set(want["accs"])) > 2  # C matters on these data: the selection is a real choice
+    assert got["best_C"] == want["best_C"]
+    assert got["selection_top1"] == 100 * want["accs"].max()
+    assert got["top1"] == want["top1"] and got["top5"] == want["top5"]
+    assert 30 < got["top1"] < 100  # learnable, not perfect
+
+
+def test_run_selects_on_ten_percent_of_train_then_reports_val():
+    train_x, train_y = _clusters(400, seed=4)
+    val_x, val_y = _clusters(200, seed=5)
+    ctx = _fake_ctx({"train": (train_x, train_y), "val": (val_x, val_y)}, seed=11)
+    got = LogRegProtocol(CFG).run(ctx)
+    assert got["main_metric"] == "top1" and got["higher_is_better"] is True
+    fit_idx, sel_idx = selection_split(train_y, 0.1, seed=11)  # ctx.seed seeds the held-out split
+    want = _reference(train_x[fit_idx], train_y[fit_idx], train_x[sel_idx], train_y[sel_idx], val_x, val_y)
+    assert got["metrics"]["best_C"] == want["best_C"] and got["metrics"]["top1"] == want["top1"]
+    assert ctx.requested == {("train", "cls"), ("val", "cls")}
+
+
+def test_run_with_a_test_split_selects_on_val_refits_on_train_plus_val_reports_test():
+    (train_x, train_y), (val_x, val_y), (test_x, test_y) = (_clusters(n, seed=s) for n, s in
+                                                             ((300, 6), (150, 7), (200, 8)))
+    ctx = _fake_ctx({"train": (train_x, train_y), "val": (val_x, val_y), "test": (test_x, test_y)})
+    got = LogRegProtocol(dict(CFG, n_jobs=1)).run(ctx)["metrics"]
+    want = _reference(train_x, train_y, val_x, val_y, test_x, test_y)
+    assert got["best_C"] == want["best_C"] and got["top1"] == want["top1"] and got["top5"] == want["top5"]
+
+
+def test_top5_is_left_out_with_five_classes_or_fewer():
+    x, y = _clusters(120, num_classes=3)
+    fit, sel = selection_split(y, 0.1, 0)
+    metrics = LogRegProtocol(dict(CFG, grid_size=2)).evaluate(x[fit], y[fit], x[sel], y[sel], x, y, 3)
+    assert "top5" not in metrics and "top1" in metrics
+
+
+def test_bad_config_is_a_config_error():
+    with pytest.raises(ConfigError, match="selection_fraction"):
+        LogRegProtocol({"selection_fraction": 1.5})
+    with pytest.raises(ConfigError, match="grid_size"):
+        LogRegProtocol({"grid_size": 0})
+
+
+def test_digits_logreg_end_to_end(tmp_path):
+    result = dinobench.run(backbone="vit_tiny", task="digits-logreg", output_dir=str(tmp_path), seed=1,
+                           options=TINY_OPTIONS + ["protocol.grid_size=4", "protocol.max_iter=200",
+                                                   "protocol.n_jobs=1"])
+    (path,) = tmp_path.rglob("result.json")
+    record = json.loads(path.read_text())
+    assert record["protocol"] == "logreg" and record["protocol_plugin"] == "dinobench.plugins.logreg"
+    metrics = record["metrics"]
+    assert metrics["best_C"] in [pytest.approx(c) for c in c_grid(-6, 5, 4)]
+    assert record["main_metric"] == {"name": "top1", "value": metrics["top1"], "higher_is_better": True}
+    assert 20 < metrics["top1"] <= 100 and metrics["top5"] >= metrics["top1"]
+    assert result.metrics == metrics
+
+
+class _FakeCtx(SimpleNamespace):
+    def features(self, split, kind="cls"):
+        self.requested.add((split, kind))
+        x, y = self.arrays[split]
+        return FeatureSet(torch.tensor(x), torch.tensor(y))
+
+
+def _fake_ctx(arrays, seed=0):
+    datasets = {name: SimpleNamespace(classes=[str(c) for c in range(8)]) for name in arrays}
+    return _FakeCtx(arrays=arrays, datasets=datasets, seed=seed, device="cpu", requested=set())
