@@ -48,11 +48,15 @@ def model_label(result: Result) -> str:
 
 
 def throughput(result: Result) -> float | None:
-    """Feature-extraction images/s: split sizes over the ``features_<split>[_<kind>]_s`` timings."""
+    """Feature-extraction images/s: split sizes over the ``features_<split>[_<kind>]_s`` timings
+    (splits read from the feature cache, ``features_<...>_cached == 1``, measure no extraction)."""
     splits = (result.dataset or {}).get("splits") or {}
+    timings = result.timings or {}
     images = seconds = 0.0
-    for key, secs in (result.timings or {}).items():
+    for key, secs in timings.items():
         if not (key.startswith("features_") and key.endswith("_s")) or not secs:
+            continue
+        if timings.get(key[:-2] + "_cached"):
             continue
         stem = key[len("features_"):-2]
         split = max((s for s in splits if stem == s or stem.startswith(f"{s}_")), key=len, default=None)

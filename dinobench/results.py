@@ -124,6 +124,13 @@ def safe_component(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._+-]+", "--", name).strip("-") or "unnamed"
 
 
+def _make_public(path: Path) -> None:
+    """Give a ``mkdtemp``/``mkstemp`` path (0700/0600) the permissions a plain mkdir/open would."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask)
+
+
 def write_atomic(path: Path, content: str | Callable[[BinaryIO], None]) -> Path:
     """Write ``content`` (text, or a function writing to a binary file object) to ``path`` via a
     temp file in the same folder + fsync + rename: readers never see a partial file."""
@@ -131,9 +138,7 @@ def write_atomic(path: Path, content: str | Callable[[BinaryIO], None]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)  # mkstemp creates 0600; results are meant to be shared
+        _make_public(Path(tmp))  # results are meant to be shared
         with os.fdopen(fd, "wb") as fh:
             if callable(content):
                 content(fh)
@@ -158,11 +163,13 @@ def write_result(result: Result, output_dir: str | Path, predictions: str | Path
     task_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=task_dir, prefix=".staging-"))
     try:
+        _make_public(staging)
         result.created_at = result.created_at or datetime.now(timezone.utc).isoformat()
         if predictions is not None and Path(predictions).is_dir():
             import shutil
 
             shutil.move(str(predictions), staging / "predictions")
+            _make_public(staging / "predictions")
             result.artifacts = sorted(str(p.relative_to(staging)) for p in (staging / "predictions").rglob("*")
                                       if p.is_file())
         write_atomic(staging / "result.json", json.dumps(result.to_dict(), indent=2, sort_keys=False) + "\n")

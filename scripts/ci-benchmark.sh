@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # dinobench dogfoods its own regression gate: a small deterministic benchmark (vit_tiny at random
 # init, seed 0, real scikit-learn digits, kNN + logistic regression + linear probe) checked with
-# `dinobench check` against the baseline committed in leaderboards/ci-baseline.jsonl.
+# `dinobench check` against the baseline committed in leaderboards/baseline.jsonl.
 #   scripts/ci-benchmark.sh            run + check (exit 1 on regressed / missing / not comparable)
 #   scripts/ci-benchmark.sh --update   run + freeze the results as the new baseline (review the diff!)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-.venv/bin}
 OUT=${OUT:-ci-results}
-BASELINE=leaderboards/ci-baseline.jsonl
+BASELINE=leaderboards/baseline.jsonl
 rm -rf "$OUT"
 export DINOBENCH_CACHE="$OUT/.feature-cache" TQDM_DISABLE=${TQDM_DISABLE:-1}
 for task in digits-knn digits-logreg digits-linear; do

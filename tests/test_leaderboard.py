@@ -135,6 +135,13 @@ def test_throughput_uses_split_sizes_over_feature_timings():
     # val_patch is a split here: its own size counts for features_val_patch_s (longest split-name match)
     assert throughput(result) == pytest.approx((1000 + 250 + 7) / 3.5)
     assert throughput(make_result(1.0, timings={"protocol_s": 3.0})) is None
+    # features read from the on-disk cache measure no extraction: left out
+    cached = make_result(1.0, timings={"features_train_s": 2.0, "features_val_s": 0.01, "features_val_cached": 1.0},
+                         splits={"train": {"size": 1000}, "val": {"size": 250}})
+    assert throughput(cached) == pytest.approx(1000 / 2.0)
+    all_cached = make_result(1.0, timings={"features_train_s": 0.01, "features_train_cached": 1.0},
+                             splits={"train": {"size": 1000}})
+    assert throughput(all_cached) is None
     df = results_frame([make_result(1.0)])
     assert df.loc[0, "throughput"] == pytest.approx((1438 + 359) / 2.5)
 
