@@ -225,7 +225,7 @@ class LinearProbeProtocol:
         val_top1 = [100.0 * float(accuracy_score(val_labels.numpy(), p.numpy())) for p in val_predictions]
         best = max(range(len(val_top1)), key=lambda i: (val_top1[i], -i))  # first best, as official
         for (n, lr), acc in zip(heads.specs, val_top1):
-            logger.info("linear: n_blocks=%d lr=%g val top-1 %.2f", n, lr, acc)
+            logger.debug("linear: n_blocks=%d lr=%g val top-1 %.2f", n, lr, acc)
         if test_features is not None:
             metrics = head_metrics(heads.scores(best, test_features, device, self.chunk_size), test_labels,
                                    num_classes)
