@@ -140,6 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_demo = sub.add_parser("demo", help="SSL-pretrain a tiny ViT on real digits, evaluate it vs random init, "
                                          "write the report (no downloads, a few CPU minutes)")
     p_demo.add_argument("--output", default="demo-output", help="demo folder (default ./demo-output; reused)")
+    p_demo.add_argument("--dataset", default="auto", choices=["auto", "digits", "fashion-mnist"],
+                        help="pretraining/evaluation images (auto: Fashion-MNIST if its Debian package is "
+                             "installed, else the bundled digits)")
     p_demo.add_argument("--no-dense", action="store_true", help="skip the synthetic ADE20K segmentation task")
     p_demo.add_argument("pretrain_overrides", nargs="*", metavar="KEY=VALUE",
                         help="overrides of the pretraining config, e.g. optim.epochs=2")
@@ -335,7 +338,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Run the end-to-end demo (see :mod:`dinobench.demo`)."""
     from dinobench.demo import run_demo
 
-    run_demo(args.output, pretrain_overrides=args.pretrain_overrides, dense=not args.no_dense)
+    run_demo(args.output, pretrain_overrides=args.pretrain_overrides, dataset=args.dataset, dense=not args.no_dense)
     return 0
 
 

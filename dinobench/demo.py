@@ -1,8 +1,9 @@
 """``dinobench demo``: the whole pipeline on a fresh machine, no downloads, a few CPU minutes.
 
-1. SSL-pretrain ``vit_tiny`` on scikit-learn's real digits (configs/train/vit_tiny_digits_pretrain.py);
-2. run the classification protocols (kNN, logistic regression, linear probe) on the held-out digits
-   for the pretrained teacher and for the same architecture at random init;
+1. SSL-pretrain ``vit_tiny`` on real images: Fashion-MNIST when the Debian package
+   ``dataset-fashion-mnist`` is installed, else scikit-learn's bundled digits (``--dataset``);
+2. run the classification protocols (kNN, logistic regression, linear probe) on the held-out
+   images for the pretrained teacher and for the same architecture at random init;
 3. run linear segmentation on a synthetic ADE20K-layout dataset for both (predictions saved);
 4. write the leaderboard report (Markdown, CSV, self-contained HTML) that shows the gain.
 
@@ -16,11 +17,19 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from dinobench.errors import DinobenchError
+
 logger = logging.getLogger("dinobench")
 
 BACKBONE = "vit_tiny"
-PRETRAIN_CONFIG = "vit_tiny_digits_pretrain.py"
-CLASSIFICATION_TASKS = ("digits-knn", "digits-logreg", "digits-linear")
+#: dataset -> (pretraining config, classification tasks, their --cfg-options)
+DATASETS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
+    "digits": ("vit_tiny_digits_pretrain.py", ("digits-knn", "digits-logreg", "digits-linear"), ()),
+    # seeded stratified subsets keep feature extraction + the logreg C sweep within the CPU budget
+    "fashion-mnist": ("vit_tiny_fashion_pretrain.py",
+                      ("fashion-mnist-knn", "fashion-mnist-logreg", "fashion-mnist-linear"),
+                      ("dataset.train_subset=10000", "dataset.val_subset=2000")),
+}
 DENSE_TASK = "ade20k-linear"
 #: CPU-sized schedule of the dense task on the synthetic 64 px ADE20K (see configs/tasks/ade20k-linear.py)
 DENSE_OPTIONS = (
@@ -35,12 +44,20 @@ def _say(step: str) -> None:
     print(f"\n==> {step}", flush=True)
 
 
-def pretrain(output: Path, overrides: Sequence[str] = ()) -> Path:
-    """SSL-pretrain the toy backbone (resumes a partial run); return its exported teacher checkpoint."""
+def default_dataset() -> str:
+    """``fashion-mnist`` when the Debian package is installed, else the always-present ``digits``."""
+    from dinobench.data.fashion_mnist import DEBIAN_ROOT
+
+    return "fashion-mnist" if any(DEBIAN_ROOT.glob("train-images-idx3-ubyte*")) else "digits"
+
+
+def pretrain(output: Path, config: str, overrides: Sequence[str] = ()) -> Path:
+    """SSL-pretrain the toy backbone with ``configs/train/<config>`` (resumes a partial run);
+    return its exported teacher checkpoint."""
     from dinobench.paths import configs_dir
     from dinobench.ssl.launch import launch, resolve_train_config
 
-    cfg = resolve_train_config(configs_dir() / "train" / PRETRAIN_CONFIG, list(overrides))
+    cfg = resolve_train_config(configs_dir() / "train" / config, list(overrides))
     checkpoint = output / "teacher_checkpoint.pth"
     if checkpoint.is_file() and (output / "DONE").is_file():
         print(f"reusing the finished pretraining run {output}")
@@ -50,26 +67,33 @@ def pretrain(output: Path, overrides: Sequence[str] = ()) -> Path:
     return checkpoint
 
 
-def run_demo(output: str | Path = "demo-output", pretrain_overrides: Sequence[str] = (),
-             classification_tasks: Sequence[str] = CLASSIFICATION_TASKS, dense: bool = True,
-             seed: int = 0) -> dict[str, Any]:
-    """Run the demo into ``output``; return ``{"report": [paths], "results": [Result, ...]}``."""
+def run_demo(output: str | Path = "demo-output", pretrain_overrides: Sequence[str] = (), dataset: str = "auto",
+             dense: bool = True, seed: int = 0) -> dict[str, Any]:
+    """Run the demo into ``output``; return ``{"report": [paths], "results": [Result, ...]}``.
+
+    ``dataset``: ``auto`` (Fashion-MNIST if installed, else digits), ``digits`` or ``fashion-mnist``.
+    """
     import dinobench
     from dinobench.data.synthetic import write_synthetic_ade20k
     from dinobench.leaderboard import build_leaderboard, scan
     from dinobench.report import write_report
 
+    dataset = default_dataset() if dataset == "auto" else dataset
+    if dataset not in DATASETS:
+        raise DinobenchError(f"demo --dataset {dataset!r}: expected auto, {', '.join(DATASETS)}")
+    config, tasks, task_options = DATASETS[dataset]
     output = Path(output)
     results_dir = output / "results"
     start = time.perf_counter()
-    _say(f"[1/4] SSL pretraining {BACKBONE} on the real digits (DINO + iBOT + KoLeo; {PRETRAIN_CONFIG})")
-    teacher = pretrain(output / "pretrain", pretrain_overrides)
+    _say(f"[1/4] SSL pretraining {BACKBONE} on real {dataset} images (DINO + iBOT + KoLeo; {config})")
+    teacher = pretrain(output / f"pretrain-{dataset}", config, pretrain_overrides)
     variants = (("random-init", None), ("SSL-pretrained", str(teacher)))
     results = []
-    _say(f"[2/4] classification protocols on held-out digits: {', '.join(classification_tasks)}")
+    _say(f"[2/4] classification protocols on held-out {dataset}: {', '.join(tasks)}")
     for label, weights in variants:
-        for task in classification_tasks:
-            result = dinobench.run(BACKBONE, task, weights=weights, output_dir=str(results_dir), seed=seed)
+        for task in tasks:
+            result = dinobench.run(BACKBONE, task, weights=weights, output_dir=str(results_dir), seed=seed,
+                                   options=list(task_options))
             results.append(result)
             main = result.main_metric
             print(f"  {task:<16} {label:<15} {main.name} = {main.value:.2f}")
@@ -87,7 +111,7 @@ def run_demo(output: str | Path = "demo-output", pretrain_overrides: Sequence[st
     _say("[4/4] report")
     frame = scan([results_dir])
     paths = write_report(frame, build_leaderboard(frame), output / "report", ("md", "csv", "html"),
-                         title="dinobench demo: SSL-pretrained vs random-init vit_tiny")
+                         title=f"dinobench demo: SSL-pretrained vs random-init vit_tiny ({dataset})")
     print((output / "report" / "leaderboard.md").read_text())
     print(f"demo finished in {time.perf_counter() - start:.0f} s")
     for path in paths:

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "train" / "vit_tiny_digits_pretrain.py"
@@ -28,6 +29,7 @@ def _top1(output: Path) -> float:
     return json.loads(path.read_text())["main_metric"]["value"]
 
 
+@pytest.mark.slow
 def test_toy_pretraining_beats_random_init_on_held_out_digits(tmp_path):
     run = tmp_path / "run"
     trained = _cli("train", "--config", str(CONFIG), "--output", str(run))
