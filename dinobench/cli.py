@@ -156,20 +156,15 @@ def _table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
-def _format_params(n: int | None) -> str:
-    if n is None:
-        return "-"
-    return f"{n / 1e9:.2f}B" if n >= 1e9 else f"{n / 1e6:.1f}M"
-
-
 def _list_rows(what: str) -> tuple[list[dict[str, Any]], list[str]]:
     from dinobench.plugin_manager import get_registries, plugin_rows
 
     reg = get_registries()
     if what == "backbones":
         from dinobench.backbones.factory import count_parameters
+        from dinobench.report import format_params
 
-        rows = [{"name": s.name, "family": s.family, "params": _format_params(count_parameters(s.name)),
+        rows = [{"name": s.name, "family": s.family, "params": format_params(count_parameters(s.name), "-"),
                  "patch": s.patch_size or "-", "dim": s.embed_dim or "-", "source": s.source,
                  "description": s.description}
                 for s in reg.backbones]

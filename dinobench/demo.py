@@ -58,12 +58,14 @@ def pretrain(output: Path, config: str, overrides: Sequence[str] = ()) -> Path:
     from dinobench.ssl.launch import launch, resolve_train_config
 
     cfg = resolve_train_config(configs_dir() / "train" / config, list(overrides))
-    checkpoint = output / "teacher_checkpoint.pth"
-    if checkpoint.is_file() and (output / "DONE").is_file():
+    checkpoint = output / "teacher_checkpoint.pth"  # exported (atomically) only when training finished
+    if checkpoint.is_file():
         print(f"reusing the finished pretraining run {output}")
         return checkpoint
-    launch(cfg, output)
-    (output / "DONE").write_text(time.strftime("%Y-%m-%dT%H:%M:%S") + "\n")
+    summary = launch(cfg, output)
+    if "interrupted_at" in summary:
+        raise DinobenchError(f"{output}: pretraining stopped at iteration {summary['interrupted_at']}; "
+                             "run the demo again to resume it")
     return checkpoint
 
 

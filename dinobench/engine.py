@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 
 from dinobench.errors import ConfigError, DinobenchError
 from dinobench.ssl import distributed as ddp
-from dinobench.ssl.checkpoint import CheckpointManager
+from dinobench.ssl.checkpoint import CheckpointManager, rng_state, set_rng_state
 from dinobench.ssl.data import ShardedIterationSampler
 from dinobench.ssl.schedules import param_groups
 
@@ -157,11 +157,10 @@ def run_key(ctx: Any) -> str:
         cfg.get("train", {}).pop(key, None)
     for section, key in EVAL_ONLY_KEYS:
         cfg.get(section, {}).pop(key, None)
-    weights = getattr(ctx, "weights_sha256", None)
-    identity = {"backbone": getattr(ctx, "backbone_name", None), "overrides": ctx.cfg.get("backbone", {}),
-                "weights": weights, "seed": ctx.seed,
+    identity = {"backbone": ctx.backbone_name, "overrides": ctx.cfg.get("backbone", {}),
+                "weights": ctx.weights_sha256, "seed": ctx.seed,
                 "train_data": getattr(ctx.datasets.get("train"), "fingerprint", "")}
-    if getattr(ctx, "backbone_name", None) is None:  # the runner does not say which backbone: look at it
+    if ctx.backbone_name is None:  # a context built outside the runner does not say which backbone: look at it
         identity["params"] = backbone_fingerprint(ctx.backbone)
     return protocol_hash({"config": cfg, "identity": identity}, "")
 
@@ -174,8 +173,10 @@ def work_dir_for(ctx: Any, key: str) -> Path:
     chosen = ctx.cfg.get("train", {}).get("work_dir")
     if chosen:
         return Path(chosen).expanduser()
-    output = getattr(ctx, "output_dir", None) or os.environ.get("DINOBENCH_OUTPUT", "outputs")
-    name = getattr(ctx, "backbone_name", None) or type(ctx.backbone).__name__
+    from dinobench.runner import DEFAULT_OUTPUT
+
+    output = ctx.output_dir or os.environ.get("DINOBENCH_OUTPUT", DEFAULT_OUTPUT)
+    name = ctx.backbone_name or type(ctx.backbone).__name__
     return Path(output) / ".runs" / safe_component(str(name)) / safe_component(ctx.task) / key
 
 
@@ -203,26 +204,6 @@ class SeededSamples(Dataset):
         finally:
             random.setstate(py_state)
             np.random.set_state(np_state)
-
-
-def rng_state() -> dict[str, Any]:
-    """torch / python / numpy global RNG states as tensors and lists (``weights_only`` loadable)."""
-    np_state = np.random.get_state()
-    state = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1]),
-             "python_gauss": random.getstate()[2], "numpy": torch.from_numpy(np_state[1].astype(np.int64)),
-             "numpy_pos": int(np_state[2])}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    """Inverse of :func:`rng_state`."""
-    torch.set_rng_state(state["torch"])
-    random.setstate((3, tuple(state["python"]), state["python_gauss"]))
-    np.random.set_state(("MT19937", state["numpy"].numpy().astype(np.uint32), state["numpy_pos"], 0, 0.0))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def train_config(section: dict[str, Any] | None) -> dict[str, Any]:

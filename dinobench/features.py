@@ -319,11 +319,9 @@ class FeatureCache:
 
 
 def _rank_world() -> tuple[int, int]:
-    import torch.distributed as dist
+    from dinobench.ssl import distributed as ddp
 
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
+    return ddp.rank(), ddp.world_size()
 
 
 def _broadcast(value: Any) -> Any:

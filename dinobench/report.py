@@ -38,10 +38,10 @@ def format_cell(cell: Cell | None, decimals: int) -> str:
     return text + (f" ± {cell.std:.{decimals}f}" if cell.std is not None else "")
 
 
-def format_params(n: int | None) -> str:
-    """Parameter count as ``0.8M`` / ``1.10B`` (``–`` when unknown)."""
+def format_params(n: int | None, missing: str = "–") -> str:
+    """Parameter count as ``0.8M`` / ``1.10B`` (``missing`` when unknown)."""
     if n is None:
-        return "–"
+        return missing
     return f"{n / 1e9:.2f}B" if n >= 1e9 else f"{n / 1e6:.1f}M"
 
 

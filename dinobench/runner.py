@@ -122,21 +122,6 @@ def resolve_task(task: str, options: Mapping[str, Any] | list[str] | None) -> di
     return apply_options(cfg, parse_options(options), where=f"task {task!r}")
 
 
-def _join_process_group(device: str) -> bool:
-    """Under torchrun (``WORLD_SIZE`` > 1) join the process group (gloo on CPU); True if this call created it."""
-    import torch.distributed as dist
-
-    if dist.is_initialized() or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return False
-    if device.startswith("cuda"):
-        from dinobench.ssl.distributed import init_from_env
-
-        init_from_env()
-    else:
-        dist.init_process_group(backend="gloo")
-    return True
-
-
 def _backbone_identity(spec: Any) -> dict[str, Any]:
     """What builds a registered backbone (factory, default args, providing package): part of the cache key."""
     from dinobench.plugin_manager import _distribution_of
@@ -145,18 +130,6 @@ def _backbone_identity(spec: Any) -> dict[str, Any]:
         f"{getattr(spec.factory, '__module__', '?')}:{getattr(spec.factory, '__qualname__', repr(spec.factory))}")
     return {"factory": factory, "defaults": dict(getattr(spec, "defaults", None) or {}),
             "provider": _distribution_of(spec.source) if spec.source else ""}
-
-
-def _rank() -> int:
-    import torch.distributed as dist
-
-    return dist.get_rank() if dist.is_initialized() else 0
-
-
-def _world_size() -> int:
-    import torch.distributed as dist
-
-    return dist.get_world_size() if dist.is_initialized() else 1
 
 
 def run(backbone: str, task: str, weights: str | None = None, data_root: str | None = None,
@@ -168,7 +141,10 @@ def run(backbone: str, task: str, weights: str | None = None, data_root: str | N
     ``ctx.predictions_dir``; they end up in ``<run>/predictions/`` and ``result.artifacts``.
     Under ``torchrun`` the ranks share feature extraction and only rank 0 writes the record.
     """
-    owns_group = _join_process_group(_check_device(device))
+    from dinobench.ssl import distributed as ddp
+
+    # under torchrun (WORLD_SIZE > 1): join the process group, gloo when the work is on CPU tensors
+    owns_group = ddp.init_from_env(backend=None if _check_device(device).startswith("cuda") else "gloo")
     ok = False
     try:
         result = _run(backbone, task, weights, data_root, output_dir, options, device, seed, save_predictions)
@@ -176,9 +152,7 @@ def run(backbone: str, task: str, weights: str | None = None, data_root: str | N
         return result
     finally:
         if owns_group:
-            from dinobench.ssl.distributed import shutdown
-
-            shutdown(synchronize=ok)  # barrier first on success: gloo aborts when a peer leaves early
+            ddp.shutdown(synchronize=ok)  # barrier first on success: gloo aborts when a peer leaves early
 
 
 def _run(backbone: str, task: str, weights: str | None, data_root: str | None, output_dir: str | None,
@@ -192,7 +166,9 @@ def _run(backbone: str, task: str, weights: str | None, data_root: str | None, o
     dataset_spec = registries.datasets.get(cfg["dataset"]["type"])
     protocol_spec = registries.protocols.get(cfg["protocol"]["type"])
     device = _check_device(device)
-    if device == "cuda" and _world_size() > 1:
+    from dinobench.ssl import distributed as ddp
+
+    if device == "cuda" and ddp.world_size() > 1:
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"  # torchrun: this rank's GPU
     if weights is not None:  # local path, URL (torch.hub cache) or HF repo id -> a local path
         from dinobench.backbones.loading import resolve_source
@@ -209,8 +185,9 @@ def _run(backbone: str, task: str, weights: str | None, data_root: str | None, o
     from dinobench.data.base import ClassificationDataset
     from dinobench.data.transforms import build_eval_transform
 
-    transform = build_eval_transform(cfg["transform"], getattr(model, "image_mean", (0.485, 0.456, 0.406)),
-                                     getattr(model, "image_std", (0.229, 0.224, 0.225)))
+    mean = getattr(model, "image_mean", (0.485, 0.456, 0.406))
+    std = getattr(model, "image_std", (0.229, 0.224, 0.225))
+    transform = build_eval_transform(cfg["transform"], mean, std)
     for ds in datasets.values():  # dense datasets bring joint image+target transforms of their protocol
         if isinstance(ds, ClassificationDataset):
             ds.transform = transform
@@ -224,9 +201,8 @@ def _run(backbone: str, task: str, weights: str | None, data_root: str | None, o
     from dinobench.features import backbone_key_payload
 
     cache_payload = backbone_key_payload(
-        backbone, weights_sha, seed, constructor_kwargs, cfg["transform"],
-        getattr(model, "image_mean", (0.485, 0.456, 0.406)), getattr(model, "image_std", (0.229, 0.224, 0.225)),
-        precision, identity=_backbone_identity(backbone_spec))
+        backbone, weights_sha, seed, constructor_kwargs, cfg["transform"], mean, std, precision,
+        identity=_backbone_identity(backbone_spec))
     ctx = RunContext(task=task, cfg=cfg, backbone=model, datasets=datasets, device=device, seed=seed,
                      cache_payload=cache_payload, output_dir=Path(output_dir), backbone_name=backbone,
                      weights_sha256=weights_sha,
@@ -270,16 +246,12 @@ def _run(backbone: str, task: str, weights: str | None, data_root: str | None, o
         environment=environment(device, precision),
         timings=ctx.timings,
     )
-    if _rank() > 0:  # torchrun: every rank computed the same metrics; rank 0 writes the record
-        if ctx.predictions_dir is not None:
-            import shutil
-
-            shutil.rmtree(ctx.predictions_dir, ignore_errors=True)
-        return result
     try:
+        if ddp.rank() > 0:  # torchrun: every rank computed the same metrics; rank 0 writes the record
+            return result
         path = write_result(result, output_dir, predictions=ctx.predictions_dir)
-    finally:
-        if ctx.predictions_dir is not None and ctx.predictions_dir.exists():
+    finally:  # write_result moved the predictions into the run folder; anything left is a leftover
+        if ctx.predictions_dir is not None:
             import shutil
 
             shutil.rmtree(ctx.predictions_dir, ignore_errors=True)

@@ -12,14 +12,21 @@ import torch.distributed as dist
 from torch import nn
 
 
-def init_from_env() -> None:
-    """Join the process group torchrun describes (RANK/WORLD_SIZE/MASTER_ADDR); no-op otherwise."""
+def init_from_env(backend: str | None = None) -> bool:
+    """Join the process group torchrun describes (RANK/WORLD_SIZE/MASTER_ADDR); no-op otherwise.
+
+    ``backend``: None picks nccl when CUDA is available (unless ``DINOBENCH_DIST_BACKEND=gloo``),
+    else gloo; ``"gloo"`` for work on CPU tensors. True when this call created the group.
+    """
     if dist.is_initialized() or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return
-    backend = "nccl" if torch.cuda.is_available() and os.environ.get("DINOBENCH_DIST_BACKEND") != "gloo" else "gloo"
+        return False
+    if backend is None:
+        use_nccl = torch.cuda.is_available() and os.environ.get("DINOBENCH_DIST_BACKEND") != "gloo"
+        backend = "nccl" if use_nccl else "gloo"
     if backend == "nccl":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     dist.init_process_group(backend=backend)
+    return True
 
 
 def shutdown(synchronize: bool = True) -> None:
@@ -35,12 +42,12 @@ def shutdown(synchronize: bool = True) -> None:
 
 def world_size() -> int:
     """Number of ranks (1 without torch.distributed)."""
-    return dist.get_world_size() if dist.is_initialized() else 1
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
 def rank() -> int:
     """This process's rank (0 without torch.distributed)."""
-    return dist.get_rank() if dist.is_initialized() else 0
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
 
 
 def device(choice: str = "auto") -> torch.device:

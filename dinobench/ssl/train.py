@@ -12,20 +12,18 @@ import json
 import logging
 import math
 import os
-import random
 import signal
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from dinobench.errors import DinobenchError
 from dinobench.ssl import distributed as ddp
-from dinobench.ssl.checkpoint import CheckpointManager, load_teacher_student_state
+from dinobench.ssl.checkpoint import CheckpointManager, load_teacher_student_state, rng_state, set_rng_state
 from dinobench.ssl.schedules import apply_schedules, build_schedules, param_groups
 
 logger = logging.getLogger("dinobench")
@@ -62,19 +60,6 @@ def build_dataset(cfg: dict[str, Any], rank: int) -> Any:
         local_crops_size=crops["local_crops_size"], gram_teacher_crops_size=crops.get("gram_teacher_crops_size"),
         mean=tuple(crops["rgb_mean"]), std=tuple(crops["rgb_std"]))
     return MultiCropDataset(base, augmentation, seed=cfg["train"]["seed"])
-
-
-def _rng_state() -> dict[str, Any]:
-    np_state = np.random.get_state()
-    return {"torch": torch.get_rng_state(), "python": list(random.getstate()[1]),
-            "python_gauss": random.getstate()[2], "numpy": torch.from_numpy(np_state[1].astype(np.int64)),
-            "numpy_pos": int(np_state[2])}
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    random.setstate((3, tuple(state["python"]), state["python_gauss"]))
-    np.random.set_state(("MT19937", state["numpy"].numpy().astype(np.uint32), state["numpy_pos"], 0, 0.0))
 
 
 class Trainer:
@@ -125,7 +110,7 @@ class Trainer:
     def state_dict(self, iteration: int) -> dict[str, Any]:
         """Everything needed to continue exactly after ``iteration`` completed."""
         return {"iteration": iteration, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "rng": _rng_state(), "gram_teacher_initialized": self.model.gram_teacher_initialized,
+                "rng": rng_state(), "gram_teacher_initialized": self.model.gram_teacher_initialized,
                 "gram_updates": self.gram_updates, "config": json.loads(json.dumps(self.cfg, default=str))}
 
     def resume(self) -> bool:
@@ -135,7 +120,7 @@ class Trainer:
             return False
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        _set_rng_state(state["rng"])
+        set_rng_state(state["rng"])
         self.model.gram_teacher_initialized = state["gram_teacher_initialized"]
         self.gram_updates = state["gram_updates"]
         self.start_iter = state["iteration"] + 1
