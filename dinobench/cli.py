@@ -44,12 +44,15 @@ protocol version and protocol hash is compared on the baseline's main metric (di
   same            within the tolerance (default 1e-6 absolute)
   regressed       worse by more than the tolerance               -> exit 1
   missing         no result for that backbone/weights/task/seed  -> exit 1
-  not-comparable  results exist, but with another protocol version/hash (the note says what changed) -> exit 1
-Exit 0 otherwise; 2 on bad input (missing or malformed files, bad --tolerance).
+  not-comparable  results exist, but with another protocol version/hash (the note says what changed;
+                  a warning on stderr)                        -> exit 1 only with --strict
+Exit 0 otherwise; 2 on bad input (missing or malformed files, bad --tolerance). Tolerances: METRIC=ABS, or
+TASK:METRIC=ABS for one task (the most specific wins: TASK:METRIC, METRIC, TASK:*, *).
 
 examples:
   dinobench check --baseline leaderboards/baseline.jsonl
   dinobench check --baseline leaderboards/baseline.jsonl --results outputs/ --tolerance top1=0.5 '*=0.01'
+  dinobench check --baseline leaderboards/baseline.jsonl --strict --tolerance top1=0.5 digits-logreg:top1=2
 """
 
 
@@ -124,14 +127,17 @@ def build_parser() -> argparse.ArgumentParser:
     p_report.add_argument("--jsonl", default=None, metavar="FILE",
                           help="freeze the results shown (newest per seed) into a JSONL baseline for `dinobench check`")
 
-    p_check = sub.add_parser("check", help="compare results with a baseline: exit 1 on regressed/missing/not-comparable",
+    p_check = sub.add_parser("check", help="compare results with a baseline: exit 1 on regressed or missing",
                              epilog=CHECK_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p_check.add_argument("--baseline", required=True, metavar="FILE", help="JSONL baseline (dinobench report --jsonl)")
     p_check.add_argument("--results", nargs="+", default=None, metavar="PATH",
                          help="results folders or files (default: ./outputs or $DINOBENCH_OUTPUT)")
     p_check.add_argument("--tolerance", nargs="+", default=[], metavar="METRIC=ABS",
-                         help="absolute tolerance per main-metric name, e.g. top1=0.5 ('*=0.1': all others; "
-                              "default 1e-6)")
+                         help="absolute tolerance per main-metric name, e.g. top1=0.5; per task: "
+                              "digits-logreg:top1=2 ('*=0.1': all others; default 1e-6)")
+    p_check.add_argument("--strict", action="store_true",
+                         help="also fail (exit 1) on not-comparable entries: results that exist only under another "
+                              "protocol config or version")
     p_check.add_argument("--ignore-weights-hash", action="store_true",
                          help="match checkpoints by file name only (weights retrained in CI, not bit-identical)")
     p_check.add_argument("--markdown", default=None, metavar="FILE",
@@ -294,18 +300,19 @@ def _parse_tolerances(items: list[str]) -> dict[str, float]:
         except ValueError:
             tol = -1.0
         if not sep or not name or not tol >= 0:
-            raise ConfigError(f"--tolerance {item!r}: expected METRIC=ABS with ABS >= 0, e.g. top1=0.5 or '*=0.01'")
+            raise ConfigError(f"--tolerance {item!r}: expected METRIC=ABS or TASK:METRIC=ABS with ABS >= 0, "
+                              "e.g. top1=0.5, digits-logreg:top1=2 or '*=0.01'")
         tolerances[name] = tol
     return tolerances
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    """Compare results with a baseline; exit 1 on any regressed, missing or not-comparable entry."""
+    """Compare results with a baseline; exit 1 on any regressed or missing entry (``--strict``: or not-comparable)."""
     from collections import Counter
     from pathlib import Path
 
     from dinobench.errors import DataError
-    from dinobench.leaderboard import FAILING, STATUSES, check, scan
+    from dinobench.leaderboard import FAILING, FAILING_STRICT, STATUSES, check, scan
     from dinobench.report import check_markdown, check_rows
 
     tolerances = _parse_tolerances(args.tolerance)
@@ -320,12 +327,16 @@ def cmd_check(args: argparse.Namespace) -> int:
     header, body = check_rows(rows)
     print(_table([dict(zip(header, line)) for line in body], header))
     counts = Counter(r.status for r in rows)
-    failed = any(counts[s] for s in FAILING)
+    failed = any(counts[s] for s in (FAILING_STRICT if args.strict else FAILING))
     verdict = ("FAIL" if failed else "PASS") + " (" + ", ".join(f"{counts[s]} {s}" for s in STATUSES) + ")"
     if args.markdown:
         with open(args.markdown, "a", encoding="utf-8") as fh:
             fh.write(check_markdown(rows, verdict))
     print(f"check: {len(rows)} baseline entries vs {len(results)} results: {verdict}")
+    if counts["not-comparable"] and not args.strict:
+        print(f"dinobench check: warning: {counts['not-comparable']} baseline entries have results only under another "
+              "protocol config or version (see NOTE); refresh the baseline with `dinobench report ... --jsonl`, "
+              "or pass --strict to fail on them", file=sys.stderr)
     return 1 if failed else 0
 
 

@@ -24,9 +24,11 @@ from dinobench.results import Result, load_results
 
 Row = tuple[str, str]  # (model, weights_id)
 ROW_KEYS = ["model", "weights_id"]
-#: statuses of ``check``; the last three fail the check (exit code 1)
+#: statuses of ``check``; "regressed" and "missing" fail the check (exit code 1), "not-comparable" only
+#: with ``--strict`` (a baseline entry whose result exists but under another protocol config/version)
 STATUSES = ("improved", "same", "regressed", "missing", "not-comparable")
-FAILING = ("regressed", "missing", "not-comparable")
+FAILING = ("regressed", "missing")
+FAILING_STRICT = FAILING + ("not-comparable",)
 #: absolute tolerance of ``check`` when --tolerance names neither the metric nor ``*``: float noise only
 DEFAULT_TOLERANCE = 1e-6
 
@@ -324,12 +326,20 @@ def _status(base: float, new: float, higher_is_better: bool, tol: float) -> str:
     return "improved" if gain > tol else "regressed" if gain < -tol else "same"
 
 
+def tolerance_for(tolerances: Mapping[str, float], task: str, metric: str) -> float:
+    """The most specific of ``task:metric``, ``metric``, ``task:*``, ``*`` (else :data:`DEFAULT_TOLERANCE`)."""
+    for name in (f"{task}:{metric}", metric, f"{task}:*", "*"):
+        if name in tolerances:
+            return float(tolerances[name])
+    return DEFAULT_TOLERANCE
+
+
 def check(baseline: pd.DataFrame, results: pd.DataFrame, tolerances: Mapping[str, float] | None = None,
           match_weights_by_name: bool = False) -> list[CheckRow]:
     """Compare every baseline (model, weights, task, seed) with the newest comparable result; see :data:`STATUSES`.
 
-    ``tolerances``: absolute tolerance per main-metric name (``"*"``: every other metric; default
-    :data:`DEFAULT_TOLERANCE`). ``match_weights_by_name``: match checkpoints by file name only (for weights
+    ``tolerances``: absolute tolerance per main-metric name, looked up as ``"<task>:<metric>"``, then
+    ``"<metric>"``, then ``"<task>:*"``, then ``"*"`` (default :data:`DEFAULT_TOLERANCE`). ``match_weights_by_name``: match checkpoints by file name only (for weights
     retrained in CI that are not bit-identical).
     """
     tolerances = dict(tolerances or {})
@@ -347,7 +357,7 @@ def check(baseline: pd.DataFrame, results: pd.DataFrame, tolerances: Mapping[str
                            & (results["task"] == b["task"]) & (results["seed"] == b["seed"])]
         comparable = same_key[(same_key["protocol_version"] == b["protocol_version"])
                               & (same_key["protocol_hash"] == b["protocol_hash"])]
-        tol = float(tolerances.get(b["main_metric"], tolerances.get("*", DEFAULT_TOLERANCE)))
+        tol = tolerance_for(tolerances, b["task"], b["main_metric"])
         row = CheckRow("missing", b["model"], b["weights_id"], b["task"], int(b["seed"]), b["main_metric"],
                        bool(b["higher_is_better"]), float(b["main_value"]), None, None, tol)
         if len(comparable):

@@ -102,6 +102,8 @@ def environment(device: str, dtype: str) -> dict[str, Any]:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "numpy": numpy.__version__,
+        "scikit_learn": _version("scikit-learn"),
+        "blas": _blas(),
         "platform": platform.platform(),
         "device": device,
         "dtype": dtype,
@@ -117,6 +119,29 @@ def environment(device: str, dtype: str) -> dict[str, Any]:
     if device.startswith("cuda") and torch.cuda.is_available():
         env["gpu"] = torch.cuda.get_device_name(0)
     return env
+
+
+def _version(distribution: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return None
+
+
+def _blas() -> str | None:
+    """numpy's BLAS and the kernel it picked (e.g. ``openblas 0.3.29 SkylakeX``): unconverged lbfgs fits
+    (logreg at large C) end at different points on different kernels, so records say which one ran."""
+    try:
+        from threadpoolctl import threadpool_info
+
+        blas = next((i for i in threadpool_info() if i.get("user_api") == "blas"), None)
+    except Exception:  # provenance is best effort, never a reason to fail a run
+        return None
+    if blas is None:
+        return None
+    return " ".join(str(blas[k]) for k in ("internal_api", "version", "architecture") if blas.get(k))
 
 
 def safe_component(name: str) -> str:

@@ -2,7 +2,7 @@
 # dinobench dogfoods its own regression gate: a small deterministic benchmark (vit_tiny at random
 # init, seed 0, real scikit-learn digits, kNN + logistic regression + linear probe) checked with
 # `dinobench check` against the baseline committed in leaderboards/baseline.jsonl.
-#   scripts/ci-benchmark.sh            run + check (exit 1 on regressed / missing / not comparable)
+#   scripts/ci-benchmark.sh            run + check --strict (exit 1 on regressed / missing / not comparable)
 #   scripts/ci-benchmark.sh --update   run + freeze the results as the new baseline (review the diff!)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +17,11 @@ done
 if [ "${1:-}" = "--update" ]; then
     "$BIN/dinobench" report "$OUT" --output "$OUT/report" --format md --jsonl "$BASELINE"
 else
-    # 0.5 points of top-1 = 1-2 of the 360 held-out digits: room for float differences between CPUs
-    "$BIN/dinobench" check --baseline "$BASELINE" --results "$OUT" --tolerance top1=0.5
+    # 0.5 points of top-1 = 1-2 of the 360 held-out digits: room for float differences between CPUs.
+    # Logistic regression gets 2 points: lbfgs stops at max_iter=1000 (tol=1e-12, official) on these
+    # ill-conditioned random-init features, and the end point depends on the OpenBLAS kernel that the
+    # CPU selects (measured with OPENBLAS_CORETYPE=Haswell/Zen/Sandybridge and this AMD EPYC's own
+    # kernel, same features: top-1 85.79 / 85.79 / 86.63 / 84.96).
+    "$BIN/dinobench" check --baseline "$BASELINE" --results "$OUT" --strict \
+        --tolerance top1=0.5 digits-logreg:top1=2
 fi

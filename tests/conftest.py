@@ -8,10 +8,14 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+import atexit  # noqa: E402
+import shutil  # noqa: E402
 import tempfile  # noqa: E402
 
-# never ~/.cache in tests: a forward-counting test must not see a hit left by an earlier session
+# never ~/.cache in tests: a forward-counting test must not see a hit left by an earlier session;
+# removed at exit so that repeated runs do not fill the disk
 os.environ["DINOBENCH_CACHE"] = tempfile.mkdtemp(prefix="dinobench-test-cache-")
+atexit.register(shutil.rmtree, os.environ["DINOBENCH_CACHE"], ignore_errors=True)
 
 import pytest  # noqa: E402
 

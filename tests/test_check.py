@@ -91,15 +91,38 @@ def test_every_status_in_one_table_and_exit_code_1(run_cli, tmp_path):
 
 @pytest.mark.parametrize("names, code", [
     (["b_improve"], 0), (["b_same"], 0), (["b_within"], 0), (["b_rmse"], 0), (["b_improve", "b_within"], 0),
-    (["b_regress"], 1), (["b_missing"], 1), (["b_notcomp"], 1), (["b_improve", "b_missing"], 1),
+    (["b_regress"], 1), (["b_missing"], 1), (["b_notcomp"], 0), (["b_improve", "b_missing"], 1),
+    (["b_notcomp", "b_regress"], 1),
 ])
 def test_exit_codes(run_cli, tmp_path, names, code):
+    """Exit 1 on any regressed or missing entry, 0 otherwise (not-comparable warns on stderr)."""
     base_dir, results = _setup(tmp_path, names)
     baseline = write_jsonl(tmp_path / "b.jsonl", [r["record"] for _, r in scan([base_dir]).iterrows()])
     got, out, err = run_cli("check", "--baseline", str(baseline), "--results", str(results), "--tolerance", "top1=0.5")
     assert got == code, (out, err)
     assert set(_rows(out)) == set(names)
     assert ("PASS" if code == 0 else "FAIL") in out.strip().splitlines()[-1]
+    assert ("1 baseline entries have results only under another protocol" in err) == ("b_notcomp" in names), err
+
+
+@pytest.mark.parametrize("names, code", [(["b_notcomp"], 1), (["b_same"], 0), (["b_missing"], 1)])
+def test_strict_also_fails_on_not_comparable(run_cli, tmp_path, names, code):
+    base_dir, results = _setup(tmp_path, names)
+    baseline = write_jsonl(tmp_path / "b.jsonl", [r["record"] for _, r in scan([base_dir]).iterrows()])
+    got, out, err = run_cli("check", "--baseline", str(baseline), "--results", str(results), "--strict")
+    assert got == code, (out, err)
+
+
+def test_per_task_tolerance_beats_the_metric_tolerance(run_cli, tmp_path):
+    base_dir, results = _setup(tmp_path, ["b_regress"])  # top1 50 -> 49 on digits-knn
+    baseline = write_jsonl(tmp_path / "b.jsonl", [r["record"] for _, r in scan([base_dir]).iterrows()])
+    args = ("check", "--baseline", str(baseline), "--results", str(results), "--tolerance")
+    code, out, _ = run_cli(*args, "top1=0.5", "digits-knn:top1=1.5")
+    assert code == 0 and _rows(out)["b_regress"][0] == "same" and _rows(out)["b_regress"][9] == "1.5"
+    code, out, _ = run_cli(*args, "top1=0.5", "nyu-linear:top1=1.5")  # another task's tolerance does not apply
+    assert code == 1 and _rows(out)["b_regress"][0] == "regressed"
+    code, out, _ = run_cli(*args, "digits-knn:*=2", "*=0.1")
+    assert code == 0 and _rows(out)["b_regress"][9] == "2"
 
 
 def test_without_tolerance_a_small_drop_regresses(run_cli, tmp_path):
@@ -172,4 +195,5 @@ def test_real_runs_frozen_baseline_passes_and_a_config_change_is_not_comparable(
                   options=options + ["transform.crop=24"])
     code, out, _ = run_cli("check", "--baseline", str(baseline), "--results", str(tmp_path / "changed"))
     (row,) = _rows(out).values()
-    assert code == 1 and row[0] == "not-comparable" and row[-1] == "config differs: transform.crop=24 (baseline: 32)"
+    assert code == 0 and row[0] == "not-comparable" and row[-1] == "config differs: transform.crop=24 (baseline: 32)"
+    assert run_cli("check", "--baseline", str(baseline), "--results", str(tmp_path / "changed"), "--strict")[0] == 1

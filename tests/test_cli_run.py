@@ -41,6 +41,13 @@ def test_run_digits_knn_writes_a_valid_record_matching_brute_force(run_cli, tmp_
     env = record["environment"]
     assert env["torch"] == torch.__version__ and env["device"] == "cpu" and env["dtype"] == "float32"
     assert env["dinobench_version"] == dinobench.__version__
+    import platform
+
+    import sklearn
+
+    assert env["python"] == platform.python_version() and env["scikit_learn"] == sklearn.__version__
+    assert env["blas"] and env["blas"].split()[0] in {"openblas", "mkl", "blis", "accelerate"}, env["blas"]
+    assert len(env["git_commit"] or "") == 40 and isinstance(env["git_dirty"], bool)  # run from the checkout
     assert record["dataset"]["splits"]["train"]["size"] + record["dataset"]["splits"]["val"]["size"] == 1797
 
     # independent recomputation on the same features: same seed -> same random-init backbone
