@@ -2,7 +2,8 @@
 
 Reads ``.pth``/``.pt`` with ``torch.load(weights_only=True, mmap=True)`` and ``.safetensors``
 with the safetensors package; unwraps training checkpoints (``teacher``/``model``/
-``state_dict``, ``backbone.``/``module.`` prefixes); loads with ``assign=True`` into a model
+``state_dict``, ``backbone.``/``module.`` prefixes) and, when they hold several sub-models,
+keeps the teacher's backbone (see :data:`SUB_MODELS`); loads with ``assign=True`` into a model
 built on the meta device. Shape/key mismatches raise :class:`WeightsError` with the first keys.
 """
 
@@ -26,8 +27,13 @@ from dinobench.errors import WeightsError
 
 logger = logging.getLogger("dinobench")
 
-WRAPPER_KEYS = ("teacher", "model", "state_dict", "model_state_dict", "module")
+WRAPPER_KEYS = ("teacher", "model_ema", "model", "state_dict", "model_state_dict", "module")
 PREFIXES = ("module.", "backbone.", "_orig_mod.")
+#: sub-models whose ``<prefix>backbone.*`` may be taken, most preferred first: dinobench training
+#: checkpoints' EMA teacher (``emas.<student>.``), an official teacher (``teacher.``) or bare
+#: ``backbone.``, a ``model_ema``-style EMA, the student (``student.``, ``students.<name>.``)
+SUB_MODELS = ((r"emas\.[^.]+\.", "the EMA teacher"), (r"teacher\.", "the teacher"), (r"", "the backbone"),
+              (r"(model_ema|ema_model|ema)\.", "the EMA model"), (r"students\.[^.]+\.|student\.", "the student"))
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -151,19 +157,49 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
 def unwrap_state_dict(obj: Any, path: str | Path = "<checkpoint>") -> dict[str, Tensor]:
     """Find the backbone state dict inside a training checkpoint and strip wrapper prefixes."""
     while isinstance(obj, Mapping) and not any(isinstance(v, Tensor) for v in obj.values()):
-        key = next((k for k in WRAPPER_KEYS if k in obj), None)
+        key = next((k for k in WRAPPER_KEYS if isinstance(obj.get(k), Mapping)), None)
         if key is None:
             raise WeightsError(f"{path}: no tensors found (top-level keys: {list(obj)[:8]})")
         obj = obj[key]
     if not isinstance(obj, Mapping):
         raise WeightsError(f"{path}: expected a state dict, found {type(obj).__name__}")
-    state = {k: v for k, v in obj.items() if isinstance(v, Tensor)}
+    state = _strip_shared_prefixes({k: v for k, v in obj.items() if isinstance(v, Tensor)})
+    prefix = _pick_sub_model(_backbone_prefixes(state), path)
+    if prefix is None:
+        return state
+    start = prefix + "backbone."  # e.g. backbone + dino_head in one dict, or student + EMA teacher
+    return _strip_shared_prefixes({k[len(start):]: v for k, v in state.items() if k.startswith(start)})
+
+
+def _strip_shared_prefixes(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Drop ``module.``/``backbone.``/``_orig_mod.`` when every key has it."""
     for prefix in PREFIXES:
         if state and all(k.startswith(prefix) for k in state):
             state = {k[len(prefix):]: v for k, v in state.items()}
-    if any(k.startswith("backbone.") for k in state):  # e.g. backbone + dino_head in one dict
-        state = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
     return state
+
+
+def _backbone_prefixes(state: Mapping[str, Tensor]) -> list[str]:
+    """Distinct ``P`` of keys ``P + "backbone." + name`` (``""`` for a bare ``backbone.``), in key order."""
+    heads = [("." + k).partition(".backbone.") for k in state]
+    return list(dict.fromkeys(head[1:] + "." if head else "" for head, found, _ in heads if found))
+
+
+def _pick_sub_model(prefixes: list[str], path: str | Path) -> str | None:
+    """The prefix of the preferred sub-model in :data:`SUB_MODELS` order, None if none is known."""
+    for pattern, label in SUB_MODELS:
+        matches = [p for p in prefixes if re.fullmatch(pattern, p)]
+        if len(matches) > 1:
+            matches = [p for p in matches if ("." + p).endswith(".student.")]
+            if len(matches) != 1:
+                choices = ", ".join(f"'{p}backbone'" for p in prefixes if re.fullmatch(pattern, p))
+                raise WeightsError(f"{path}: holds several candidates for {label} ({choices}) and none is named "
+                                   "'student'; load one exported backbone instead (the run's teacher_checkpoint*.pth)")
+        if matches:
+            if matches[0] or len(prefixes) > 1:  # a nested sub-model or a choice: say which
+                logger.info("loaded %s '%sbackbone' from %s", label, matches[0], Path(path).name)
+            return matches[0]
+    return None  # unknown layout: keep every tensor (a mismatch then names the keys)
 
 
 def _named_tensors(model: nn.Module) -> dict[str, Tensor]:
