@@ -16,6 +16,14 @@ sha256 of both files) is written last; an entry without a valid manifest is neve
 exclusive ``flock`` on ``<entry>/.lock`` serialises processes extracting the same key. Under
 torchrun every rank extracts a strided share of the missing chunks, rank 0 assembles, all ranks
 read the result (the cache folder must be shared by the ranks).
+
+Sharing between protocols: a ``"cls"`` request with no entry of its own is cut from a cached
+``"cls4_avgpool"`` entry of the same key otherwise (columns ``[W - 2D, W - D)``: the last block's
+CLS, bit-identical to ``x_norm_clstoken`` by the backbone contract) and stored as a normal ``"cls"``
+entry whose manifest names its source, so kNN and logreg after the linear probe do no forward. The
+reverse is impossible (``"cls"`` lacks three blocks and the pooled patches): the probe after kNN
+extracts once. Extracting ``"cls4_avgpool"`` for every ``"cls"`` request would avoid that pass but
+costs 5x the disk (ImageNet train, ViT-7B: 105 GB instead of 21 GB) and needs >= 4 blocks.
 """
 
 from __future__ import annotations
@@ -47,6 +55,8 @@ FEATURE_KINDS = ("cls", "cls4_avgpool")
 FEATURE_CODE_VERSION = "1"
 #: rows per cache chunk: the unit of streaming, resume and distributed sharding
 DEFAULT_CHUNK_SIZE = 4096
+#: kind -> cached kinds it can be cut from without a forward (see :func:`superset_columns`)
+SUPERSET_KINDS: dict[str, tuple[str, ...]] = {"cls": ("cls4_avgpool",)}
 
 
 @dataclass
@@ -75,6 +85,20 @@ def compute_features(model: nn.Module, images: Tensor, kind: str = "cls") -> Ten
         patch_last = layers[-1][0]
         return torch.cat([cls for _, cls in layers] + [patch_last.mean(dim=1)], dim=-1)
     raise ValueError(f"unknown feature kind {kind!r}; expected one of {FEATURE_KINDS}")
+
+
+def superset_columns(kind: str, source_kind: str, width: int, embed_dim: int) -> slice:
+    """Columns of a ``source_kind`` feature ``[N, width]`` that equal feature ``kind``.
+
+    ``cls4_avgpool`` is ``[cls_{L-3}, cls_{L-2}, cls_{L-1}, cls_L, avgpool_L]``; the last two are
+    ``embed_dim`` (the last block's width) wide for ViTs and ConvNeXts alike, so ``cls_L`` is
+    ``[width - 2 * embed_dim, width - embed_dim)``.
+    """
+    if (kind, source_kind) != ("cls", "cls4_avgpool"):
+        raise ValueError(f"feature kind {kind!r} cannot be cut from {source_kind!r}")
+    if not 0 < 2 * embed_dim <= width:
+        raise ValueError(f"a {source_kind} feature of width {width} holds no {embed_dim}-wide last-block CLS")
+    return slice(width - 2 * embed_dim, width - embed_dim)
 
 
 def _check_kind(kind: str) -> None:
@@ -287,18 +311,34 @@ class FeatureCache:
 
     def assemble(self, plan: list[tuple[int, int]]) -> None:
         """Stream the chunks into ``features.npy`` / ``labels.npy``, write the manifest last, drop the chunks."""
+        width = self._read_chunk(*plan[0])[0].shape[1]
+        self._commit(plan[-1][1], width, ((start, end, *self._read_chunk(start, end)) for start, end in plan),
+                     chunks=len(plan))
+
+    def derive(self, source: "FeatureCache", full: FeatureSet, columns: slice, block_rows: int) -> None:
+        """Store ``columns`` of ``source``'s features ``full`` as this entry, ``block_rows`` rows at a time
+        (memory stays flat); the manifest records the source key."""
+        self.manifest.unlink(missing_ok=True)  # a stale manifest must never vouch for the new files
+        features, labels = full.features.numpy(), full.labels.numpy()
+        blocks = ((start, end, features[start:end, columns], labels[start:end])
+                  for start, end in chunk_plan(len(labels), block_rows))
+        self._commit(len(labels), columns.stop - columns.start, blocks,
+                     derived_from={"kind": source.payload["kind"], "key": source.key,
+                                   "columns": [columns.start, columns.stop]})
+
+    def _commit(self, num_rows: int, width: int, blocks: Iterator[tuple[int, int, np.ndarray, np.ndarray]],
+                **extra: Any) -> None:
+        """Write row blocks ``(start, end, features, labels)`` to ``features.npy`` / ``labels.npy`` (atomic),
+        then the manifest (plus ``extra``) last, then drop any chunks."""
         from dinobench.results import write_atomic
 
-        num_rows = plan[-1][1]
-        width = self._read_chunk(*plan[0])[0].shape[1]
         tmp = self.dir / f".features.npy.{os.getpid()}.tmp"
         labels = np.empty(num_rows, dtype=np.int64)
         try:
             out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(num_rows, width))
-            for start, end in plan:
-                features, chunk_labels = self._read_chunk(start, end)
+            for start, end, features, block_labels in blocks:
                 out[start:end] = features
-                labels[start:end] = chunk_labels
+                labels[start:end] = block_labels
             out.flush()
             del out
             with open(tmp, "rb+") as fh:
@@ -308,8 +348,7 @@ class FeatureCache:
             tmp.unlink(missing_ok=True)
         write_atomic(self.labels_file, lambda fh: np.save(fh, labels))
         manifest = {"key": self.key, "payload": self.payload, "shape": [num_rows, int(width)], "dtype": "float32",
-                    "labels_dtype": "int64", "chunks": len(plan),
-                    "features_sha256": _sha256_file(self.features_file),
+                    "labels_dtype": "int64", **extra, "features_sha256": _sha256_file(self.features_file),
                     "labels_sha256": _sha256_file(self.labels_file)}
         write_atomic(self.manifest, json.dumps(manifest, indent=1) + "\n")
         shutil.rmtree(self.chunks_dir, ignore_errors=True)
@@ -373,6 +412,8 @@ def load_or_extract(model: nn.Module, dataset: Dataset, *, payload: dict[str, An
     cache = FeatureCache(cache_dir if cache_dir is not None else cache_root(), {**payload, "kind": kind})
     with cache.lock() if rank == 0 else contextlib.nullcontext():  # rank 0 holds the lock for the job
         hit = cache.load() if rank == 0 else None
+        if hit is None and rank == 0:
+            hit = _cut_from_superset(cache, model, payload, kind, len(dataset), int(chunk_size), desc)
         if _broadcast(hit is not None):
             return (hit if rank == 0 else cache.load(verify=False)), True
         error: BaseException | None = None
@@ -401,6 +442,31 @@ def load_or_extract(model: nn.Module, dataset: Dataset, *, payload: dict[str, An
             raise DinobenchError(f"{cache.dir}: feature cache vanished right after it was written; "
                                  f"is another process deleting it?")
         return result, False
+
+
+def _cut_from_superset(cache: FeatureCache, model: nn.Module, payload: dict[str, Any], kind: str, num_rows: int,
+                       block_rows: int, desc: str) -> FeatureSet | None:
+    """``cache``'s features cut from a finished entry of a superset kind (same key otherwise), stored as
+    ``cache``'s entry; None when there is none. Caller holds ``cache``'s lock (order: ``kind`` -> source)."""
+    root = cache.dir.parent
+    for source_kind in SUPERSET_KINDS.get(kind, ()):
+        source = FeatureCache(root, {**payload, "kind": source_kind})
+        if not source.manifest.is_file():  # absent, or still being extracted: extract ``kind`` ourselves
+            continue
+        with source.lock():  # a concurrent repair of the source finishes first
+            full = source.load()
+        if full is None or len(full.labels) != num_rows:
+            continue
+        try:
+            columns = superset_columns(kind, source_kind, full.features.shape[1], int(getattr(model, "embed_dim", 0)))
+        except ValueError as exc:
+            logger.warning("dinobench: warning: %s: not cutting %s from %s (%s)", desc, kind, source.dir, exc)
+            continue
+        cache.derive(source, full, columns, block_rows)
+        logger.info("dinobench: %s: cut from the cached %s features %s (columns %d:%d), no forward", desc,
+                    source_kind, source.dir, columns.start, columns.stop)
+        return cache.load(verify=False)
+    return None
 
 
 def _extract_distributed_in_memory(model: nn.Module, dataset: Dataset, plan: list[tuple[int, int]], rank: int,

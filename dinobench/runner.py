@@ -63,7 +63,8 @@ class RunContext:
 
     def features(self, split: str, kind: str = "cls") -> "FeatureSet":
         """Features of ``kind`` of ``split``: extracted once per run, and once per key on disk
-        (see :mod:`dinobench.features`); ``timings`` records whether they came from the cache."""
+        (see :mod:`dinobench.features`; ``cls`` is cut from a cached ``cls4_avgpool`` entry when there is
+        one); ``timings`` records whether they came from the cache (1.0 also for such a cut)."""
         if (split, kind) not in self._features:
             from dinobench.features import DEFAULT_CHUNK_SIZE, cache_root, load_or_extract
 

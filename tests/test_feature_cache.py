@@ -120,10 +120,102 @@ def entries(root: Path) -> list[Path]:
     return sorted(p.parent for p in root.glob("*/manifest.json"))
 
 
+def manifests(root: Path) -> list[dict]:
+    return [json.loads((entry / "manifest.json").read_text()) for entry in entries(root)]
+
+
+#: a backbone deep enough for the linear probe (its input uses the last 4 blocks)
+DEEP = {**TINY, "depth": 4}
+#: small, fast settings of each folder task
+PROTOCOL_OPTIONS = {
+    "folder-knn": {"protocol.nb_knn": [1, 5, 10]},
+    "folder-logreg": {"protocol.grid_size": 3, "protocol.max_iter": 100, "protocol.n_jobs": 1},
+    "folder-linear": {"protocol.epochs": 2, "protocol.learning_rates": [0.01, 0.1]},
+}
+
+
+def run_deep(tmp_path: Path, task: str, weights: str | None = None, **extra):
+    """``task`` on the image folder with the depth-4 backbone (all three protocols can run on it)."""
+    root = tmp_path / "data"
+    if not root.exists():
+        make_folder(root)
+    options = {**OPTIONS, "backbone.depth": 4, "features.cache_dir": str(tmp_path / "cache"),
+               **PROTOCOL_OPTIONS[task], **extra}
+    return dinobench.run(backbone="vit_tiny", task=task, weights=weights, data_root=str(root),
+                         output_dir=str(tmp_path / "out"), options=options)
+
+
+def cached_flags(result, kind: str = "cls") -> list[float]:
+    suffix = "" if kind == "cls" else f"_{kind}"
+    return [result.timings[f"features_{split}{suffix}_cached"] for split in ("train", "val")]
+
+
 # --- reuse across runs ------------------------------------------------------------------------------------
 
 
-def test_second_protocol_run_does_no_backbone_forward(tmp_path, forwards):
+def test_linear_then_knn_then_logreg_extract_once(tmp_path, forwards):
+    linear = run_deep(tmp_path, "folder-linear")
+    assert sum(forwards) == N_TRAIN + N_VAL and cached_flags(linear, "cls4_avgpool") == [0.0, 0.0]
+    forwards.clear()
+    knn = run_deep(tmp_path, "folder-knn")  # cls cut from the cls4_avgpool entries
+    assert forwards == [] and cached_flags(knn) == [1.0, 1.0]
+    logreg = run_deep(tmp_path, "folder-logreg")
+    assert forwards == [] and cached_flags(logreg) == [1.0, 1.0]
+    found = manifests(tmp_path / "cache")
+    assert sorted(m["payload"]["kind"] for m in found) == ["cls", "cls", "cls4_avgpool", "cls4_avgpool"]
+    sources = {m["key"]: m for m in found if m["payload"]["kind"] == "cls4_avgpool"}
+    model = tiny_model(0, depth=4)
+    for m in found:
+        if m["payload"]["kind"] != "cls":
+            continue
+        source = sources[m["derived_from"]["key"]]  # the same key except the kind
+        assert {**source["payload"], "kind": "cls"} == m["payload"] and m["derived_from"]["columns"] == [192, 256]
+        cut = np.load(tmp_path / "cache" / m["key"] / "features.npy")
+        wanted = extract_features(model, make_eval_split(tmp_path / "data", m["payload"]["dataset"]["split"]))
+        assert torch.equal(torch.from_numpy(cut), wanted.features)  # bit for bit what a cls extraction gives
+    forwards.clear()
+    fresh = run_deep(tmp_path, "folder-knn", **{"features.cache": False})
+    assert sum(forwards) == N_TRAIN + N_VAL and fresh.metrics == knn.metrics
+
+
+def test_knn_then_logreg_share_and_the_linear_probe_extracts_once(tmp_path, forwards):
+    knn = run_deep(tmp_path, "folder-knn")
+    assert sum(forwards) == N_TRAIN + N_VAL and cached_flags(knn) == [0.0, 0.0]
+    forwards.clear()
+    logreg = run_deep(tmp_path, "folder-logreg")
+    assert forwards == [] and cached_flags(logreg) == [1.0, 1.0]
+    linear = run_deep(tmp_path, "folder-linear")  # cls4_avgpool cannot be cut from cls: one extraction
+    assert sum(forwards) == N_TRAIN + N_VAL and cached_flags(linear, "cls4_avgpool") == [0.0, 0.0]
+    forwards.clear()
+    again = [run_deep(tmp_path, task) for task in ("folder-linear", "folder-knn", "folder-logreg")]
+    assert forwards == [] and cached_flags(again[0], "cls4_avgpool") == cached_flags(again[1]) == [1.0, 1.0]
+    assert again[1].metrics == knn.metrics and again[2].metrics == logreg.metrics
+    assert len(entries(tmp_path / "cache")) == 4  # cls and cls4_avgpool of train and val
+
+
+def test_changing_the_weights_file_invalidates_every_protocol(tmp_path, forwards):
+    weights = tmp_path / "w.pth"
+    torch.save(tiny_model(1, depth=4).state_dict(), weights)
+    linear = run_deep(tmp_path, "folder-linear", weights=str(weights))
+    assert sum(forwards) == N_TRAIN + N_VAL
+    forwards.clear()
+    for task in ("folder-knn", "folder-logreg"):
+        assert cached_flags(run_deep(tmp_path, task, weights=str(weights))) == [1.0, 1.0] and forwards == []
+    torch.save(tiny_model(2, depth=4).state_dict(), weights)  # same path, other content
+    knn = run_deep(tmp_path, "folder-knn", weights=str(weights))
+    assert sum(forwards) == N_TRAIN + N_VAL and cached_flags(knn) == [0.0, 0.0]
+    forwards.clear()
+    assert cached_flags(run_deep(tmp_path, "folder-logreg", weights=str(weights))) == [1.0, 1.0] and forwards == []
+    relinear = run_deep(tmp_path, "folder-linear", weights=str(weights))
+    assert sum(forwards) == N_TRAIN + N_VAL and cached_flags(relinear, "cls4_avgpool") == [0.0, 0.0]
+    assert relinear.weights_sha256 != linear.weights_sha256
+    by_sha: dict[str, set] = {}
+    for m in manifests(tmp_path / "cache"):
+        by_sha.setdefault(m["payload"]["backbone"]["weights"]["sha256"], set()).add(m["payload"]["kind"])
+    assert by_sha == {linear.weights_sha256: {"cls", "cls4_avgpool"}, relinear.weights_sha256: {"cls", "cls4_avgpool"}}
+
+
+def test_second_knn_run_with_other_settings_does_no_backbone_forward(tmp_path, forwards):
     cache = {"features.cache_dir": str(tmp_path / "cache")}
     first = run_folder(tmp_path, **cache)
     assert sum(forwards) == N_TRAIN + N_VAL  # every image once
@@ -244,12 +336,60 @@ def test_cache_root_precedence(monkeypatch, tmp_path):
 def test_feature_kinds_are_separate_entries(tmp_path, forwards):
     model, ds = tiny_model(depth=4), RandomImages(20)  # cls4_avgpool needs 4 blocks
     cls, hit = load_or_extract(model, ds, payload=payload(), cache_dir=tmp_path, batch_size=8, kind="cls")
-    pooled, _ = load_or_extract(model, ds, payload=payload(), cache_dir=tmp_path, batch_size=8,
-                                kind="cls4_avgpool")
-    assert not hit and cls.features.shape == (20, 64) and pooled.features.shape == (20, 5 * 64)
+    pooled, pooled_hit = load_or_extract(model, ds, payload=payload(), cache_dir=tmp_path, batch_size=8,
+                                         kind="cls4_avgpool")
+    assert not hit and not pooled_hit and sum(forwards) == 40  # cls4_avgpool cannot be cut from cls
+    assert cls.features.shape == (20, 64) and pooled.features.shape == (20, 5 * 64)
     assert len(entries(tmp_path)) == 2
-    torch.testing.assert_close(pooled.features[:, -2 * 64:-64], cls.features)  # last-block CLS inside
+    assert torch.equal(pooled.features[:, -2 * 64:-64], cls.features)  # last-block CLS inside, bit for bit
     assert cls.labels.tolist() == [i % 3 for i in range(20)]
+
+
+@pytest.mark.parametrize("name, overrides, size", [("vit_tiny", {"depth": 4}, 16), ("convnext_tiny", {}, 32)])
+def test_cls_is_cut_from_a_cached_cls4_avgpool_entry(tmp_path, forwards, name, overrides, size):
+    from dinobench.runner import seed_everything
+
+    seed_everything(0)
+    model = dinobench.create_backbone(name, **({**TINY, **overrides} if name == "vit_tiny" else overrides))
+    ds = RandomImages(20)
+    ds.transform = T.Compose([T.Resize(size), T.ToTensor(), T.Normalize(MEAN, STD)])  # ConvNeXt: stride 32
+    key = payload(backbone=name)
+    kwargs = dict(payload=key, cache_dir=tmp_path, batch_size=8, chunk_size=6)
+    pooled, _ = load_or_extract(model, ds, kind="cls4_avgpool", **kwargs)
+    forwards.clear()
+    cls, hit = load_or_extract(model, ds, kind="cls", **kwargs)
+    assert hit and forwards == []
+    assert torch.equal(cls.features, extract_features(model, ds, batch_size=8).features)  # what extraction gives
+    assert torch.equal(cls.labels, pooled.labels)
+    entry = FeatureCache(tmp_path, {**key, "kind": "cls"})
+    source = FeatureCache(tmp_path, {**key, "kind": "cls4_avgpool"})
+    width, dim = pooled.features.shape[1], int(model.embed_dim)
+    manifest = json.loads(entry.manifest.read_text())
+    assert manifest["derived_from"] == {"kind": "cls4_avgpool", "key": source.key,
+                                        "columns": [width - 2 * dim, width - dim]}
+    assert not entry.chunks_dir.exists() and len(entries(tmp_path)) == 2
+    forwards.clear()
+    again, hit = load_or_extract(model, ds, kind="cls", **kwargs)  # now a plain entry of its own
+    assert hit and forwards == [] and torch.equal(again.features, cls.features)
+
+
+def test_a_corrupt_or_missing_cls4_avgpool_entry_means_a_cls_extraction(tmp_path, forwards):
+    model, ds = tiny_model(depth=4), RandomImages(20)
+    kwargs = dict(payload=payload(), cache_dir=tmp_path, batch_size=8)
+    load_or_extract(model, ds, kind="cls4_avgpool", **kwargs)
+    source = FeatureCache(tmp_path, {**payload(), "kind": "cls4_avgpool"})
+    blob = bytearray(source.features_file.read_bytes())
+    blob[-5] ^= 0xFF
+    source.features_file.write_bytes(bytes(blob))
+    forwards.clear()
+    cls, hit = load_or_extract(model, ds, kind="cls", **kwargs)
+    assert not hit and sum(forwards) == 20
+    assert "derived_from" not in json.loads(FeatureCache(tmp_path, {**payload(), "kind": "cls"}).manifest.read_text())
+    other = payload(seed=1)  # no cls4_avgpool entry of this key: nothing to cut from, no stray folder
+    forwards.clear()
+    load_or_extract(model, ds, kind="cls", **{**kwargs, "payload": other})
+    assert sum(forwards) == 20
+    assert not FeatureCache(tmp_path, {**other, "kind": "cls4_avgpool"}).dir.exists()
 
 
 # --- streaming, resume, corruption ---------------------------------------------------------------------------
