@@ -55,11 +55,30 @@ class RunContext:
     output_dir: Path | None = None  # the results folder (head-training runs live under <output>/.runs/)
     backbone_name: str | None = None  # registry name of the backbone
     weights_sha256: str | None = None  # None for random init
-    #: run-wide part of the feature-cache key (:func:`dinobench.features.backbone_key_payload`); None: no disk cache
+    #: run-wide part of the feature-cache key (:func:`dinobench.feature_cache.backbone_key_payload`); None: no disk cache
     cache_payload: dict[str, Any] | None = None
     #: split -> the eval transform the runner set; a split whose transform was replaced is not disk-cached
     eval_transforms: dict[str, Any] = field(default_factory=dict)
     _features: dict[tuple[str, str], Any] = field(default_factory=dict)
+    image_mean: tuple[float, ...] = (0.485, 0.456, 0.406)  # the backbone's input normalisation
+    image_std: tuple[float, ...] = (0.229, 0.224, 0.225)
+
+    def transformed_features(self, split: str, kind: str, transform: Any, desc: str) -> "FeatureSet":
+        """Features of ``split`` under another ``transform`` (e.g. a random augmentation): extracted every
+        call and never disk-cached; the split's own transform is restored afterwards."""
+        from dinobench.features import DEFAULT_CHUNK_SIZE, load_or_extract
+
+        fcfg = self.cfg.get("features", {})
+        dataset = self.datasets[split]
+        original, dataset.transform = dataset.transform, transform
+        try:
+            features, _ = load_or_extract(
+                self.backbone, dataset, payload=None, batch_size=int(fcfg.get("batch_size", 64)),
+                num_workers=int(fcfg.get("num_workers", 0)), device=self.device, desc=desc, kind=kind,
+                chunk_size=int(fcfg.get("chunk_size") or DEFAULT_CHUNK_SIZE))
+        finally:
+            dataset.transform = original
+        return features
 
     def features(self, split: str, kind: str = "cls") -> "FeatureSet":
         """Features of ``kind`` of ``split``: extracted once per run, and once per key on disk
@@ -206,7 +225,7 @@ def _run(backbone: str, task: str, weights: str | None, data_root: str | None, o
         identity=_backbone_identity(backbone_spec))
     ctx = RunContext(task=task, cfg=cfg, backbone=model, datasets=datasets, device=device, seed=seed,
                      cache_payload=cache_payload, output_dir=Path(output_dir), backbone_name=backbone,
-                     weights_sha256=weights_sha,
+                     weights_sha256=weights_sha, image_mean=tuple(mean), image_std=tuple(std),
                      eval_transforms={k: ds.transform for k, ds in datasets.items()
                                       if isinstance(ds, ClassificationDataset)})
     if save_predictions:

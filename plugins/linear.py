@@ -10,16 +10,19 @@ SGD momentum 0.9, weight decay 0, lr scaled by ``batch_size / 256``, cosine anne
 by val top-1 (first best wins); with a ``test`` split the chosen head is reported on test,
 otherwise on val (the official ImageNet protocol selects and reports on val).
 
-Differences from the official code: heads train on cached features (eval transform, no
-RandomResizedCrop/flip augmentation), on one process; DINOv3's default is ``n_last_blocks=(1,)``,
-we default to DINOv2's ``(1, 4)`` grid as the benchmark issue asks.
+By default heads train on cached features (eval transform, no augmentation: fast, and shared with
+kNN/logreg). ``protocol.train_augmentation=True`` trains them as the official code does, on the
+fly: every epoch the frozen backbone embeds a new RandomResizedCrop(0.08-1) + flip view of each
+train image (seeded per epoch, never cached). Differences from the official code: one process
+trains the heads; DINOv3's default is ``n_last_blocks=(1,)``, we default to DINOv2's ``(1, 4)``
+grid as the benchmark issue asks.
 """
 
 from __future__ import annotations
 
 import logging
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from dinobench.errors import ConfigError, DataError
 from dinobench.hookspecs import hookimpl
@@ -134,9 +137,14 @@ def _cpu_threads(device: str, macs_per_step: int) -> Iterator[None]:
             torch.set_num_threads(previous)
 
 
-def train_linear_heads(train_features: "Tensor", train_labels: "Tensor", heads: LinearHeads, *,
-                       batch_size: int, iterations: int, seed: int, device: str = "cpu") -> float:
-    """SGD (momentum 0.9, wd 0, per-head lr scaled by batch/256) + cosine to 0; returns the last summed loss."""
+def train_linear_heads(train_features: "Tensor | Callable[[int], Tensor]", train_labels: "Tensor",
+                       heads: LinearHeads, *, batch_size: int, iterations: int, seed: int, device: str = "cpu",
+                       epoch_length: int | None = None) -> float:
+    """SGD (momentum 0.9, wd 0, per-head lr scaled by batch/256) + cosine to 0; returns the last summed loss.
+
+    ``train_features``: one tensor for every iteration, or ``epoch -> tensor`` (augmented views, asked
+    for once per ``epoch_length`` iterations); the batch order is the same seeded stream either way.
+    """
     import torch
     import torch.nn.functional as F
     from tqdm.auto import tqdm
@@ -149,10 +157,17 @@ def train_linear_heads(train_features: "Tensor", train_labels: "Tensor", heads: 
     batches = infinite_batches(len(train_labels), batch_size, torch.Generator().manual_seed(int(seed)))
     loss = torch.zeros(())
     macs = 3 * batch_size * sum(head.weight.numel() for head in heads.heads)  # forward + backward
+    per_epoch = callable(train_features)
+    if per_epoch and not epoch_length:
+        raise ValueError("train_linear_heads: per-epoch features need epoch_length")
+    epoch_features, epoch = None if per_epoch else train_features, -1
     with _cpu_threads(device, macs):
-        for _ in tqdm(range(iterations), desc="linear heads", unit="it", leave=False):
+        for iteration in tqdm(range(iterations), desc="linear heads", unit="it", leave=False):
+            if per_epoch and iteration // epoch_length != epoch:
+                epoch = iteration // epoch_length
+                epoch_features = train_features(epoch)
             idx = next(batches)
-            features = train_features[idx].to(device, non_blocking=True).float()
+            features = epoch_features[idx].to(device, non_blocking=True).float()
             labels = train_labels[idx].to(device, non_blocking=True)
             loss = sum(F.cross_entropy(logit, labels) for logit in heads.logits(features))
             optimizer.zero_grad(set_to_none=True)
@@ -173,7 +188,8 @@ def head_metrics(scores: "Tensor", labels: "Tensor", num_classes: int) -> dict[s
 
 class LinearProbeProtocol:
     """``protocol=dict(type="linear", learning_rates=[...], n_last_blocks=[1, 4], batch_size=128, epochs=10,
-    epoch_length=None, chunk_size=1024)``; ``epoch_length=None`` = one pass (train size // batch size)."""
+    epoch_length=None, chunk_size=1024, train_augmentation=False)``; ``epoch_length=None`` = one pass
+    (train size // batch size)."""
 
     name = "linear"
 
@@ -185,6 +201,10 @@ class LinearProbeProtocol:
         epoch_length = cfg.get("epoch_length")
         self.epoch_length = None if epoch_length is None else int(epoch_length)
         self.chunk_size = int(cfg.get("chunk_size", 1024))
+        self.train_augmentation = cfg.get("train_augmentation", False)
+        if not isinstance(self.train_augmentation, bool):
+            raise ConfigError(f"linear: protocol.train_augmentation must be true or false, got "
+                              f"{self.train_augmentation!r}")
         if not self.learning_rates or min(self.learning_rates) <= 0:
             raise ConfigError("linear: protocol.learning_rates must be a non-empty list of positive numbers")
         if not self.n_last_blocks or not all(1 <= n <= 4 for n in self.n_last_blocks):
@@ -197,27 +217,32 @@ class LinearProbeProtocol:
         epoch_length = self.epoch_length or max(1, n_train // self.batch_size)
         return self.epochs * epoch_length
 
-    def train(self, train_features: "Tensor", train_labels: "Tensor", num_classes: int, embed_dim: int, seed: int,
-              device: str = "cpu") -> LinearHeads:
-        """Every (n_blocks, lr) head trained on the train features; init and batch order seeded by ``seed``."""
+    def train(self, train_features: "Tensor | Callable[[int], Tensor]", train_labels: "Tensor", num_classes: int,
+              embed_dim: int, seed: int, device: str = "cpu", feature_dim: int | None = None) -> LinearHeads:
+        """Every (n_blocks, lr) head trained on the train features (or ``epoch -> features``, then with
+        ``feature_dim``); init and batch order seeded by ``seed``."""
         import torch
 
         if len(train_labels) == 0:
             raise DataError("linear: the train split is empty; nothing to train the heads on")
-        heads = LinearHeads(train_features.shape[1], embed_dim, self.n_last_blocks, self.learning_rates,
+        width = feature_dim if callable(train_features) else train_features.shape[1]
+        heads = LinearHeads(int(width), embed_dim, self.n_last_blocks, self.learning_rates,
                             num_classes, torch.Generator().manual_seed(int(seed)))
         iterations = self.iterations(len(train_labels))
         final_loss = train_linear_heads(train_features, train_labels, heads, batch_size=self.batch_size,
-                                        iterations=iterations, seed=seed, device=device)
+                                        iterations=iterations, seed=seed, device=device,
+                                        epoch_length=iterations // self.epochs)
         logger.info("linear: %d heads, %d iterations, final summed train loss %.4g", len(heads.specs), iterations,
                     final_loss)
         return heads
 
-    def evaluate(self, train_features: "Tensor", train_labels: "Tensor", val_features: "Tensor",
-                 val_labels: "Tensor", num_classes: int, embed_dim: int, seed: int, device: str = "cpu",
-                 test_features: "Tensor | None" = None, test_labels: "Tensor | None" = None) -> dict[str, float]:
+    def evaluate(self, train_features: "Tensor | Callable[[int], Tensor]", train_labels: "Tensor",
+                 val_features: "Tensor", val_labels: "Tensor", num_classes: int, embed_dim: int, seed: int,
+                 device: str = "cpu", test_features: "Tensor | None" = None,
+                 test_labels: "Tensor | None" = None) -> dict[str, float]:
         """Train every head, pick the best val top-1, report it on test (if given) or val."""
-        heads = self.train(train_features, train_labels, num_classes, embed_dim, seed, device)
+        heads = self.train(train_features, train_labels, num_classes, embed_dim, seed, device,
+                           feature_dim=val_features.shape[1])
         iterations = self.iterations(len(train_labels))
         from sklearn.metrics import accuracy_score
 
@@ -245,13 +270,36 @@ class LinearProbeProtocol:
             raise ConfigError(f"linear: the probe input uses the last 4 blocks but the backbone has {depth}; "
                               "use a deeper backbone (e.g. --cfg-options backbone.depth=4)")
         num_classes = len(ctx.datasets["train"].classes)
-        train, val = ctx.features("train", "cls4_avgpool"), ctx.features("val", "cls4_avgpool")
+        if self.train_augmentation:
+            import torch
+
+            train_features = self._augmented_train_features(ctx)
+            train_labels = torch.as_tensor(ctx.datasets["train"].labels, dtype=torch.long)
+        else:
+            train = ctx.features("train", "cls4_avgpool")
+            train_features, train_labels = train.features, train.labels
+        val = ctx.features("val", "cls4_avgpool")
         test = ctx.features("test", "cls4_avgpool") if "test" in ctx.datasets else None
-        metrics = self.evaluate(train.features, train.labels, val.features, val.labels, num_classes,
+        metrics = self.evaluate(train_features, train_labels, val.features, val.labels, num_classes,
                                 int(ctx.backbone.embed_dim), ctx.seed, ctx.device,
                                 test_features=None if test is None else test.features,
                                 test_labels=None if test is None else test.labels)
         return {"metrics": metrics, "main_metric": "top1", "higher_is_better": True}
+
+    def _augmented_train_features(self, ctx) -> Callable[[int], "Tensor"]:
+        """``epoch -> [N, 5D]`` features of a fresh seeded augmentation of every train image."""
+        import torch
+
+        from dinobench.data.transforms import build_train_transform
+
+        transform = build_train_transform(ctx.cfg.get("transform", {}), ctx.image_mean, ctx.image_std)
+
+        def features(epoch: int) -> "Tensor":
+            with torch.random.fork_rng(devices=[]):  # the run's global RNG stream stays untouched
+                torch.manual_seed(int(ctx.seed) * 100_003 + epoch)
+                return ctx.transformed_features("train", "cls4_avgpool", transform,
+                                                f"{ctx.task} train augmented features (epoch {epoch + 1})").features
+        return features
 
 
 @hookimpl

@@ -178,3 +178,54 @@ def test_run_requests_cls4_avgpool_of_each_split():
                           backbone=SimpleNamespace(embed_dim=EMBED, n_blocks=12), seed=0, device="cpu")
     out = LinearProbeProtocol({"epochs": 1, "learning_rates": [0.1], "n_last_blocks": [1]}).run(ctx)
     assert requested == [("train", "cls4_avgpool"), ("val", "cls4_avgpool")] and out["main_metric"] == "top1"
+
+
+def test_train_augmentation_embeds_a_new_view_every_epoch():
+    """With ``train_augmentation`` the heads see fresh features each epoch, never the cached train split."""
+    x, y = _features(256)
+    requested, views = [], []
+
+    def features(split, kind="cls"):
+        requested.append((split, kind))
+        return FeatureSet(x, y)
+
+    def transformed_features(split, kind, transform, desc):
+        views.append((split, kind, desc))
+        return FeatureSet(x + 0.1 * torch.randn(x.shape, generator=torch.Generator().manual_seed(len(views))), y)
+
+    train = SimpleNamespace(classes=list("abcdef"), labels=y.tolist())
+    ctx = SimpleNamespace(features=features, transformed_features=transformed_features, task="t",
+                          datasets={"train": train, "val": None}, cfg={"transform": {"crop": 16}},
+                          image_mean=(0.5,) * 3, image_std=(0.2,) * 3,
+                          backbone=SimpleNamespace(embed_dim=EMBED, n_blocks=12), seed=0, device="cpu")
+    protocol = LinearProbeProtocol({"epochs": 3, "learning_rates": [0.1], "n_last_blocks": [1],
+                                    "batch_size": 64, "train_augmentation": True})
+    out = protocol.run(ctx)
+    assert requested == [("val", "cls4_avgpool")]
+    assert [(s, k) for s, k, _ in views] == [("train", "cls4_avgpool")] * 3  # one view per epoch
+    assert [d.endswith(f"(epoch {e})") for e, (_, _, d) in enumerate(views, 1)] == [True] * 3
+    assert out["metrics"]["iterations"] == 3 * (256 // 64) and out["metrics"]["top1"] > 90
+    with pytest.raises(ConfigError, match="train_augmentation"):
+        LinearProbeProtocol({"train_augmentation": "yes"})
+
+
+def test_digits_linear_with_train_augmentation_end_to_end(run_cli, tmp_path):
+    """Official on-the-fly RandomResizedCrop + flip: deterministic per seed, different from cached features."""
+    options = [*OPTIONS[:-4], "protocol.epochs=1", "protocol.learning_rates=[0.01,0.1]", "transform.resize=32",
+               "transform.crop=32"]  # (several epochs: the unit test above)
+    tops = []
+    for name, extra in (("aug_a", ["protocol.train_augmentation=true"]), ("aug_b", ["protocol.train_augmentation=true"]),
+                        ("plain", [])):
+        code, _, err = run_cli("run", "--backbone", "vit_tiny", "--task", "digits-linear", "--output",
+                               str(tmp_path / name), "--seed", "1", "--cfg-options", *options, *extra)
+        assert code == 0, err
+        (path,) = (tmp_path / name).rglob("result.json")
+        record = json.loads(path.read_text())
+        tops.append(record["metrics"])
+        if name == "aug_a":
+            assert record["config"]["protocol"]["train_augmentation"] is True
+            assert record["timings"]["features_val_cls4_avgpool_cached"] == 0.0
+            assert "features_train_cls4_avgpool_s" not in record["timings"]  # the train split is never cached
+    assert tops[0] == tops[1]  # same seed, same augmented views, same heads
+    # crops down to 8% of an 8x8 digit mostly erase it: the augmented heads differ (and learn less here)
+    assert tops[0] != tops[2] and 0 < tops[0]["top1"] < 100 and tops[0]["iterations"] == tops[2]["iterations"]

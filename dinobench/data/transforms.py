@@ -1,4 +1,5 @@
-"""Evaluation transforms built from a task's ``transform`` config and the backbone's normalisation."""
+"""Classification transforms built from a task's ``transform`` config and the backbone's normalisation:
+the eval transform (features, cached) and the official train augmentation (linear probe on the fly)."""
 
 from __future__ import annotations
 
@@ -29,3 +30,22 @@ def build_eval_transform(cfg: dict[str, Any], mean: Sequence[float], std: Sequen
         steps.append(T.CenterCrop(int(cfg["crop"])))
     steps += [T.ToTensor(), T.Normalize(mean=list(mean), std=list(std))]
     return T.Compose(steps)
+
+
+def build_train_transform(cfg: dict[str, Any], mean: Sequence[float], std: Sequence[float],
+                          scale: Sequence[float] = (0.08, 1.0), hflip_prob: float = 0.5) -> Callable:
+    """Official classification train augmentation: RandomResizedCrop(``crop``, ``scale``) -> flip ->
+    tensor -> normalise, at the eval crop size (``crop``, else ``resize``) and interpolation."""
+    interpolation = cfg.get("interpolation", "bicubic")
+    if interpolation not in INTERPOLATIONS:
+        raise ValueError(f"transform.interpolation must be one of {sorted(INTERPOLATIONS)}, got {interpolation!r}")
+    size = cfg.get("crop") or cfg.get("resize")
+    if not size:
+        raise ValueError("train augmentation needs transform.crop (or transform.resize): the crop size")
+    return T.Compose([
+        T.RandomResizedCrop(int(size), scale=tuple(scale), interpolation=INTERPOLATIONS[interpolation],
+                            antialias=True),
+        T.RandomHorizontalFlip(p=float(hflip_prob)),
+        T.ToTensor(),
+        T.Normalize(mean=list(mean), std=list(std)),
+    ])

@@ -12,5 +12,8 @@ protocol = dict(
     epochs=10,  # official
     epoch_length=None,  # iterations per epoch; None = one pass over the train features
     chunk_size=1024,  # rows per evaluation chunk (memory only; not part of the protocol hash)
+    # False: heads train on cached eval-transform features (fast, shared with kNN/logreg); True: the
+    # official on-the-fly augmentation (RandomResizedCrop 0.08-1 + flip, a new view per epoch)
+    train_augmentation=False,
 )
 features = dict(batch_size=64, num_workers=0)
