@@ -149,3 +149,44 @@ def test_bad_head_settings_are_one_line_errors(run_cli, tmp_path, output):
         lines = [x for x in err.splitlines() if x.strip()]
         assert code == 2 and len(lines) == 1 and expected in lines[0], err
     assert not list(output.glob("vit_tiny/**/result.json"))
+
+
+@pytest.mark.slow
+def test_sigkilled_cli_run_resumes_to_the_same_result(tmp_path):
+    """`dinobench run` killed with SIGKILL mid-training, then the same command again: it resumes from the
+    last checkpoint and records exactly the metrics of an uninterrupted run."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = write_synthetic_ade20k(tmp_path / "ade")
+    options = smoke_options("ade20k-linear") + ["train.max_iters=60", "train.checkpoint_every=5"]
+
+    def command(out):
+        return [sys.executable, "-m", "dinobench", "run", "--backbone", "vit_tiny", "--task", "ade20k-linear",
+                "--data-root", str(root), "--output", str(out), "--cfg-options", *options]
+
+    env = {**os.environ, "TQDM_DISABLE": "1"}
+    straight = subprocess.run(command(tmp_path / "straight"), capture_output=True, text=True, env=env, timeout=600)
+    assert straight.returncode == 0, straight.stderr
+    killed = subprocess.Popen(command(tmp_path / "killed"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              env=env)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and killed.poll() is None:
+        checkpoints = list((tmp_path / "killed").glob(".runs/*/ade20k-linear/*/checkpoints/checkpoint_*.pth"))
+        if any(int(p.stem.split("_")[1]) >= 19 for p in checkpoints):
+            break
+        time.sleep(0.05)
+    assert killed.poll() is None, "the run finished before it could be killed: raise train.max_iters"
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert not list((tmp_path / "killed").rglob("result.json"))  # nothing half-written
+    resumed = subprocess.run(command(tmp_path / "killed"), capture_output=True, text=True, env=env, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    (want,) = (tmp_path / "straight").rglob("result.json")
+    (got,) = (tmp_path / "killed").rglob("result.json")
+    want, got = json.loads(want.read_text()), json.loads(got.read_text())
+    assert got["metrics"] == want["metrics"] and got["protocol_hash"] == want["protocol_hash"]
+    assert "head training resumed after iteration" in resumed.stderr, resumed.stderr[-2000:]
