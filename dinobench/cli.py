@@ -84,8 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--task", required=True, help="task name, <dataset>-<protocol> (dinobench list tasks)")
     p_run.add_argument("--data-root", default=None, help="dataset folder (not needed for digits)")
     p_run.add_argument("--output", default=None, help="results folder (default: ./outputs or $DINOBENCH_OUTPUT)")
-    p_run.add_argument("--cfg-options", nargs="+", default=None, metavar="KEY=VALUE",
-                       help="override task config keys, e.g. protocol.temperature=0.1 backbone.depth=2")
+    p_run.add_argument("--cfg-options", nargs="+", action="extend", default=None, metavar="KEY=VALUE",
+                       help="override task config keys, e.g. protocol.temperature=0.1 backbone.depth=2 "
+                            "(repeatable: later values of a key win)")
     p_run.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     p_run.add_argument("--seed", type=int, default=0, help="seeds python, numpy, torch and random init")
     p_run.add_argument("--save-predictions", action="store_true",
