@@ -351,6 +351,44 @@ def test_collate_local_batch_size_inferred_tokens_and_no_locals():
     assert out["collated_local_crops"].shape[0] == 0
 
 
+@pytest.mark.parametrize("world", [2, 3])
+def test_collate_ranks_keep_their_rows_of_the_global_batch_masks(world):
+    batch = 4
+    samples = _constant_samples(batch * world)
+    whole = _collate(samples, random.Random(5))
+    parts = [_collate(samples[r * batch:(r + 1) * batch], random.Random(5), world_size=world, rank=r)
+             for r in range(world)]
+    for r, part in enumerate(parts):
+        rows = [c * batch * world + r * batch + i for c in range(2) for i in range(batch)]
+        assert torch.equal(part["collated_masks"], whole["collated_masks"][rows])
+        assert part["collated_global_crops"].shape[0] == 2 * batch
+        assert part["n_masked_patches"].item() == part["mask_indices_list"].numel() == part["collated_masks"].sum()
+        assert part["upperbound"] == int(part["collated_masks"].sum())  # exact counts up to half the grid
+    assert sum(p["upperbound"] for p in parts) == whole["upperbound"]
+    with pytest.raises(ValueError, match="rank 2"):
+        _collate(samples[:batch], random.Random(5), world_size=2, rank=2)
+    with pytest.raises(ValueError, match="seeded alike"):
+        _collate(samples[:batch], None, world_size=2, rank=0)
+
+
+def test_training_collate_is_seeded_by_iteration_and_rank_invariant():
+    from dinobench.ssl.data import IterationCollate
+
+    crops_cfg, ibot_cfg = {"global_crops_size": 112}, {"mask_ratio_min_max": [0.1, 0.5], "mask_sample_probability": 0.5}
+    samples = [(crops, label, 7) for crops, label in _constant_samples(6)]
+    whole = IterationCollate(crops_cfg, ibot_cfg, patch_size=8, seed=0)(samples)
+    assert whole["iteration"] == 7 and whole["collated_masks"].shape == (12, 196)
+    assert "collated_gram_teacher_crops" in whole
+    halves = [IterationCollate(crops_cfg, ibot_cfg, 8, 0, rank=r, world_size=2)(samples[3 * r:3 * r + 3])
+              for r in range(2)]
+    merged = torch.cat([torch.cat([h["collated_masks"][c * 3:(c + 1) * 3] for h in halves]) for c in range(2)])
+    assert torch.equal(merged, whole["collated_masks"])
+    again = IterationCollate(crops_cfg, ibot_cfg, 8, 0)(samples)
+    assert torch.equal(again["collated_masks"], whole["collated_masks"])
+    later = IterationCollate(crops_cfg, ibot_cfg, 8, 0)([(c, label, 8) for c, label, _ in samples])
+    assert not torch.equal(later["collated_masks"], whole["collated_masks"])
+
+
 class _CropDataset(torch.utils.data.Dataset):
     """``(crops_dict, label)`` samples, as the SSL trainer's dataset yields them."""
 

@@ -1,5 +1,5 @@
 """The SSL engine: schedules, param groups, config validation, checkpoints + exact resume after a
-kill, 2-rank torchrun == single process, NaN handling, export of the teacher."""
+kill, 2-rank torchrun (DDP and FSDP2) == single process, NaN handling, export of the teacher."""
 
 from __future__ import annotations
 
@@ -60,10 +60,37 @@ def test_param_groups_layerwise_decay_and_no_wd_on_norms():
 
 
 def test_unknown_config_key_is_rejected_naming_it():
-    with pytest.raises(ConfigError, match="unknown key 'optim.lrr'"):
+    with pytest.raises(ConfigError, match=r"unknown key 'optim.lrr' \(did you mean optim.lr\?\)"):
         resolve_train_config(CONFIG, ["optim.lrr=0.1"])
     cfg = resolve_train_config(CONFIG, ["student.overrides.depth=2", "optim.lr=0.1"])
     assert cfg["student"]["overrides"]["depth"] == 2 and cfg["optim"]["lr"] == 0.1
+
+
+def test_unknown_key_in_a_config_file_names_the_file_the_key_and_the_closest_valid_key(tmp_path):
+    typo = tmp_path / "typo.py"
+    typo.write_text(f"_base_ = [{str(CONFIG)!r}]\noptim = dict(lrr=1e-3)\n")
+    with pytest.raises(ConfigError) as info:
+        resolve_train_config(typo)
+    assert str(info.value) == f"{typo}: unknown key 'optim.lrr' (did you mean optim.lr?)"
+    child = tmp_path / "child.py"  # the typo lives in the base file: that file is named
+    child.write_text("_base_ = ['./typo.py']\ntrain = dict(batch_size_per_gpu=4)\n")
+    with pytest.raises(ConfigError, match=rf"^{typo}: unknown key 'optim.lrr' \(did you mean optim.lr\?\)$"):
+        resolve_train_config(child)
+    misplaced = tmp_path / "misplaced.py"
+    misplaced.write_text(f"_base_ = [{str(CONFIG)!r}]\ntrain = dict(lr=1e-3)\n")
+    with pytest.raises(ConfigError, match=r"unknown key 'train.lr' \(did you mean optim.lr\?\)"):
+        resolve_train_config(misplaced)
+    free_form = tmp_path / "free.py"  # backbone arguments and dataset options stay free-form
+    free_form.write_text(f"_base_ = [{str(CONFIG)!r}]\nstudent = dict(overrides=dict(depth=2, new_arg=1))\n"
+                         "train = dict(dataset=dict(reader_option=3))\n")
+    cfg = resolve_train_config(free_form)
+    assert cfg["student"]["overrides"]["new_arg"] == 1 and cfg["train"]["dataset"]["reader_option"] == 3
+
+
+@pytest.mark.parametrize("config", sorted(p.name for p in (REPO / "configs" / "train").glob("*.py")))
+def test_every_shipped_train_config_resolves(config):
+    cfg = resolve_train_config(REPO / "configs" / "train" / config)
+    assert cfg["optim"]["lr"] > 0
 
 
 def _train_cli(output: Path, *extra: str, env_extra: dict | None = None, wait: bool = True):
@@ -141,6 +168,53 @@ def test_two_rank_torchrun_equals_single_process(tmp_path):
     ta, tb = _final_teacher(tmp_path / "single"), _final_teacher(tmp_path / "ddp")
     for key in ta:
         torch.testing.assert_close(tb[key], ta[key], rtol=1e-4, atol=1e-5)
+
+
+def _torchrun(output: Path, *extra: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TQDM_DISABLE": "1", "DINOBENCH_DIST_BACKEND": "gloo", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "dinobench", "train", "--config", str(CONFIG), "--output", str(output), *FAST, *extra]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+
+
+def test_two_rank_fsdp2_on_cpu_equals_single_process_and_resumes_exactly(tmp_path):
+    # FSDP2 (fully_shard, students and EMA teachers sharded) on CPU with gloo; reduce-scatter sums in
+    # another order than one process, hence the tolerance. Checkpoints hold full (unsharded) state dicts.
+    common = ["dino.koleo_loss_distributed=true", "train.epoch_length=3", "optim.epochs=1",
+              "train.centering=sinkhorn_knopp"]
+    single = _train_cli(tmp_path / "single", *common, "train.batch_size_per_gpu=8")
+    assert single.returncode == 0, single.stderr
+    fsdp = _torchrun(tmp_path / "fsdp", *common, "train.batch_size_per_gpu=4", "train.parallel=fsdp")
+    assert fsdp.returncode == 0, fsdp.stderr[-4000:]
+    one, two = _metrics(tmp_path / "single"), _metrics(tmp_path / "fsdp")
+    assert len(one) == len(two) == 3
+    for a, b in zip(one, two):
+        for key in ("total_loss", "dino_local_crops_loss", "dino_global_crops_loss", "koleo_loss", "ibot_loss",
+                    "grad_norm"):
+            assert b[key] == pytest.approx(a[key], rel=1e-5, abs=1e-6), (a["iteration"], key)
+    ta, tb = _final_teacher(tmp_path / "single"), _final_teacher(tmp_path / "fsdp")
+    assert set(ta) == set(tb)
+    for key in ta:
+        torch.testing.assert_close(tb[key], ta[key], rtol=1e-4, atol=1e-5)
+    teacher = dinobench.create_backbone("vit_tiny", weights=str(tmp_path / "fsdp" / "teacher_checkpoint.pth"),
+                                        embed_dim=32, depth=2, num_heads=2)
+    assert teacher(torch.randn(2, 3, 32, 32)).shape == (2, 32)
+    saved = torch.load(tmp_path / "fsdp" / "checkpoints" / "checkpoint_00000001.pth", weights_only=True)
+    reference = torch.load(tmp_path / "single" / "checkpoints" / "checkpoint_00000001.pth", weights_only=True)
+    assert all(type(v) is torch.Tensor and v.shape == reference["model"][k].shape for k, v in saved["model"].items())
+    assert set(saved["model"]) == set(reference["model"])
+    # resume: drop the last checkpoint and the export, rerun; the run continues bit for bit
+    resumed = tmp_path / "resumed"
+    (resumed / "checkpoints").mkdir(parents=True)
+    (resumed / "checkpoints" / "checkpoint_00000001.pth").write_bytes(
+        (tmp_path / "fsdp" / "checkpoints" / "checkpoint_00000001.pth").read_bytes())
+    again = _torchrun(resumed, *common, "train.batch_size_per_gpu=4", "train.parallel=fsdp")
+    assert again.returncode == 0, again.stderr[-4000:]
+    assert "resumed from iteration 1" in again.stderr
+    assert [r["total_loss"] for r in _metrics(resumed)] == [two[2]["total_loss"]]
+    final = _final_teacher(resumed)
+    for key in tb:
+        assert torch.equal(final[key], tb[key]), key
 
 
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):

@@ -1,4 +1,4 @@
-"""SSL data pipeline: per-sample seeded multi-crop views, a resumable sharded sampler, collation.
+"""SSL data pipeline: per-sample seeded multi-crop views, a resumable sharded sampler, seeded collation.
 
 Every random draw of the data side depends only on ``(seed, iteration, index)``, so a run gives
 the same batches whatever the number of workers, and a resumed run continues the exact stream.
@@ -9,10 +9,10 @@ from __future__ import annotations
 import random
 from typing import Any, Callable, Iterator
 
-import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from dinobench.ssl.collate import collate_data_and_cast
 from dinobench.ssl.masking import MaskingGenerator
 
 
@@ -70,57 +70,29 @@ class ShardedIterationSampler(Sampler):
         raise TypeError("ShardedIterationSampler is infinite")
 
 
-def stack_crops(crops: list[dict[str, list[torch.Tensor]]]) -> dict[str, torch.Tensor]:
-    """Crop-major stacks: all samples' crop 0, then all samples' crop 1, ... (official order)."""
-    out = {}
-    for key, name in (("global_crops", "collated_global_crops"), ("local_crops", "collated_local_crops"),
-                      ("gram_teacher_crops", "collated_gram_teacher_crops")):
-        if key in crops[0]:
-            out[name] = torch.stack([c[key][i] for i in range(len(crops[0][key])) for c in crops])
-    return out
+class IterationCollate:
+    """Picklable training collate: :func:`~dinobench.ssl.collate.collate_data_and_cast` with its
+    mask RNG seeded by ``(seed, iteration)`` and masks drawn for the *global* batch.
 
-
-class Collate:
-    """Picklable collate: stacked crops + blockwise iBOT masks.
-
-    Masks are drawn for the *global* batch (ratios linearly spaced over all ranks' global crops,
-    as the official collate does per batch) from an RNG seeded by ``(seed, iteration)``, and each
-    rank keeps its rows: the masks do not depend on the number of ranks, so an N-rank run sees
-    exactly the batch a single process would.
+    Every rank seeds the same RNG and keeps its own rows, so the masks do not depend on the
+    number of ranks or workers (an N-rank run sees exactly the batch a single process would) and
+    a resumed run draws the same masks. Adds ``iteration`` (the samples' iteration) to the batch.
     """
 
     def __init__(self, crops_cfg: dict[str, Any], ibot_cfg: dict[str, Any], patch_size: int, seed: int,
                  rank: int = 0, world_size: int = 1) -> None:
-        self.grid = crops_cfg["global_crops_size"] // patch_size
-        self.n_tokens = self.grid * self.grid
+        grid = crops_cfg["global_crops_size"] // patch_size
+        self.n_tokens = grid * grid
+        # the official generator: blocks of at most half the grid
+        self.mask_generator = MaskingGenerator((grid, grid), max_num_patches=int(0.5 * self.n_tokens))
         self.ratio = tuple(ibot_cfg["mask_ratio_min_max"])
         self.probability = ibot_cfg["mask_sample_probability"]
         self.seed, self.rank, self.world = seed, rank, world_size
 
-    def global_masks(self, iteration: int, local_batch: int) -> torch.Tensor:
-        """This rank's ``[2 * local_batch, N]`` rows of the global batch's masks (crop-major)."""
-        rng = random.Random(_mix(self.seed, iteration, 7))
-        generator = MaskingGenerator((self.grid, self.grid), max_num_patches=int(0.5 * self.n_tokens), rng=rng)
-        per_crop = local_batch * self.world
-        n_total = 2 * per_crop
-        n_masked = int(n_total * self.probability)
-        ratios = torch.linspace(*self.ratio, n_masked + 1)
-        masks = [generator(int(self.n_tokens * float(ratios[i + 1]))) for i in range(n_masked)]
-        masks += [generator(0) for _ in range(n_total - n_masked)]
-        rng.shuffle(masks)
-        stacked = torch.from_numpy(np.stack(masks)).flatten(1).bool()
-        start = self.rank * local_batch
-        rows = list(range(start, start + local_batch)) + list(range(per_crop + start, per_crop + start + local_batch))
-        return stacked[rows]
-
     def __call__(self, samples: list[tuple[dict, int, int]]) -> dict[str, Any]:
         iteration = samples[0][2]
-        out = stack_crops([crops for crops, _, _ in samples])
-        masks = self.global_masks(iteration, len(samples))
-        out["collated_masks"] = masks
-        out["mask_indices_list"] = masks.flatten().nonzero().flatten()
-        out["masks_weight"] = (1 / masks.sum(-1).clamp(min=1.0)).unsqueeze(-1).expand_as(masks)[masks]
-        out["n_masked_patches"] = torch.full((1,), out["mask_indices_list"].shape[0], dtype=torch.long)
-        out["upperbound"] = int(out["mask_indices_list"].shape[0])
+        rng = random.Random(_mix(self.seed, iteration, 7))
+        out = collate_data_and_cast(samples, self.ratio, self.probability, torch.float32, n_tokens=self.n_tokens,
+                                    mask_generator=self.mask_generator, rng=rng, world_size=self.world, rank=self.rank)
         out["iteration"] = iteration
         return out

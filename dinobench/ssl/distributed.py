@@ -1,5 +1,6 @@
-"""torch.distributed glue for the SSL engine: torchrun environment, DDP / FSDP2 wrapping,
-metric averaging. Launch with ``torchrun --nproc_per_node N -m dinobench train ...``."""
+"""torch.distributed glue for the SSL engine: torchrun environment, DDP / FSDP2 wrapping, metric
+averaging, and full (unsharded) model / optimizer state dicts so that checkpoints and exports look
+the same whatever ``train.parallel`` is. Launch with ``torchrun --nproc_per_node N -m dinobench train ...``."""
 
 from __future__ import annotations
 
@@ -92,7 +93,13 @@ def any_rank(flag: bool) -> bool:
 
 
 def wrap_students(model: nn.Module, parallel: str, dev: torch.device) -> None:
-    """Replace ``model.runners`` by DDP (or FSDP2 ``fully_shard``) wrappers when distributed."""
+    """Make the students data-parallel when distributed; call before building the optimizer.
+
+    ``ddp``: ``model.runners`` become ``DistributedDataParallel`` wrappers (parameters unchanged).
+    ``fsdp``: FSDP2 ``fully_shard`` replaces every student parameter by a ``Shard(0)`` DTensor; the
+    EMA teachers are sharded the same way (as the official DINOv3 does), so each EMA parameter's
+    local shard lines up with its student's and the EMA update is local. Works on CPU (gloo) and GPU.
+    """
     if not dist.is_initialized():
         return
     if parallel == "ddp":
@@ -101,14 +108,109 @@ def wrap_students(model: nn.Module, parallel: str, dev: torch.device) -> None:
         ids = [dev.index] if dev.type == "cuda" else None
         model.runners = {name: DistributedDataParallel(s, device_ids=ids) for name, s in model.students.items()}
     elif parallel == "fsdp":
-        if dev.type != "cuda":
-            raise ValueError("train.parallel='fsdp' (FSDP2) needs CUDA devices; use 'ddp' on CPU")
-        from torch.distributed.fsdp import fully_shard
+        import warnings
 
+        from torch.distributed.device_mesh import init_device_mesh
+        from torch.distributed.fsdp import fully_shard, register_fsdp_forward_method
+
+        mesh = init_device_mesh(dev.type, (dist.get_world_size(),))
         for student in model.students.values():
             for block in getattr(student.backbone, "blocks", []):
-                fully_shard(block)
-            fully_shard(student)
+                fully_shard(block, mesh=mesh)
+            fully_shard(student, mesh=mesh)
+        for ema in model.emas.values():  # the teacher calls backbone.forward_features and the heads directly
+            for block in getattr(ema.backbone, "blocks", []):
+                fully_shard(block, mesh=mesh)
+            fully_shard(ema.backbone, mesh=mesh)
+            register_fsdp_forward_method(ema.backbone, "forward_features")
+            fully_shard(ema.dino_head, mesh=mesh)
+            fully_shard(ema.ibot_head, mesh=mesh)
+        # Student.forward returns slices (views) of its outputs; the loss never modifies them in place
+        warnings.filterwarnings("ignore", message=r"FSDP2-wrapped module .* returned a view tensor")
         model.runners = dict(model.students)
     else:
         raise ValueError(f"train.parallel must be 'ddp' or 'fsdp', got {parallel!r}")
+
+
+def reshard(module: nn.Module) -> None:
+    """Free the gathered parameters of every FSDP2 unit in ``module`` (no-op when unsharded).
+
+    FSDP2 keeps a root unit's parameters gathered after its forward until its backward; a teacher
+    has no backward, so without this its root parameters would stay full-size plain tensors.
+    """
+    from torch.distributed.fsdp import FSDPModule
+
+    for sub in module.modules():
+        if isinstance(sub, FSDPModule):
+            sub.reshard()
+
+
+def is_sharded(module: nn.Module) -> bool:
+    """True when ``module`` holds FSDP2-sharded (DTensor) parameters."""
+    from torch.distributed.tensor import DTensor
+
+    return any(isinstance(p, DTensor) for p in module.parameters())
+
+
+def full_state_dict(module: nn.Module, all_ranks: bool = False) -> dict[str, torch.Tensor]:
+    """``module.state_dict()``, with FSDP2-sharded parameters gathered into full CPU tensors.
+
+    Collective when ``module`` is sharded (every rank must call it). Then the values are on rank 0
+    only (other ranks get ``{}``) unless ``all_ranks``; unsharded modules return their state dict.
+    """
+    if not is_sharded(module):
+        return module.state_dict()
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    return get_model_state_dict(module, options=StateDictOptions(full_state_dict=True, cpu_offload=not all_ranks))
+
+
+def load_full_state_dict(module: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Inverse of :func:`full_state_dict` (every rank passes the full state; each keeps its shards)."""
+    if not is_sharded(module):
+        module.load_state_dict(state)
+        return
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+    set_model_state_dict(module, state, options=StateDictOptions(full_state_dict=True))
+
+
+def optimizer_state_dict(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """The optimizer's state; with a sharded ``model`` gathered in full (keyed by parameter name) on rank 0."""
+    if not is_sharded(model):
+        return optimizer.state_dict()
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+    return get_optimizer_state_dict(model, optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+
+def load_optimizer_state_dict(model: nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+    """Inverse of :func:`optimizer_state_dict` (every rank passes the full state).
+
+    Either format loads either way (keyed by position from an unsharded run, by parameter name
+    from an FSDP2 run), so a run can resume with another ``train.parallel``.
+    """
+    by_name = any(isinstance(k, str) for k in state["state"]) or any(
+        isinstance(p, str) for g in state["param_groups"] for p in g["params"])
+    if not is_sharded(model):
+        optimizer.load_state_dict(_rekey(state, model, optimizer, to_names=False) if by_name else state)
+        return
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+    state = state if by_name else _rekey(state, model, optimizer, to_names=True)
+    set_optimizer_state_dict(model, optimizer, state, options=StateDictOptions(full_state_dict=True))
+
+
+def _rekey(state: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer, to_names: bool) -> dict[str, Any]:
+    """Optimizer state keyed by position (``optimizer.state_dict()``) <-> by parameter name (DCP)."""
+    names = {id(p): n for n, p in model.named_parameters()}
+    order = [names[id(p)] for g in optimizer.param_groups for p in g["params"]]
+    key = (lambda k: order[k]) if to_names else {n: i for i, n in enumerate(order)}.__getitem__
+    return {"state": {key(k): v for k, v in state["state"].items()},
+            "param_groups": [{**g, "params": [key(p) for p in g["params"]]} for g in state["param_groups"]]}
+
+
+def clip_grad_norm(params: list[nn.Parameter], max_norm: float) -> float:
+    """``clip_grad_norm_`` returning the total norm as a float (a DTensor under FSDP2)."""
+    norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+    return float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)

@@ -7,20 +7,26 @@ from typing import Any
 
 from dinobench.config import apply_options, load_config, parse_options
 from dinobench.errors import ConfigError, DinobenchError
-
-#: sections whose keys are free-form (backbone constructor arguments, dataset reader options)
-TRAIN_OPEN_SECTIONS = ("student.overrides", "train.dataset", "distillation.teacher", "distillation.students")
+from dinobench.ssl.schema import TRAIN_OPEN_SECTIONS, check_override_keys, check_train_config
 
 
 def resolve_train_config(path: str | Path, overrides: list[str] | dict[str, Any] | None = None,
                          data_root: str | None = None) -> dict[str, Any]:
-    """The config file (``_base_`` merged) with validated ``key=value`` overrides."""
+    """The config file (``_base_`` merged) with validated ``key=value`` overrides.
+
+    Every key, of the file (and its ``_base_`` files) and of the overrides, must be one of the
+    defaults in ``configs/_base_/train/ssl_default.py`` (free-form sections excepted): a typo is a
+    :class:`ConfigError` naming the file and the key and suggesting the closest valid key.
+    """
     cfg = load_config(path)
     for section in ("student", "teacher", "dino", "ibot", "optim", "crops", "train", "checkpointing"):
         if section not in cfg:
             raise ConfigError(f"{path}: training config lacks the {section!r} section (inherit "
                               "configs/_base_/train/ssl_default.py)")
-    cfg = apply_options(cfg, parse_options(overrides), where=str(path), open_sections=TRAIN_OPEN_SECTIONS)
+    check_train_config(cfg, path)
+    options = parse_options(overrides)
+    check_override_keys(list(options), where=f"{path} (override)")
+    cfg = apply_options(cfg, options, where=str(path), open_sections=TRAIN_OPEN_SECTIONS)
     if data_root is not None:
         cfg["train"]["data_root"] = data_root
     return cfg

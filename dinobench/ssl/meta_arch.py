@@ -15,10 +15,24 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dinobench.ssl.distributed import full_state_dict, reshard
 from dinobench.ssl.heads import DINOHead
 from dinobench.ssl.losses import DINOLoss, GramLoss, IBOTPatchLoss, KoLeoLoss, KoLeoLossDistributed
 
 logger = logging.getLogger("dinobench")
+
+
+def _local_shard(param: Tensor, partner: Tensor, name: str) -> Tensor:
+    """``param``'s local shard (itself when not a DTensor); ``partner`` must be sharded alike."""
+    from torch.distributed.tensor import DTensor
+
+    if isinstance(param, DTensor) != isinstance(partner, DTensor):
+        raise RuntimeError(f"EMA update: {name} is sharded on one side only; shard the EMA like the student")
+    if isinstance(param, DTensor):
+        if param.placements != partner.placements:
+            raise RuntimeError(f"EMA update: {name} has placements {param.placements} vs {partner.placements}")
+        return param.to_local()
+    return param
 
 
 class Student(nn.Module):
@@ -124,6 +138,7 @@ class SSLMetaArch(nn.Module):
             for loss, out in ((self.dino_loss, cls_after_head), (self.ibot_patch_loss, masked_after_head.unsqueeze(0))):
                 loss.update_center(out)
                 loss.apply_center_update()
+        reshard(self.teacher)  # FSDP2: free the gathered teacher weights (no backward would)
         return {"cls_centered": cls_centered.unflatten(0, (n_global, -1)), "masked_patch_centered": masked_centered,
                 "patch_pre_head": patches}
 
@@ -200,18 +215,25 @@ class SSLMetaArch(nn.Module):
     # ------------------------------------------------------------------ teacher updates
     @torch.no_grad()
     def update_ema(self, momentum: float) -> None:
-        """teacher <- m * teacher + (1 - m) * student, for every student/EMA pair."""
+        """teacher <- m * teacher + (1 - m) * student, for every student/EMA pair.
+
+        Under FSDP2 each EMA is sharded like its student, so the update runs on the local shards
+        (no communication); a sharded student with an unsharded EMA (or vice versa) is refused.
+        """
+        ema_params, student_params = [], []
         for name, student in self.students.items():
-            ema_params = list(self.emas[name].parameters())
-            torch._foreach_mul_(ema_params, momentum)
-            torch._foreach_add_(ema_params, list(student.parameters()), alpha=1 - momentum)
+            for (key, ema_p), student_p in zip(self.emas[name].named_parameters(), student.parameters(), strict=True):
+                ema_params.append(_local_shard(ema_p, student_p, f"{name}.{key}"))
+                student_params.append(_local_shard(student_p, ema_p, f"{name}.{key}"))
+        torch._foreach_mul_(ema_params, momentum)
+        torch._foreach_add_(ema_params, student_params, alpha=1 - momentum)
 
     @torch.no_grad()
     def load_gram_from_teacher(self) -> None:
-        """(Re)initialise the frozen Gram teacher from the current teacher backbone."""
+        """(Re)initialise the frozen Gram teacher from the current teacher backbone (gathered when sharded)."""
         if self.gram_teacher is None:
             return
-        self.gram_teacher.load_state_dict(self.teacher.backbone.state_dict())
+        self.gram_teacher.load_state_dict(full_state_dict(self.teacher.backbone, all_ranks=True))
         self.gram_teacher_initialized = True
         logger.info("Gram teacher refreshed from the EMA teacher")
 

@@ -88,6 +88,8 @@ class Trainer:
             self.model.gram_teacher.load_state_dict(
                 {k[len("backbone."):]: v for k, v in gram_state.items() if k.startswith("backbone.")})
             self.model.gram_teacher_initialized = True
+        # shard / wrap before building the optimizer: FSDP2 replaces the parameters by DTensors
+        ddp.wrap_students(self.model, cfg["train"].get("parallel", "ddp"), self.device)
         groups = []
         for name, student in self.model.students.items():
             groups += param_groups({"backbone": student.backbone, "dino_head": student.dino_head,
@@ -104,22 +106,27 @@ class Trainer:
                                              enabled=self.rank == 0)
         self.start_iter, self.gram_updates = 0, 0
         self._stop = False
-        ddp.wrap_students(self.model, cfg["train"].get("parallel", "ddp"), self.device)
 
     # ----------------------------------------------------------------- state
     def state_dict(self, iteration: int) -> dict[str, Any]:
-        """Everything needed to continue exactly after ``iteration`` completed."""
-        return {"iteration": iteration, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+        """Everything needed to continue exactly after ``iteration`` completed.
+
+        Collective under FSDP2 (every rank calls it): model and optimizer are gathered into full,
+        unsharded CPU state dicts on rank 0, the one that saves.
+        """
+        return {"iteration": iteration, "model": ddp.full_state_dict(self.model),
+                "optimizer": ddp.optimizer_state_dict(self.model, self.optimizer),
                 "rng": rng_state(), "gram_teacher_initialized": self.model.gram_teacher_initialized,
                 "gram_updates": self.gram_updates, "config": json.loads(json.dumps(self.cfg, default=str))}
 
     def resume(self) -> bool:
-        """Load the newest checkpoint of this output folder, if any."""
+        """Load the newest checkpoint of this output folder, if any (every rank reads the full state;
+        under FSDP2 each keeps its shards)."""
         state = self.checkpoints.load_latest()
         if state is None:
             return False
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        ddp.load_full_state_dict(self.model, state["model"])
+        ddp.load_optimizer_state_dict(self.model, self.optimizer, state["optimizer"])
         set_rng_state(state["rng"])
         self.model.gram_teacher_initialized = state["gram_teacher_initialized"]
         self.gram_updates = state["gram_updates"]
@@ -131,7 +138,7 @@ class Trainer:
     def _loader(self):
         from torch.utils.data import DataLoader
 
-        from dinobench.ssl.data import Collate, ShardedIterationSampler
+        from dinobench.ssl.data import IterationCollate, ShardedIterationSampler
 
         train = self.cfg["train"]
         patch = next(iter(self.model.students.values())).backbone.patch_size
@@ -140,8 +147,8 @@ class Trainer:
         # own generator: creating the iterator must not draw from the global RNG (exact resume)
         return DataLoader(self.dataset, batch_sampler=sampler, num_workers=train.get("num_workers", 0),
                           generator=torch.Generator().manual_seed(train["seed"]),
-                          collate_fn=Collate(self.cfg["crops"], self.cfg["ibot"], patch, train["seed"], self.rank,
-                                             self.world),
+                          collate_fn=IterationCollate(self.cfg["crops"], self.cfg["ibot"], patch, train["seed"],
+                                                      self.rank, self.world),
                           persistent_workers=False)
 
     def _gram_step(self, iteration: int) -> float:
@@ -192,7 +199,7 @@ class Trainer:
                     f"iteration {iteration}: loss is {metrics['total_loss']} ({', '.join(f'{k}={v:.4g}' for k, v in metrics.items())}); "
                     f"stopped, last good checkpoint kept: {kept or 'none yet'} -- lower optim.lr or check the data")
             if clip:
-                metrics["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, clip))
+                metrics["grad_norm"] = ddp.clip_grad_norm(params, clip)
             self.optimizer.step()
             self.model.update_ema(values["momentum"])
             self._after_step_gram(iteration)
@@ -216,15 +223,17 @@ class Trainer:
         self._stop = True
 
     def export(self) -> dict[str, str]:
-        """``teacher_checkpoint.pth`` (+ ``teacher_checkpoint_<student>.pth`` for several students)."""
-        if self.rank != 0:
-            return {}
-        from dinobench.backbones.export import export_pth
+        """``teacher_checkpoint.pth`` (+ ``teacher_checkpoint_<student>.pth`` for several students): the
+        backbone's full state dict in the official format (as ``export_pth`` writes it), saved by rank 0.
+        Collective under FSDP2 (the sharded EMA is gathered)."""
+        from dinobench.results import write_atomic
 
         paths = {}
         for i, (name, backbone) in enumerate(self.model.export_backbones().items()):
-            target = self.output / ("teacher_checkpoint.pth" if i == 0 else f"teacher_checkpoint_{name}.pth")
-            paths[name] = str(export_pth(backbone, target))
+            state = ddp.full_state_dict(backbone)
+            if self.rank == 0:
+                target = self.output / ("teacher_checkpoint.pth" if i == 0 else f"teacher_checkpoint_{name}.pth")
+                paths[name] = str(write_atomic(target, lambda fh, state=state: torch.save(state, fh)))
         return paths
 
 
