@@ -121,3 +121,26 @@ def test_random_init_is_seeded():
     b = dinobench.create_backbone("vit_tiny", embed_dim=64, depth=2, num_heads=2)
     for (name, pa), (_, pb) in zip(a.state_dict().items(), b.state_dict().items()):
         assert torch.equal(pa, pb), name
+
+
+@pytest.mark.parametrize("name,dims", [
+    ("vitl16plus", dict(embed_dim=1024, depth=24, heads=16, ffn="w1", hidden=4096)),
+    ("vith16plus", dict(embed_dim=1280, depth=32, heads=20, ffn="w1", hidden=5120)),
+    ("vit7b16", dict(embed_dim=4096, depth=40, heads=32, ffn="w1", hidden=8192)),
+    ("vitl16", dict(embed_dim=1024, depth=24, heads=16, ffn="fc1", hidden=4096)),
+])
+def test_variant_architecture_facts(name, dims):
+    """Sizes from the official model card, built on the meta device (no memory)."""
+    with torch.device("meta"):
+        model = dinobench.create_backbone(name)
+    assert (model.embed_dim, len(model.blocks), model.blocks[0].attn.num_heads) == \
+        (dims["embed_dim"], dims["depth"], dims["heads"])
+    assert getattr(model.blocks[0].mlp, dims["ffn"]).out_features == dims["hidden"]
+    assert model.patch_size == 16 and model.n_storage_tokens == 4
+
+
+def test_sat493m_variants_use_their_own_normalisation():
+    with torch.device("meta"):
+        sat, lvd = dinobench.create_backbone("vitl16_sat493m"), dinobench.create_backbone("vitl16")
+    assert sat.image_mean == pytest.approx((0.430, 0.411, 0.296)) and sat.image_std == pytest.approx((0.213, 0.156, 0.143))
+    assert lvd.image_mean == pytest.approx((0.485, 0.456, 0.406)) and lvd.image_std == pytest.approx((0.229, 0.224, 0.225))

@@ -82,6 +82,24 @@ def test_hf_safetensors_file_into_named_backbone_and_intermediate_layers(tmp_pat
                 assert (prenorm - hidden[b + 1][:, 5:]).abs().max() <= TOL
 
 
+def test_intermediate_layers_n4_index_lists_and_reshape_match_transformers(tmp_path):
+    """A depth-4 model: n=4 (every block), n=1, an index list, and reshape=True grids."""
+    peer = hf_model(gated=True, seed=6, num_hidden_layers=4)
+    peer.save_pretrained(tmp_path / "hf")
+    ours = from_pretrained(tmp_path / "hf")
+    x = torch.randn(2, 3, 48, 80)  # a 3 x 5 patch grid
+    with torch.no_grad():
+        hidden = peer(x, output_hidden_states=True).hidden_states
+        for n, blocks in [(4, [0, 1, 2, 3]), (1, [3]), ([0, 2], [0, 2]), ([3, 1], [1, 3])]:
+            layers = ours.get_intermediate_layers(x, n=n, reshape=True, return_class_token=True)
+            assert len(layers) == len(blocks)
+            for (grid, cls), b in zip(layers, blocks):
+                normed = peer.norm(hidden[b + 1])
+                assert grid.shape == (2, 64, 3, 5)
+                assert (grid.flatten(2).transpose(1, 2) - normed[:, 5:]).abs().max() <= TOL
+                assert (cls - normed[:, 0]).abs().max() <= TOL
+
+
 def test_full_size_vits16_parity_with_transformers(tmp_path):
     peer = randomize_(DINOv3ViTModel(DINOv3ViTConfig(num_register_tokens=4, layerscale_value=1e-5, key_bias=False)))
     peer.save_pretrained(tmp_path / "hf")
