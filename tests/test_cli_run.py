@@ -90,6 +90,14 @@ def _assert_clean_failure(run_cli, tmp_path, argv, expected):
     return lines[0]
 
 
+def test_debug_shows_the_traceback_of_a_bad_input_error(run_cli, tmp_path):
+    code, _, err = run_cli("--debug", "run", "--backbone", "vitl61", "--task", "digits-knn",
+                           "--output", str(tmp_path / "out"))
+    assert code == 2 and "Traceback (most recent call last)" in err
+    assert err.strip().splitlines()[-1].startswith("dinobench run: error: unknown backbone 'vitl61'")
+    assert not _result_files(tmp_path / "out")
+
+
 def test_unknown_backbone_and_task_suggest(run_cli, tmp_path):
     line = _assert_clean_failure(run_cli, tmp_path, ["run", "--backbone", "vitl61", "--task", "digits-knn"],
                                  "unknown backbone 'vitl61'")

@@ -295,3 +295,23 @@ def test_distillation_into_one_and_two_students(pretrained_run, tmp_path):
         small = dinobench.create_backbone("vit_tiny", weights=str(out / "teacher_checkpoint.pth"), embed_dim=64,
                                           depth=2, num_heads=2)
         assert small.embed_dim == 64
+
+
+def test_gram_teacher_refresh_schedule():
+    """gram.rep_update: the Gram teacher is reloaded from the EMA teacher after every update_frequency-th
+    iteration from it_first_update on, at most max_updates times."""
+    from types import SimpleNamespace
+
+    from dinobench.ssl.train import Trainer
+
+    refreshed = []
+    fake = SimpleNamespace(cfg={"gram": {"use_loss": True, "rep_update": True, "it_first_update": 4,
+                                         "update_frequency": 3, "max_updates": 2}},
+                           gram_updates=0, model=SimpleNamespace(load_gram_from_teacher=lambda: refreshed.append(it)))
+    for it in range(20):
+        Trainer._after_step_gram(fake, it)
+    assert refreshed == [5, 8] and fake.gram_updates == 2  # after iterations 6 and 9 (1-based), then the limit
+    fake.cfg["gram"]["rep_update"], fake.gram_updates, refreshed[:] = False, 0, []
+    for it in range(20):
+        Trainer._after_step_gram(fake, it)
+    assert refreshed == []
