@@ -144,3 +144,22 @@ def test_sat493m_variants_use_their_own_normalisation():
         sat, lvd = dinobench.create_backbone("vitl16_sat493m"), dinobench.create_backbone("vitl16")
     assert sat.image_mean == pytest.approx((0.430, 0.411, 0.296)) and sat.image_std == pytest.approx((0.213, 0.156, 0.143))
     assert lvd.image_mean == pytest.approx((0.485, 0.456, 0.406)) and lvd.image_std == pytest.approx((0.229, 0.224, 0.225))
+
+
+def test_drop_path_is_stochastic_depth_in_training_only():
+    from dinobench.backbones.layers.block import drop_path
+
+    x = torch.ones(4000, 3)
+    torch.manual_seed(0)
+    out = drop_path(x, 0.25, training=True)
+    kept = out[:, 0] != 0
+    assert torch.equal(out[kept], torch.full_like(out[kept], 1 / 0.75))  # rescaled survivors, whole samples
+    assert abs(kept.float().mean().item() - 0.75) < 0.03
+    assert drop_path(x, 0.25, training=False) is x and drop_path(x, 0.0, training=True) is x
+    model = dinobench.create_backbone("vit_tiny", embed_dim=64, depth=2, num_heads=2, drop_path_rate=0.5)
+    images = torch.randn(8, 3, 32, 32)
+    model.train()
+    a, b = model(images), model(images)
+    assert not torch.equal(a, b)
+    model.eval()
+    assert torch.equal(model(images), model(images))

@@ -315,3 +315,14 @@ def test_gram_teacher_refresh_schedule():
     for it in range(20):
         Trainer._after_step_gram(fake, it)
     assert refreshed == []
+
+
+def test_gradient_clipping_returns_the_unclipped_norm_and_clips():
+    from dinobench.ssl.distributed import clip_grad_norm
+
+    params = [torch.nn.Parameter(torch.zeros(3)), torch.nn.Parameter(torch.zeros(4))]
+    params[0].grad, params[1].grad = torch.tensor([3.0, 0.0, 0.0]), torch.tensor([0.0, 4.0, 0.0, 0.0])
+    assert clip_grad_norm(params, 1.0) == pytest.approx(5.0)  # sqrt(3^2 + 4^2), before clipping
+    total = torch.sqrt(sum((p.grad ** 2).sum() for p in params))
+    assert total.item() == pytest.approx(1.0, rel=1e-5)
+    assert torch.allclose(params[0].grad, torch.tensor([0.6, 0.0, 0.0]), atol=1e-5)
