@@ -339,8 +339,8 @@ def check(baseline: pd.DataFrame, results: pd.DataFrame, tolerances: Mapping[str
     """Compare every baseline (model, weights, task, seed) with the newest comparable result; see :data:`STATUSES`.
 
     ``tolerances``: absolute tolerance per main-metric name, looked up as ``"<task>:<metric>"``, then
-    ``"<metric>"``, then ``"<task>:*"``, then ``"*"`` (default :data:`DEFAULT_TOLERANCE`). ``match_weights_by_name``: match checkpoints by file name only (for weights
-    retrained in CI that are not bit-identical).
+    ``"<metric>"``, then ``"<task>:*"``, then ``"*"`` (see :func:`tolerance_for`). ``match_weights_by_name``:
+    match checkpoints by file name only (for weights retrained in CI that are not bit-identical).
     """
     tolerances = dict(tolerances or {})
     key = "weights_key"

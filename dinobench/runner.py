@@ -40,6 +40,12 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def backbone_normalisation(model: Any) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The backbone's input ``(mean, std)`` (``image_mean``/``image_std``; ImageNet's when it has none)."""
+    return (tuple(getattr(model, "image_mean", (0.485, 0.456, 0.406))),
+            tuple(getattr(model, "image_std", (0.229, 0.224, 0.225))))
+
+
 @dataclass
 class RunContext:
     """What a protocol sees: the resolved config, datasets (with transforms), backbone, device."""
@@ -60,46 +66,51 @@ class RunContext:
     #: split -> the eval transform the runner set; a split whose transform was replaced is not disk-cached
     eval_transforms: dict[str, Any] = field(default_factory=dict)
     _features: dict[tuple[str, str], Any] = field(default_factory=dict)
-    image_mean: tuple[float, ...] = (0.485, 0.456, 0.406)  # the backbone's input normalisation
-    image_std: tuple[float, ...] = (0.229, 0.224, 0.225)
+
+    @property
+    def image_mean(self) -> tuple[float, ...]:
+        """The backbone's input normalisation mean (what the eval transform uses)."""
+        return backbone_normalisation(self.backbone)[0]
+
+    @property
+    def image_std(self) -> tuple[float, ...]:
+        """The backbone's input normalisation std."""
+        return backbone_normalisation(self.backbone)[1]
 
     def transformed_features(self, split: str, kind: str, transform: Any, desc: str) -> "FeatureSet":
         """Features of ``split`` under another ``transform`` (e.g. a random augmentation): extracted every
         call and never disk-cached; the split's own transform is restored afterwards."""
-        from dinobench.features import DEFAULT_CHUNK_SIZE, load_or_extract
-
-        fcfg = self.cfg.get("features", {})
         dataset = self.datasets[split]
         original, dataset.transform = dataset.transform, transform
         try:
-            features, _ = load_or_extract(
-                self.backbone, dataset, payload=None, batch_size=int(fcfg.get("batch_size", 64)),
-                num_workers=int(fcfg.get("num_workers", 0)), device=self.device, desc=desc, kind=kind,
-                chunk_size=int(fcfg.get("chunk_size") or DEFAULT_CHUNK_SIZE))
+            return self._load_or_extract(split, kind, None, desc)[0]
         finally:
             dataset.transform = original
-        return features
 
     def features(self, split: str, kind: str = "cls") -> "FeatureSet":
         """Features of ``kind`` of ``split``: extracted once per run, and once per key on disk
         (see :mod:`dinobench.features`; ``cls`` is cut from a cached ``cls4_avgpool`` entry when there is
         one); ``timings`` records whether they came from the cache (1.0 also for such a cut)."""
         if (split, kind) not in self._features:
-            from dinobench.features import DEFAULT_CHUNK_SIZE, cache_root, load_or_extract
-
-            fcfg = self.cfg.get("features", {})
-            payload = self._cache_payload(split)
             start = time.perf_counter()
-            self._features[split, kind], cached = load_or_extract(
-                self.backbone, self.datasets[split], payload=payload,
-                cache_dir=cache_root(fcfg) if payload is not None else None,
-                batch_size=int(fcfg.get("batch_size", 64)), num_workers=int(fcfg.get("num_workers", 0)),
-                device=self.device, desc=f"{self.task} {split} {kind} features", kind=kind,
-                chunk_size=int(fcfg.get("chunk_size") or DEFAULT_CHUNK_SIZE))
+            self._features[split, kind], cached = self._load_or_extract(
+                split, kind, self._cache_payload(split), f"{self.task} {split} {kind} features")
             suffix = "" if kind == "cls" else f"_{kind}"
             self.timings[f"features_{split}{suffix}_s"] = round(time.perf_counter() - start, 3)
             self.timings[f"features_{split}{suffix}_cached"] = 1.0 if cached else 0.0
         return self._features[split, kind]
+
+    def _load_or_extract(self, split: str, kind: str, payload: dict[str, Any] | None,
+                         desc: str) -> tuple["FeatureSet", bool]:
+        """:func:`dinobench.features.load_or_extract` of ``split`` with the task's ``features.*`` settings."""
+        from dinobench.features import DEFAULT_CHUNK_SIZE, cache_root, load_or_extract
+
+        fcfg = self.cfg.get("features", {})
+        return load_or_extract(
+            self.backbone, self.datasets[split], payload=payload,
+            cache_dir=cache_root(fcfg) if payload is not None else None,
+            batch_size=int(fcfg.get("batch_size", 64)), num_workers=int(fcfg.get("num_workers", 0)),
+            device=self.device, desc=desc, kind=kind, chunk_size=int(fcfg.get("chunk_size") or DEFAULT_CHUNK_SIZE))
 
     def _cache_payload(self, split: str) -> dict[str, Any] | None:
         """Key payload of ``split`` (feature kind added by the cache), or None when it must not be cached."""
@@ -205,8 +216,7 @@ def _run(backbone: str, task: str, weights: str | None, data_root: str | None, o
     from dinobench.data.base import ClassificationDataset
     from dinobench.data.transforms import build_eval_transform
 
-    mean = getattr(model, "image_mean", (0.485, 0.456, 0.406))
-    std = getattr(model, "image_std", (0.229, 0.224, 0.225))
+    mean, std = backbone_normalisation(model)
     transform = build_eval_transform(cfg["transform"], mean, std)
     for ds in datasets.values():  # dense datasets bring joint image+target transforms of their protocol
         if isinstance(ds, ClassificationDataset):
@@ -225,7 +235,7 @@ def _run(backbone: str, task: str, weights: str | None, data_root: str | None, o
         identity=_backbone_identity(backbone_spec))
     ctx = RunContext(task=task, cfg=cfg, backbone=model, datasets=datasets, device=device, seed=seed,
                      cache_payload=cache_payload, output_dir=Path(output_dir), backbone_name=backbone,
-                     weights_sha256=weights_sha, image_mean=tuple(mean), image_std=tuple(std),
+                     weights_sha256=weights_sha,
                      eval_transforms={k: ds.transform for k, ds in datasets.items()
                                       if isinstance(ds, ClassificationDataset)})
     if save_predictions:

@@ -15,17 +15,22 @@ INTERPOLATIONS = {
 }
 
 
+def _interpolation(cfg: dict[str, Any]) -> InterpolationMode:
+    name = cfg.get("interpolation", "bicubic")
+    if name not in INTERPOLATIONS:
+        raise ValueError(f"transform.interpolation must be one of {sorted(INTERPOLATIONS)}, got {name!r}")
+    return INTERPOLATIONS[name]
+
+
 def build_eval_transform(cfg: dict[str, Any], mean: Sequence[float], std: Sequence[float]) -> Callable:
     """Resize (short side) -> centre crop -> tensor -> normalise (``mean``/``std`` of the backbone).
 
     ``cfg``: ``resize`` (int), ``crop`` (int), ``interpolation`` (bilinear|bicubic|nearest).
     """
-    interpolation = cfg.get("interpolation", "bicubic")
-    if interpolation not in INTERPOLATIONS:
-        raise ValueError(f"transform.interpolation must be one of {sorted(INTERPOLATIONS)}, got {interpolation!r}")
+    interpolation = _interpolation(cfg)
     steps: list[Callable] = []
     if cfg.get("resize"):
-        steps.append(T.Resize(int(cfg["resize"]), interpolation=INTERPOLATIONS[interpolation], antialias=True))
+        steps.append(T.Resize(int(cfg["resize"]), interpolation=interpolation, antialias=True))
     if cfg.get("crop"):
         steps.append(T.CenterCrop(int(cfg["crop"])))
     steps += [T.ToTensor(), T.Normalize(mean=list(mean), std=list(std))]
@@ -36,15 +41,12 @@ def build_train_transform(cfg: dict[str, Any], mean: Sequence[float], std: Seque
                           scale: Sequence[float] = (0.08, 1.0), hflip_prob: float = 0.5) -> Callable:
     """Official classification train augmentation: RandomResizedCrop(``crop``, ``scale``) -> flip ->
     tensor -> normalise, at the eval crop size (``crop``, else ``resize``) and interpolation."""
-    interpolation = cfg.get("interpolation", "bicubic")
-    if interpolation not in INTERPOLATIONS:
-        raise ValueError(f"transform.interpolation must be one of {sorted(INTERPOLATIONS)}, got {interpolation!r}")
+    interpolation = _interpolation(cfg)
     size = cfg.get("crop") or cfg.get("resize")
     if not size:
         raise ValueError("train augmentation needs transform.crop (or transform.resize): the crop size")
     return T.Compose([
-        T.RandomResizedCrop(int(size), scale=tuple(scale), interpolation=INTERPOLATIONS[interpolation],
-                            antialias=True),
+        T.RandomResizedCrop(int(size), scale=tuple(scale), interpolation=interpolation, antialias=True),
         T.RandomHorizontalFlip(p=float(hflip_prob)),
         T.ToTensor(),
         T.Normalize(mean=list(mean), std=list(std)),

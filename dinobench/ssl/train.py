@@ -224,16 +224,16 @@ class Trainer:
 
     def export(self) -> dict[str, str]:
         """``teacher_checkpoint.pth`` (+ ``teacher_checkpoint_<student>.pth`` for several students): the
-        backbone's full state dict in the official format (as ``export_pth`` writes it), saved by rank 0.
-        Collective under FSDP2 (the sharded EMA is gathered)."""
-        from dinobench.results import write_atomic
+        backbone's full state dict in the official format, saved by rank 0. Collective under FSDP2 (the
+        sharded EMA is gathered)."""
+        from dinobench.backbones.export import export_pth
 
         paths = {}
         for i, (name, backbone) in enumerate(self.model.export_backbones().items()):
             state = ddp.full_state_dict(backbone)
             if self.rank == 0:
                 target = self.output / ("teacher_checkpoint.pth" if i == 0 else f"teacher_checkpoint_{name}.pth")
-                paths[name] = str(write_atomic(target, lambda fh, state=state: torch.save(state, fh)))
+                paths[name] = str(export_pth(backbone, target, state=state))
         return paths
 
 
