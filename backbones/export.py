@@ -53,7 +53,7 @@ def export_hf(model: nn.Module, out_dir: str | Path) -> Path:
 def export_pth(model: nn.Module, path: str | Path, state: dict[str, torch.Tensor] | None = None) -> Path:
     """Write the official-format state dict (``torch.save``), atomically; ``state``: ``model``'s state
     dict when already gathered (e.g. from FSDP2 shards), else ``model.state_dict()``."""
-    from dinobench.results import write_atomic
+    from dinobench.utils.io import write_atomic
 
     state = model.state_dict() if state is None else state
     return write_atomic(Path(path), lambda fh: torch.save(state, fh))

@@ -253,7 +253,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _default_results() -> list[str]:
-    from dinobench.runner import DEFAULT_OUTPUT
+    from dinobench.utils.paths import DEFAULT_OUTPUT
 
     return [os.environ.get("DINOBENCH_OUTPUT", DEFAULT_OUTPUT)]
 

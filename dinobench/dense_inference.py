@@ -198,7 +198,7 @@ def build_dense_model(ctx: Any, make_head: Callable[[list[int]], nn.Module], lay
                       use_backbone_norm: bool = True) -> DenseModel:
     """:class:`DenseModel` of ``ctx.backbone`` and ``make_head(layer_channels)``; the head's initial
     weights depend on the seed only; ``backbone.finetune`` / ``backbone.layer_decay`` from the config."""
-    from dinobench.engine import seed_from
+    from dinobench.utils.seeding import seed_from
 
     layers = resolve_layers(ctx.backbone, layers_spec)
     with torch.random.fork_rng(devices=[]):
@@ -207,9 +207,3 @@ def build_dense_model(ctx: Any, make_head: Callable[[list[int]], nn.Module], lay
     bcfg = ctx.cfg.get("backbone", {})
     return DenseModel(ctx.backbone, head, layers, use_backbone_norm=use_backbone_norm,
                       finetune=bool(bcfg.get("finetune", False)), layer_decay=float(bcfg.get("layer_decay", 0.9)))
-
-
-def backbone_normalisation(backbone: nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """The backbone's input ``(mean, std)`` (ImageNet's when it does not say)."""
-    return (tuple(getattr(backbone, "image_mean", (0.485, 0.456, 0.406))),
-            tuple(getattr(backbone, "image_std", (0.229, 0.224, 0.225))))

@@ -35,8 +35,9 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from dinobench.errors import ConfigError, DinobenchError
-from dinobench.ssl import distributed as ddp
-from dinobench.ssl.checkpoint import CheckpointManager, rng_state, set_rng_state
+from dinobench.utils.seeding import seed_from
+from dinobench.training import distributed as ddp
+from dinobench.training.checkpoint import CheckpointManager, rng_state, set_rng_state
 from dinobench.ssl.data import ShardedIterationSampler
 from dinobench.ssl.schedules import param_groups
 
@@ -62,12 +63,6 @@ class TrainingInterrupted(DinobenchError):
 
 class TrainingDiverged(DinobenchError):
     """A non-finite loss; the last good checkpoint is kept."""
-
-
-def seed_from(*values: int) -> int:
-    """A stable 63-bit seed from integers (numpy's SeedSequence hashing)."""
-    state = np.random.SeedSequence([int(v) & 0xFFFFFFFF for v in values]).generate_state(2, dtype=np.uint32)
-    return (int(state[0]) << 31 | int(state[1]) >> 1) & 0x7FFFFFFFFFFFFFFF
 
 
 # ------------------------------------------------------------------------------------ schedules
@@ -168,12 +163,12 @@ def run_key(ctx: Any) -> str:
 def work_dir_for(ctx: Any, key: str) -> Path:
     """``train.work_dir`` if set, else ``<output>/.runs/<backbone>/<task>/<key>`` (``<output>``:
     ``ctx.output_dir``, ``$DINOBENCH_OUTPUT`` or ``outputs``)."""
-    from dinobench.results import safe_component
+    from dinobench.utils.io import safe_component
 
     chosen = ctx.cfg.get("train", {}).get("work_dir")
     if chosen:
         return Path(chosen).expanduser()
-    from dinobench.runner import DEFAULT_OUTPUT
+    from dinobench.utils.paths import DEFAULT_OUTPUT
 
     output = ctx.output_dir or os.environ.get("DINOBENCH_OUTPUT", DEFAULT_OUTPUT)
     name = ctx.backbone_name or type(ctx.backbone).__name__

@@ -205,7 +205,7 @@ class FeatureCache:
 
     def write_chunk(self, start: int, end: int, features: Tensor, labels: Tensor) -> None:
         """Commit one chunk (atomic rename: a chunk file is either complete or absent)."""
-        from dinobench.results import write_atomic
+        from dinobench.utils.io import write_atomic
 
         write_atomic(self._chunk_file(start, end),
                      lambda fh: np.savez(fh, features=features.numpy(), labels=labels.numpy()))
@@ -231,7 +231,7 @@ class FeatureCache:
                 **extra: Any) -> None:
         """Write row blocks ``(start, end, features, labels)`` to ``features.npy`` / ``labels.npy`` (atomic),
         then the manifest (plus ``extra``) last, then drop any chunks."""
-        from dinobench.results import write_atomic
+        from dinobench.utils.io import write_atomic
 
         tmp = self.dir / f".features.npy.{os.getpid()}.tmp"
         labels = np.empty(num_rows, dtype=np.int64)

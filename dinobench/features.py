@@ -133,7 +133,7 @@ def extract_features(model: nn.Module, dataset: Dataset, *, batch_size: int = 64
 
 
 def _rank_world() -> tuple[int, int]:
-    from dinobench.ssl import distributed as ddp
+    from dinobench.training import distributed as ddp
 
     return ddp.rank(), ddp.world_size()
 

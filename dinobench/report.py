@@ -17,7 +17,7 @@ from typing import Any, Sequence
 import pandas as pd
 
 from dinobench.leaderboard import Cell, CheckRow, Column, Detail, Leaderboard, Row, provenance
-from dinobench.results import write_atomic
+from dinobench.utils.io import write_atomic
 
 FORMATS = ("md", "csv", "html")
 IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif"}

@@ -17,7 +17,9 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, BinaryIO, Callable
+from typing import Any
+
+from dinobench.utils.io import make_public as _make_public, safe_component, write_atomic  # noqa: F401
 
 SCHEMA_VERSION = 1
 
@@ -95,7 +97,7 @@ def environment(device: str, dtype: str) -> dict[str, Any]:
     import torch
 
     import dinobench
-    from dinobench.paths import repo_root
+    from dinobench.utils.paths import repo_root
 
     env: dict[str, Any] = {
         "dinobench_version": dinobench.__version__,
@@ -142,40 +144,6 @@ def _blas() -> str | None:
     if blas is None:
         return None
     return " ".join(str(blas[k]) for k in ("internal_api", "version", "architecture") if blas.get(k))
-
-
-def safe_component(name: str) -> str:
-    """A backbone/task name usable as one path component (``org/model`` -> ``org--model``)."""
-    return re.sub(r"[^A-Za-z0-9._+-]+", "--", name).strip("-") or "unnamed"
-
-
-def _make_public(path: Path) -> None:
-    """Give a ``mkdtemp``/``mkstemp`` path (0700/0600) the permissions a plain mkdir/open would."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask)
-
-
-def write_atomic(path: Path, content: str | Callable[[BinaryIO], None]) -> Path:
-    """Write ``content`` (text, or a function writing to a binary file object) to ``path`` via a
-    temp file in the same folder + fsync + rename: readers never see a partial file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        _make_public(Path(tmp))  # results are meant to be shared
-        with os.fdopen(fd, "wb") as fh:
-            if callable(content):
-                content(fh)
-            else:
-                fh.write(content.encode())
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def write_result(result: Result, output_dir: str | Path, predictions: str | Path | None = None) -> Path:

@@ -18,6 +18,8 @@ from dinobench.config import BACKBONE_PROTOCOL_KEYS, apply_options, load_config,
 from dinobench.errors import ConfigError, DinobenchError
 from dinobench.registry import resolve_object
 from dinobench.results import MainMetric, Result, environment, write_result
+from dinobench.utils.seeding import seed_everything
+from dinobench.backbones.contract import backbone_normalisation
 
 if TYPE_CHECKING:
     from dinobench.features import FeatureSet
@@ -28,22 +30,6 @@ DEFAULT_OUTPUT = "outputs"
 #: ``features.*`` keys every task accepts: on-disk feature cache switch, folder (None: $DINOBENCH_CACHE or
 #: ~/.cache/dinobench/features) and rows per cache chunk (None: 4096)
 FEATURE_CACHE_DEFAULTS = {"cache": True, "cache_dir": None, "chunk_size": None}
-
-
-def seed_everything(seed: int) -> None:
-    """Seed python, numpy and torch (all devices) from one integer."""
-    import numpy as np
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def backbone_normalisation(model: Any) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """The backbone's input ``(mean, std)`` (``image_mean``/``image_std``; ImageNet's when it has none)."""
-    return (tuple(getattr(model, "image_mean", (0.485, 0.456, 0.406))),
-            tuple(getattr(model, "image_std", (0.229, 0.224, 0.225))))
 
 
 @dataclass
@@ -172,7 +158,7 @@ def run(backbone: str, task: str, weights: str | None = None, data_root: str | N
     ``ctx.predictions_dir``; they end up in ``<run>/predictions/`` and ``result.artifacts``.
     Under ``torchrun`` the ranks share feature extraction and only rank 0 writes the record.
     """
-    from dinobench.ssl import distributed as ddp
+    from dinobench.training import distributed as ddp
 
     # under torchrun (WORLD_SIZE > 1): join the process group, gloo when the work is on CPU tensors
     owns_group = ddp.init_from_env(backend=None if _check_device(device).startswith("cuda") else "gloo")
@@ -197,7 +183,7 @@ def _run(backbone: str, task: str, weights: str | None, data_root: str | None, o
     dataset_spec = registries.datasets.get(cfg["dataset"]["type"])
     protocol_spec = registries.protocols.get(cfg["protocol"]["type"])
     device = _check_device(device)
-    from dinobench.ssl import distributed as ddp
+    from dinobench.training import distributed as ddp
 
     if device == "cuda" and ddp.world_size() > 1:
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"  # torchrun: this rank's GPU

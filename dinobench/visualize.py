@@ -76,7 +76,7 @@ def side_by_side(panels: list[tuple[str, Image.Image]], path: str | Path, height
     Panels are resized (nearest, so class borders stay crisp) to a common ``height`` (default: the
     tallest panel's). The file is written atomically.
     """
-    from dinobench.results import write_atomic
+    from dinobench.utils.io import write_atomic
 
     if not panels:
         raise ValueError("side_by_side needs at least one (title, image) panel")

@@ -70,7 +70,7 @@ def save_depth_figures(model: "nn.Module", dataset: Any, inference: dict[str, An
     import numpy as np
     import torch
 
-    from dinobench.results import safe_component
+    from dinobench.utils.io import safe_component
     from dinobench.visualize import colorize_depth, denormalize_image, side_by_side
 
     written = []
@@ -121,7 +121,8 @@ class DepthProtocol:
     def run(self, ctx: Any) -> dict[str, Any]:
         """Train the depth head on ``train``, evaluate on ``val``."""
         from dinobench.data.dense_transforms import build_depth_eval_transform, build_depth_train_transform
-        from dinobench.dense_inference import backbone_normalisation, build_dense_model, transform_sections
+        from dinobench.backbones.contract import backbone_normalisation
+        from dinobench.dense_inference import build_dense_model, transform_sections
         from dinobench.engine import train_head
         from dinobench.heads.depth import SigLoss
 

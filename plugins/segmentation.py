@@ -57,7 +57,7 @@ def save_segmentation_figures(model: "nn.Module", dataset: Any, num_classes: int
     import torch
 
     from dinobench.dense_inference import dense_predict
-    from dinobench.results import safe_component
+    from dinobench.utils.io import safe_component
     from dinobench.visualize import colorize_mask, denormalize_image, side_by_side
 
     written = []
@@ -100,7 +100,8 @@ class LinearSegProtocol:
     def run(self, ctx: Any) -> dict[str, Any]:
         """Train the linear head on ``train``, evaluate on ``val``."""
         from dinobench.data.dense_transforms import build_seg_eval_transform, build_seg_train_transform
-        from dinobench.dense_inference import backbone_normalisation, build_dense_model, transform_sections
+        from dinobench.backbones.contract import backbone_normalisation
+        from dinobench.dense_inference import build_dense_model, transform_sections
         from dinobench.engine import train_head
         from dinobench.heads.linear_seg import LinearSegHead, segmentation_loss
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dinobench.hookspecs import hookimpl
-from dinobench.paths import configs_dir
+from dinobench.utils.paths import configs_dir
 from dinobench.registry import TaskRegistry
 
 

@@ -14,7 +14,8 @@ import dinobench
 from dinobench.data.digits import build_digits
 from dinobench.data.transforms import build_eval_transform
 from dinobench.features import extract_features
-from dinobench.runner import resolve_task, seed_everything
+from dinobench.runner import resolve_task
+from dinobench.utils.seeding import seed_everything
 
 REQUIRED_FIELDS = {"task", "protocol", "protocol_version", "protocol_plugin", "protocol_hash", "backbone", "weights",
                    "weights_sha256", "seed", "metrics", "main_metric", "config", "dataset", "environment",

@@ -12,7 +12,7 @@ from PIL import Image
 from dinobench.data.dense import build_ade20k, build_nyu
 from dinobench.data.synthetic import write_synthetic_ade20k, write_synthetic_nyu, write_synthetic_seg_folder
 from dinobench.dense_metrics import DepthMetric, SegmentationMetric
-from dinobench.paths import configs_dir
+from dinobench.utils.paths import configs_dir
 from dinobench.runner import resolve_task
 
 
@@ -196,7 +196,7 @@ def test_finetune_option_trains_the_backbone_end_to_end(run_cli, tmp_path, outpu
     """`--cfg-options backbone.finetune=true backbone.layer_decay=0.9` unfreezes the backbone: its
     weights in the run's checkpoint moved away from the seeded init; the frozen run keeps none."""
     import dinobench
-    from dinobench.runner import seed_everything
+    from dinobench.utils.seeding import seed_everything
 
     root = write_synthetic_ade20k(tmp_path / "ade")
     frozen, _ = _run(run_cli, "ade20k-linear", root, output / "frozen", "--seed", "4")

@@ -68,7 +68,7 @@ class RandomImages(ClassificationDataset):
 
 
 def tiny_model(seed: int = 0, **overrides) -> torch.nn.Module:
-    from dinobench.runner import seed_everything
+    from dinobench.utils.seeding import seed_everything
 
     seed_everything(seed)  # what the runner does before building a random-init backbone
     return dinobench.create_backbone("vit_tiny", **{**TINY, **overrides})
@@ -347,7 +347,7 @@ def test_feature_kinds_are_separate_entries(tmp_path, forwards):
 
 @pytest.mark.parametrize("name, overrides, size", [("vit_tiny", {"depth": 4}, 16), ("convnext_tiny", {}, 32)])
 def test_cls_is_cut_from_a_cached_cls4_avgpool_entry(tmp_path, forwards, name, overrides, size):
-    from dinobench.runner import seed_everything
+    from dinobench.utils.seeding import seed_everything
 
     seed_everything(0)
     model = dinobench.create_backbone(name, **({**TINY, **overrides} if name == "vit_tiny" else overrides))
@@ -505,8 +505,9 @@ else:  # no cache: chunks extracted in turn and all-gathered in order; run() ins
     from dinobench.data.folder import build_folder
     from dinobench.data.transforms import build_eval_transform
     from dinobench.features import load_or_extract
-    from dinobench.runner import resolve_task, seed_everything
-    from dinobench.ssl.distributed import init_from_env, shutdown
+    from dinobench.runner import resolve_task
+    from dinobench.utils.seeding import seed_everything
+    from dinobench.training.distributed import init_from_env, shutdown
 
     os.environ["DINOBENCH_DIST_BACKEND"] = "gloo"
     init_from_env()

@@ -231,7 +231,7 @@ def test_other_schedules_and_config_validation():
 def _ddp_worker(rank, world, port, work_dir, out_path):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_RANK=str(rank), DINOBENCH_DIST_BACKEND="gloo")
-    from dinobench.ssl import distributed as ddp
+    from dinobench.training import distributed as ddp
 
     torch.set_num_threads(1)
     torch.manual_seed(0)

@@ -247,7 +247,7 @@ def pretrained_run(tmp_path_factory) -> Path:
 
 
 def test_high_resolution_adaptation_starts_from_the_teacher(pretrained_run, tmp_path):
-    from dinobench.ssl.checkpoint import load_teacher_student_state
+    from dinobench.training.checkpoint import load_teacher_student_state
     from dinobench.ssl.train import Trainer
 
     cfg = resolve_train_config(REPO / "configs" / "train" / "vit_tiny_digits_highres.py",
@@ -318,7 +318,7 @@ def test_gram_teacher_refresh_schedule():
 
 
 def test_gradient_clipping_returns_the_unclipped_norm_and_clips():
-    from dinobench.ssl.distributed import clip_grad_norm
+    from dinobench.training.distributed import clip_grad_norm
 
     params = [torch.nn.Parameter(torch.zeros(3)), torch.nn.Parameter(torch.zeros(4))]
     params[0].grad, params[1].grad = torch.tensor([3.0, 0.0, 0.0]), torch.tensor([0.0, 4.0, 0.0, 0.0])

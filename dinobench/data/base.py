@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -11,6 +9,7 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from dinobench.errors import DataError
+from dinobench.utils.hashing import fingerprint_of  # noqa: F401 - the datasets' fingerprint helper
 
 
 def load_rgb(path: str | Path) -> Image.Image:
@@ -20,12 +19,6 @@ def load_rgb(path: str | Path) -> Image.Image:
             return img.convert("RGB")
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise DataError(f"{path}: cannot read image ({type(exc).__name__}: {exc}); fix or remove the file") from exc
-
-
-def fingerprint_of(payload: Any) -> str:
-    """Short sha256 of a JSON-serialisable description of a dataset's content."""
-    blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
 
 
 class ClassificationDataset(Dataset):

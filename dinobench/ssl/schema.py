@@ -22,7 +22,7 @@ TRAIN_OPEN_SECTIONS = ("student.overrides", "train.dataset", "distillation.teach
 
 def defaults_path() -> Path:
     """``configs/_base_/train/ssl_default.py``: the defaults, and so the schema."""
-    from dinobench.paths import configs_dir
+    from dinobench.utils.paths import configs_dir
 
     return configs_dir() / "_base_" / "train" / "ssl_default.py"
 

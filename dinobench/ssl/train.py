@@ -22,8 +22,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from dinobench.errors import DinobenchError
-from dinobench.ssl import distributed as ddp
-from dinobench.ssl.checkpoint import CheckpointManager, load_teacher_student_state, rng_state, set_rng_state
+from dinobench.training import distributed as ddp
+from dinobench.training.checkpoint import CheckpointManager, load_teacher_student_state, rng_state, set_rng_state
 from dinobench.ssl.schedules import apply_schedules, build_schedules, param_groups
 
 logger = logging.getLogger("dinobench")

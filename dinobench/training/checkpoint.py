@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from dinobench.errors import WeightsError
-from dinobench.results import write_atomic
+from dinobench.utils.io import write_atomic
 
 logger = logging.getLogger("dinobench")
 _NAME = re.compile(r"^checkpoint_(\d{8})\.pth$")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parent.parent  # the dinobench package folder
 
 
 def configs_dir() -> Path:
@@ -19,3 +19,14 @@ def repo_root() -> Path | None:
     """The source checkout root when running from one (for the git commit in provenance)."""
     root = PACKAGE_DIR.parent
     return root if (root / "pyproject.toml").is_file() and (root / "configs").is_dir() else None
+
+
+#: results folder when neither ``--output`` nor ``$DINOBENCH_OUTPUT`` says
+DEFAULT_OUTPUT = "outputs"
+
+
+def output_root(chosen: str | Path | None = None) -> Path:
+    """The results folder: ``chosen``, else ``$DINOBENCH_OUTPUT``, else ``outputs``."""
+    import os
+
+    return Path(chosen or os.environ.get("DINOBENCH_OUTPUT", DEFAULT_OUTPUT))

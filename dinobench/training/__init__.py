@@ -1,0 +1,1 @@
+"""The one training engine (head training and SSL pretraining): loop, checkpoints, schedules, distributed."""

@@ -1,0 +1,43 @@
+"""Atomic file writes and safe path components: nothing half-written survives a crash."""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import BinaryIO, Callable
+
+
+def safe_component(name: str) -> str:
+    """A backbone/task name usable as one path component (``org/model`` -> ``org--model``)."""
+    return re.sub(r"[^A-Za-z0-9._+-]+", "--", name).strip("-") or "unnamed"
+
+
+def make_public(path: Path) -> None:
+    """Give a ``mkdtemp``/``mkstemp`` path (0700/0600) the permissions a plain mkdir/open would."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask)
+
+
+def write_atomic(path: Path, content: str | Callable[[BinaryIO], None]) -> Path:
+    """Write ``content`` (text, or a function writing to a binary file object) to ``path`` via a
+    temp file in the same folder + fsync + rename: readers never see a partial file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        make_public(Path(tmp))  # results are meant to be shared
+        with os.fdopen(fd, "wb") as fh:
+            if callable(content):
+                content(fh)
+            else:
+                fh.write(content.encode())
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
