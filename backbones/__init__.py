@@ -13,9 +13,12 @@ A family module ``backbones/<family>.py`` provides:
 - ``kwargs_from_hf_config(config: dict) -> dict``: constructor kwargs (official names);
 - ``detect_format(state) -> "official" | "hf" | "timm" | None`` and
   ``convert_state_dict(state, fmt, config=None) -> dict``: foreign key names -> ours;
-- ``export_hf(model) -> (config_json: dict, state: dict)``: transformers-loadable layout.
+- ``export_hf(model) -> (config_json: dict, state: dict)``: transformers-loadable layout;
+- ``TINY_OVERRIDES``: overrides that build any of its variants tiny (registry-wide contract tests).
 
-Models carry ``variant_config`` (constructor kwargs), ``image_mean`` and ``image_std``.
+Models carry ``variant_config`` (constructor kwargs), ``image_mean``, ``image_std`` and
+``feature_info`` (channels and stride of every level ``get_intermediate_layers`` returns; see
+:mod:`dinobench.backbones.contract`, which also holds ``check_backbone`` and ``level_info``).
 """
 
 from __future__ import annotations

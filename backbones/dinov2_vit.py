@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dinobench.backbones.layers import LayerScale, PatchEmbed, SelfAttentionBlock
-from dinobench.backbones.family import build_variant, split_vit_layers, variant_getattr
+from dinobench.backbones.family import build_variant, split_vit_layers, variant_getattr, vit_feature_info
 from dinobench.backbones.variants import DINOV2_VIT, IMAGENET_MEAN, IMAGENET_STD
 
 logger = logging.getLogger("dinobench")
@@ -66,6 +66,8 @@ class DinoVisionTransformer(nn.Module):
         norm = partial(nn.LayerNorm, eps=1e-6)
         self.embed_dim = self.num_features = embed_dim
         self.patch_size, self.img_size, self.n_blocks, self.num_heads = patch_size, img_size, depth, num_heads
+        #: one entry per level get_intermediate_layers returns (each block: embed_dim at patch stride)
+        self.feature_info = vit_feature_info(depth, embed_dim, patch_size)
         self.num_tokens = 1
         self.num_register_tokens = self.n_storage_tokens = num_register_tokens
         self.interpolate_antialias, self.interpolate_offset = interpolate_antialias, interpolate_offset
@@ -225,6 +227,9 @@ def build(variant: str | None, **overrides: Any) -> DinoVisionTransformer:
 
 
 __getattr__ = variant_getattr(__name__, DINOV2_VIT, build)  # ``module.<variant>(**overrides)``
+
+#: overrides that make any variant tiny (contract tests over the registry): a 4x4 pre-training grid
+TINY_OVERRIDES: dict[str, Any] = {"img_size": 56, "embed_dim": 32, "depth": 2, "num_heads": 2}
 
 
 # --------------------------------------------------------------------------- checkpoint formats

@@ -16,12 +16,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dinobench.backbones.layers.block import drop_path
-from dinobench.backbones.family import build_variant, pack_layers, variant_getattr
+from dinobench.backbones.family import build_variant, level, pack_layers, variant_getattr
 from dinobench.backbones.variants import DINOV3_CONVNEXT, IMAGENET_MEAN, IMAGENET_STD
 
 HF_MODEL_TYPES = ("dinov3_convnext",)
 LAYER_NORM_EPS = 1e-6  # every LayerNorm of the official ConvNeXt
 TOTAL_STRIDE = 32  # stem 4, then three 2x downsamplings
+STAGE_STRIDES = (4, 8, 16, 32)  # input pixels per map cell after each stage
 
 
 class LayerNorm(nn.Module):
@@ -120,6 +121,9 @@ class ConvNeXt(nn.Module):
         self.n_storage_tokens = 0
         self.patch_size = TOTAL_STRIDE
         self.resize_patch_size = patch_size
+        #: one entry per stage get_intermediate_layers returns: its width at stride 4, 8, 16, 32
+        #: (all at ``patch_size`` when the official option resizes the maps to a ViT grid)
+        self.feature_info = [level(i, f"stages.{i}", dims[i], patch_size or STAGE_STRIDES[i]) for i in range(4)]
         self.image_mean, self.image_std = tuple(mean), tuple(std)
 
     def init_weights(self) -> None:
@@ -227,6 +231,9 @@ def build(variant: str | None, **overrides: Any) -> ConvNeXt:
 
 
 __getattr__ = variant_getattr(__name__, DINOV3_CONVNEXT, build)  # ``module.<variant>(**overrides)``
+
+#: overrides that make any variant tiny (contract tests over the registry); distinct stage widths
+TINY_OVERRIDES: dict[str, Any] = {"depths": [1, 1, 1, 1], "dims": [8, 16, 24, 32]}
 
 
 # ----------------------------------------------------------------------------- transformers interop

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from dinobench.backbones.layers import LayerScale, PatchEmbed, RopePositionEmbedding, SelfAttentionBlock
-from dinobench.backbones.family import build_variant, split_vit_layers, variant_getattr
+from dinobench.backbones.family import build_variant, split_vit_layers, variant_getattr, vit_feature_info
 from dinobench.backbones.variants import DINOV3_VIT, IMAGENET_MEAN, IMAGENET_STD
 
 logger = logging.getLogger("dinobench")
@@ -68,6 +68,8 @@ class DinoVisionTransformer(nn.Module):
         self.embed_dim = self.num_features = embed_dim
         self.patch_size = patch_size
         self.n_blocks = depth
+        #: one entry per level get_intermediate_layers returns (each block: embed_dim at patch stride)
+        self.feature_info = vit_feature_info(depth, embed_dim, patch_size)
         self.num_heads = num_heads
         self.n_storage_tokens = n_storage_tokens
         self.img_size = img_size
@@ -232,6 +234,9 @@ def build(variant: str | None, **overrides: Any) -> DinoVisionTransformer:
 
 
 __getattr__ = variant_getattr(__name__, DINOV3_VIT, build)  # ``module.<variant>(**overrides)``
+
+#: overrides that make any variant tiny (contract tests over the registry; RoPE needs dim % 4*heads == 0)
+TINY_OVERRIDES: dict[str, Any] = {"embed_dim": 32, "depth": 2, "num_heads": 2}
 
 
 # --------------------------------------------------------------------------- checkpoint formats

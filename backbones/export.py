@@ -10,10 +10,12 @@ import tempfile
 from pathlib import Path
 
 import torch
+from safetensors.torch import save_file
 from torch import nn
 
 from dinobench.backbones.variants import FAMILIES
 from dinobench.errors import DinobenchError
+from dinobench.utils.io import write_atomic
 
 
 def _family_module(model: nn.Module):
@@ -28,8 +30,6 @@ def export_hf(model: nn.Module, out_dir: str | Path) -> Path:
 
     The folder is assembled under a temporary name and renamed into place.
     """
-    from safetensors.torch import save_file
-
     config, state = _family_module(model).export_hf(model)
     config = {**config, "torch_dtype": str(next(model.parameters()).dtype).replace("torch.", "")}
     out_dir = Path(out_dir)
@@ -53,7 +53,5 @@ def export_hf(model: nn.Module, out_dir: str | Path) -> Path:
 def export_pth(model: nn.Module, path: str | Path, state: dict[str, torch.Tensor] | None = None) -> Path:
     """Write the official-format state dict (``torch.save``), atomically; ``state``: ``model``'s state
     dict when already gathered (e.g. from FSDP2 shards), else ``model.state_dict()``."""
-    from dinobench.utils.io import write_atomic
-
     state = model.state_dict() if state is None else state
     return write_atomic(Path(path), lambda fh: torch.save(state, fh))

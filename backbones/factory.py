@@ -1,34 +1,35 @@
-"""``create_backbone``: registry lookup, construction with official-name overrides, weight loading."""
+"""``create_backbone``: registry lookup, construction with official-name overrides, weight loading.
+
+Every failure a user or a plugin can cause ends in one line: a bad override is a
+:class:`ConfigError` naming ``backbone.<key>``; a plugin whose factory cannot be imported, raises,
+returns something other than an ``nn.Module`` or breaks the backbone contract is a
+:class:`PluginError` naming the backbone and its plugin.
+"""
 
 from __future__ import annotations
 
 import importlib
 import logging
+from contextlib import nullcontext
 from functools import partial
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
 
+from dinobench.backbones.contract import check_backbone
+from dinobench.backbones.loading import load_into, read_checkpoint
 from dinobench.backbones.variants import FAMILIES
-from dinobench.errors import ConfigError, DinobenchError, WeightsError
-from dinobench.registry import resolve_object
+from dinobench.errors import ConfigError, DinobenchError, PluginError, WeightsError
+from dinobench.plugin_manager import get_registries, plugin_rows
+from dinobench.registry import BackboneSpec, resolve_object
 
 logger = logging.getLogger("dinobench")
 
-CONTRACT_ATTRIBUTES = ("embed_dim", "patch_size", "n_storage_tokens", "forward_features", "get_intermediate_layers")
 #: pseudo-backbone whose architecture comes from a Hugging Face config.json
 AUTO_NAME = "hf"
-
-
-def check_contract(model: nn.Module, name: str) -> nn.Module:
-    """Raise if ``model`` lacks an attribute of the backbone contract (catches plugin bugs early)."""
-    missing = [a for a in CONTRACT_ATTRIBUTES if not hasattr(model, a)]
-    if missing:
-        raise TypeError(f"backbone {name!r} does not honour the backbone contract: missing {missing}")
-    return model
 
 
 def family_module(family: str) -> ModuleType | None:
@@ -53,14 +54,98 @@ def requires_weights(**_: Any) -> nn.Module:
                       "pass --weights DIR (config.json + model.safetensors) or an HF repo id")
 
 
-def _build(factory: Any, name: str, overrides: dict[str, Any], meta: bool) -> nn.Module:
+def tiny_overrides(name: str) -> dict[str, Any]:
+    """Overrides that build backbone ``name`` tiny (contract tests): its family module's
+    ``TINY_OVERRIDES`` (a third-party factory's module may define one too); ``{}`` if none."""
+    spec = get_registries().backbones.get(name)
+    module = family_module(spec.family)
+    if module is None and isinstance(spec.factory, str):
+        module = importlib.import_module(spec.factory.partition(":")[0])
+    return dict(getattr(module, "TINY_OVERRIDES", {}))
+
+
+def _first_party(spec: BackboneSpec) -> bool:
+    return spec.source.startswith("dinobench.") or not spec.source
+
+
+def _plugin_label(spec: BackboneSpec) -> str:
+    """``plugin 'x' (package y 1.0)`` for messages about a third-party backbone."""
+    if _first_party(spec):
+        return "first-party"
+    row = next((r for r in plugin_rows() if r["plugin"] == spec.source), None)
+    if row is None or not row["version"]:
+        return f"plugin {spec.source!r}"
+    return f"plugin {spec.source!r}, package {row['package']} {row['version']}"
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+
+
+def _factory(spec: BackboneSpec) -> Callable[..., Any]:
     try:
-        if meta:
-            with torch.device("meta"):
-                return factory(**overrides)
-        return factory(**overrides)
-    except TypeError as exc:
-        raise ConfigError(f"backbone {name!r}: invalid override: {exc}") from exc
+        factory = resolve_object(spec.factory)
+    except Exception as exc:  # ImportError, AttributeError, or the plugin module's own errors
+        if _first_party(spec):
+            raise
+        raise PluginError(f"backbone {spec.name!r} ({_plugin_label(spec)}): cannot import its factory "
+                          f"{spec.factory!r}: {_one_line(exc)}") from exc
+    if not callable(factory):
+        raise PluginError(f"backbone {spec.name!r} ({_plugin_label(spec)}): factory {spec.factory!r} is a "
+                          f"{type(factory).__name__}, not a callable")
+    return factory
+
+
+def _build(factory: Callable[..., Any], spec: BackboneSpec, overrides: dict[str, Any], meta: bool) -> nn.Module:
+    """``factory(**overrides)`` (on the meta device if ``meta``), failures as one-line errors."""
+    try:
+        with torch.device("meta") if meta else nullcontext():
+            model = factory(**overrides)
+    except DinobenchError:
+        raise
+    except (TypeError, ValueError) as exc:  # constructors reject bad sizes/names with these
+        if overrides:
+            raise ConfigError(f"backbone {spec.name!r}: invalid override ({_overrides_text(overrides)}): "
+                              f"{_one_line(exc)}") from exc
+        if _first_party(spec):
+            raise
+        raise PluginError(f"backbone {spec.name!r} ({_plugin_label(spec)}): its factory raised "
+                          f"{_one_line(exc)}") from exc
+    except Exception as exc:
+        if _first_party(spec):
+            raise
+        raise PluginError(f"backbone {spec.name!r} ({_plugin_label(spec)}): its factory raised "
+                          f"{_one_line(exc)}") from exc
+    if not isinstance(model, nn.Module):
+        raise PluginError(f"backbone {spec.name!r} ({_plugin_label(spec)}): its factory returned a "
+                          f"{type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+def _overrides_text(overrides: dict[str, Any]) -> str:
+    return ", ".join(f"backbone.{k}={v!r}" for k, v in overrides.items())
+
+
+def _checked(model: nn.Module, spec: BackboneSpec, overrides: dict[str, Any]) -> nn.Module:
+    """``model`` if it honours the contract; a first-party model that does not was built from bad overrides."""
+    try:
+        check_backbone(model, spec.name)
+    except PluginError as exc:
+        if not _first_party(spec):
+            raise PluginError(f"{exc} ({_plugin_label(spec)})") from None
+        if overrides:
+            raise ConfigError(f"{exc}: invalid override ({_overrides_text(overrides)})") from None
+        raise
+    return model
+
+
+def _hf_kwargs(module: ModuleType, config: dict[str, Any], path: Any) -> dict[str, Any]:
+    try:
+        return module.kwargs_from_hf_config(config)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise WeightsError(f"{path}: config.json does not describe a supported {module.__name__.rsplit('.', 1)[-1]} "
+                           f"model: {_one_line(exc)}") from exc
 
 
 def create_backbone(name: str, weights: str | Path | None = None, strict: bool = True,
@@ -72,28 +157,30 @@ def create_backbone(name: str, weights: str | Path | None = None, strict: bool =
     model is built on the meta device and the tensors are assigned, so memory holds one copy.
     ``name="hf"`` builds the architecture from the directory's ``config.json``.
     """
-    from dinobench.plugin_manager import get_registries
-
     spec = get_registries().backbones.get(name)
     if weights is None:
-        model = _build(resolve_object(spec.factory), name, overrides, meta=False)
+        model = _build(_factory(spec), spec, overrides, meta=False)
         model.weights_path = None
     else:
-        from dinobench.backbones.loading import load_into, read_checkpoint
-
         checkpoint = read_checkpoint(weights)  # fails fast (missing/corrupt file) before building
         if name == AUTO_NAME:
             if checkpoint.hf_config is None:
                 raise WeightsError(f"{checkpoint.path}: backbone 'hf' needs a Hugging Face directory with "
                                    "config.json; for other checkpoints name the architecture (--backbone)")
             module = family_for_hf_config(checkpoint.hf_config, checkpoint.path)
-            kwargs = {**module.kwargs_from_hf_config(checkpoint.hf_config), **overrides}
-            model = _build(partial(module.build, None), name, kwargs, meta=strict)
+            kwargs = {**_hf_kwargs(module, checkpoint.hf_config, checkpoint.path), **overrides}
+            try:
+                model = _build(partial(module.build, None), spec, kwargs, meta=strict)
+            except ConfigError as exc:
+                if overrides:
+                    raise
+                raise WeightsError(f"{checkpoint.path}: config.json describes a model that cannot be built: "
+                                   f"{exc}") from exc
         else:
             module = family_module(spec.family)
             # strict: build on the meta device (one copy in memory); non-strict: random init first
             # so that tensors missing from the checkpoint keep their initial values
-            model = _build(resolve_object(spec.factory), name, overrides, meta=strict)
+            model = _build(_factory(spec), spec, overrides, meta=strict)
         state = checkpoint.state
         if module is not None:
             fmt = module.detect_format(state)
@@ -102,11 +189,15 @@ def create_backbone(name: str, weights: str | Path | None = None, strict: bool =
                                    f"format (first keys: {', '.join(list(state)[:4])})")
             logger.debug("reading %s-format checkpoint %s", fmt, checkpoint.path)
             # "official" passes through (some families normalise e.g. chunked-block training keys)
-            state = module.convert_state_dict(state, fmt, getattr(model, "variant_config", {}))
+            try:
+                state = module.convert_state_dict(state, fmt, getattr(model, "variant_config", {}))
+            except (KeyError, ValueError) as exc:  # e.g. an unexpected or missing key
+                raise WeightsError(f"{checkpoint.path}: cannot read this {fmt}-format {spec.family} checkpoint: "
+                                   f"{_one_line(exc)}") from exc
         model = load_into(model, state, path=checkpoint.path, strict=strict)
         model.weights_path = str(checkpoint.path)
     model.backbone_name = name
-    return check_contract(model.eval(), name)
+    return _checked(model.eval(), spec, overrides)
 
 
 def from_pretrained(hf_dir: str | Path, **overrides: Any) -> nn.Module:
@@ -116,12 +207,9 @@ def from_pretrained(hf_dir: str | Path, **overrides: Any) -> nn.Module:
 
 def count_parameters(name: str) -> int | None:
     """Parameter count of backbone ``name`` on the meta device (None if it needs weights to know)."""
-    from dinobench.plugin_manager import get_registries
-
-    factory = resolve_object(get_registries().backbones.get(name).factory)
+    spec = get_registries().backbones.get(name)
     try:
-        with torch.device("meta"):
-            model = factory()
+        model = _build(_factory(spec), spec, {}, meta=True)
     except DinobenchError:
         return None
     return sum(p.numel() for p in model.parameters())

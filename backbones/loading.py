@@ -19,8 +19,12 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
+from urllib.parse import urlparse
 
 import torch
+import torch.hub
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from dinobench.errors import WeightsError
@@ -81,10 +85,6 @@ def resolve_source(weights: str | Path) -> Path:
 
 
 def _download_url(url: str) -> Path:
-    from urllib.parse import urlparse
-
-    import torch.hub
-
     target = Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(url).path).name
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -97,6 +97,7 @@ def _download_url(url: str) -> Path:
 
 
 def _download_hf_repo(repo_id: str) -> Path:
+    # huggingface_hub (a dependency of timm) is imported only when a repo id is actually fetched
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
 
@@ -134,9 +135,6 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
     if path.is_dir():
         raise WeightsError(f"{path}: is a directory; pass the checkpoint file (.pth or .safetensors)")
     if path.suffix == ".safetensors":
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
         try:
             return unwrap_state_dict(dict(load_file(str(path), device="cpu")), path)
         except (SafetensorError, OSError) as exc:

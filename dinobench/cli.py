@@ -16,6 +16,7 @@ from typing import Any, Sequence
 
 import dinobench
 from dinobench.errors import DinobenchError
+from dinobench.listing import LIST_SECTIONS, list_rows, text_table
 
 logger = logging.getLogger("dinobench")
 
@@ -64,17 +65,18 @@ class _OneLineParser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of every subcommand."""
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The argument parser of every subcommand; plugin commands are listed, and the one named in ``argv``
+    (if any) gets its arguments from its plugin."""
     parser = _OneLineParser(prog="dinobench", description="Benchmark DINOv3-style vision backbones.",
                             epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"dinobench {dinobench.__version__}")
     parser.add_argument("--debug", action="store_true", help="debug logging and full tracebacks")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_OneLineParser)
 
-    p_list = sub.add_parser("list", help="list backbones, tasks, datasets, protocols or plugins")
+    p_list = sub.add_parser("list", help="list backbones, tasks, datasets, protocols, feature kinds, commands or plugins")
     p_list.add_argument("what", nargs="?", default="all",
-                        choices=["all", "backbones", "tasks", "datasets", "protocols", "plugins"])
+                        choices=["all", *LIST_SECTIONS])
     p_list.add_argument("--json", action="store_true", help="machine-readable output")
 
     p_run = sub.add_parser("run", help="evaluate a backbone on a task and write result.json",
@@ -153,59 +155,42 @@ def build_parser() -> argparse.ArgumentParser:
     p_demo.add_argument("--no-dense", action="store_true", help="skip the synthetic ADE20K segmentation task")
     p_demo.add_argument("pretrain_overrides", nargs="*", metavar="KEY=VALUE",
                         help="overrides of the pretraining config, e.g. optim.epochs=2")
+    _add_plugin_commands(sub, argv)
     return parser
 
 
-def _table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
-    widths = {c: max([len(c)] + [len(str(r.get(c, ""))) for r in rows]) for c in columns}
-    lines = ["  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip()]
-    lines += ["  ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns).rstrip() for r in rows]
-    return "\n".join(lines)
+def _add_plugin_commands(sub: Any, argv: Sequence[str] | None) -> None:
+    """A subparser per plugin command (hook ``dinobench_register_commands``); only the chosen one is configured."""
+    from dinobench.plugin_manager import get_registries
+    from dinobench.registry import resolve_object
 
-
-def _list_rows(what: str) -> tuple[list[dict[str, Any]], list[str]]:
-    from dinobench.plugin_manager import get_registries, plugin_rows
-
-    reg = get_registries()
-    if what == "backbones":
-        from dinobench.backbones.factory import count_parameters
-        from dinobench.report import format_params
-
-        rows = [{"name": s.name, "family": s.family, "params": format_params(count_parameters(s.name), "-"),
-                 "patch": s.patch_size or "-", "dim": s.embed_dim or "-", "source": s.source,
-                 "description": s.description}
-                for s in reg.backbones]
-        return rows, ["name", "family", "params", "patch", "dim", "source", "description"]
-    if what == "tasks":
-        from dinobench.config import load_config
-
-        rows = []
-        for s in reg.tasks:
-            cfg = load_config(s.config)
-            rows.append({"name": s.name, "protocol": cfg.get("protocol", {}).get("type", "?"),
-                         "dataset": cfg.get("dataset", {}).get("type", "?"), "source": s.source,
-                         "description": s.description or cfg.get("task", {}).get("description", "")})
-        return rows, ["name", "protocol", "dataset", "source", "description"]
-    if what == "datasets":
-        return [{"name": s.name, "source": s.source, "description": s.description} for s in reg.datasets], \
-            ["name", "source", "description"]
-    if what == "protocols":
-        return [{"name": s.name, "version": s.version, "source": s.source, "description": s.description}
-                for s in reg.protocols], ["name", "version", "source", "description"]
-    return plugin_rows(), ["plugin", "package", "version"]
+    chosen = next((a for a in (argv if argv is not None else sys.argv[1:]) if not a.startswith("-")), None)
+    for spec in get_registries().commands:
+        if spec.name in COMMANDS:
+            logging.getLogger("dinobench").warning(
+                "dinobench: warning: plugin %s registers command %r, which is built in; ignored", spec.source, spec.name)
+            continue
+        p_cmd = sub.add_parser(spec.name, help=f"{spec.help} [plugin {spec.source}]")
+        p_cmd.set_defaults(_plugin_run=spec.run)
+        if spec.name == chosen:
+            try:
+                resolve_object(spec.configure)(p_cmd)
+            except Exception as exc:  # a broken plugin command must not take the other commands down
+                raise DinobenchError(f"plugin command {spec.name!r} ({spec.source}) failed to set up its arguments: "
+                                     f"{type(exc).__name__}: {exc}") from exc
 
 
 def cmd_list(args: argparse.Namespace) -> int:
     """Print registered entries as tables (or JSON)."""
-    sections = ["backbones", "tasks", "datasets", "protocols", "plugins"] if args.what == "all" else [args.what]
+    sections = LIST_SECTIONS if args.what == "all" else [args.what]
     payload = {}
     for section in sections:
-        rows, columns = _list_rows(section)
+        rows, columns = list_rows(section)
         payload[section] = rows
         if not args.json:
             if len(sections) > 1:
                 print(f"\n{section}:")
-            print(_table(rows, columns))
+            print(text_table(rows, columns))
     if args.json:
         print(json.dumps(payload if len(sections) > 1 else payload[sections[0]], indent=2))
     return 0
@@ -238,18 +223,22 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    """Run (or submit) SSL training from a config file plus key=value overrides."""
+    """Run (or submit) SSL training from a config file plus key=value overrides.
+
+    SIGTERM stops with a checkpoint: :class:`~dinobench.training.TrainingInterrupted`, exit 143 (resumable).
+    """
     from pathlib import Path
 
-    from dinobench.ssl.launch import launch, resolve_train_config
+    from dinobench.training.launch import launch, resolve_train_config
+    from dinobench.utils.paths import output_root
 
     cfg = resolve_train_config(args.config, args.overrides, data_root=args.data_root)
-    output = Path(args.output or Path(os.environ.get("DINOBENCH_OUTPUT", "outputs")) / "train" / Path(args.config).stem)
+    output = Path(args.output) if args.output else output_root() / "train" / Path(args.config).stem
     summary = launch(cfg, output, slurm=args.slurm, nodes=args.nodes, gpus_per_node=args.gpus_per_node,
                      partition=args.partition, timeout_min=args.timeout_min)
     for key, value in summary.items():
         print(f"{key}: {value}")
-    return 143 if "interrupted_at" in summary else 0  # 128 + SIGTERM: stopped, resumable
+    return 0
 
 
 def _default_results() -> list[str]:
@@ -326,7 +315,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     results = scan(args.results or _default_results())
     rows = check(baseline, results, tolerances, match_weights_by_name=args.ignore_weights_hash)
     header, body = check_rows(rows)
-    print(_table([dict(zip(header, line)) for line in body], header))
+    print(text_table([dict(zip(header, line)) for line in body], header))
     counts = Counter(r.status for r in rows)
     failed = any(counts[s] for s in (FAILING_STRICT if args.strict else FAILING))
     verdict = ("FAIL" if failed else "PASS") + " (" + ", ".join(f"{counts[s]} {s}" for s in STATUSES) + ")"
@@ -355,7 +344,11 @@ COMMANDS = {"list": cmd_list, "run": cmd_run, "export": cmd_export, "train": cmd
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``dinobench`` console script."""
-    parser = build_parser()
+    try:
+        parser = build_parser(argv)
+    except DinobenchError as exc:
+        sys.stderr.write(f"dinobench: error: {exc}\n")
+        return exc.exit_code
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO, format="%(message)s",
                         stream=sys.stderr)
@@ -365,7 +358,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return COMMANDS[args.command](args)
+        if args.command in COMMANDS:
+            return COMMANDS[args.command](args)
+        from dinobench.registry import resolve_object
+
+        return int(resolve_object(args._plugin_run)(args) or 0)
     except DinobenchError as exc:
         if args.debug:
             traceback.print_exc()

@@ -7,23 +7,19 @@
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
+import difflib
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from dinobench.errors import ConfigError
+from dinobench.utils.hashing import payload_sha256
 
-#: keys whose values cannot change a result; left out of the protocol hash
-RUNTIME_KEYS = (
-    "features.batch_size", "features.num_workers", "features.cache", "features.cache_dir", "features.chunk_size",
-    "protocol.chunk_size", "protocol.n_jobs", "protocol.num_visualizations", "task.description",
-    "train.num_workers", "train.eval_every", "train.checkpoint_every", "train.max_to_keep", "train.log_every",
-    "train.work_dir", "train.resume",
-    # the backbone's constructor overrides identify the model (a leaderboard row), not the protocol ...
-    "backbone",
-)
-#: ... except these, which change how the protocol trains it (frozen vs fine-tuned)
+#: task-level keys that never change a result: the description, and the backbone's constructor overrides
+#: (they identify the model, a leaderboard row, not the protocol). Sections add their own runtime keys:
+#: features (:data:`dinobench.context.FEATURES_RUNTIME_KEYS`), train (``dinobench.training.RUNTIME_TRAIN_KEYS``)
+#: and each protocol (``Protocol.runtime_keys``); the runner passes the union to :func:`protocol_hash`.
+GLOBAL_RUNTIME_KEYS = ("task.description", "backbone")
+#: ... except these backbone keys, which change how the protocol trains it (frozen vs fine-tuned)
 BACKBONE_PROTOCOL_KEYS = ("finetune", "layer_decay")
 #: sections that accept new keys from --cfg-options (backbone constructor overrides)
 OPEN_SECTIONS = ("backbone",)
@@ -87,8 +83,10 @@ def apply_options(cfg: dict[str, Any], options: Mapping[str, Any], where: str = 
             if not isinstance(node, dict):
                 raise ConfigError(f"{where}: cannot set {dotted!r}: {'.'.join(parts[:depth])!r} is not a section")
             if part not in node and not open_section:
-                close = [k for k in node if k.lower().startswith(part[:3].lower())] or sorted(node)
-                raise ConfigError(f"{where}: unknown key {dotted!r} (known at this level: {', '.join(close[:6])})")
+                close = difflib.get_close_matches(part, list(node), n=1, cutoff=0.5)
+                prefix = ".".join(parts[:depth] + close[:1])
+                hint = f"did you mean {prefix}?" if close else f"known at this level: {', '.join(sorted(node)[:8])}"
+                raise ConfigError(f"{where}: unknown key {dotted!r} ({hint})")
             if last:
                 node[part] = value
             else:
@@ -108,12 +106,12 @@ def _without(cfg: Mapping[str, Any], dotted_keys: tuple[str, ...]) -> dict[str, 
     return cfg
 
 
-def protocol_hash(cfg: Mapping[str, Any], dataset_fingerprint: str) -> str:
-    """sha256 of the resolved task config (runtime-only keys removed) and the dataset content."""
-    payload = {"config": _without(cfg, RUNTIME_KEYS), "dataset": dataset_fingerprint}
+def protocol_hash(cfg: Mapping[str, Any], dataset_fingerprint: str, runtime_keys: Sequence[str] = ()) -> str:
+    """sha256 of the resolved task config without :data:`GLOBAL_RUNTIME_KEYS` and ``runtime_keys`` (dotted),
+    and of the dataset content."""
+    payload = {"config": _without(cfg, (*GLOBAL_RUNTIME_KEYS, *runtime_keys)), "dataset": dataset_fingerprint}
     backbone = cfg.get("backbone") or {}
     training = {k: backbone[k] for k in BACKBONE_PROTOCOL_KEYS if k in backbone}
     if training:  # only when set, so that hashes of frozen-backbone results stay as they were
         payload["backbone_training"] = training
-    blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
+    return payload_sha256(payload, 16)

@@ -59,7 +59,7 @@ def pretrain(output: Path, config: str, overrides: Sequence[str] = ()) -> Path:
     """SSL-pretrain the toy backbone with ``configs/train/<config>`` (resumes a partial run);
     return its exported teacher checkpoint."""
     from dinobench.utils.paths import configs_dir
-    from dinobench.ssl.launch import launch, resolve_train_config
+    from dinobench.training.launch import launch, resolve_train_config
 
     cfg = resolve_train_config(configs_dir() / "train" / config, list(overrides))
     checkpoint = output / "teacher_checkpoint.pth"  # exported (atomically) only when training finished

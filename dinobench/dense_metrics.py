@@ -10,16 +10,23 @@ as the official DINOv3 / BTS evaluation computes it.
   with the prediction bilinearly resized to the ground truth's size and clamped to
   ``[min_depth, max_depth]``, then averages each metric over images (NaN-aware), like DINOv3's
   ``evaluate_depther_with_dataloader``. a1..a3 are fractions in [0, 1]; silog is x100.
+
+Both are mergeable (``state()`` / ``merge(states)``), so that
+:func:`dinobench.training.evaluate_sharded` gives on N ranks exactly the single-process numbers:
+segmentation areas are summed as exact integers, depth means are exactly rounded sums (``math.fsum``),
+which do not depend on the order of the images.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
+from mmengine.logging import MMLogger
+from mmseg.evaluation import IoUMetric
 
 #: NYU-Depth v2 Eigen evaluation crop on the 480x640 frame: rows 45:471, cols 41:601
 EIGEN_CROP_480x640 = (45, 471, 41, 601)
@@ -50,8 +57,6 @@ class SegmentationMetric:
     """Accumulates per-image intersections/unions with mmseg ``IoUMetric``; ``compute`` -> mIoU, aAcc, mAcc (%)."""
 
     def __init__(self, num_classes: int, ignore_index: int = 255, class_names: Sequence[str] | None = None) -> None:
-        from mmseg.evaluation import IoUMetric
-
         if class_names is not None and len(class_names) != num_classes:
             raise ValueError(f"class_names has {len(class_names)} names for num_classes={num_classes}")
         self.num_classes = int(num_classes)
@@ -59,49 +64,51 @@ class SegmentationMetric:
         self.class_names = list(class_names) if class_names is not None else [str(i) for i in range(num_classes)]
         self._metric = IoUMetric(ignore_index=self.ignore_index, iou_metrics=["mIoU"], prefix="seg")
         self._metric.dataset_meta = {"classes": self.class_names}
-        self.num_images = 0
+        self.reset()
 
     def reset(self) -> None:
         """Forget everything accumulated so far."""
-        self._metric.results.clear()
+        #: summed (intersection, union, predicted, label) pixel counts per class, exact integers
+        self._areas = torch.zeros(4, self.num_classes, dtype=torch.int64)
         self.num_images = 0
 
     def update(self, pred: torch.Tensor, label: torch.Tensor) -> None:
         """Add one image: ``pred`` and ``label`` are integer class maps [H, W] (label may hold ``ignore_index``)."""
         if pred.shape != label.shape or pred.dim() != 2:
             raise ValueError(f"pred {tuple(pred.shape)} and label {tuple(label.shape)} must both be [H, W]")
-        sample = {"pred_sem_seg": {"data": pred.detach().long().cpu()[None]},
-                  "gt_sem_seg": {"data": label.detach().long().cpu()[None]}}
-        self._metric.process({}, [sample])
-        results = self._metric.results
-        if len(results) > 1:  # keep one running sum (IoUMetric sums the per-image areas anyway)
-            results[:] = [tuple(a + b for a, b in zip(results[0], results[1]))]
+        areas = self._metric.intersect_and_union(pred.detach().long().cpu(), label.detach().long().cpu(),
+                                                 self.num_classes, self.ignore_index)
+        self._areas += torch.stack(areas).round().long()  # per-image counts are exact in float32 (< 2**24)
         self.num_images += 1
 
+    def state(self) -> dict[str, Any]:
+        """The accumulated areas and image count (for :meth:`merge` across ranks)."""
+        return {"areas": self._areas.clone(), "num_images": self.num_images}
+
+    def merge(self, states: Sequence[dict[str, Any]]) -> None:
+        """Replace the state by the sum of ``states`` (e.g. every rank's :meth:`state`)."""
+        self._areas = sum((s["areas"].long() for s in states), torch.zeros_like(self._areas))
+        self.num_images = sum(int(s["num_images"]) for s in states)
+
     def areas(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Summed (intersection, union, predicted, label) pixel areas per class."""
-        if not self._metric.results:
-            zeros = torch.zeros(self.num_classes)
-            return zeros, zeros, zeros, zeros
-        return tuple(self._metric.results[0])  # type: ignore[return-value]
+        """Summed (intersection, union, predicted, label) pixel areas per class (float32, as mmseg's)."""
+        return tuple(self._areas.float())  # type: ignore[return-value]
 
     def per_class_iou(self) -> dict[str, float]:
         """IoU (percent) of every class; NaN for a class absent from both predictions and labels."""
-        inter, union, _, _ = self.areas()
-        iou = (inter.double() / union.double() * 100).tolist()
+        inter, union, _, _ = self._areas.double()
+        iou = (inter / union * 100).tolist()
         return dict(zip(self.class_names, iou))
 
     def compute(self) -> dict[str, float]:
         """``{"mIoU", "aAcc", "mAcc"}`` in percent, from ``IoUMetric.compute_metrics``."""
-        if not self._metric.results:
+        if not self.num_images:
             raise ValueError("SegmentationMetric.compute() called before any update()")
-        from mmengine.logging import MMLogger
-
         logger = MMLogger.get_current_instance()
         level = logger.level
         logger.setLevel(logging.WARNING)  # IoUMetric prints a 150-row per-class table at INFO
         try:
-            metrics = self._metric.compute_metrics(list(self._metric.results))
+            metrics = self._metric.compute_metrics([self.areas()])
         finally:
             logger.setLevel(level)
         return {key: round(float(metrics[key]), 2) for key in ("mIoU", "aAcc", "mAcc")}
@@ -170,9 +177,34 @@ class DepthMetric:
             self.per_image.append(values)
         return values
 
+    def state(self) -> dict[str, Any]:
+        """The per-image rows ``[N, 10]`` (float64) and the skipped count (for :meth:`merge` across ranks)."""
+        rows = [[row[name] for name in DEPTH_METRIC_NAMES] for row in self.per_image]
+        return {"rows": torch.tensor(rows, dtype=torch.float64).reshape(-1, len(DEPTH_METRIC_NAMES)),
+                "skipped": self.skipped}
+
+    def merge(self, states: Sequence[dict[str, Any]]) -> None:
+        """Replace the state by the images of all ``states`` (e.g. every rank's :meth:`state`)."""
+        self.per_image = [dict(zip(DEPTH_METRIC_NAMES, row)) for s in states for row in s["rows"].tolist()]
+        self.skipped = sum(int(s["skipped"]) for s in states)
+
     def compute(self) -> dict[str, float]:
-        """Mean over images of each metric (NaN-aware), in :data:`DEPTH_METRIC_NAMES` order."""
+        """Mean over images of each metric (NaN-aware), in :data:`DEPTH_METRIC_NAMES` order.
+
+        Each mean is an exactly rounded sum (``math.fsum``) over the count: the same whatever the order
+        of the images (so N ranks give the single-process value bit for bit).
+        """
         if not self.per_image:
             raise ValueError("DepthMetric.compute(): no image with valid ground truth was added")
         table = np.array([[row[name] for name in DEPTH_METRIC_NAMES] for row in self.per_image], dtype=np.float64)
-        return dict(zip(DEPTH_METRIC_NAMES, np.nanmean(table, axis=0).tolist()))
+        return {name: _exact_nanmean(table[:, j]) for j, name in enumerate(DEPTH_METRIC_NAMES)}
+
+
+def _exact_nanmean(values: np.ndarray) -> float:
+    """Mean of the non-NaN ``values`` from their exactly rounded sum (NaN when there are none)."""
+    kept = values[~np.isnan(values)]
+    if kept.size == 0:
+        return math.nan
+    if not np.isfinite(kept).all():  # fsum refuses inf - inf; the plain sum says inf or nan
+        return float(np.sum(kept) / kept.size)
+    return math.fsum(kept.tolist()) / kept.size

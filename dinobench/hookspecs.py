@@ -8,7 +8,9 @@ these hooks; third-party packages add theirs with an entry point in group ``"din
     [project.entry-points.dinobench]
     myplugin = "my_package.dinobench_plugin"
 
-Hooks are called with keyword arguments; implementations may accept any subset of them.
+Hooks are called with keyword arguments; implementations may accept any subset of them. The types a
+plugin implements against are importable from here too: :class:`Protocol` and :class:`ProtocolResult`
+(evaluation protocols), :class:`DatasetLike` (what a dataset reader returns).
 """
 
 from __future__ import annotations
@@ -18,8 +20,13 @@ from typing import TYPE_CHECKING
 
 import pluggy
 
+from dinobench.protocol import DatasetLike, Protocol, ProtocolResult
+
+__all__ = ["DatasetLike", "PROJECT_NAME", "Protocol", "ProtocolResult", "hookimpl", "hookspec"]
+
 if TYPE_CHECKING:
-    from dinobench.registry import BackboneRegistry, DatasetRegistry, ProtocolRegistry, TaskRegistry
+    from dinobench.registry import (BackboneRegistry, CommandRegistry, DatasetRegistry, FeatureKindRegistry,
+                                    ProtocolRegistry, TaskRegistry)
     from dinobench.results import Result
 
 PROJECT_NAME = "dinobench"
@@ -33,27 +40,37 @@ def dinobench_register_backbones(registry: "BackboneRegistry") -> None:
     """Add backbones: ``registry.add(name, factory, family=..., patch_size=..., embed_dim=...)``.
 
     ``factory(**overrides)`` returns an ``nn.Module`` honouring the backbone contract
-    (``embed_dim``, ``patch_size``, ``n_storage_tokens``, ``forward_features``,
-    ``get_intermediate_layers``). Pass it as ``"module:attr"`` to keep listing cheap.
+    (:mod:`dinobench.backbones.contract`: ``embed_dim``, ``patch_size``, ``n_storage_tokens``,
+    ``forward_features``, ``get_intermediate_layers``; optionally ``n_blocks`` and ``feature_info``, one
+    ``{"index", "module", "num_chs", "reduction"}`` dict per level, which necks read for channels and
+    strides). ``check_backbone(model, name, images)`` checks a model against it. Pass the factory as
+    ``"module:attr"`` to keep listing cheap; a ``TINY_OVERRIDES`` dict in the factory's module lets the
+    registry-wide tests build it small.
     """
 
 
 @hookspec
 def dinobench_register_datasets(registry: "DatasetRegistry") -> None:
-    """Add dataset readers: ``registry.add(name, builder)``.
+    """Add dataset readers: ``registry.add(name, "module:builder", description=...)``.
 
-    ``builder(cfg: dict, data_root: str | None) -> dict[str, Dataset]`` validates the on-disk
-    layout before returning (raise :class:`dinobench.errors.DataError` with one clear line).
+    ``builder(cfg: dict, data_root: str | None) -> dict[split, dataset]`` validates the on-disk layout
+    before returning (raise :class:`dinobench.errors.DataError` with one clear line). Every dataset
+    honours :class:`dinobench.protocol.DatasetLike` (``fingerprint``, ``describe()``, ``__len__``,
+    ``__getitem__``). A task names them with ``dataset=dict(type=...)`` (its splits become the names) or
+    ``datasets=dict(<name>=dict(type=..., split=...), ...)`` (any number of named datasets).
     """
 
 
 @hookspec
 def dinobench_register_protocols(registry: "ProtocolRegistry") -> None:
-    """Add evaluation protocols: ``registry.add(name, cls, version=...)``.
+    """Add evaluation protocols: ``registry.add(name, "module:ProtocolClass", description=...)``.
 
-    ``cls(cfg: dict)`` has ``run(ctx: dinobench.runner.RunContext) -> dict`` returning
-    ``{"metrics": {...}, "main_metric": name, "higher_is_better": bool}``. Bump ``version``
-    whenever a change could move the numbers: results of different versions are never compared.
+    The class subclasses :class:`dinobench.protocol.Protocol`: a ``Config`` dataclass (the protocol's
+    defaults, the one place they live), ``version`` (bump it whenever a change could move the numbers:
+    results of different versions are never compared), ``runtime_keys``/``eval_keys`` (keys that do not
+    change a result / only change evaluation), ``datasets`` (the named datasets it needs) and
+    ``run(ctx: dinobench.context.RunContext) -> dinobench.protocol.ProtocolResult``. The registry checks
+    this contract when the entry is first resolved.
     """
 
 
@@ -61,8 +78,31 @@ def dinobench_register_protocols(registry: "ProtocolRegistry") -> None:
 def dinobench_register_tasks(registry: "TaskRegistry") -> None:
     """Add tasks: ``registry.add(name, config_path_or_dict)`` or ``registry.add_config_dir(dir)``.
 
-    A task config (mmengine format, ``_base_`` allowed) has ``protocol=dict(type=...)`` and
-    ``dataset=dict(type=...)`` naming registered entries.
+    A task config (mmengine format, ``_base_`` allowed) has ``protocol=dict(type=...)`` stating only the
+    keys that differ from the protocol's defaults, and either ``dataset=dict(type=...)`` or
+    ``datasets=dict(<name>=dict(type=..., split=...), ...)`` naming registered readers.
+    """
+
+
+@hookspec
+def dinobench_register_feature_kinds(registry: "FeatureKindRegistry") -> None:
+    """Add feature kinds: ``registry.add(name, compute, cut_from={source_kind: plan}, description=...)``.
+
+    ``compute(model, images) -> Tensor [B, *shape]`` (one fixed per-sample shape of any rank, e.g.
+    ``[D]`` or ``[h, w, D]``) runs under ``torch.inference_mode`` on the backbone's device; the cache
+    stores ``[N, *shape]`` under the kind's name. ``cut_from`` (optional) names cached kinds this one
+    can be made from without a forward: ``plan(model, source_shape) -> dinobench.features.kinds.FeatureCut``.
+    Pass both as ``"module:attr"`` to keep listing cheap; a name must be new.
+    """
+
+
+@hookspec
+def dinobench_register_commands(registry: "CommandRegistry") -> None:
+    """Add CLI subcommands: ``registry.add(name, configure="module:attr", run="module:attr", help=...)``.
+
+    ``configure(parser: argparse.ArgumentParser) -> None`` adds the command's arguments (imported only when
+    the command is used, so ``dinobench list`` stays fast); ``run(args: argparse.Namespace) -> int`` is the
+    exit code. A :class:`dinobench.errors.DinobenchError` it raises is printed as one line (exit 2).
     """
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
@@ -106,13 +106,16 @@ def _flatten(cfg: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def config_diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
-    """``(key, a value, b value)`` of the hashed config keys that differ (runtime-only keys ignored)."""
-    from dinobench.config import RUNTIME_KEYS
+def config_diff(a: Mapping[str, Any], b: Mapping[str, Any],
+                runtime_keys: Sequence[str] = ()) -> list[tuple[str, Any, Any]]:
+    """``(key, a value, b value)`` of the hashed config keys that differ (``runtime_keys``, as the records
+    name them, and the global runtime keys ignored)."""
+    from dinobench.config import GLOBAL_RUNTIME_KEYS
 
+    ignored = (*GLOBAL_RUNTIME_KEYS, *runtime_keys)
     fa, fb = _flatten(a or {}), _flatten(b or {})
     keys = sorted(k for k in set(fa) | set(fb)
-                  if not any(k == rk or k.startswith(f"{rk}.") for rk in RUNTIME_KEYS))
+                  if not any(k == rk or k.startswith(f"{rk}.") for rk in ignored))
     return [(k, fa.get(k, "<unset>"), fb.get(k, "<unset>")) for k in keys if fa.get(k, "<unset>") != fb.get(k, "<unset>")]
 
 
@@ -120,7 +123,7 @@ def difference(ref: Result, other: Result, ref_name: str) -> str:
     """Why ``other`` is not comparable with ``ref`` (named ``ref_name``), in one phrase."""
     if str(ref.protocol_version) != str(other.protocol_version):
         return f"protocol version {other.protocol_version} ({ref_name}: {ref.protocol_version})"
-    diffs = config_diff(ref.config, other.config)
+    diffs = config_diff(ref.config, other.config, [*(ref.runtime_keys or ()), *(other.runtime_keys or ())])
     if diffs:
         shown = "; ".join(f"{k}={vb} ({ref_name}: {va})" for k, va, vb in diffs[:3])
         return "config differs: " + shown + (f"; +{len(diffs) - 3} more" if len(diffs) > 3 else "")

@@ -32,6 +32,7 @@ BUILTIN_PLUGINS = (
     "dinobench.plugins.logreg",
     "dinobench.plugins.linear",
     "dinobench.plugins.tasks",
+    "dinobench.plugins.feature_kinds",
 )
 
 REGISTER_HOOKS = {
@@ -39,6 +40,8 @@ REGISTER_HOOKS = {
     "dinobench_register_datasets": "datasets",
     "dinobench_register_protocols": "protocols",
     "dinobench_register_tasks": "tasks",
+    "dinobench_register_feature_kinds": "feature_kinds",
+    "dinobench_register_commands": "commands",
 }
 
 
@@ -101,7 +104,7 @@ def get_plugin_manager() -> pluggy.PluginManager:
 
 
 def _unregister_source(registries: Registries, source: str) -> None:
-    for reg in (registries.backbones, registries.datasets, registries.protocols, registries.tasks):
+    for reg in registries.all():
         for name in [n for n, s in reg._entries.items() if getattr(s, "source", "") == source]:
             del reg._entries[name]
 

@@ -1,4 +1,4 @@
-"""Small typed registries (backbones, datasets, protocols, tasks) with "did you mean" lookups.
+"""Small typed registries (backbones, datasets, protocols, tasks, feature kinds) with "did you mean" lookups.
 
 Plugins fill them through the hooks in :mod:`dinobench.hookspecs`; the core only reads them.
 Entries name their implementation lazily (``"package.module:attr"``) so that listing stays fast
@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Generic, Iterator, TypeVar
 
 from dinobench.errors import PluginError, UnknownNameError
+from dinobench.protocol import check_protocol_class
 
 T = TypeVar("T")
 
@@ -55,11 +56,30 @@ class DatasetSpec:
 
 @dataclass(frozen=True)
 class ProtocolSpec:
-    """An evaluation protocol (kNN, logreg, linear seg, ...): ``cls(cfg).run(context)``."""
+    """An evaluation protocol (kNN, logreg, linear seg, ...): a :class:`dinobench.protocol.Protocol` subclass.
+
+    ``version`` (optional) repeats the class's ``version`` for listings; resolving checks they agree.
+    """
 
     name: str
     cls: str | Callable[..., Any]
-    version: str = "1"
+    version: str | None = None
+    description: str = ""
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class FeatureKindSpec:
+    """A feature kind the cache can hold: ``compute(model, images) -> Tensor [B, *shape]``.
+
+    ``cut_from`` maps a source kind to ``plan(model, source_shape) -> FeatureCut`` (see
+    :mod:`dinobench.features.kinds`): how to make this kind from a cached entry of the source kind
+    without a forward (raise ``ValueError`` when that entry cannot hold it).
+    """
+
+    name: str
+    compute: str | Callable[..., Any]
+    cut_from: dict[str, str | Callable[..., Any]] = field(default_factory=dict)
     description: str = ""
     source: str = ""
 
@@ -71,6 +91,17 @@ class TaskSpec:
     name: str
     config: str | Path | dict[str, Any]
     description: str = ""
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class CommandSpec:
+    """A CLI subcommand a plugin adds: ``configure(parser)`` then ``run(args) -> exit code``."""
+
+    name: str
+    configure: str | Callable[..., Any]
+    run: str | Callable[..., Any]
+    help: str = ""
     source: str = ""
 
 
@@ -153,6 +184,32 @@ class ProtocolRegistry(Registry[ProtocolSpec]):
         """Register ``ProtocolSpec(name, cls, **meta)``."""
         return self.register(ProtocolSpec(name=name, cls=cls, **meta))
 
+    def resolve(self, name: str) -> Any:
+        """The protocol class registered as ``name``, imported and checked against the protocol contract
+        (:func:`dinobench.protocol.check_protocol_class`); a broken entry is a one-line PluginError."""
+        spec = self.get(name)
+        try:
+            obj = resolve_object(spec.cls)
+        except (ImportError, AttributeError) as exc:
+            raise PluginError(f"protocol {name!r} (from {spec.source or '?'}): cannot import {spec.cls!r}: "
+                              f"{type(exc).__name__}: {exc}") from exc
+        cls = check_protocol_class(obj, name, spec.source)
+        if spec.version is not None and str(spec.version) != str(cls.version):
+            raise PluginError(f"protocol {name!r} (from {spec.source or '?'}): registered as version {spec.version} "
+                              f"but {cls.__name__}.version is {cls.version}; register without version=")
+        return cls
+
+
+class FeatureKindRegistry(Registry[FeatureKindSpec]):
+    """Registry of feature kinds (what :func:`dinobench.features.load_or_extract` extracts and caches)."""
+
+    def __init__(self) -> None:
+        super().__init__("feature kind")
+
+    def add(self, name: str, compute: str | Callable[..., Any], **meta: Any) -> FeatureKindSpec:
+        """Register ``FeatureKindSpec(name, compute, **meta)``."""
+        return self.register(FeatureKindSpec(name=name, compute=compute, **meta))
+
 
 class TaskRegistry(Registry[TaskSpec]):
     """Registry of tasks; ``add_config_dir`` registers every ``*.py`` config in a folder."""
@@ -169,6 +226,18 @@ class TaskRegistry(Registry[TaskSpec]):
         return [self.add(p.stem, p) for p in sorted(Path(folder).glob("*.py")) if not p.name.startswith("_")]
 
 
+class CommandRegistry(Registry[CommandSpec]):
+    """Registry of plugin CLI subcommands."""
+
+    def __init__(self) -> None:
+        super().__init__("command")
+
+    def add(self, name: str, configure: str | Callable[..., Any], run: str | Callable[..., Any],
+            **meta: Any) -> CommandSpec:
+        """Register ``CommandSpec(name, configure, run, **meta)``."""
+        return self.register(CommandSpec(name=name, configure=configure, run=run, **meta))
+
+
 @dataclass
 class Registries:
     """All registries, filled once per process by the plugin manager."""
@@ -177,8 +246,14 @@ class Registries:
     datasets: DatasetRegistry = field(default_factory=DatasetRegistry)
     protocols: ProtocolRegistry = field(default_factory=ProtocolRegistry)
     tasks: TaskRegistry = field(default_factory=TaskRegistry)
+    feature_kinds: FeatureKindRegistry = field(default_factory=FeatureKindRegistry)
+    commands: CommandRegistry = field(default_factory=CommandRegistry)
+
+    def all(self) -> tuple[Registry[Any], ...]:
+        """Every registry."""
+        return (self.backbones, self.datasets, self.protocols, self.tasks, self.feature_kinds, self.commands)
 
     def set_source(self, source: str) -> None:
         """Attribute what gets registered next to plugin ``source``."""
-        for reg in (self.backbones, self.datasets, self.protocols, self.tasks):
+        for reg in self.all():
             reg._current_source = source

@@ -77,6 +77,37 @@ def detail_rows(detail: Detail) -> tuple[list[str], list[list[str]]]:
     return header, body
 
 
+def _table_cell(value: Any) -> str:
+    if isinstance(value, float):
+        return "–" if math.isnan(value) else f"{value:.2f}"
+    return "" if value is None else str(value)
+
+
+def result_tables(lb: Leaderboard, detail: Detail) -> list[tuple[str, list[str], list[list[str]]]]:
+    """``(caption, header, text rows)`` of every table (per-class IoU, per-category AP, ...) the shown results
+    of ``detail``'s column carry (``Result.tables``), one per result and table name."""
+    sub = lb.runs[lb.runs["column"] == detail.column.label]
+    out = []
+    for _, run in sub.sort_values(["model", "weights_id", "seed"]).iterrows():
+        for name, rows in (getattr(run["record"], "tables", None) or {}).items():
+            if not rows:
+                continue
+            header = list(dict.fromkeys(str(k) for r in rows for k in r))
+            body = [[_table_cell(r.get(k)) for k in header] for r in rows]
+            out.append((f"{run['model']} · {run['weights_id']} · seed {run['seed']} · {name}", header, body))
+    return out
+
+
+def _numeric_columns(body: list[list[str]]) -> list[int]:
+    def number(text: str) -> bool:
+        try:
+            float(text)
+        except ValueError:
+            return text == "–"
+        return True
+    return [j for j in range(len(body[0]) if body else 0) if all(number(row[j]) for row in body)]
+
+
 def _column_caption(col: Column) -> str:
     return (f"{col.protocol} v{col.protocol_version} · protocol hash {col.protocol_hash} · "
             f"main metric {col.metric} {col.arrow}")
@@ -116,6 +147,8 @@ def markdown(lb: Leaderboard, title: str) -> str:
     for detail in lb.details:
         d_header, d_body = detail_rows(detail)
         parts += [f"## {detail.column.label}", _column_caption(detail.column), _md_table(d_header, d_body)]
+        for caption, t_header, t_body in result_tables(lb, detail):
+            parts += [f"### {caption}", _md_table(t_header, t_body, numeric=_numeric_columns(t_body))]
     parts.append("## Provenance\n\n" + "\n".join(f"- {k}: {', '.join(v)}" for k, v in provenance(lb.runs, lb.n_scanned).items() if v))
     return "\n\n".join(parts) + "\n"
 
@@ -273,6 +306,9 @@ def html_page(lb: Leaderboard, title: str) -> str:
         out += [f"<h2>{html.escape(detail.column.label)}</h2>",
                 f'<p class="caption">{html.escape(_column_caption(detail.column))}</p>',
                 _html_table(d_header, d_body, cls="detail")]
+        out += [f"<details class=\"result-table\"><summary>{html.escape(caption)}</summary>"
+                f"{_html_table(t_header, t_body, cls='detail')}</details>"
+                for caption, t_header, t_body in result_tables(lb, detail)]
     figures = prediction_figures(lb)
     if figures:
         out.append("<h2>Saved predictions</h2>")

@@ -21,7 +21,7 @@ from typing import Any
 
 from dinobench.utils.io import make_public as _make_public, safe_component, write_atomic  # noqa: F401
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: higher_is_better per metric, tables, runtime_keys
 
 
 @dataclass
@@ -54,6 +54,12 @@ class Result:
     environment: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     artifacts: list[str] = field(default_factory=list)  # files beside result.json (e.g. predictions/*.png)
+    #: metric -> whether higher is better (every metric of ``metrics``)
+    higher_is_better: dict[str, bool] = field(default_factory=dict)
+    #: named per-class / per-category tables (lists of rows) the protocol reported
+    tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    #: dotted config keys left out of ``protocol_hash`` (they cannot change a result)
+    runtime_keys: list[str] = field(default_factory=list)
     created_at: str = ""
     schema_version: int = SCHEMA_VERSION
     path: str | None = None  # where it was written (not serialised)

@@ -1,115 +1,129 @@
-"""Resolve a task config -> datasets -> backbone -> protocol -> metrics -> result record.
+"""Resolve a task config -> named datasets -> backbone -> protocol -> metrics -> result record.
 
-Everything a user can get wrong (names, data layout, weights path, config keys) is checked
-before the first forward pass, and nothing is written unless the run succeeds.
+Everything a user can get wrong (names, data layout of every dataset, weights path, config keys and
+types) is checked before the first forward pass, and nothing is written unless the run succeeds.
 """
 
 from __future__ import annotations
 
-import logging
+import json
 import os
-import random
+import shutil
+import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping
 
-from dinobench.config import BACKBONE_PROTOCOL_KEYS, apply_options, load_config, parse_options, protocol_hash
-from dinobench.errors import ConfigError, DinobenchError
+from dinobench.backbones import create_backbone
+from dinobench.backbones.contract import backbone_normalisation
+from dinobench.backbones.loading import resolve_source, weights_sha256
+from dinobench.config import BACKBONE_PROTOCOL_KEYS, GLOBAL_RUNTIME_KEYS, apply_options, load_config, parse_options
+from dinobench.config import protocol_hash
+from dinobench.context import FEATURES_RUNTIME_KEYS, FeaturesConfig, RunContext
+from dinobench.data.base import ClassificationDataset
+from dinobench.data.transforms import build_eval_transform
+from dinobench.errors import ConfigError, DinobenchError, PluginError
+from dinobench.features import backbone_key_payload
+from dinobench.plugin_manager import _distribution_of, get_plugin_manager, get_registries
+from dinobench.protocol import DatasetLike, Protocol, ProtocolResult
 from dinobench.registry import resolve_object
 from dinobench.results import MainMetric, Result, environment, write_result
+from dinobench.training import RUNTIME_TRAIN_KEYS
+from dinobench.utils import distributed as ddp
+from dinobench.typed_config import resolve_section
+from dinobench.utils.paths import output_root
 from dinobench.utils.seeding import seed_everything
-from dinobench.backbones.contract import backbone_normalisation
 
-if TYPE_CHECKING:
-    from dinobench.features import FeatureSet
-
-logger = logging.getLogger("dinobench")
-
-DEFAULT_OUTPUT = "outputs"
-#: ``features.*`` keys every task accepts: on-disk feature cache switch, folder (None: $DINOBENCH_CACHE or
-#: ~/.cache/dinobench/features) and rows per cache chunk (None: 4096)
-FEATURE_CACHE_DEFAULTS = {"cache": True, "cache_dir": None, "chunk_size": None}
+def protocol_class(name: str) -> type[Protocol]:
+    """The registered protocol class ``name`` (contract checked by the registry)."""
+    return get_registries().protocols.resolve(name)
 
 
-@dataclass
-class RunContext:
-    """What a protocol sees: the resolved config, datasets (with transforms), backbone, device."""
+def runtime_keys(cfg: Mapping[str, Any]) -> tuple[str, ...]:
+    """Every dotted key of a resolved task config that cannot change a result (left out of its hash)."""
+    protocol = protocol_class(cfg["protocol"]["type"])
+    return (*GLOBAL_RUNTIME_KEYS, *FEATURES_RUNTIME_KEYS, *RUNTIME_TRAIN_KEYS,
+            *(f"protocol.{key}" for key in protocol.runtime_keys))
 
-    task: str
-    cfg: dict[str, Any]
-    backbone: Any
-    datasets: dict[str, Any]
-    device: str
-    seed: int
-    timings: dict[str, float] = field(default_factory=dict)
-    predictions_dir: Path | None = None  # set by --save-predictions: protocols write figures here
-    output_dir: Path | None = None  # the results folder (head-training runs live under <output>/.runs/)
-    backbone_name: str | None = None  # registry name of the backbone
-    weights_sha256: str | None = None  # None for random init
-    #: run-wide part of the feature-cache key (:func:`dinobench.feature_cache.backbone_key_payload`); None: no disk cache
-    cache_payload: dict[str, Any] | None = None
-    #: split -> the eval transform the runner set; a split whose transform was replaced is not disk-cached
-    eval_transforms: dict[str, Any] = field(default_factory=dict)
-    _features: dict[tuple[str, str], Any] = field(default_factory=dict)
 
-    @property
-    def image_mean(self) -> tuple[float, ...]:
-        """The backbone's input normalisation mean (what the eval transform uses)."""
-        return backbone_normalisation(self.backbone)[0]
+def eval_only_keys(cfg: Mapping[str, Any]) -> tuple[str, ...]:
+    """Keys that change evaluation but not what a protocol trains (left out of training run keys)."""
+    protocol = protocol_class(cfg["protocol"]["type"])
+    return (*runtime_keys(cfg), "transform.eval", *(f"protocol.{key}" for key in protocol.eval_keys))
 
-    @property
-    def image_std(self) -> tuple[float, ...]:
-        """The backbone's input normalisation std."""
-        return backbone_normalisation(self.backbone)[1]
 
-    def transformed_features(self, split: str, kind: str, transform: Any, desc: str) -> "FeatureSet":
-        """Features of ``split`` under another ``transform`` (e.g. a random augmentation): extracted every
-        call and never disk-cached; the split's own transform is restored afterwards."""
-        dataset = self.datasets[split]
-        original, dataset.transform = dataset.transform, transform
-        try:
-            return self._load_or_extract(split, kind, None, desc)[0]
-        finally:
-            dataset.transform = original
+def _check_sections(cfg: dict[str, Any], where: str) -> None:
+    if not isinstance(cfg.get("protocol"), dict) or "type" not in cfg["protocol"]:
+        raise ConfigError(f"{where}: config needs protocol=dict(type=...)")
+    if ("dataset" in cfg) == ("datasets" in cfg):
+        raise ConfigError(f"{where}: config needs either dataset=dict(type=...) or datasets=dict(<name>=dict(type=...))")
+    entries = {"dataset": cfg["dataset"]} if "dataset" in cfg else cfg["datasets"]
+    if not isinstance(entries, dict) or not entries:
+        raise ConfigError(f"{where}: datasets must be a non-empty dict of name=dict(type=..., split=...)")
+    for name, entry in entries.items():
+        if not isinstance(entry, dict) or "type" not in entry:
+            label = name if "dataset" in cfg else f"datasets.{name}"
+            raise ConfigError(f"{where}: {label} needs dict(type=...)")
 
-    def features(self, split: str, kind: str = "cls") -> "FeatureSet":
-        """Features of ``kind`` of ``split``: extracted once per run, and once per key on disk
-        (see :mod:`dinobench.features`; ``cls`` is cut from a cached ``cls4_avgpool`` entry when there is
-        one); ``timings`` records whether they came from the cache (1.0 also for such a cut)."""
-        if (split, kind) not in self._features:
-            start = time.perf_counter()
-            self._features[split, kind], cached = self._load_or_extract(
-                split, kind, self._cache_payload(split), f"{self.task} {split} {kind} features")
-            suffix = "" if kind == "cls" else f"_{kind}"
-            self.timings[f"features_{split}{suffix}_s"] = round(time.perf_counter() - start, 3)
-            self.timings[f"features_{split}{suffix}_cached"] = 1.0 if cached else 0.0
-        return self._features[split, kind]
 
-    def _load_or_extract(self, split: str, kind: str, payload: dict[str, Any] | None,
-                         desc: str) -> tuple["FeatureSet", bool]:
-        """:func:`dinobench.features.load_or_extract` of ``split`` with the task's ``features.*`` settings."""
-        from dinobench.features import DEFAULT_CHUNK_SIZE, cache_root, load_or_extract
+def _validated(cfg: dict[str, Any]) -> dict[str, Any]:
+    """``cfg`` with the protocol and features sections merged over their typed defaults and checked."""
+    cfg["protocol"] = protocol_class(cfg["protocol"]["type"]).resolve_section(cfg["protocol"])
+    cfg["features"] = resolve_section(FeaturesConfig, cfg.get("features"), "features")[0]
+    return cfg
 
-        fcfg = self.cfg.get("features", {})
-        return load_or_extract(
-            self.backbone, self.datasets[split], payload=payload,
-            cache_dir=cache_root(fcfg) if payload is not None else None,
-            batch_size=int(fcfg.get("batch_size", 64)), num_workers=int(fcfg.get("num_workers", 0)),
-            device=self.device, desc=desc, kind=kind, chunk_size=int(fcfg.get("chunk_size") or DEFAULT_CHUNK_SIZE))
 
-    def _cache_payload(self, split: str) -> dict[str, Any] | None:
-        """Key payload of ``split`` (feature kind added by the cache), or None when it must not be cached."""
-        enabled = self.cfg.get("features", {}).get("cache", True)
-        if not isinstance(enabled, bool):
-            raise ConfigError(f"features.cache must be true or false, got {enabled!r}")
-        dataset = self.datasets[split]
-        fingerprint = getattr(dataset, "cache_fingerprint", None) or getattr(dataset, "fingerprint", None)
-        if (not enabled or self.cache_payload is None or not fingerprint
-                or split not in self.eval_transforms or self.eval_transforms[split] is not dataset.transform):
-            return None
-        return {**self.cache_payload, "dataset": {"type": self.cfg.get("dataset", {}).get("type"),
-                                                  "fingerprint": fingerprint, "split": split, "size": len(dataset)}}
+def resolve_task(task: str, options: Mapping[str, Any] | list[str] | None) -> dict[str, Any]:
+    """The task's resolved config: defaults filled in, ``options`` applied, every section checked."""
+    spec = get_registries().tasks.get(task)
+    cfg = load_config(spec.config)
+    where = f"task {task!r}" + ("" if isinstance(spec.config, Mapping) else f" ({spec.config})")
+    _check_sections(cfg, where)
+    for section in ("backbone", "transform"):
+        cfg.setdefault(section, {})
+    cfg = _validated(cfg)  # defaults first, so that --cfg-options may set any valid key
+    cfg = apply_options(cfg, parse_options(options), where=f"task {task!r}")
+    _check_sections(cfg, where)
+    return _validated(cfg)
+
+
+def dataset_entries(cfg: Mapping[str, Any]) -> dict[str, dict[str, Any]] | None:
+    """``name -> dataset entry`` of a ``datasets=`` task; None for the short form ``dataset=``."""
+    if "datasets" not in cfg:
+        return None
+    return {name: dict(entry) for name, entry in cfg["datasets"].items()}
+
+
+def build_datasets(cfg: Mapping[str, Any], data_root: str | None) -> tuple[dict[str, Any], dict[str, str]]:
+    """Every named dataset of the task, layout-validated by its reader: (name -> dataset, name -> type).
+
+    Short form ``dataset=dict(type=...)``: the reader's splits are the names. ``datasets=dict(<name>=
+    dict(type=..., split=...))``: each name takes split ``split`` (default: the name) of its reader; entries
+    with the same reader config share one read.
+    """
+    registries = get_registries()
+    entries = dataset_entries(cfg)
+    if entries is None:
+        spec = registries.datasets.get(cfg["dataset"]["type"])
+        splits = resolve_object(spec.builder)(dict(cfg["dataset"]), data_root)
+        named, types = dict(splits), {name: spec.name for name in splits}
+    else:
+        named, types, reads = {}, {}, {}
+        for name, entry in entries.items():
+            split = str(entry.pop("split", name))
+            spec = registries.datasets.get(entry["type"])
+            key = json.dumps(entry, sort_keys=True, default=str)
+            if key not in reads:
+                reads[key] = resolve_object(spec.builder)(dict(entry), data_root)
+            if split not in reads[key]:
+                raise ConfigError(f"datasets.{name}: dataset {spec.name!r} has no split {split!r} "
+                                  f"(it has: {', '.join(sorted(reads[key]))}); set datasets.{name}.split")
+            named[name], types[name] = reads[key][split], spec.name
+    for name, dataset in named.items():
+        if not isinstance(dataset, DatasetLike):
+            raise PluginError(f"dataset {types[name]!r} ({name}): its reader returned {type(dataset).__name__}, "
+                              "which lacks fingerprint / describe() / __len__ / __getitem__")
+    return named, types
 
 
 def _check_device(device: str) -> str:
@@ -122,27 +136,8 @@ def _check_device(device: str) -> str:
     return device
 
 
-def resolve_task(task: str, options: Mapping[str, Any] | list[str] | None) -> dict[str, Any]:
-    """The task's resolved config with ``options`` applied (validated)."""
-    from dinobench.plugin_manager import get_registries
-
-    spec = get_registries().tasks.get(task)
-    cfg = load_config(spec.config)
-    for section in ("dataset", "protocol"):
-        if not isinstance(cfg.get(section), dict) or "type" not in cfg[section]:
-            raise ConfigError(f"task {task!r} ({spec.config}): config needs {section}=dict(type=...)")
-    cfg.setdefault("backbone", {})
-    cfg.setdefault("features", {})
-    cfg.setdefault("transform", {})
-    for key, default in FEATURE_CACHE_DEFAULTS.items():  # runtime-only: they never change a result
-        cfg["features"].setdefault(key, default)
-    return apply_options(cfg, parse_options(options), where=f"task {task!r}")
-
-
 def _backbone_identity(spec: Any) -> dict[str, Any]:
     """What builds a registered backbone (factory, default args, providing package): part of the cache key."""
-    from dinobench.plugin_manager import _distribution_of
-
     factory = spec.factory if isinstance(spec.factory, str) else (
         f"{getattr(spec.factory, '__module__', '?')}:{getattr(spec.factory, '__qualname__', repr(spec.factory))}")
     return {"factory": factory, "defaults": dict(getattr(spec, "defaults", None) or {}),
@@ -158,8 +153,6 @@ def run(backbone: str, task: str, weights: str | None = None, data_root: str | N
     ``ctx.predictions_dir``; they end up in ``<run>/predictions/`` and ``result.artifacts``.
     Under ``torchrun`` the ranks share feature extraction and only rank 0 writes the record.
     """
-    from dinobench.training import distributed as ddp
-
     # under torchrun (WORLD_SIZE > 1): join the process group, gloo when the work is on CPU tensors
     owns_group = ddp.init_from_env(backend=None if _check_device(device).startswith("cuda") else "gloo")
     ok = False
@@ -174,85 +167,92 @@ def run(backbone: str, task: str, weights: str | None = None, data_root: str | N
 
 def _run(backbone: str, task: str, weights: str | None, data_root: str | None, output_dir: str | None,
          options: Mapping[str, Any] | list[str] | None, device: str, seed: int, save_predictions: bool) -> Result:
-    from dinobench.plugin_manager import get_plugin_manager, get_registries
-
     t_start = time.perf_counter()
     registries = get_registries()
     backbone_spec = registries.backbones.get(backbone)  # fail fast on unknown names
     cfg = resolve_task(task, options)
-    dataset_spec = registries.datasets.get(cfg["dataset"]["type"])
+    protocol_cls = protocol_class(cfg["protocol"]["type"])
     protocol_spec = registries.protocols.get(cfg["protocol"]["type"])
+    protocol = protocol_cls(cfg["protocol"])  # value checks before any data is read
     device = _check_device(device)
-    from dinobench.training import distributed as ddp
-
     if device == "cuda" and ddp.world_size() > 1:
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"  # torchrun: this rank's GPU
     if weights is not None:  # local path, URL (torch.hub cache) or HF repo id -> a local path
-        from dinobench.backbones.loading import resolve_source
-
         weights = str(resolve_source(weights))
 
-    # data layout is validated before any model is built
-    datasets = resolve_object(dataset_spec.builder)(dict(cfg["dataset"]), data_root)
+    datasets, dataset_types = build_datasets(cfg, data_root)  # every layout validated before any model is built
+    missing = [name for name in protocol_cls.datasets if name not in datasets]
+    if missing:
+        raise ConfigError(f"task {task!r}: protocol {protocol_cls.name!r} needs dataset {missing[0]!r} "
+                          f"(the task has: {', '.join(sorted(datasets))})")
     seed_everything(seed)
-    from dinobench.backbones import create_backbone
-
     constructor_kwargs = {k: v for k, v in cfg["backbone"].items() if k not in BACKBONE_PROTOCOL_KEYS}
     model = create_backbone(backbone, weights=weights, **constructor_kwargs)
-    from dinobench.data.base import ClassificationDataset
-    from dinobench.data.transforms import build_eval_transform
-
     mean, std = backbone_normalisation(model)
     transform = build_eval_transform(cfg["transform"], mean, std)
     for ds in datasets.values():  # dense datasets bring joint image+target transforms of their protocol
         if isinstance(ds, ClassificationDataset):
             ds.transform = transform
-    output_dir = output_dir or os.environ.get("DINOBENCH_OUTPUT", DEFAULT_OUTPUT)
-    weights_sha = None
-    if weights is not None:
-        from dinobench.backbones.loading import weights_sha256
-
-        weights_sha = weights_sha256(weights)
+    output_dir = str(output_root(output_dir))
+    weights_sha = weights_sha256(weights) if weights is not None else None
     precision = "bfloat16-autocast" if device.startswith("cuda") else "float32"
-    from dinobench.features import backbone_key_payload
-
     cache_payload = backbone_key_payload(
         backbone, weights_sha, seed, constructor_kwargs, cfg["transform"], mean, std, precision,
         identity=_backbone_identity(backbone_spec))
     ctx = RunContext(task=task, cfg=cfg, backbone=model, datasets=datasets, device=device, seed=seed,
                      cache_payload=cache_payload, output_dir=Path(output_dir), backbone_name=backbone,
-                     weights_sha256=weights_sha,
+                     weights_sha256=weights_sha, dataset_types=dataset_types, eval_only_keys=eval_only_keys(cfg),
                      eval_transforms={k: ds.transform for k, ds in datasets.items()
                                       if isinstance(ds, ClassificationDataset)})
     if save_predictions:
-        import tempfile
-
         Path(output_dir).mkdir(parents=True, exist_ok=True)
         ctx.predictions_dir = Path(tempfile.mkdtemp(prefix=".predictions-", dir=output_dir))
-    protocol = resolve_object(protocol_spec.cls)(dict(cfg["protocol"]))
-    t_protocol = time.perf_counter()
-    outcome = protocol.run(ctx)
-    ctx.timings["protocol_s"] = round(time.perf_counter() - t_protocol, 3)
-    ctx.timings["total_s"] = round(time.perf_counter() - t_start, 3)
+    try:
+        t_protocol = time.perf_counter()
+        outcome = protocol.run(ctx)
+        if not isinstance(outcome, ProtocolResult):
+            raise PluginError(f"protocol {protocol_cls.name!r} ({protocol_spec.source}): run() returned "
+                              f"{type(outcome).__name__}, expected a dinobench.protocol.ProtocolResult")
+        ctx.timings["protocol_s"] = round(time.perf_counter() - t_protocol, 3)
+        ctx.timings["total_s"] = round(time.perf_counter() - t_start, 3)
+        result = _record(task, cfg, protocol_cls, protocol_spec, backbone, backbone_spec, model, weights,
+                         weights_sha, seed, outcome, datasets, dataset_types, data_root, device, precision, ctx)
+        if ddp.rank() > 0:  # torchrun: every rank computed the same metrics; rank 0 writes the record
+            return result
+        path = write_result(result, output_dir, predictions=ctx.predictions_dir)
+    finally:  # write_result moved the predictions into the run folder; anything left is a leftover
+        if ctx.predictions_dir is not None:
+            shutil.rmtree(ctx.predictions_dir, ignore_errors=True)
+    get_plugin_manager().hook.dinobench_result_written(result=result, path=path)
+    return result
 
-    metrics = {k: float(v) for k, v in outcome["metrics"].items()}
-    main_name = outcome["main_metric"]
+
+def _record(task: str, cfg: dict[str, Any], protocol_cls: type[Protocol], protocol_spec: Any, backbone: str,
+            backbone_spec: Any, model: Any, weights: str | None, weights_sha: str | None, seed: int,
+            outcome: ProtocolResult, datasets: dict[str, Any], dataset_types: dict[str, str],
+            data_root: str | None, device: str, precision: str, ctx: RunContext) -> Result:
+    """The result record of one run (not yet written)."""
+    metrics = outcome.metrics
+    main_name = outcome.main_metric
     fingerprint = "+".join(ds.fingerprint for _, ds in sorted(datasets.items()))
-    result = Result(
+    excluded = runtime_keys(cfg)
+    types = sorted(set(dataset_types.values()))
+    return Result(
         task=task,
-        protocol=protocol_spec.name,
-        protocol_version=str(protocol_spec.version),
+        protocol=protocol_cls.name or protocol_spec.name,
+        protocol_version=str(protocol_cls.version),
         protocol_plugin=protocol_spec.source,
-        protocol_hash=protocol_hash(cfg, fingerprint),
+        protocol_hash=protocol_hash(cfg, fingerprint, excluded),
         backbone=backbone,
         weights=str(Path(weights).resolve()) if weights is not None else "random-init",
         weights_sha256=weights_sha,
         seed=seed,
         metrics=metrics,
-        main_metric=MainMetric(main_name, metrics[main_name], bool(outcome.get("higher_is_better", True))),
+        main_metric=MainMetric(main_name, metrics[main_name], outcome.direction(main_name)),
         config=cfg,
-        dataset={"name": dataset_spec.name, "root": str(data_root) if data_root else None,
-                 "fingerprint": fingerprint, "splits": {k: ds.describe() for k, ds in datasets.items()}},
+        dataset={"name": "+".join(types), "root": str(data_root) if data_root else None,
+                 "fingerprint": fingerprint, "splits": {k: ds.describe() for k, ds in datasets.items()},
+                 "types": dataset_types},
         backbone_config={
             "family": backbone_spec.family, "source": backbone_spec.source, "overrides": cfg["backbone"],
             "embed_dim": int(model.embed_dim), "patch_size": int(model.patch_size),
@@ -261,15 +261,7 @@ def _run(backbone: str, task: str, weights: str | None, data_root: str | None, o
         },
         environment=environment(device, precision),
         timings=ctx.timings,
+        higher_is_better=outcome.directions(),
+        tables=outcome.tables,
+        runtime_keys=list(excluded),
     )
-    try:
-        if ddp.rank() > 0:  # torchrun: every rank computed the same metrics; rank 0 writes the record
-            return result
-        path = write_result(result, output_dir, predictions=ctx.predictions_dir)
-    finally:  # write_result moved the predictions into the run folder; anything left is a leftover
-        if ctx.predictions_dir is not None:
-            import shutil
-
-            shutil.rmtree(ctx.predictions_dir, ignore_errors=True)
-    get_plugin_manager().hook.dinobench_result_written(result=result, path=path)
-    return result

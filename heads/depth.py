@@ -15,6 +15,7 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
+from dinobench.errors import ConfigError
 from dinobench.heads.linear_seg import LayerFeatures, concat_layers
 
 BINS_STRATEGIES = ("linear", "log")
@@ -28,7 +29,7 @@ def depth_bins(min_depth: float, max_depth: float, n_bins: int, strategy: str = 
         return torch.linspace(min_depth, max_depth, n_bins, device=device)
     if strategy == "log":
         return torch.exp(torch.linspace(math.log(min_depth), math.log(max_depth), n_bins, device=device))
-    raise ValueError(f"bins_strategy must be one of {BINS_STRATEGIES}, got {strategy!r}")
+    raise ConfigError(f"protocol.head.bins_strategy: {strategy!r} is not one of {', '.join(BINS_STRATEGIES)}")
 
 
 class BinsToDepth(nn.Module):
@@ -38,9 +39,11 @@ class BinsToDepth(nn.Module):
                  norm_strategy: str = "linear") -> None:
         super().__init__()
         if bins_strategy not in BINS_STRATEGIES:
-            raise ValueError(f"bins_strategy must be one of {BINS_STRATEGIES}, got {bins_strategy!r}")
+            raise ConfigError(f"protocol.head.bins_strategy: {bins_strategy!r} is not one of "
+                              f"{', '.join(BINS_STRATEGIES)}")
         if norm_strategy not in NORM_STRATEGIES:
-            raise ValueError(f"norm_strategy must be one of {NORM_STRATEGIES}, got {norm_strategy!r}")
+            raise ConfigError(f"protocol.head.norm_strategy: {norm_strategy!r} is not one of "
+                              f"{', '.join(NORM_STRATEGIES)}")
         self.min_depth, self.max_depth = float(min_depth), float(max_depth)
         self.bins_strategy, self.norm_strategy = bins_strategy, norm_strategy
 

@@ -28,9 +28,15 @@ def test_unknown_key_is_rejected_naming_it():
 
 
 def test_protocol_hash_ignores_runtime_keys_only():
+    from dinobench.runner import runtime_keys
+
     cfg = {"protocol": {"type": "knn", "temperature": 0.07, "chunk_size": 8}, "features": {"batch_size": 4},
            "backbone": {}}
-    base = protocol_hash(cfg, "fp")
-    assert protocol_hash(apply_options(cfg, {"features.batch_size": 64, "protocol.chunk_size": 99}), "fp") == base
-    assert protocol_hash(apply_options(cfg, {"protocol.temperature": 0.1}), "fp") != base
-    assert protocol_hash(cfg, "other-dataset") != base
+    keys = runtime_keys(cfg)  # declared by their owners: the features section and the knn protocol
+    assert "protocol.chunk_size" in keys and "features.batch_size" in keys and "protocol.temperature" not in keys
+    base = protocol_hash(cfg, "fp", keys)
+    assert protocol_hash(apply_options(cfg, {"features.batch_size": 64, "protocol.chunk_size": 99}), "fp", keys) == base
+    # a key no owner declares runtime is hashed
+    assert protocol_hash(apply_options(cfg, {"protocol.chunk_size": 99}), "fp") != protocol_hash(cfg, "fp")
+    assert protocol_hash(apply_options(cfg, {"protocol.temperature": 0.1}), "fp", keys) != base
+    assert protocol_hash(cfg, "other-dataset", keys) != base

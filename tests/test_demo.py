@@ -42,7 +42,7 @@ def test_demo_dataset_is_fashion_mnist_only_when_its_debian_package_is_installed
 
 def test_fashion_pretraining_config_replaces_the_digits_dataset():
     from dinobench.utils.paths import configs_dir
-    from dinobench.ssl.launch import resolve_train_config
+    from dinobench.training.launch import resolve_train_config
 
     cfg = resolve_train_config(configs_dir() / "train" / "vit_tiny_fashion_pretrain.py")
     assert cfg["train"]["dataset"] == {"type": "fashion_mnist", "root": None, "train_subset": None,

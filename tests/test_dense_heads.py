@@ -10,8 +10,10 @@ import torch.nn.functional as F
 from conftest import TINY
 
 import dinobench
-from dinobench.dense_inference import (DenseModel, dense_predict, flip_tta, layer_channels, resolve_layers,
-                                       slide_inference, slide_windows, whole_inference)
+from dinobench.backbones.contract import level_info
+from dinobench.dense_inference import dense_predict, flip_tta, slide_inference, slide_windows, whole_inference
+from dinobench.heads.model import BackboneNeckHead, DenseModel, center_padding
+from dinobench.heads.necks import IntermediateLayers, Neck, resolve_layers
 from dinobench.errors import ConfigError
 from dinobench.heads.depth import BinsToDepth, LinearDepthHead, SigLoss, depth_bins
 from dinobench.heads.dpt import DPTHead
@@ -167,7 +169,9 @@ def test_resolve_layers_official_indices(tiny_backbone):
     assert resolve_layers(Fake(2), "four_even") == [0, 0, 1, 1] and resolve_layers(Fake(12), [-1, 3]) == [11, 3]
     with pytest.raises(ConfigError, match="protocol.head.layers"):
         resolve_layers(Fake(12), "middle")
-    assert layer_channels(tiny_backbone, [0, 1]) == [64, 64]
+    assert [level["num_chs"] for level in level_info(tiny_backbone, [0, 1])] == [64, 64]
+    neck = IntermediateLayers(tiny_backbone, "four_even")
+    assert neck.layers == [0, 0, 1, 1] and neck.out_channels == [64] * 4 and neck.out_strides == [8] * 4
 
 
 def test_dense_model_pads_crops_and_freezes(tiny_backbone):
@@ -191,6 +195,55 @@ def test_dense_model_pads_crops_and_freezes(tiny_backbone):
     # duplicated layer indices (four_even on a 2-block backbone) are computed once, returned in order
     dup = DenseModel(tiny_backbone, head, [0, 0, 1, 1]).features(torch.randn(1, 3, 16, 16))
     assert len(dup) == 4 and torch.equal(dup[0][0], dup[1][0]) and not torch.equal(dup[1][0], dup[2][0])
+
+
+class _AdapterNeck(Neck):
+    """A neck with parameters that reads the images as well as the backbone (like ViT-Adapter)."""
+
+    def __init__(self, backbone):
+        super().__init__()
+        self.mix = torch.nn.Conv2d(3, int(backbone.embed_dim), 1)
+        self.out_channels, self.out_strides = [int(backbone.embed_dim)], [int(backbone.patch_size)]
+
+    def forward(self, images, backbone):
+        (patch_map, cls), = backbone.get_intermediate_layers(images, n=1, reshape=True, return_class_token=True)
+        pixels = F.adaptive_avg_pool2d(self.mix(images), patch_map.shape[-2:])
+        return {"map": patch_map + pixels, "cls": cls}
+
+
+class _BoxHead(torch.nn.Module):
+    """A head returning a dict (one box per image, in padded-input pixels); postprocess un-pads it."""
+
+    def __init__(self, dim):
+        super().__init__()
+        self.box = torch.nn.Linear(dim, 4)
+
+    def forward(self, features):
+        return {"boxes": self.box(features["map"].mean(dim=(2, 3))), "map": features["map"]}
+
+    def postprocess(self, outputs, image_size, padding):
+        top, _, left, _ = padding
+        shift = torch.tensor([left, top, left, top], dtype=outputs["boxes"].dtype)
+        return {"boxes": outputs["boxes"] - shift, "image_size": image_size}
+
+
+def test_neck_with_parameters_and_dict_head_with_postprocess(tiny_backbone):
+    torch.manual_seed(0)
+    neck, head = _AdapterNeck(tiny_backbone), _BoxHead(64)
+    model = BackboneNeckHead(tiny_backbone, head, neck=neck).train()
+    assert set(model.trainable_modules()) == {"neck", "head"}
+    x = torch.randn(2, 3, 30, 45)
+    out = model(x)
+    assert set(out) == {"boxes", "map"} and out["map"].shape == (2, 64, 4, 6)  # dicts are not resized or cropped
+    out["boxes"].sum().backward()
+    assert neck.mix.weight.grad is not None and head.box.weight.grad is not None
+    assert all(p.grad is None for p in tiny_backbone.parameters())  # frozen: no gradient through the backbone
+    assert center_padding(30, 45, 8) == (1, 1, 1, 2)
+    post = model.postprocess(out, (30, 45))
+    torch.testing.assert_close(post["boxes"], out["boxes"] - torch.tensor([1.0, 1.0, 1.0, 1.0]))
+    assert post["image_size"] == (30, 45)
+    # a head without postprocess: outputs pass through
+    assert model.postprocess.__func__(BackboneNeckHead(tiny_backbone, LinearSegHead(64, 3), [1]), out, (30, 45)) is out
 
 
 def test_finetune_model_trains_the_backbone():
@@ -252,5 +305,9 @@ def test_flip_tta_and_dense_predict():
     torch.testing.assert_close(want - x.mean(1, keepdim=True), torch.full_like(want, 4.5))  # ramp averaged out
     out = dense_predict(predict, x, mode="whole", flip=True, out_size=(16, 20))
     assert out.shape == (1, 1, 16, 20)
-    with pytest.raises(ValueError, match="slide"):
+    with pytest.raises(TypeError, match="slide inference needs num_outputs"):  # a caller's bug, not user input
         dense_predict(predict, x, mode="slide")
+    with pytest.raises(ConfigError, match="protocol.inference.mode must be 'whole' or 'slide'"):
+        dense_predict(predict, x, mode="tiled")
+    with pytest.raises(ConfigError, match="positive crop_size and stride"):
+        dense_predict(predict, x, mode="slide", num_outputs=1, crop_size=0)

@@ -83,6 +83,11 @@ def test_ade20k_linear_end_to_end_beats_the_majority_class(run_cli, tmp_path, ou
     assert record["protocol"] == "linear_seg" and record["protocol_plugin"] == "dinobench.plugins.segmentation"
     assert record["main_metric"] == {"name": "mIoU", "value": metrics["mIoU"], "higher_is_better": True}
     assert record["config"]["train"]["max_iters"] == 40 and record["dataset"]["splits"]["val"]["size"] == 8
+    # the per-class IoU table of the final evaluation: its mean over classes present is the reported mIoU
+    table = record["tables"]["per_class_iou"]
+    assert len(table) == build_ade20k({"reduce_zero_label": True}, str(root))["val"].num_classes
+    assert np.nanmean([row["IoU"] for row in table]) == pytest.approx(metrics["mIoU"], abs=0.01)
+    assert record["higher_is_better"]["mIoU"] is True and "protocol.num_visualizations" in record["runtime_keys"]
     # --save-predictions: colourised masks + one side-by-side figure, listed as artifacts
     assert "predictions/side_by_side.png" in record["artifacts"]
     assert sum(a.endswith("_pred.png") for a in record["artifacts"]) == 4

@@ -19,7 +19,7 @@ from torchvision import transforms as T
 from conftest import TINY
 
 import dinobench
-import dinobench.features as features
+import dinobench.features.extract as extraction
 from dinobench.data.base import ClassificationDataset
 from dinobench.errors import ConfigError, DataError
 from dinobench.features import (FeatureCache, backbone_key_payload, cache_root, extract_features,
@@ -38,13 +38,13 @@ def _private_cache(monkeypatch, tmp_path):
 def forwards(monkeypatch):
     """Rows of every batch that went through the backbone."""
     rows: list[int] = []
-    original = features.compute_features
+    original = extraction.compute_features
 
     def counting(model, images, kind="cls"):
         rows.append(int(images.shape[0]))
         return original(model, images, kind)
 
-    monkeypatch.setattr(features, "compute_features", counting)
+    monkeypatch.setattr(extraction, "compute_features", counting)
     return rows
 
 
@@ -311,7 +311,8 @@ def test_run_context_payload_per_split_and_what_disables_it(tmp_path):
         ds.transform = transform
     make = lambda ds, **fcfg: RunContext(  # noqa: E731
         task="t", cfg={**cfg, "features": {**cfg["features"], **fcfg}}, backbone=None, datasets=ds, device="cpu",
-        seed=0, cache_payload=payload(), eval_transforms={k: transform for k in ds})
+        seed=0, cache_payload=payload(), eval_transforms={k: transform for k in ds},
+        dataset_types={k: "digits" for k in ds})
     ctx = make(splits)
     train, val = ctx._cache_payload("train"), ctx._cache_payload("val")
     assert train["dataset"]["split"] == "train" and val["dataset"]["size"] == 359
@@ -319,7 +320,7 @@ def test_run_context_payload_per_split_and_what_disables_it(tmp_path):
     assert make(other)._cache_payload("train") != train  # different dataset content / split
     assert make(splits, batch_size=7, num_workers=3, chunk_size=10)._cache_payload("train") == train
     assert make(splits, cache=False)._cache_payload("train") is None
-    with pytest.raises(ConfigError, match="features.cache must be true or false"):
+    with pytest.raises(ConfigError, match=r"features\.cache.*(expected bool|true or false)"):
         make(splits, cache="maybe")._cache_payload("train")
     splits["train"].transform = T.Compose([T.RandomHorizontalFlip(), T.ToTensor()])  # a protocol's own transform
     assert ctx._cache_payload("train") is None and ctx._cache_payload("val") is not None
@@ -483,13 +484,13 @@ def test_concurrent_extractions_of_one_key_compute_once(tmp_path, forwards):
 DIST_SCRIPT = r"""
 import json, os, sys
 import numpy as np
-import dinobench.features as features
+import dinobench.features.extract as extraction
 
 mode, out, data, options = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
 rank = int(os.environ["RANK"])
 rows = []
-original = features.compute_features
-features.compute_features = lambda m, x, kind="cls": (rows.append(int(x.shape[0])), original(m, x, kind))[1]
+original = extraction.compute_features
+extraction.compute_features = lambda m, x, kind="cls": (rows.append(int(x.shape[0])), original(m, x, kind))[1]
 
 if mode == "cli":  # the user path: `dinobench run` joins the torchrun process group itself and leaves it
     from dinobench.cli import main
@@ -507,7 +508,7 @@ else:  # no cache: chunks extracted in turn and all-gathered in order; run() ins
     from dinobench.features import load_or_extract
     from dinobench.runner import resolve_task
     from dinobench.utils.seeding import seed_everything
-    from dinobench.training.distributed import init_from_env, shutdown
+    from dinobench.utils.distributed import init_from_env, shutdown
 
     os.environ["DINOBENCH_DIST_BACKEND"] = "gloo"
     init_from_env()

@@ -12,10 +12,10 @@ from torch.utils.data import Dataset
 from conftest import TINY
 
 import dinobench
-from dinobench.dense_inference import DenseModel
-from dinobench.engine import (HeadTrainer, TrainingDiverged, TrainingInterrupted, schedule_at, seed_from,
-                              train_config)
+from dinobench.heads.model import BackboneNeckHead as DenseModel
 from dinobench.errors import ConfigError
+from dinobench.training import HeadTrainer, TrainingDiverged, TrainingInterrupted, schedule_at, train_config
+from dinobench.utils.seeding import seed_from
 from dinobench.heads.linear_seg import LinearSegHead, segmentation_loss
 
 
@@ -159,7 +159,7 @@ def test_non_finite_loss_stops_with_a_clear_error(backbone, tmp_path):
         loss, logs = seg_loss(model, batch, iteration)
         return loss * (float("nan") if iteration == 3 else 1.0), logs
 
-    with pytest.raises(TrainingDiverged, match="iteration 3: head-training loss is nan.*checkpoint_00000001"):
+    with pytest.raises(TrainingDiverged, match="iteration 3: head training loss is nan.*checkpoint_00000001"):
         make_trainer(backbone, tmp_path / "n", loss_fn=nan_loss).fit()
 
 
@@ -217,21 +217,37 @@ def test_other_schedules_and_config_validation():
     cos = dict(type="cosine", min_lr=0.0)
     assert schedule_at(cos, 2.0, 50, 100)["lr"] == pytest.approx(1.0)
     assert schedule_at(dict(type="constant"), 2.0, 99, 100)["lr"] == 2.0
-    with pytest.raises(ConfigError, match="train.scheduler.type: unknown schedule 'step'"):
-        train_config({"scheduler": {"type": "step"}})
-    with pytest.raises(ConfigError, match="train.max_iter: unknown key"):
+    assert schedule_at(dict(type="constant", warmup_iters=4, warmup_ratio=0.5), 2.0, 2, 100)["lr"] == 1.5
+    step = dict(type="step", milestones=[10, 20], gamma=0.5, warmup_iters=4, warmup_ratio=0.0)
+    assert [schedule_at(step, 2.0, t, 30)["lr"] for t in (0, 2, 4, 9, 10, 19, 20, 29)] == \
+        [0.0, 1.0, 2.0, 2.0, 1.0, 1.0, 0.5, 0.5]  # linear warm-up, then lr * gamma ** (milestones passed)
+    with pytest.raises(ConfigError, match="train.scheduler.type: unknown schedule 'stepp'"):
+        train_config({"scheduler": {"type": "stepp"}})
+    with pytest.raises(ConfigError, match=r"train.scheduler.milestone: unknown key \(did you mean milestones\?\)"):
+        train_config({"scheduler": {"type": "step", "milestone": [3]}})
+    with pytest.raises(ConfigError, match="train.scheduler.milestones must be a list of iterations"):
+        train_config({"scheduler": {"type": "step", "milestones": 3}})
+    with pytest.raises(ConfigError, match=r"^train.max_iter: unknown key \(did you mean max_iters\?\)$"):
         train_config({"max_iter": 3})
     with pytest.raises(ConfigError, match="train.batch_size must be a positive integer"):
         train_config({"batch_size": 0})
-    assert train_config({"optimizer": {"lr": 0.5}})["optimizer"] == {"lr": 0.5, "weight_decay": 1e-3,
-                                                                      "betas": [0.9, 0.999]}
+    with pytest.raises(ConfigError, match=r"train.optimizer.beta: unknown key for 'adamw' \(did you mean betas\?\)"):
+        train_config({"optimizer": {"beta": [0.9, 0.99]}})
+    with pytest.raises(ConfigError, match="train.optimizer.type: unknown optimizer 'adam'"):
+        train_config({"optimizer": {"type": "adam"}})
+    # neutral engine defaults (recipes live in configs/_base_/train/): AdamW, no weight decay, constant lr
+    assert train_config({"optimizer": {"lr": 0.5}})["optimizer"] == {"type": "adamw", "lr": 0.5, "weight_decay": 0.0,
+                                                                      "betas": [0.9, 0.999], "eps": 1e-8}
+    filled = train_config({})
+    assert filled["scheduler"] == {"type": "constant", "warmup_iters": 0, "warmup_ratio": 0.0}
+    assert filled["amp"] is None and filled["grad_clip"] is None
 
 
 # ----------------------------------------------------------------------------- DDP
 def _ddp_worker(rank, world, port, work_dir, out_path):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_RANK=str(rank), DINOBENCH_DIST_BACKEND="gloo")
-    from dinobench.training import distributed as ddp
+    from dinobench.utils import distributed as ddp
 
     torch.set_num_threads(1)
     torch.manual_seed(0)

@@ -1,7 +1,7 @@
 import numpy as np
 import torch
 
-from dinobench.plugins.knn import KNNProtocol
+from dinobench.protocols.knn import KNNProtocol
 
 
 def brute_force_knn(train, train_labels, query, query_labels, ks, temperature, num_classes):

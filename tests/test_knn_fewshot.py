@@ -9,7 +9,7 @@ from test_knn import brute_force_knn
 
 import dinobench
 from dinobench.errors import ConfigError
-from dinobench.plugins.knn import KNNProtocol, few_shot_indices
+from dinobench.protocols.knn import KNNProtocol, few_shot_indices
 
 KS = [1, 5, 20]
 

@@ -204,3 +204,21 @@ def test_jsonl_baseline_round_trips(tmp_path):
     df = scan([path])
     assert list(df["seed"]) == [0, 1, 2] and list(df["column"]) == ["digits-knn"] * 3
     assert Path(df.loc[0, "source"]).name == "baseline.jsonl:1"
+
+
+def test_protocol_tables_reach_the_markdown_and_html_report(tmp_path):
+    from dinobench.report import html_page, markdown
+
+    result = make_result(41.5, task="ade20k-linear", metric="mIoU")
+    result.tables = {"per_class_iou": [{"class": "wall", "IoU": 71.25}, {"class": "<b>sky|blue</b>", "IoU": float("nan")}]}
+    write_result(result, tmp_path)
+    loaded = load_results([tmp_path])
+    rows = loaded[0].tables["per_class_iou"]  # the record keeps the table (NaN for a class never seen)
+    assert rows[0] == {"class": "wall", "IoU": 71.25} and np.isnan(rows[1]["IoU"])
+    lb = build_leaderboard(scan([tmp_path]))
+    md = markdown(lb, "t")
+    assert "### vit_tiny · random-init · seed 0 · per_class_iou" in md
+    assert "| wall | 71.25 |" in md and "| <b>sky\\|blue</b> | – |" in md  # '|' escaped, NaN as a dash
+    page = html_page(lb, "t")
+    assert "<summary>vit_tiny · random-init · seed 0 · per_class_iou</summary>" in page
+    assert "&lt;b&gt;sky|blue&lt;/b&gt;" in page and "<b>sky" not in page  # escaped for HTML

@@ -12,7 +12,7 @@ from conftest import TINY
 import dinobench
 from dinobench.errors import ConfigError
 from dinobench.features import FeatureSet, extract_features
-from dinobench.plugins.linear import (LinearHeads, LinearProbeProtocol, infinite_batches, linear_input_columns,
+from dinobench.protocols.linear import (LinearHeads, LinearProbeProtocol, infinite_batches, linear_input_columns,
                                       train_linear_heads)
 
 EMBED = 8  # features are [N, 5 * EMBED] like "cls4_avgpool"
@@ -178,7 +178,7 @@ def test_run_requests_cls4_avgpool_of_each_split():
     ctx = SimpleNamespace(features=features, datasets={"train": SimpleNamespace(classes=list("abcdef")), "val": None},
                           backbone=SimpleNamespace(embed_dim=EMBED, n_blocks=12), seed=0, device="cpu")
     out = LinearProbeProtocol({"epochs": 1, "learning_rates": [0.1], "n_last_blocks": [1]}).run(ctx)
-    assert requested == [("train", "cls4_avgpool"), ("val", "cls4_avgpool")] and out["main_metric"] == "top1"
+    assert requested == [("train", "cls4_avgpool"), ("val", "cls4_avgpool")] and out.main_metric == "top1"
 
 
 def test_train_augmentation_embeds_a_new_view_every_epoch():
@@ -205,7 +205,7 @@ def test_train_augmentation_embeds_a_new_view_every_epoch():
     assert requested == [("val", "cls4_avgpool")]
     assert [(s, k) for s, k, _ in views] == [("train", "cls4_avgpool")] * 3  # one view per epoch
     assert [d.endswith(f"(epoch {e})") for e, (_, _, d) in enumerate(views, 1)] == [True] * 3
-    assert out["metrics"]["iterations"] == 3 * (256 // 64) and out["metrics"]["top1"] > 90
+    assert out.metrics["iterations"] == 3 * (256 // 64) and out.metrics["top1"] > 90
     with pytest.raises(ConfigError, match="train_augmentation"):
         LinearProbeProtocol({"train_augmentation": "yes"})
 

@@ -16,7 +16,7 @@ from conftest import TINY_OPTIONS
 import dinobench
 from dinobench.errors import ConfigError
 from dinobench.features import FeatureSet
-from dinobench.plugins.logreg import LogRegProtocol, c_grid, selection_split
+from dinobench.protocols.logreg import LogRegProtocol, c_grid, selection_split
 
 CFG = {"c_min_exp": -4.0, "c_max_exp": 3.0, "grid_size": 8, "max_iter": 300, "tol": 1e-12, "n_jobs": 2}
 
@@ -87,10 +87,10 @@ def test_run_selects_on_ten_percent_of_train_then_reports_val():
     val_x, val_y = _clusters(200, seed=5)
     ctx = _fake_ctx({"train": (train_x, train_y), "val": (val_x, val_y)}, seed=11)
     got = LogRegProtocol(CFG).run(ctx)
-    assert got["main_metric"] == "top1" and got["higher_is_better"] is True
+    assert got.main_metric == "top1" and got.higher_is_better is True
     fit_idx, sel_idx = selection_split(train_y, 0.1, seed=11)  # ctx.seed seeds the held-out split
     want = _reference(train_x[fit_idx], train_y[fit_idx], train_x[sel_idx], train_y[sel_idx], val_x, val_y)
-    assert got["metrics"]["best_C"] == want["best_C"] and got["metrics"]["top1"] == want["top1"]
+    assert got.metrics["best_C"] == want["best_C"] and got.metrics["top1"] == want["top1"]
     assert ctx.requested == {("train", "cls"), ("val", "cls")}
 
 
@@ -98,7 +98,7 @@ def test_run_with_a_test_split_selects_on_val_refits_on_train_plus_val_reports_t
     (train_x, train_y), (val_x, val_y), (test_x, test_y) = (_clusters(n, seed=s) for n, s in
                                                              ((300, 6), (150, 7), (200, 8)))
     ctx = _fake_ctx({"train": (train_x, train_y), "val": (val_x, val_y), "test": (test_x, test_y)})
-    got = LogRegProtocol(dict(CFG, n_jobs=1)).run(ctx)["metrics"]
+    got = LogRegProtocol(dict(CFG, n_jobs=1)).run(ctx).metrics
     want = _reference(train_x, train_y, val_x, val_y, test_x, test_y)
     assert got["best_C"] == want["best_C"] and got["top1"] == want["top1"] and got["top5"] == want["top5"]
 

@@ -56,6 +56,61 @@ def test_installed_plugin_adds_a_backbone_and_a_task(example_plugin, tmp_path):
     assert record["main_metric"]["value"] > 50  # pixels-through-a-random-projection on digits
 
 
+def test_example_plugin_trains_a_neck_and_dict_head_on_three_named_datasets(example_plugin, tmp_path):
+    """A third-party neck + head (dict outputs, postprocess) trained on dinobench's engine, on a task with
+    three named datasets; with no edit under dinobench/."""
+    env_cache = tmp_path / "cache"
+    ran = dinobench_cli("run", "--backbone", "patchpool", "--task", "digits16-headprobe", "--output",
+                        str(tmp_path / "out"), "--cfg-options", f"features.cache_dir={env_cache}",
+                        pythonpath=example_plugin)
+    assert ran.returncode == 0, ran.stderr
+    (path,) = (tmp_path / "out").rglob("result.json")
+    record = json.loads(path.read_text())
+    assert record["protocol"] == "example_head_probe" and record["protocol_plugin"] == "example"
+    assert set(record["dataset"]["splits"]) == {"train", "val", "holdout"}
+    assert record["dataset"]["splits"]["holdout"]["size"] == 179  # 10% of each class of another seeded split
+    assert record["metrics"]["train_iterations"] == 60
+    assert record["metrics"]["top1"] > 30 and record["metrics"]["holdout_top1"] > 30  # 10 classes: chance is 10
+    assert {row["class"] for row in record["tables"]["holdout_per_class"]} == set(range(10))
+    assert record["higher_is_better"]["top1"] is True and "train.checkpoint_every" in record["runtime_keys"]
+    (checkpoint,) = (tmp_path / "out" / ".runs").rglob("checkpoint_*.pth")  # trained by the shared engine
+    assert checkpoint.stat().st_size > 0
+    again = dinobench_cli("run", "--backbone", "patchpool", "--task", "digits16-headprobe", "--output",
+                          str(tmp_path / "out"), pythonpath=example_plugin)
+    assert again.returncode == 0, again.stderr
+    second = max((tmp_path / "out").rglob("result.json"), key=lambda p: p.parent.name)
+    assert json.loads(second.read_text())["metrics"] == record["metrics"]  # same run key: resumed, identical
+
+
+def test_example_plugin_feature_kind_is_cached_as_an_nd_array(example_plugin, tmp_path):
+    cache = tmp_path / "cache"
+    for attempt in range(2):
+        ran = dinobench_cli("run", "--backbone", "patchpool", "--task", "digits16-gridknn", "--output",
+                            str(tmp_path / "out"), "--cfg-options", f"features.cache_dir={cache}",
+                            pythonpath=example_plugin)
+        assert ran.returncode == 0, ran.stderr
+    records = sorted((tmp_path / "out").rglob("result.json"), key=lambda p: p.parent.name)
+    first, second = (json.loads(p.read_text()) for p in records)
+    assert first["timings"]["features_train_pooled_grid_cached"] == 0.0
+    assert second["timings"]["features_train_pooled_grid_cached"] == 1.0 and second["metrics"] == first["metrics"]
+    assert first["metrics"]["top1"] > 50
+    manifests = [json.loads(m.read_text()) for m in cache.rglob("manifest.json")]
+    grids = [m for m in manifests if m["payload"]["kind"] == "pooled_grid"]
+    assert len(grids) == 2 and {tuple(m["shape"]) for m in grids} == {(1438, 2, 2, 48), (359, 2, 2, 48)}
+
+
+def test_example_plugin_adds_a_cli_subcommand(example_plugin):
+    helped = dinobench_cli("--help", pythonpath=example_plugin)
+    assert helped.returncode == 0 and "example-datasets" in helped.stdout and "[plugin example]" in helped.stdout
+    listed = dinobench_cli("example-datasets", "digits16-headprobe", pythonpath=example_plugin)
+    assert listed.returncode == 0, listed.stderr
+    rows = [line.split("\t") for line in listed.stdout.strip().splitlines()]
+    assert [(r[0], r[1], r[2]) for r in rows] == [("holdout", "digits", "179"), ("train", "digits", "1438"),
+                                                   ("val", "digits", "359")]
+    bad = dinobench_cli("example-datasets", "no-such-task", pythonpath=example_plugin)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "unknown task 'no-such-task'" in bad.stderr
+
+
 def _write_plugin(root: Path, dist: str, module: str, body: str) -> Path:
     (root / module).mkdir(parents=True)
     (root / module / "__init__.py").write_text(textwrap.dedent(body))

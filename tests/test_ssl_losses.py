@@ -265,7 +265,7 @@ def _shared_inputs():
 def _worker(rank: int, init_file: str, out_dir: str) -> None:
     import torch.distributed as dist
 
-    from dinobench.training import distributed as ddp
+    from dinobench.utils import distributed as ddp
 
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
     try:

@@ -17,8 +17,9 @@ import torch
 
 import dinobench
 from dinobench.errors import ConfigError
-from dinobench.ssl.launch import resolve_train_config
-from dinobench.ssl.schedules import apply_schedules, cosine_schedule, param_groups
+from dinobench.training.launch import resolve_train_config
+from dinobench.training.optim import param_groups
+from dinobench.training.ssl_schedules import apply_schedules, cosine_schedule
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "train" / "vit_tiny_digits_pretrain.py"
@@ -210,7 +211,7 @@ def test_two_rank_fsdp2_on_cpu_equals_single_process_and_resumes_exactly(tmp_pat
         (tmp_path / "fsdp" / "checkpoints" / "checkpoint_00000001.pth").read_bytes())
     again = _torchrun(resumed, *common, "train.batch_size_per_gpu=4", "train.parallel=fsdp")
     assert again.returncode == 0, again.stderr[-4000:]
-    assert "resumed from iteration 1" in again.stderr
+    assert "SSL training resumed after iteration 1" in again.stderr
     assert [r["total_loss"] for r in _metrics(resumed)] == [two[2]["total_loss"]]
     final = _final_teacher(resumed)
     for key in tb:
@@ -218,8 +219,9 @@ def test_two_rank_fsdp2_on_cpu_equals_single_process_and_resumes_exactly(tmp_pat
 
 
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
-    from dinobench.ssl import train as train_module
     from dinobench.ssl.meta_arch import SSLMetaArch
+    from dinobench.training import TrainingDiverged
+    from dinobench.training import ssl as train_module
 
     original = SSLMetaArch.forward_backward
 
@@ -231,7 +233,8 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(tmp_p
 
     monkeypatch.setattr(SSLMetaArch, "forward_backward", poisoned)
     cfg = resolve_train_config(CONFIG, FAST)
-    with pytest.raises(train_module.TrainingDiverged, match=r"iteration 3: loss is nan .*last good checkpoint kept: "):
+    with pytest.raises(TrainingDiverged, match=r"iteration 3: SSL training loss is nan \(dino_local_crops_loss=.*total_loss=nan\); "
+                                               r"stopped, last good checkpoint kept: .*checkpoint_00000001.pth"):
         train_module.train(cfg, tmp_path / "run")
     kept = sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("checkpoint_*.pth"))
     assert kept == ["checkpoint_00000001.pth"]
@@ -248,7 +251,7 @@ def pretrained_run(tmp_path_factory) -> Path:
 
 def test_high_resolution_adaptation_starts_from_the_teacher(pretrained_run, tmp_path):
     from dinobench.training.checkpoint import load_teacher_student_state
-    from dinobench.ssl.train import Trainer
+    from dinobench.training.ssl import Trainer
 
     cfg = resolve_train_config(REPO / "configs" / "train" / "vit_tiny_digits_highres.py",
                                FAST + [f"init.from_teacher_checkpoint={pretrained_run}", f"gram.ckpt={pretrained_run}",
@@ -302,23 +305,23 @@ def test_gram_teacher_refresh_schedule():
     iteration from it_first_update on, at most max_updates times."""
     from types import SimpleNamespace
 
-    from dinobench.ssl.train import Trainer
+    from dinobench.training.ssl import SSLRecipe
 
     refreshed = []
-    fake = SimpleNamespace(cfg={"gram": {"use_loss": True, "rep_update": True, "it_first_update": 4,
+    fake = SimpleNamespace(config={"gram": {"use_loss": True, "rep_update": True, "it_first_update": 4,
                                          "update_frequency": 3, "max_updates": 2}},
                            gram_updates=0, model=SimpleNamespace(load_gram_from_teacher=lambda: refreshed.append(it)))
     for it in range(20):
-        Trainer._after_step_gram(fake, it)
+        SSLRecipe.refresh_gram(fake, it)
     assert refreshed == [5, 8] and fake.gram_updates == 2  # after iterations 6 and 9 (1-based), then the limit
-    fake.cfg["gram"]["rep_update"], fake.gram_updates, refreshed[:] = False, 0, []
+    fake.config["gram"]["rep_update"], fake.gram_updates, refreshed[:] = False, 0, []
     for it in range(20):
-        Trainer._after_step_gram(fake, it)
+        SSLRecipe.refresh_gram(fake, it)
     assert refreshed == []
 
 
 def test_gradient_clipping_returns_the_unclipped_norm_and_clips():
-    from dinobench.training.distributed import clip_grad_norm
+    from dinobench.utils.distributed import clip_grad_norm
 
     params = [torch.nn.Parameter(torch.zeros(3)), torch.nn.Parameter(torch.zeros(4))]
     params[0].grad, params[1].grad = torch.tensor([3.0, 0.0, 0.0]), torch.tensor([0.0, 4.0, 0.0, 0.0])

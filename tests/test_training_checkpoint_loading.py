@@ -25,8 +25,8 @@ FAST = [*(f"student.overrides.{k}={v}" for k, v in TINY.items()), "crops.global_
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Path:
-    from dinobench.ssl.launch import resolve_train_config
-    from dinobench.ssl.train import train
+    from dinobench.training.launch import resolve_train_config
+    from dinobench.training.ssl import train
 
     out = tmp_path_factory.mktemp("ssl") / "run"
     torch.manual_seed(0)

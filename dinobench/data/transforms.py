@@ -8,6 +8,8 @@ from typing import Any, Callable, Sequence
 from torchvision import transforms as T
 from torchvision.transforms import InterpolationMode
 
+from dinobench.errors import ConfigError
+
 INTERPOLATIONS = {
     "bilinear": InterpolationMode.BILINEAR,
     "bicubic": InterpolationMode.BICUBIC,
@@ -17,9 +19,23 @@ INTERPOLATIONS = {
 
 def _interpolation(cfg: dict[str, Any]) -> InterpolationMode:
     name = cfg.get("interpolation", "bicubic")
-    if name not in INTERPOLATIONS:
-        raise ValueError(f"transform.interpolation must be one of {sorted(INTERPOLATIONS)}, got {name!r}")
+    if not isinstance(name, str) or name not in INTERPOLATIONS:
+        raise ConfigError(f"transform.interpolation: {name!r} is not one of {', '.join(sorted(INTERPOLATIONS))}")
     return INTERPOLATIONS[name]
+
+
+def _size(cfg: dict[str, Any], key: str) -> int | None:
+    value = cfg.get(key)
+    if value is None or (isinstance(value, (bool, int, float, str)) and not value):
+        return None  # absent, 0, False or "": no such step (as before)
+    try:
+        size = int(value)
+        valid = not isinstance(value, bool) and size == float(value) and size >= 1
+    except (TypeError, ValueError):
+        valid = False
+    if not valid:
+        raise ConfigError(f"transform.{key}: {value!r} is not a positive whole number of pixels")
+    return size
 
 
 def build_eval_transform(cfg: dict[str, Any], mean: Sequence[float], std: Sequence[float]) -> Callable:
@@ -28,11 +44,12 @@ def build_eval_transform(cfg: dict[str, Any], mean: Sequence[float], std: Sequen
     ``cfg``: ``resize`` (int), ``crop`` (int), ``interpolation`` (bilinear|bicubic|nearest).
     """
     interpolation = _interpolation(cfg)
+    resize, crop = _size(cfg, "resize"), _size(cfg, "crop")
     steps: list[Callable] = []
-    if cfg.get("resize"):
-        steps.append(T.Resize(int(cfg["resize"]), interpolation=interpolation, antialias=True))
-    if cfg.get("crop"):
-        steps.append(T.CenterCrop(int(cfg["crop"])))
+    if resize:
+        steps.append(T.Resize(resize, interpolation=interpolation, antialias=True))
+    if crop:
+        steps.append(T.CenterCrop(crop))
     steps += [T.ToTensor(), T.Normalize(mean=list(mean), std=list(std))]
     return T.Compose(steps)
 
@@ -42,11 +59,12 @@ def build_train_transform(cfg: dict[str, Any], mean: Sequence[float], std: Seque
     """Official classification train augmentation: RandomResizedCrop(``crop``, ``scale``) -> flip ->
     tensor -> normalise, at the eval crop size (``crop``, else ``resize``) and interpolation."""
     interpolation = _interpolation(cfg)
-    size = cfg.get("crop") or cfg.get("resize")
+    size = _size(cfg, "crop") or _size(cfg, "resize")
     if not size:
-        raise ValueError("train augmentation needs transform.crop (or transform.resize): the crop size")
+        raise ConfigError("transform.crop: the train augmentation needs the crop size (transform.crop or "
+                          "transform.resize, in pixels)")
     return T.Compose([
-        T.RandomResizedCrop(int(size), scale=tuple(scale), interpolation=interpolation, antialias=True),
+        T.RandomResizedCrop(size, scale=tuple(scale), interpolation=interpolation, antialias=True),
         T.RandomHorizontalFlip(p=float(hflip_prob)),
         T.ToTensor(),
         T.Normalize(mean=list(mean), std=list(std)),

@@ -1,1 +1,2 @@
-"""In-repo DINOv3 self-supervised pretraining: data, heads, losses, meta-architecture, training."""
+"""DINOv3 self-supervised learning parts: multi-crop augmentation, masking, collation, DINO/iBOT heads,
+losses and the meta-architecture. The training loop that drives them is :mod:`dinobench.training.ssl`."""

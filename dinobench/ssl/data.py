@@ -1,4 +1,5 @@
-"""SSL data pipeline: per-sample seeded multi-crop views, a resumable sharded sampler, seeded collation.
+"""SSL data pipeline: per-sample seeded multi-crop views and seeded collation (the sampler is the
+engine's :class:`dinobench.training.sampler.ShardedIterationSampler`).
 
 Every random draw of the data side depends only on ``(seed, iteration, index)``, so a run gives
 the same batches whatever the number of workers, and a resumed run continues the exact stream.
@@ -7,21 +8,14 @@ the same batches whatever the number of workers, and a resumed run continues the
 from __future__ import annotations
 
 import random
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset
 
 from dinobench.ssl.collate import collate_data_and_cast
 from dinobench.ssl.masking import MaskingGenerator
-
-
-def _mix(*values: int) -> int:
-    """A stable 63-bit seed from integers (Python's hash of ints is stable across processes)."""
-    out = 0x9E3779B97F4A7C15
-    for v in values:
-        out = (out * 6364136223846793005 + (v & 0xFFFFFFFFFFFFFFFF) + 1442695040888963407) & 0x7FFFFFFFFFFFFFFF
-    return out
+from dinobench.utils.seeding import seed_from
 
 
 class MultiCropDataset(Dataset):
@@ -38,36 +32,9 @@ class MultiCropDataset(Dataset):
         source, label = self.base.samples[index]
         image = self.base.load(source)
         with torch.random.fork_rng(devices=[]):  # leave the caller's RNG stream untouched
-            torch.manual_seed(_mix(self.seed, iteration, index))
+            torch.manual_seed(seed_from(self.seed, iteration, index))
             crops = self.augmentation(image)
         return crops, label, iteration
-
-
-class ShardedIterationSampler(Sampler):
-    """Infinite batch sampler: iteration ``t`` is global batch ``t`` of a seeded per-epoch permutation;
-    rank ``r`` takes its ``batch_size`` slice. Starts at ``start_iteration`` without replaying."""
-
-    def __init__(self, n_samples: int, batch_size: int, world_size: int, rank: int, seed: int,
-                 start_iteration: int = 0) -> None:
-        self.n, self.batch, self.world, self.rank, self.seed = n_samples, batch_size, world_size, rank, seed
-        self.per_epoch = n_samples // (batch_size * world_size)
-        if self.per_epoch == 0:
-            raise ValueError(f"dataset of {n_samples} samples is smaller than one global batch "
-                             f"({batch_size} x {world_size} ranks); lower train.batch_size_per_gpu")
-        self.start = start_iteration
-
-    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        iteration = self.start
-        while True:
-            epoch, step = divmod(iteration, self.per_epoch)
-            perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(_mix(self.seed, epoch)))
-            global_start = step * self.batch * self.world
-            mine = perm[global_start + self.rank * self.batch: global_start + (self.rank + 1) * self.batch]
-            yield [(iteration, int(i)) for i in mine]
-            iteration += 1
-
-    def __len__(self) -> int:  # pragma: no cover - infinite; DataLoader only needs it for len()
-        raise TypeError("ShardedIterationSampler is infinite")
 
 
 class IterationCollate:
@@ -91,7 +58,7 @@ class IterationCollate:
 
     def __call__(self, samples: list[tuple[dict, int, int]]) -> dict[str, Any]:
         iteration = samples[0][2]
-        rng = random.Random(_mix(self.seed, iteration, 7))
+        rng = random.Random(seed_from(self.seed, iteration, 7))
         out = collate_data_and_cast(samples, self.ratio, self.probability, torch.float32, n_tokens=self.n_tokens,
                                     mask_generator=self.mask_generator, rng=rng, world_size=self.world, rank=self.rank)
         out["iteration"] = iteration

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dinobench.training.distributed import full_state_dict, reshard
+from dinobench.utils.distributed import full_state_dict, reshard
 from dinobench.ssl.heads import DINOHead
 from dinobench.ssl.losses import DINOLoss, GramLoss, IBOTPatchLoss, KoLeoLoss, KoLeoLossDistributed
 

@@ -4,9 +4,5 @@
 # backbone width (None), BatchNorm, no class token (readout "ignore"), 256 linear bins; same loss,
 # schedule and evaluation as the linear depth head (official NYU recipe).
 _base_ = ["./linear_depth.py"]
-protocol = dict(
-    type="dpt",
-    head=dict(_delete_=True, layers="four_even", use_cls_token=False, use_batchnorm=True, use_backbone_norm=True,
-              n_bins=256, bins_strategy="linear", norm_strategy="linear", channels=512, post_process_channels=None,
-              n_hidden_channels=32),
-)
+# Defaults: dinobench.protocols.depth.DPTDepthConfig; state only what differs.
+protocol = dict(type="dpt")

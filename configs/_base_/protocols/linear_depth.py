@@ -2,22 +2,6 @@
 # the backbone norm, no class token -> BatchNorm -> 1x1 conv to 256 bins linearly spaced in
 # [min_depth, max_depth] (dataset section), weights relu(x)+0.1 normalised ("linear"); SigLoss with its
 # 100-iteration warm-up; whole-image evaluation with horizontal-flip TTA; main metric rmse.
-protocol = dict(
-    type="linear_depth",
-    head=dict(layers="last", use_cls_token=False, use_batchnorm=True, use_backbone_norm=True, n_bins=256,
-              bins_strategy="linear", norm_strategy="linear"),
-    loss=dict(warm_up=True, warm_iter=100),
-    inference=dict(mode="whole", flip=True, crop_size=512, stride=341),
-    num_visualizations=4,
-)
-# Head training (dinobench.engine), official NYU schedule: 38.4k iterations, global batch 16 (2 x 8 GPUs),
-# AdamW lr 3e-4, wd 1e-4, betas (0.9, 0.99), gradient clip 35; WarmupOneCycleLR with 12.8k warm-up
-# iterations, final_div_factor 1000 and beta1 driven by the schedule (0 in warm-up, then 0.85 -> 0.95).
-train = dict(
-    max_iters=38400, batch_size=16, num_workers=4, eval_every=1600, checkpoint_every=1000, max_to_keep=1,
-    log_every=10, grad_clip=35.0, amp="bf16", work_dir=None, resume=True,
-    optimizer=dict(lr=3e-4, weight_decay=1e-4, betas=[0.9, 0.99]),
-    scheduler=dict(type="warmup_one_cycle", warmup_iters=12800, warmup_ratio=0.0, div_factor=25.0,
-                   final_div_factor=1000.0, anneal_strategy="cos", use_beta1=True, base_momentum=0.85,
-                   max_momentum=0.95),
-)
+# Head, inference and visualisation defaults: dinobench.protocols.depth.LinearDepthConfig; state only what differs.
+_base_ = ["../train/nyu_depth_head.py"]  # the head-training recipe (train section)
+protocol = dict(type="linear_depth")

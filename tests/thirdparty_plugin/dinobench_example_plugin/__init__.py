@@ -1,10 +1,19 @@
-"""Example third-party dinobench plugin: registers backbone ``patchpool`` and task ``digits16-knn``.
+"""Example third-party dinobench plugin, using only the public extension contract (``dinobench.hookspecs``):
 
-It uses only the public extension contract (``dinobench.hookspecs``); nothing in dinobench's
-core knows about it.
+- backbone ``patchpool``;
+- protocols ``example_head_probe`` (a neck + dict-returning head with ``postprocess``, trained on dinobench's
+  engine) and ``example_grid_knn`` (kNN on this plugin's feature kind);
+- feature kind ``pooled_grid`` (``[2, 2, D]`` per image, cached on disk as an N-D array);
+- tasks ``digits16-knn``, ``digits16-headprobe`` (three named datasets) and ``digits16-gridknn``;
+- CLI subcommand ``dinobench example-datasets TASK``.
+
+Nothing in dinobench's core knows about it.
 """
 
 from dinobench.hookspecs import hookimpl
+
+DIGITS16 = {"transform": {"resize": 16, "crop": 16, "interpolation": "bilinear"},
+            "features": {"batch_size": 128, "num_workers": 0}}
 
 
 @hookimpl
@@ -14,11 +23,44 @@ def dinobench_register_backbones(registry):
 
 
 @hookimpl
+def dinobench_register_protocols(registry):
+    registry.add("example_head_probe", "dinobench_example_plugin.protocols:HeadProbeProtocol",
+                 description="neck + dict head trained on the shared engine, top-1 on two named datasets")
+    registry.add("example_grid_knn", "dinobench_example_plugin.protocols:GridKNNProtocol",
+                 description="kNN on pooled_grid features")
+
+
+@hookimpl
+def dinobench_register_feature_kinds(registry):
+    registry.add("pooled_grid", "dinobench_example_plugin.kinds:pooled_grid",
+                 description="last-layer patch tokens pooled to a 2x2 grid [2, 2, D] (example plugin)")
+
+
+@hookimpl
 def dinobench_register_tasks(registry):
     registry.add("digits16-knn", {
         "dataset": {"type": "digits", "val_fraction": 0.2, "split_seed": 0},
-        "transform": {"resize": 16, "crop": 16, "interpolation": "bilinear"},
         "protocol": {"type": "knn", "nb_knn": [1, 5], "temperature": 0.07},
-        "features": {"batch_size": 128, "num_workers": 0},
-        "task": {"description": "digits at 16 px, 1-NN and 5-NN (example plugin)"},
+        "task": {"description": "digits at 16 px, 1-NN and 5-NN (example plugin)"}, **DIGITS16,
     })
+    registry.add("digits16-headprobe", {
+        "datasets": {"train": {"type": "digits", "split": "train"}, "val": {"type": "digits", "split": "val"},
+                     # a third named dataset: another seeded split of the digits, its val part
+                     "holdout": {"type": "digits", "split": "val", "split_seed": 1, "val_fraction": 0.1}},
+        "protocol": {"type": "example_head_probe"},
+        "train": {"max_iters": 60, "batch_size": 32, "checkpoint_every": 0, "eval_every": 0, "amp": None,
+                  "optimizer": {"lr": 0.01, "weight_decay": 0.0}, "scheduler": {"type": "constant", "warmup_iters": 0}},
+        "task": {"description": "a neck + dict head on digits, evaluated on val and a holdout (example plugin)"},
+        **DIGITS16,
+    })
+    registry.add("digits16-gridknn", {
+        "dataset": {"type": "digits", "val_fraction": 0.2, "split_seed": 0},
+        "protocol": {"type": "example_grid_knn"},
+        "task": {"description": "kNN on 2x2-pooled patch tokens (example plugin)"}, **DIGITS16,
+    })
+
+
+@hookimpl
+def dinobench_register_commands(registry):
+    registry.add("example-datasets", configure="dinobench_example_plugin.commands:configure",
+                 run="dinobench_example_plugin.commands:run", help="list the named datasets of a task")

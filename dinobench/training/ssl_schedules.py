@@ -1,17 +1,16 @@
-"""Per-iteration schedules (lr, weight decay, teacher momentum and temperature) and the AdamW
-parameter groups of DINOv3 (layer-wise lr decay, patch-embed lr multiplier, no wd on norms/biases,
-last-layer freeze)."""
+"""SSL pretraining schedules: per-iteration arrays (lr, weight decay, teacher momentum and temperature,
+last-layer lr) built once from the ``optim`` and ``teacher`` sections, as DINOv3 does, and how they reach
+the optimizer's parameter groups (:func:`dinobench.training.optim.param_groups`)."""
 
 from __future__ import annotations
 
 import math
-import re
-from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Iterable
 
 import numpy as np
-from torch import nn
+
+from dinobench.errors import ConfigError
 
 
 def cosine_schedule(base: float, final: float, total: int, warmup: int = 0, start_warmup: float = 0.0,
@@ -51,7 +50,7 @@ def scaled_lr(lr: float, global_batch: int, rule: str) -> float:
         return lr * global_batch / 256
     if rule in ("none", None):
         return lr
-    raise ValueError(f"optim.scaling_rule: unknown rule {rule!r} (sqrt_wrt_1024, linear_wrt_256, none)")
+    raise ConfigError(f"optim.scaling_rule: unknown rule {rule!r} (sqrt_wrt_1024, linear_wrt_256, none)")
 
 
 def build_schedules(optim: dict[str, Any], teacher: dict[str, Any], total_iters: int, epoch_length: int,
@@ -69,38 +68,6 @@ def build_schedules(optim: dict[str, Any], teacher: dict[str, Any], total_iters:
     temp = np.concatenate([np.linspace(teacher["warmup_teacher_temp"], teacher["teacher_temp"], temp_warmup),
                            np.full(max(total_iters - temp_warmup, 1), teacher["teacher_temp"])])
     return Schedules(lr, wd, momentum, temp, last_layer)
-
-
-def _layer_id(name: str, n_blocks: int) -> int:
-    """0 for embeddings/tokens, i+1 for block i, n_blocks+1 for everything after (norm, heads)."""
-    if any(t in name for t in ("pos_embed", "patch_embed", "mask_token", "cls_token", "storage_tokens",
-                               "register_tokens")):
-        return 0
-    match = re.search(r"(?:^|\.)blocks\.(\d+)\.", name)
-    return int(match.group(1)) + 1 if match else n_blocks + 1
-
-
-def param_groups(modules: dict[str, nn.Module], layerwise_decay: float = 1.0, patch_embed_lr_mult: float = 1.0,
-                 dino_head_wd_multiplier: float = 1.0) -> list[dict[str, Any]]:
-    """AdamW groups fused by (lr multiplier, wd multiplier, is last layer), like the official recipe."""
-    fused: dict[tuple, dict[str, Any]] = defaultdict(lambda: {"params": []})
-    for prefix, module in modules.items():
-        n_blocks = len(getattr(module, "blocks", [])) if prefix == "backbone" else 0
-        for name, param in module.named_parameters():
-            if not param.requires_grad:
-                continue
-            lr_mult = layerwise_decay ** (n_blocks + 1 - _layer_id(name, n_blocks)) if prefix == "backbone" else 1.0
-            if "patch_embed" in name:
-                lr_mult *= patch_embed_lr_mult
-            wd_mult = dino_head_wd_multiplier if prefix == "dino_head" else 1.0
-            if name.endswith("bias") or "norm" in name or "gamma" in name:
-                wd_mult = 0.0
-            is_last = prefix.endswith("head") and "last_layer" in name
-            key = (lr_mult, wd_mult, is_last)
-            group = fused[key]
-            group.update(lr_multiplier=lr_mult, wd_multiplier=wd_mult, is_last_layer=is_last)
-            group["params"].append(param)
-    return list(fused.values())
 
 
 def apply_schedules(groups: Iterable[dict[str, Any]], values: dict[str, float]) -> None:

@@ -1,16 +1,26 @@
-"""torch.distributed glue for the SSL engine: torchrun environment, DDP / FSDP2 wrapping, metric
-averaging, and full (unsharded) model / optimizer state dicts so that checkpoints and exports look
-the same whatever ``train.parallel`` is. Launch with ``torchrun --nproc_per_node N -m dinobench train ...``."""
+"""torch.distributed glue for the training engine: torchrun environment, DDP / FSDP2 wrapping, device
+moves of nested batches, metric averaging and gathering, and full (unsharded) model / optimizer state
+dicts so that checkpoints and exports look the same whatever ``train.parallel`` is. Launch with
+``torchrun --nproc_per_node N -m dinobench train ...`` (or ``... -m dinobench run ...`` for head training)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
-from typing import Any
+import warnings
+from typing import Any, Mapping
 
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict, get_optimizer_state_dict,
+                                                     set_model_state_dict, set_optimizer_state_dict)
+from torch.distributed.device_mesh import init_device_mesh
+from torch.distributed.fsdp import FSDPModule, fully_shard, register_fsdp_forward_method
+from torch.distributed.tensor import DTensor
+from torch.nn.parallel import DistributedDataParallel
+
+from dinobench.errors import ConfigError
 
 
 def init_from_env(backend: str | None = None) -> bool:
@@ -67,9 +77,27 @@ def autocast(dev: torch.device, dtype_name: str | None):
     return torch.autocast("cuda", dtype={"bf16": torch.bfloat16, "fp16": torch.float16}[dtype_name])
 
 
-def to_device(batch: dict[str, Any], dev: torch.device) -> dict[str, Any]:
-    """Move the tensors of a collated batch to ``dev``."""
-    return {k: (v.to(dev, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
+def to_device(batch: Any, dev: torch.device | str) -> Any:
+    """Move every tensor of a collated batch to ``dev``: recursively through dicts (and other mappings,
+    returned as dicts), lists, tuples and named tuples; anything else is returned as it is."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(dev, non_blocking=True)
+    if isinstance(batch, Mapping):
+        return {k: to_device(v, dev) for k, v in batch.items()}
+    if isinstance(batch, tuple) and hasattr(batch, "_fields"):  # a named tuple
+        return type(batch)(*(to_device(v, dev) for v in batch))
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(v, dev) for v in batch)
+    return batch
+
+
+def all_gather_objects(obj: Any) -> list[Any]:
+    """``obj`` of every rank, in rank order (``[obj]`` without torch.distributed); collective."""
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return [obj]
+    gathered: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, obj)
+    return gathered
 
 
 def mean_metrics(metrics: dict[str, float]) -> dict[str, float]:
@@ -103,16 +131,9 @@ def wrap_students(model: nn.Module, parallel: str, dev: torch.device) -> None:
     if not dist.is_initialized():
         return
     if parallel == "ddp":
-        from torch.nn.parallel import DistributedDataParallel
-
         ids = [dev.index] if dev.type == "cuda" else None
         model.runners = {name: DistributedDataParallel(s, device_ids=ids) for name, s in model.students.items()}
     elif parallel == "fsdp":
-        import warnings
-
-        from torch.distributed.device_mesh import init_device_mesh
-        from torch.distributed.fsdp import fully_shard, register_fsdp_forward_method
-
         mesh = init_device_mesh(dev.type, (dist.get_world_size(),))
         for student in model.students.values():
             for block in getattr(student.backbone, "blocks", []):
@@ -129,7 +150,7 @@ def wrap_students(model: nn.Module, parallel: str, dev: torch.device) -> None:
         warnings.filterwarnings("ignore", message=r"FSDP2-wrapped module .* returned a view tensor")
         model.runners = dict(model.students)
     else:
-        raise ValueError(f"train.parallel must be 'ddp' or 'fsdp', got {parallel!r}")
+        raise ConfigError(f"train.parallel must be 'ddp' or 'fsdp', got {parallel!r}")
 
 
 def reshard(module: nn.Module) -> None:
@@ -138,8 +159,6 @@ def reshard(module: nn.Module) -> None:
     FSDP2 keeps a root unit's parameters gathered after its forward until its backward; a teacher
     has no backward, so without this its root parameters would stay full-size plain tensors.
     """
-    from torch.distributed.fsdp import FSDPModule
-
     for sub in module.modules():
         if isinstance(sub, FSDPModule):
             sub.reshard()
@@ -147,8 +166,6 @@ def reshard(module: nn.Module) -> None:
 
 def is_sharded(module: nn.Module) -> bool:
     """True when ``module`` holds FSDP2-sharded (DTensor) parameters."""
-    from torch.distributed.tensor import DTensor
-
     return any(isinstance(p, DTensor) for p in module.parameters())
 
 
@@ -160,8 +177,6 @@ def full_state_dict(module: nn.Module, all_ranks: bool = False) -> dict[str, tor
     """
     if not is_sharded(module):
         return module.state_dict()
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-
     return get_model_state_dict(module, options=StateDictOptions(full_state_dict=True, cpu_offload=not all_ranks))
 
 
@@ -170,8 +185,6 @@ def load_full_state_dict(module: nn.Module, state: dict[str, torch.Tensor]) -> N
     if not is_sharded(module):
         module.load_state_dict(state)
         return
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
-
     set_model_state_dict(module, state, options=StateDictOptions(full_state_dict=True))
 
 
@@ -179,8 +192,6 @@ def optimizer_state_dict(model: nn.Module, optimizer: torch.optim.Optimizer) -> 
     """The optimizer's state; with a sharded ``model`` gathered in full (keyed by parameter name) on rank 0."""
     if not is_sharded(model):
         return optimizer.state_dict()
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
-
     return get_optimizer_state_dict(model, optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
 
 
@@ -195,8 +206,6 @@ def load_optimizer_state_dict(model: nn.Module, optimizer: torch.optim.Optimizer
     if not is_sharded(model):
         optimizer.load_state_dict(_rekey(state, model, optimizer, to_names=False) if by_name else state)
         return
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
-
     state = state if by_name else _rekey(state, model, optimizer, to_names=True)
     set_optimizer_state_dict(model, optimizer, state, options=StateDictOptions(full_state_dict=True))
 

@@ -1,4 +1,5 @@
-"""Resolve a training config and run it here, under torchrun, or on SLURM through submitit."""
+"""``dinobench train``: resolve an SSL training config and run it here, under torchrun, or on SLURM
+through submitit (optional dependency, imported when ``--slurm`` asks for it)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 from dinobench.config import apply_options, load_config, parse_options
 from dinobench.errors import ConfigError, DinobenchError
 from dinobench.ssl.schema import TRAIN_OPEN_SECTIONS, check_override_keys, check_train_config
+from dinobench.training.ssl import train
 
 
 def resolve_train_config(path: str | Path, overrides: list[str] | dict[str, Any] | None = None,
@@ -36,8 +38,6 @@ def launch(cfg: dict[str, Any], output: Path, slurm: bool = False, nodes: int = 
            partition: str | None = None, timeout_min: int = 1440) -> dict[str, Any]:
     """Train in this process (torchrun sets up the ranks) or submit a SLURM job via submitit."""
     if not slurm:
-        from dinobench.ssl.train import train
-
         return train(cfg, output)
     try:
         import submitit
@@ -61,8 +61,6 @@ class _SlurmEntry:
         import submitit
 
         submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
-        from dinobench.ssl.train import train
-
         return train(self.cfg, self.output)
 
     def checkpoint(self) -> Any:

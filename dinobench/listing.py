@@ -1,0 +1,56 @@
+"""What ``dinobench list`` prints: one table (or JSON list) per registry, without importing torch for tasks."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+LIST_SECTIONS = ["backbones", "tasks", "datasets", "protocols", "feature-kinds", "commands", "plugins"]
+
+
+def text_table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
+    """``rows`` as a plain-text table with upper-case headers, columns padded to their widest cell."""
+    widths = {c: max([len(c)] + [len(str(r.get(c, ""))) for r in rows]) for c in columns}
+    lines = ["  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip()]
+    lines += ["  ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns).rstrip() for r in rows]
+    return "\n".join(lines)
+
+
+def list_rows(what: str) -> tuple[list[dict[str, Any]], list[str]]:
+    """(rows, columns) of one ``dinobench list`` section (imports are lazy: listing tasks must stay torch-free)."""
+    from dinobench.plugin_manager import get_registries, plugin_rows
+
+    reg = get_registries()
+    if what == "backbones":
+        from dinobench.backbones.factory import count_parameters
+        from dinobench.report import format_params
+
+        rows = [{"name": s.name, "family": s.family, "params": format_params(count_parameters(s.name), "-"),
+                 "patch": s.patch_size or "-", "dim": s.embed_dim or "-", "source": s.source,
+                 "description": s.description}
+                for s in reg.backbones]
+        return rows, ["name", "family", "params", "patch", "dim", "source", "description"]
+    if what == "tasks":
+        from dinobench.config import load_config
+
+        rows = []
+        for s in reg.tasks:
+            cfg = load_config(s.config)
+            named = cfg.get("datasets") or {"": cfg.get("dataset", {})}
+            types = sorted({str(d.get("type", "?")) for d in named.values() if isinstance(d, dict)})
+            rows.append({"name": s.name, "protocol": cfg.get("protocol", {}).get("type", "?"),
+                         "dataset": "+".join(types) or "?", "source": s.source,
+                         "description": s.description or cfg.get("task", {}).get("description", "")})
+        return rows, ["name", "protocol", "dataset", "source", "description"]
+    if what == "datasets":
+        return [{"name": s.name, "source": s.source, "description": s.description} for s in reg.datasets], \
+            ["name", "source", "description"]
+    if what == "protocols":
+        return [{"name": s.name, "source": s.source, "description": s.description}
+                for s in reg.protocols], ["name", "source", "description"]
+    if what == "feature-kinds":
+        return [{"name": s.name, "source": s.source, "description": s.description} for s in reg.feature_kinds], \
+            ["name", "source", "description"]
+    if what == "commands":
+        return [{"name": s.name, "source": s.source, "description": s.help} for s in reg.commands], \
+            ["name", "source", "description"]
+    return plugin_rows(), ["plugin", "package", "version"]

@@ -1,0 +1,1 @@
+"""Protocol implementations (one per file); registered by the plugins in ``plugins/``."""

@@ -1,0 +1,179 @@
+"""The dense-protocol template: train a head on the frozen backbone -> evaluate -> figures.
+
+Linear segmentation, linear depth and DPT depth are this skeleton with different transforms, heads,
+losses and metrics; a new dense family (Mask2Former, ...) subclasses :class:`DenseProtocol` and fills in
+
+- :meth:`~DenseProtocol.transforms` — joint image+target train/eval transforms of the task config,
+- :meth:`~DenseProtocol.make_head` — the head over the neck's output levels (``channels``),
+- :meth:`~DenseProtocol.loss` — ``(loss, logs)`` of a training batch,
+- :meth:`~DenseProtocol.new_metric` / :meth:`~DenseProtocol.update_metric` — the evaluation metric,
+- optionally :meth:`~DenseProtocol.make_neck`, :meth:`~DenseProtocol.tables`, :meth:`~DenseProtocol.draw` (figures).
+
+Training runs on the one engine (:func:`dinobench.training.train_head`: exact resume, SIGTERM, DDP);
+evaluation is sharded over ranks (each rank evaluates its share, the metric state is all-reduced).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Literal, Sequence
+
+import torch
+from PIL import Image
+from torch import Tensor, nn
+
+from dinobench.context import RunContext
+from dinobench.errors import ConfigError
+from dinobench.heads.model import BackboneNeckHead
+from dinobench.heads.necks import IntermediateLayers, Neck
+from dinobench.protocol import Protocol, ProtocolResult
+from dinobench.training import evaluate_sharded, train_head
+from dinobench.utils.io import safe_component
+from dinobench.utils.seeding import seed_from
+from dinobench.visualize import denormalize_image, side_by_side
+
+
+@dataclass
+class DenseHeadConfig:
+    """What every official dense head reads: which layers, with the backbone norm, with the class token, BN."""
+
+    layers: str | list[int] = "last"
+    use_cls_token: bool = False
+    use_batchnorm: bool = True
+    use_backbone_norm: bool = True
+
+
+@dataclass
+class InferenceConfig:
+    """How a dense head is applied at evaluation: whole image or sliding windows (mmseg's slide inference)."""
+
+    mode: Literal["whole", "slide"] = "whole"
+    crop_size: int | list[int] = 512
+    stride: int | list[int] = 341
+
+
+def transform_sections(cfg: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """``transform.train`` and ``transform.eval`` of a dense task config (both required)."""
+    transform = cfg.get("transform") or {}
+    missing = [k for k in ("train", "eval") if not isinstance(transform.get(k), dict)]
+    if missing:
+        raise ConfigError(f"dense task config needs transform=dict(train=dict(...), eval=dict(...)); "
+                          f"missing transform.{missing[0]}")
+    return transform
+
+
+class DenseProtocol(Protocol):
+    """Template of the dense protocols (see the module docstring). Config needs ``head`` (with ``layers`` and
+    ``use_backbone_norm``), ``inference`` and ``num_visualizations`` sections/keys."""
+
+    runtime_keys = ("num_visualizations",)
+    eval_keys = ("inference",)
+    main_metric: ClassVar[str] = ""
+    higher_is_better: ClassVar[bool] = True
+
+    # ----------------------------------------------------------------- what a family fills in
+    def transforms(self, ctx: RunContext) -> tuple[Any, Any]:  # pragma: no cover - abstract
+        """(train transform, eval transform) of ``ctx``'s task config, normalised for ``ctx.backbone``."""
+        raise NotImplementedError
+
+    def make_head(self, channels: list[int], train_set: Any) -> nn.Module:  # pragma: no cover - abstract
+        """The head over neck levels of ``channels`` channels."""
+        raise NotImplementedError
+
+    def loss(self, model: nn.Module, batch: dict[str, Any], iteration: int) -> tuple[Tensor, dict[str, float]]:
+        """``(loss, logs)`` of one training batch (``model`` may be DDP-wrapped)."""
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def new_metric(self, dataset: Any) -> Any:  # pragma: no cover - abstract
+        """A fresh metric (``update``/``compute``, mergeable across ranks) for ``dataset``."""
+        raise NotImplementedError
+
+    def update_metric(self, model: nn.Module, sample: dict[str, Any], metric: Any, device: str) -> None:
+        """Predict one evaluation sample (a batch of one) and add it to ``metric``."""
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def make_neck(self, backbone: nn.Module) -> Neck:
+        """The neck (default: the configured intermediate layers with the backbone norm)."""
+        head = self.config.head
+        return IntermediateLayers(backbone, head.layers, head.use_backbone_norm)
+
+    def tables(self, metric: Any) -> dict[str, list[dict[str, Any]]]:
+        """Per-class tables of the final evaluation (none by default)."""
+        return {}
+
+    def draw(self, model: nn.Module, sample: dict[str, Any], dataset: Any,
+             ctx: RunContext) -> tuple[Image.Image, Image.Image] | None:
+        """(prediction, ground truth) images of one evaluation sample; None: the family draws nothing."""
+        return None
+
+    def save_figures(self, model: nn.Module, dataset: Any, ctx: RunContext, out_dir: Path,
+                     count: int) -> list[str]:
+        """The drawn predictions of the first ``count`` samples, and one side-by-side figure (image | ground
+        truth | prediction) of the first, into ``out_dir``; the written file names."""
+        written: list[str] = []
+        for index in range(min(count, len(dataset))):
+            sample = dataset[index]
+            drawn = self.draw(model, sample, dataset, ctx)
+            if drawn is None:
+                return written
+            prediction, truth = drawn
+            name = f"{index:03d}_{safe_component(str(sample.get('name', index)))}_pred.png"
+            prediction.save(out_dir / name)
+            written.append(name)
+            if index == 0:
+                image = denormalize_image(sample["image"].numpy(), ctx.image_mean, ctx.image_std)
+                panels = [("image", image), ("ground truth", truth), ("prediction", prediction)]
+                written.append(side_by_side(panels, out_dir / "side_by_side.png").name)
+        return written
+
+    # ----------------------------------------------------------------- the skeleton
+    def build_model(self, ctx: RunContext, train_set: Any) -> BackboneNeckHead:
+        """backbone -> neck -> head; the head's initial weights depend on the seed only;
+        ``backbone.finetune`` / ``backbone.layer_decay`` from the config."""
+        neck = self.make_neck(ctx.backbone)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed_from(ctx.seed, 17))
+            head = self.make_head(list(neck.out_channels), train_set)
+        bcfg = ctx.cfg.get("backbone", {})
+        return BackboneNeckHead(ctx.backbone, head, neck=neck, finetune=bool(bcfg.get("finetune", False)),
+                                layer_decay=float(bcfg.get("layer_decay", 0.9)))
+
+    def evaluate(self, model: nn.Module, dataset: Any, ctx: RunContext) -> tuple[dict[str, float], Any]:
+        """(metrics, metric) of ``model`` on ``dataset``, sharded over ranks."""
+        metric = self.new_metric(dataset)
+        workers = int(ctx.cfg.get("train", {}).get("num_workers", 0))
+        model.eval()
+        with torch.no_grad():
+            metrics = evaluate_sharded(dataset, lambda sample: self.update_metric(model, sample, metric, ctx.device),
+                                       metric, num_workers=workers, desc=f"eval {self.name}")
+        return metrics, metric
+
+    def run(self, ctx: RunContext) -> ProtocolResult:
+        """Train the head on ``train``, evaluate it on ``val``, draw predictions with ``--save-predictions``."""
+        train_set, val_set = ctx.dataset("train"), ctx.dataset("val")
+        train_set.transform, val_set.transform = self.transforms(ctx)
+        model = self.build_model(ctx, train_set)
+        final: dict[str, Any] = {}
+
+        def evaluate(net: nn.Module) -> dict[str, float]:
+            metrics, final["metric"] = self.evaluate(net, val_set, ctx)
+            return metrics
+
+        summary = train_head(ctx, model, train_set, self.loss, evaluate)
+        artifacts: list[str] = []
+        count = int(self.config.num_visualizations)
+        if ctx.predictions_dir is not None and count > 0:
+            model.eval()
+            with torch.no_grad():
+                artifacts = self.save_figures(model, val_set, ctx, ctx.predictions_dir, count)
+        tables = self.tables(final["metric"]) if "metric" in final else {}
+        return ProtocolResult(summary["metrics"], self.main_metric, self.higher_is_better, tables=tables,
+                              artifacts=artifacts)
+
+
+def inference_kwargs(inference: InferenceConfig) -> dict[str, Any]:
+    """:func:`dinobench.dense_inference.dense_predict` keyword arguments of an inference section."""
+    crop: int | Sequence[int] = inference.crop_size
+    stride: int | Sequence[int] = inference.stride
+    return {"mode": inference.mode, "crop_size": crop, "stride": stride}

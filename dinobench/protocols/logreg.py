@@ -1,0 +1,187 @@
+"""Logistic regression on frozen CLS features, the official DINOv3 protocol.
+
+Follows ``dinov3/eval/log_regression.py``: features are the backbone's LayerNorm-ed CLS token
+(``x_norm_clstoken``, *not* L2-normalised: the official logreg does not wrap the model in
+``ModelWithNormalize``), cast to float64; scikit-learn ``LogisticRegression`` (L2, lbfgs,
+``tol=1e-12``, ``max_iter=1000``) for each ``C`` in ``10**linspace(-6, 5, 45)``; ``C`` is chosen
+by top-1 on a selection split (ties -> the smaller ``C``, as the official incremental tracker),
+then the model is refit with that ``C`` on train + selection split and evaluated once.
+
+Splits: with a ``test`` split, select on ``val`` and report on ``test``; otherwise (ImageNet:
+official train/val only) hold out 10% of train per class (seeded shuffle, official
+``split_train_val_datasets``) for selection, refit on the full train, report on ``val``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from joblib import Parallel, delayed
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, top_k_accuracy_score
+from threadpoolctl import threadpool_limits
+from tqdm.auto import tqdm
+
+from dinobench.context import RunContext
+from dinobench.errors import ConfigError, DataError
+from dinobench.protocol import Protocol, ProtocolResult
+
+logger = logging.getLogger("dinobench")
+
+
+def c_grid(c_min_exp: float = -6.0, c_max_exp: float = 5.0, grid_size: int = 45) -> np.ndarray:
+    """Inverse regularisation strengths ``10**linspace(c_min_exp, c_max_exp, grid_size)`` (official grid)."""
+    return 10.0 ** np.linspace(c_min_exp, c_max_exp, grid_size)
+
+
+def selection_split(labels: np.ndarray, fraction: float = 0.1, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(fit indices, selection indices), both sorted: official ``split_train_val_datasets``.
+
+    A seeded shuffle, then per class the first ``max(1, int(fraction * n_c))`` shuffled samples
+    go to selection; a class with a single sample stays entirely in the fit part.
+    """
+    labels = np.asarray(labels)
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(int(seed))).numpy()
+    selected = np.zeros(len(labels), dtype=bool)
+    shuffled = labels[order]
+    for cls in np.unique(labels):
+        members = order[shuffled == cls]  # this class's samples in shuffled order
+        n_select = max(1, int(fraction * len(members))) if len(members) > 1 else 0
+        selected[members[:n_select]] = True
+    return np.flatnonzero(~selected), np.flatnonzero(selected)
+
+
+def fit_logreg(features: np.ndarray, labels: np.ndarray, C: float, max_iter: int = 1000, tol: float = 1e-12,
+               blas_threads: int | None = 1) -> LogisticRegression:
+    """One L2 lbfgs ``LogisticRegression`` fit (float64), BLAS limited to ``blas_threads`` threads.
+
+    Limiting BLAS threads keeps grid workers from oversubscribing cores (OpenBLAS spinning made
+    one digits fit 200x slower on a loaded 2-core machine) and makes the fit reproducible.
+    """
+    model = LogisticRegression(C=float(C), l1_ratio=0.0, solver="lbfgs", max_iter=int(max_iter), tol=float(tol))
+    with warnings.catch_warnings(), threadpool_limits(limits=blas_threads, user_api="blas"):
+        warnings.simplefilter("ignore", ConvergenceWarning)  # tol=1e-12 stops on max_iter by design
+        return model.fit(np.asarray(features, dtype=np.float64), np.asarray(labels))
+
+
+def class_probabilities(model: LogisticRegression, features: np.ndarray, num_classes: int) -> np.ndarray:
+    """``[N, num_classes]`` probabilities; classes absent from the fit data get probability 0."""
+    proba = np.zeros((len(features), num_classes))
+    proba[:, model.classes_] = model.predict_proba(np.asarray(features, dtype=np.float64))
+    return proba
+
+
+def classification_metrics(labels: np.ndarray, predictions: np.ndarray, scores: np.ndarray,
+                           num_classes: int) -> dict[str, float]:
+    """``top1`` (and ``top5`` when there are more than 5 classes) in %, from scikit-learn."""
+    metrics = {"top1": 100.0 * float(accuracy_score(labels, predictions))}
+    if num_classes > 5:  # official reports top-5 from 5 classes on, where it is trivially 100
+        metrics["top5"] = 100.0 * float(top_k_accuracy_score(labels, scores, k=5, labels=np.arange(num_classes)))
+    return metrics
+
+
+def _grid_accuracy(fit_x: np.ndarray, fit_y: np.ndarray, select_x: np.ndarray, select_y: np.ndarray, C: float,
+                   max_iter: int, tol: float) -> float:
+    model = fit_logreg(fit_x, fit_y, C, max_iter, tol, blas_threads=1)
+    return float(accuracy_score(select_y, model.predict(select_x)))
+
+
+def sweep_c(fit_x: np.ndarray, fit_y: np.ndarray, select_x: np.ndarray, select_y: np.ndarray, grid: np.ndarray,
+            max_iter: int = 1000, tol: float = 1e-12, n_jobs: int = -1) -> np.ndarray:
+    """Selection-split top-1 accuracy (fraction) of a fit for every ``C`` of ``grid``, in parallel (joblib)."""
+    jobs = (delayed(_grid_accuracy)(fit_x, fit_y, select_x, select_y, float(C), max_iter, tol) for C in grid)
+    results = Parallel(n_jobs=_n_jobs(n_jobs, len(grid)), return_as="generator")(jobs)  # in grid order
+    return np.array(list(tqdm(results, total=len(grid), desc="logreg C grid", unit="C", leave=False)))
+
+
+#: below this many multiply-adds per lbfgs step the refit runs on one BLAS thread (threads cost more)
+SINGLE_THREAD_MACS = 50_000_000
+
+
+def refit_blas_threads(macs_per_step: int, n_jobs: int) -> int:
+    """BLAS threads for the final refit: 1 for small problems, else the cores ``n_jobs`` allows."""
+    return 1 if macs_per_step < SINGLE_THREAD_MACS else _n_jobs(n_jobs, os.cpu_count() or 1)
+
+
+def _n_jobs(n_jobs: int, n_tasks: int) -> int:
+    cores = os.cpu_count() or 1
+    wanted = cores if n_jobs is None or n_jobs < 0 else max(1, int(n_jobs))
+    return max(1, min(wanted, cores, n_tasks))
+
+
+@dataclass
+class LogRegConfig:
+    """Official DINOv3 logistic-regression defaults (C grid ``10 ** linspace(c_min_exp, c_max_exp, grid_size)``)."""
+
+    c_min_exp: float = -6.0
+    c_max_exp: float = 5.0
+    grid_size: int = 45
+    max_iter: int = 1000  # official max_train_iters
+    tol: float = 1e-12  # official: lbfgs in practice stops at max_iter
+    selection_fraction: float = 0.1  # held out of train per class when there is no separate val split
+    n_jobs: int = -1  # parallel C fits (joblib processes, 1 BLAS thread each); -1 = all cores
+
+
+class LogRegProtocol(Protocol):
+    """Select C on a selection split, refit, report top-1 (see the module docstring for the splits)."""
+
+    name = "logreg"
+    version = "1"
+    Config = LogRegConfig
+    runtime_keys = ("n_jobs",)
+
+    def validate(self) -> None:
+        """Derived settings and range checks."""
+        cfg = self.config
+        self.grid = c_grid(cfg.c_min_exp, cfg.c_max_exp, cfg.grid_size)
+        self.max_iter, self.tol = int(cfg.max_iter), float(cfg.tol)
+        self.selection_fraction, self.n_jobs = float(cfg.selection_fraction), int(cfg.n_jobs)
+        if len(self.grid) < 1 or self.max_iter < 1 or self.tol <= 0:
+            raise ConfigError("logreg: protocol.grid_size and protocol.max_iter must be >= 1 and protocol.tol > 0")
+        if not 0 < self.selection_fraction < 1:
+            raise ConfigError(f"logreg: protocol.selection_fraction={self.selection_fraction} must be in (0, 1), "
+                              "e.g. 0.1")
+
+    def evaluate(self, fit_x: np.ndarray, fit_y: np.ndarray, select_x: np.ndarray, select_y: np.ndarray,
+                 eval_x: np.ndarray, eval_y: np.ndarray, num_classes: int) -> dict[str, float]:
+        """Choose ``C`` on (select_x, select_y), refit on fit + select, score eval: metrics with ``best_C``."""
+        if len(select_y) == 0:
+            raise DataError("logreg: the selection split is empty (every class has a single training sample); "
+                            "add training samples or a val split")
+        accuracies = sweep_c(fit_x, fit_y, select_x, select_y, self.grid, self.max_iter, self.tol, self.n_jobs)
+        best = int(np.argmax(accuracies))  # first maximum = smallest C among ties (official tracker)
+        best_C = float(self.grid[best])
+        logger.info("logreg: selection top-1 %s; best C = %.4g",
+                    ", ".join(f"{c:.3g}:{100 * a:.2f}" for c, a in zip(self.grid, accuracies)), best_C)
+        refit_x = np.concatenate([fit_x, select_x])
+        model = fit_logreg(refit_x, np.concatenate([fit_y, select_y]), best_C, self.max_iter, self.tol,
+                           blas_threads=refit_blas_threads(refit_x.size * num_classes, self.n_jobs))
+        eval_x = np.asarray(eval_x, dtype=np.float64)
+        metrics = classification_metrics(eval_y, model.predict(eval_x),
+                                         class_probabilities(model, eval_x, num_classes), num_classes)
+        metrics.update(best_C=best_C, selection_top1=100.0 * float(accuracies[best]),
+                       refit_iterations=float(np.max(model.n_iter_)))
+        return metrics
+
+    def run(self, ctx: RunContext) -> ProtocolResult:
+        """Select C, refit and report on ``test`` (select on val) or on ``val`` (select on 10% of train)."""
+        num_classes = len(ctx.datasets["train"].classes)
+        train = ctx.features("train", "cls")
+        train_x, train_y = train.features.double().numpy(), train.labels.numpy()
+        val = ctx.features("val", "cls")
+        val_x, val_y = val.features.double().numpy(), val.labels.numpy()
+        if "test" in ctx.datasets:
+            test = ctx.features("test", "cls")
+            metrics = self.evaluate(train_x, train_y, val_x, val_y, test.features.double().numpy(),
+                                    test.labels.numpy(), num_classes)
+        else:
+            fit_idx, select_idx = selection_split(train_y, self.selection_fraction, ctx.seed)
+            metrics = self.evaluate(train_x[fit_idx], train_y[fit_idx], train_x[select_idx], train_y[select_idx],
+                                    val_x, val_y, num_classes)
+        return ProtocolResult(metrics, "top1", higher_is_better=True)

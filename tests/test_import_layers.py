@@ -1,0 +1,149 @@
+"""Layers import only downward (README "Architecture"): a lower layer importing a higher one fails here.
+
+Every ``import``/``from ... import`` of a dinobench module is checked, at module level and inside functions
+(a lazy import is still a dependency). The layer of a module is the one of the longest matching prefix.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+#: source folder -> the package name it imports as (see dinobench/_layout.py)
+FOLDERS = {"dinobench": "dinobench", "backbones": "dinobench.backbones", "heads": "dinobench.heads",
+           "plugins": "dinobench.plugins"}
+
+LAYERS: dict[str, int] = {
+    # 0: API, registry, config, schema, errors, utilities
+    "dinobench.errors": 0, "dinobench.utils": 0, "dinobench.typed_config": 0, "dinobench.protocol": 0,
+    "dinobench.registry": 0, "dinobench.config": 0, "dinobench.results": 0, "dinobench.hookspecs": 0,
+    "dinobench.plugin_manager": 0, "dinobench._layout": 0,
+    # 1: backbones, SSL-only parts
+    "dinobench.backbones": 1, "dinobench.ssl": 1,
+    # 2: the training engine, features and their cache, metrics, the run context, inference helpers, figures
+    "dinobench.training": 2, "dinobench.features": 2, "dinobench.dense_metrics": 2, "dinobench.context": 2,
+    "dinobench.dense_inference": 2, "dinobench.visualize": 2,
+    # 3: implementations (protocols, heads, necks, datasets) and the plugins registering them
+    "dinobench.protocols": 3, "dinobench.heads": 3, "dinobench.data": 3, "dinobench.plugins": 3,
+    # 4: the runner
+    "dinobench.runner": 4,
+    # 5: commands and what they print
+    "dinobench.cli": 5, "dinobench.listing": 5, "dinobench.demo": 5, "dinobench.report": 5, "dinobench.leaderboard": 5,
+    "dinobench.__main__": 5, "dinobench": 5,
+}
+
+
+def layer_of(module: str) -> int | None:
+    """Layer of ``module`` (longest registered prefix), None for non-dinobench modules."""
+    parts = module.split(".")
+    for n in range(len(parts), 0, -1):
+        prefix = ".".join(parts[:n])
+        if prefix in LAYERS:
+            return LAYERS[prefix]
+    return None
+
+
+def source_modules() -> dict[str, Path]:
+    """Every first-party module name -> its file."""
+    modules = {}
+    for folder, package in FOLDERS.items():
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            rel = path.relative_to(ROOT / folder).with_suffix("")
+            parts = [p for p in rel.parts if p != "__init__"]
+            modules[".".join([package, *parts])] = path
+    return modules
+
+
+def imported_modules(path: Path, module: str) -> list[tuple[int, str]]:
+    """``(line, absolute module name)`` of every import in ``path`` (relative imports resolved)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    is_package = path.name == "__init__.py"
+    typing_only = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If) and _is_type_checking(block.test)
+                   for stmt in block.body for n in ast.walk(stmt)}
+    out = []
+    for node in ast.walk(tree):
+        if id(node) in typing_only:  # `if TYPE_CHECKING:` imports are annotations, not dependencies
+            continue
+        if isinstance(node, ast.Import):
+            out += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = module.split(".")[: len(module.split(".")) - node.level + (1 if is_package else 0)]
+                name = ".".join(base + ([node.module] if node.module else []))
+            else:
+                name = node.module or ""
+            out.append((node.lineno, name))
+            out += [(node.lineno, f"{name}.{alias.name}") for alias in node.names]  # `from pkg import module`
+    return out
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+MODULES = source_modules()
+
+
+def test_every_module_has_a_layer():
+    missing = sorted(m for m in MODULES if layer_of(m) is None)
+    assert not missing, f"give these modules a layer in {__file__}: {missing}"
+
+
+def layer_violations(modules: dict[str, Path]) -> list[str]:
+    """``file:line (layer a) imports module (layer b)`` for every import of a higher layer in ``modules``."""
+    violations: list[str] = []
+    for module, path in modules.items():
+        own = layer_of(module)
+        for line, target in imported_modules(path, module):
+            if target.startswith("dinobench.") and target not in modules and target.rsplit(".", 1)[0] in modules:
+                target = target.rsplit(".", 1)[0]  # `from pkg.module import name`: the module is the dependency
+            if target == "dinobench":  # the package itself: every submodule import runs it (it imports layer 0 only)
+                continue
+            theirs = layer_of(target)
+            where = f"{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}:{line}"
+            if theirs is not None and target in modules and theirs > own and not any(
+                    v.startswith(where + " ") for v in violations):
+                violations.append(f"{where} (layer {own}) imports {target} (layer {theirs})")
+    return violations
+
+
+def test_no_module_imports_a_higher_layer():
+    violations = layer_violations(MODULES)
+    assert not violations, "lower layers import higher ones:\n" + "\n".join(violations)
+
+
+def test_a_planted_violation_is_found(tmp_path):
+    """The checker itself: a utility importing the runner inside a function is reported; a TYPE_CHECKING
+    import is not."""
+    (tmp_path / "bad.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+                                     "    from dinobench.cli import main\n\ndef f():\n"
+                                     "    from dinobench.runner import run\n    return run\n")
+    found = layer_violations({"dinobench.utils.bad": tmp_path / "bad.py", "dinobench.runner": MODULES["dinobench.runner"],
+                              "dinobench.cli": MODULES["dinobench.cli"]})
+    assert [v.split(" ", 1)[1] for v in found if "bad.py" in v] == ["(layer 0) imports dinobench.runner (layer 4)"]
+
+
+@pytest.mark.parametrize("importer, target, expected", [
+    ("dinobench.utils.io", "dinobench.runner", False), ("dinobench.runner", "dinobench.utils.io", True),
+    ("dinobench.backbones.factory", "dinobench.protocols.knn", False), ("dinobench.cli", "dinobench.runner", True),
+])
+def test_the_layer_rule_itself(importer, target, expected):
+    assert (layer_of(target) <= layer_of(importer)) is expected
+
+
+def test_plugins_only_register():
+    """Plugin modules hold hook implementations naming lazy "module:attr" targets, no implementation: they
+    import nothing heavier than the registry and the hook marker."""
+    # backbones.variants is torch-free data (names, sizes) the backbone listing shows
+    allowed = {"dinobench.hookspecs", "dinobench.registry", "dinobench.utils.paths", "dinobench.backbones.variants",
+               "__future__"}
+    for module, path in MODULES.items():
+        if not module.startswith("dinobench.plugins."):
+            continue
+        names = {target for _, target in imported_modules(path, module)}
+        heavy = sorted(n for n in names if not any(n == a or n.startswith(a + ".") for a in allowed))
+        assert not heavy, f"{path.relative_to(ROOT)} imports {heavy}: move the implementation out of plugins/"
