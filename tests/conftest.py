@@ -9,6 +9,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import atexit  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
 import shutil  # noqa: E402
 import tempfile  # noqa: E402
 
@@ -43,3 +44,19 @@ def run_cli(capsys):
         return code, out.out, out.err
 
     return _run
+
+
+@contextmanager
+def registered(plugin, name: str):
+    """Put a plugin object on the live plugin manager (registries rebuilt) for the ``with`` block: the same
+    hooks an installed entry point uses; unregistered afterwards."""
+    from dinobench.plugin_manager import get_plugin_manager, get_registries
+
+    pm = get_plugin_manager()
+    pm.register(plugin, name=name)
+    get_registries.cache_clear()
+    try:
+        yield plugin
+    finally:
+        pm.unregister(plugin)
+        get_registries.cache_clear()

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
+
+from conftest import registered
 import torch
 from torch import nn
 
@@ -285,15 +287,8 @@ class BrokenBackbonePlugin:
 
 @pytest.fixture
 def broken_plugin():
-    pm = plugin_manager.get_plugin_manager()
-    plugin = BrokenBackbonePlugin()
-    pm.register(plugin, name="broken-plugin")
-    plugin_manager.get_registries.cache_clear()
-    try:
-        yield
-    finally:
-        pm.unregister(plugin)
-        plugin_manager.get_registries.cache_clear()
+    with registered(BrokenBackbonePlugin(), "broken-plugin") as plugin:
+        yield plugin
 
 
 @pytest.mark.parametrize("name,message", [

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from conftest import registered
 import torch
 from torchvision import transforms as T
 
@@ -20,7 +22,7 @@ from dinobench.errors import ConfigError, DataError, PluginError
 from dinobench.features import (FeatureCache, FeatureCut, cache_key, entry_payload, extract_features,
                                 load_or_extract)
 from dinobench.hookspecs import hookimpl
-from dinobench.plugin_manager import get_plugin_manager, get_registries
+from dinobench.plugin_manager import get_registries
 from dinobench.utils.hashing import canonical_json
 
 PATCH, GRID = 8, (2, 3)  # vit_tiny's patch size; patch grid of the 16 x 24 images below
@@ -122,14 +124,8 @@ class KindsPlugin:
 
 @pytest.fixture
 def kinds_plugin():
-    pm, plugin = get_plugin_manager(), KindsPlugin()
-    pm.register(plugin, name="kinds-plugin")
-    get_registries.cache_clear()
-    try:
+    with registered(KindsPlugin(), "kinds-plugin") as plugin:
         yield plugin
-    finally:
-        pm.unregister(plugin)
-        get_registries.cache_clear()
 
 
 def test_a_kind_registered_by_a_plugin_is_extracted_cached_and_cut(tmp_path, forwards, kinds_plugin):

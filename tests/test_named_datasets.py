@@ -7,12 +7,11 @@ import json
 
 import pytest
 
-from conftest import TINY_OPTIONS
+from conftest import TINY_OPTIONS, registered
 
 import dinobench
 from dinobench.errors import ConfigError, DataError, PluginError
 from dinobench.hookspecs import DatasetLike, hookimpl
-from dinobench.plugin_manager import get_plugin_manager, get_registries
 from dinobench.runner import build_datasets, resolve_task
 
 DIGITS = {"transform": {"resize": 16, "crop": 16, "interpolation": "bilinear"}}
@@ -59,14 +58,8 @@ class TasksPlugin:
 
 @pytest.fixture(scope="module", autouse=True)
 def tasks_plugin():
-    pm, plugin = get_plugin_manager(), TasksPlugin()
-    pm.register(plugin, name="tasks-plugin")
-    get_registries.cache_clear()
-    try:
+    with registered(TasksPlugin(), "tasks-plugin") as plugin:
         yield plugin
-    finally:
-        pm.unregister(plugin)
-        get_registries.cache_clear()
 
 
 def test_named_datasets_are_read_once_per_reader_config_and_picked_by_split():
