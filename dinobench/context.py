@@ -56,6 +56,8 @@ class RunContext:
     dataset_types: dict[str, str] = field(default_factory=dict)
     #: dotted config keys that change evaluation only (left out of training run keys)
     eval_only_keys: tuple[str, ...] = ()
+    #: dotted ``file_keys`` of the protocol -> {"path", "sha256"} (the runner checks and hashes them)
+    input_files: dict[str, dict[str, str]] = field(default_factory=dict)
     _features: dict[tuple[str, str, str], Any] = field(default_factory=dict)
 
     @property

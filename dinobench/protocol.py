@@ -10,6 +10,9 @@ A protocol is a :class:`Protocol` subclass with
   counts): left out of the protocol hash and of training run keys; ``eval_keys``: keys that change
   evaluation but not what is trained (left out of training run keys only);
 - ``datasets``: the named datasets it needs (checked before any compute);
+- ``file_keys``: keys of its ``protocol`` section naming input files (e.g. released head weights) whose
+  *content* identifies a result: the protocol hash uses their sha256 instead of the path, and the record
+  lists them (``input_files``);
 - ``run(ctx) -> ProtocolResult``.
 
 The dataset contract every dataset reader returns (:class:`DatasetLike`) is written here once too.
@@ -100,6 +103,7 @@ class Protocol:
     runtime_keys: ClassVar[tuple[str, ...]] = ()
     eval_keys: ClassVar[tuple[str, ...]] = ()
     datasets: ClassVar[tuple[str, ...]] = ("train", "val")
+    file_keys: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: Any = None) -> None:
         """``config``: an instance of ``Config``, or a mapping of the ``protocol`` section (validated)."""

@@ -60,6 +60,8 @@ class Result:
     tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     #: dotted config keys left out of ``protocol_hash`` (they cannot change a result)
     runtime_keys: list[str] = field(default_factory=list)
+    #: dotted config key -> {"path", "sha256"} of input files named by the config (hashed by content)
+    input_files: dict[str, dict[str, str]] = field(default_factory=dict)
     created_at: str = ""
     schema_version: int = SCHEMA_VERSION
     path: str | None = None  # where it was written (not serialised)

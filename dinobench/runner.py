@@ -16,7 +16,7 @@ from typing import Any, Mapping
 
 from dinobench.backbones import create_backbone
 from dinobench.backbones.contract import backbone_normalisation
-from dinobench.backbones.loading import resolve_source, weights_sha256
+from dinobench.backbones.loading import resolve_source, sha256_file, weights_sha256
 from dinobench.config import BACKBONE_PROTOCOL_KEYS, GLOBAL_RUNTIME_KEYS, apply_options, load_config, parse_options
 from dinobench.config import protocol_hash
 from dinobench.context import FEATURES_RUNTIME_KEYS, FeaturesConfig, RunContext
@@ -50,6 +50,35 @@ def eval_only_keys(cfg: Mapping[str, Any]) -> tuple[str, ...]:
     """Keys that change evaluation but not what a protocol trains (left out of training run keys)."""
     protocol = protocol_class(cfg["protocol"]["type"])
     return (*runtime_keys(cfg), "transform.eval", *(f"protocol.{key}" for key in protocol.eval_keys))
+
+
+def input_files(cfg: Mapping[str, Any], protocol_cls: type[Protocol]) -> dict[str, dict[str, str]]:
+    """The protocol's ``file_keys`` that the config sets: dotted key -> {"path", "sha256"}; a missing file is a
+    one-line ConfigError."""
+    files = {}
+    for key in protocol_cls.file_keys:
+        value = cfg["protocol"].get(key)
+        if value in (None, ""):
+            continue
+        path = Path(str(value)).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"protocol.{key}: {path} is not a file; pass an existing file (or leave it unset)")
+        files[f"protocol.{key}"] = {"path": str(path.resolve()), "sha256": sha256_file(path)}
+    return files
+
+
+def _content_addressed(cfg: dict[str, Any], files: Mapping[str, Mapping[str, str]]) -> dict[str, Any]:
+    """``cfg`` with each input file's path replaced by ``sha256:<digest>`` (what the protocol hash sees)."""
+    if not files:
+        return cfg
+    out = json.loads(json.dumps(cfg, default=str))
+    for dotted, entry in files.items():
+        node = out
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node[part]
+        node[leaf] = f"sha256:{entry['sha256']}"
+    return out
 
 
 def _check_sections(cfg: dict[str, Any], where: str) -> None:
@@ -180,6 +209,7 @@ def _run(backbone: str, task: str, weights: str | None, data_root: str | None, o
     if weights is not None:  # local path, URL (torch.hub cache) or HF repo id -> a local path
         weights = str(resolve_source(weights))
 
+    files = input_files(cfg, protocol_cls)
     datasets, dataset_types = build_datasets(cfg, data_root)  # every layout validated before any model is built
     missing = [name for name in protocol_cls.datasets if name not in datasets]
     if missing:
@@ -202,6 +232,7 @@ def _run(backbone: str, task: str, weights: str | None, data_root: str | None, o
     ctx = RunContext(task=task, cfg=cfg, backbone=model, datasets=datasets, device=device, seed=seed,
                      cache_payload=cache_payload, output_dir=Path(output_dir), backbone_name=backbone,
                      weights_sha256=weights_sha, dataset_types=dataset_types, eval_only_keys=eval_only_keys(cfg),
+                     input_files=files,
                      eval_transforms={k: ds.transform for k, ds in datasets.items()
                                       if isinstance(ds, ClassificationDataset)})
     if save_predictions:
@@ -242,7 +273,7 @@ def _record(task: str, cfg: dict[str, Any], protocol_cls: type[Protocol], protoc
         protocol=protocol_cls.name or protocol_spec.name,
         protocol_version=str(protocol_cls.version),
         protocol_plugin=protocol_spec.source,
-        protocol_hash=protocol_hash(cfg, fingerprint, excluded),
+        protocol_hash=protocol_hash(_content_addressed(cfg, ctx.input_files), fingerprint, excluded),
         backbone=backbone,
         weights=str(Path(weights).resolve()) if weights is not None else "random-init",
         weights_sha256=weights_sha,
@@ -264,4 +295,5 @@ def _record(task: str, cfg: dict[str, Any], protocol_cls: type[Protocol], protoc
         higher_is_better=outcome.directions(),
         tables=outcome.tables,
         runtime_keys=list(excluded),
+        input_files=dict(ctx.input_files),
     )

@@ -43,6 +43,16 @@ def _finetuned(model: nn.Module) -> bool:
     return bool(getattr(model, "finetune", False))
 
 
+def frozen_prefixes(model: nn.Module) -> tuple[str, ...]:
+    """State-dict prefixes of ``model.backbone`` wherever it is registered (``backbone.``, or e.g.
+    ``segmentation_model.0.backbone.``) when it is frozen: not part of a head checkpoint."""
+    backbone = getattr(model, "backbone", None)
+    if backbone is None or _finetuned(model):
+        return ()
+    return tuple(f"{name}." for name, module in model.named_modules(remove_duplicate=False)
+                 if module is backbone and name)
+
+
 class HeadRecipe(Recipe):
     """``loss_fn(model, batch, iteration) -> (loss, logs)`` on ``dataset`` with the ``train`` section ``cfg``
     (filled in by :func:`~dinobench.training.config.train_config`)."""
@@ -106,12 +116,13 @@ class HeadRecipe(Recipe):
 
     def model_state(self) -> dict[str, Any]:
         """The trainable part: the head (and the backbone when fine-tuned)."""
-        return {k: v for k, v in self.model.state_dict().items()
-                if not k.startswith("backbone.") or _finetuned(self.model)}
+        frozen = frozen_prefixes(self.model)
+        return {k: v for k, v in self.model.state_dict().items() if not (frozen and k.startswith(frozen))}
 
     def load_model_state(self, state: dict[str, Any], path: Path) -> None:
         missing, unexpected = self.model.load_state_dict(state, strict=False)
-        bad = [k for k in missing if not k.startswith("backbone.") or _finetuned(self.model)]
+        frozen = frozen_prefixes(self.model)
+        bad = [k for k in missing if not (frozen and k.startswith(frozen))]
         if bad or unexpected:
             raise ConfigError(f"{path}: checkpoint does not fit the head (missing {bad[:3]}, unexpected "
                               f"{list(unexpected)[:3]}); delete {path.parent.parent} to start over")

@@ -1,0 +1,198 @@
+"""Mask2Former semantic segmentation on a frozen backbone (the DINOv3 release's segmentor), trained here.
+
+Model: :func:`dinobench.heads.mask2former.build_m2f_segmentor` (ViT-Adapter at four evenly spaced blocks +
+Mask2Former head, official parameter names). Training on the shared engine with Mask2Former's criterion
+(Hungarian matching, class/BCE/dice losses on importance-sampled points, deep supervision); the schedule is
+the task config's ``train`` section. Evaluation as the official ``eval.py``: for each scale ratio (and the
+flipped image with ``flip``) sliding-window semantic scores (softmax(class)[:K] . sigmoid(masks)), resized
+to the label, softmax over classes, averaged over views, argmax; mIoU from mmseg's ``IoUMetric``.
+
+``head_weights=PATH`` evaluates a given segmentor checkpoint (the released
+``dinov3_vit7b16_ade20k_m2f_head-*.pth`` or one trained here) without training; its sha256 replaces the path
+in the protocol hash and is listed in the record's ``input_files``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from dinobench.context import RunContext
+from dinobench.data.dense_transforms import build_seg_eval_transform, build_seg_train_transform
+from dinobench.dense_inference import dense_predict
+from dinobench.dense_metrics import SegmentationMetric
+from dinobench.errors import ConfigError
+from dinobench.heads.mask2former import BACKBONE_PREFIX, M2FCriterion, build_m2f_segmentor, semantic_targets
+from dinobench.heads.weights import load_head_state, read_head_state
+from dinobench.protocol import ProtocolResult
+from dinobench.protocols.dense import DenseProtocol, InferenceConfig, transform_sections
+from dinobench.utils.seeding import seed_from
+from dinobench.visualize import colorize_mask
+
+
+@dataclass
+class M2FHeadConfig:
+    """The segmentor's architecture; defaults are the release's (hidden dim 2048, 100 queries, 9 decoder and 6
+    pixel-decoder layers, 16 heads, FFN 4096, adapter at four evenly spaced blocks)."""
+
+    hidden_dim: int = 2048
+    layers: str | list[int] = "four_even"
+    num_queries: int = 100
+    nheads: int = 16
+    dim_feedforward: int = 4096
+    dec_layers: int = 9
+    enc_layers: int = 6
+    drop_path_rate: float = 0.3  # adapter extractors
+    with_cp: bool = True  # activation checkpointing in the adapter (memory only; runtime key)
+
+
+@dataclass
+class M2FLossConfig:
+    """Mask2Former's criterion: matching costs = loss weights; points per mask; uncertainty sampling."""
+
+    class_weight: float = 2.0
+    mask_weight: float = 5.0
+    dice_weight: float = 5.0
+    eos_coef: float = 0.1
+    num_points: int = 12544
+    oversample_ratio: float = 3.0
+    importance_sample_ratio: float = 0.75
+    deep_supervision: bool = True
+
+
+@dataclass
+class M2FInferenceConfig(InferenceConfig):
+    """Official: sliding windows of 896 every 596 px; ``scales=[0.9, 0.95, 1.0, 1.05, 1.1]`` + ``flip=True`` is the
+    release's multi-scale evaluation (10 views)."""
+
+    mode: Literal["whole", "slide"] = "slide"
+    crop_size: int | list[int] = 896
+    stride: int | list[int] = 596
+    scales: list[float] = field(default_factory=lambda: [1.0])
+    flip: bool = False
+
+
+@dataclass
+class M2FConfig:
+    """``protocol=dict(type="m2f_seg", head=..., loss=..., inference=..., head_weights=None)``."""
+
+    head: M2FHeadConfig = field(default_factory=M2FHeadConfig)
+    loss: M2FLossConfig = field(default_factory=M2FLossConfig)
+    inference: M2FInferenceConfig = field(default_factory=M2FInferenceConfig)
+    head_weights: str | None = None  # evaluate this segmentor checkpoint instead of training
+    num_visualizations: int = 4
+
+
+class M2FSegProtocol(DenseProtocol):
+    """Train (or load) the Mask2Former segmentor, report mIoU / aAcc / mAcc on ``val`` and per-class IoU."""
+
+    name = "m2f_seg"
+    version = "1"
+    Config = M2FConfig
+    main_metric = "mIoU"
+    runtime_keys = ("num_visualizations", "head.with_cp")
+    eval_keys = ("inference",)
+    file_keys = ("head_weights",)
+
+    def validate(self) -> None:  # noqa: D102
+        inference = self.config.inference
+        if not inference.scales or any(s <= 0 for s in inference.scales):
+            raise ConfigError(f"protocol.inference.scales must be positive ratios, got {inference.scales}")
+
+    def transforms(self, ctx: RunContext) -> tuple[Any, Any]:
+        """The ADE20K train (random resize, crop, flip, photometric) and eval (resize) transforms; training
+        crops must be multiples of 32 (the adapter's coarsest stride)."""
+        transform = transform_sections(ctx.cfg)
+        crop = transform["train"].get("crop_size", (512, 512))
+        sides = [crop, crop] if isinstance(crop, int) else list(crop)
+        if any(int(s) % 32 for s in sides):
+            raise ConfigError(f"transform.train.crop_size={crop}: Mask2Former with ViT-Adapter needs multiples of "
+                              f"32, e.g. {[max(32, int(s) // 32 * 32) for s in sides]}")
+        return (build_seg_train_transform(transform["train"], ctx.image_mean, ctx.image_std),
+                build_seg_eval_transform(transform["eval"], ctx.image_mean, ctx.image_std))
+
+    def build_model(self, ctx: RunContext, train_set: Any) -> nn.Module:
+        """The segmentor (seeded init), with ``head_weights`` loaded strictly when given."""
+        hc = self.config.head
+        self.num_classes = int(train_set.num_classes)
+        self.ignore_index = int(getattr(train_set, "ignore_index", 255))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed_from(ctx.seed, 17))
+            model = build_m2f_segmentor(ctx.backbone, hidden_dim=hc.hidden_dim, num_classes=self.num_classes,
+                                        layers=hc.layers, num_queries=hc.num_queries, nheads=hc.nheads,
+                                        dim_feedforward=hc.dim_feedforward, dec_layers=hc.dec_layers,
+                                        enc_layers=hc.enc_layers, with_cp=hc.with_cp,
+                                        drop_path_rate=hc.drop_path_rate)
+        if self.config.head_weights:
+            state = read_head_state(self.config.head_weights)
+            load_head_state(model, state, self.config.head_weights, optional_prefixes=(BACKBONE_PREFIX,))
+        lc = self.config.loss
+        self.criterion = M2FCriterion(self.num_classes, lc.class_weight, lc.mask_weight, lc.dice_weight, lc.eos_coef,
+                                      lc.num_points, lc.oversample_ratio, lc.importance_sample_ratio,
+                                      lc.deep_supervision)
+        return model
+
+    def loss(self, model: nn.Module, batch: dict[str, Any], iteration: int) -> tuple[Tensor, dict[str, float]]:
+        """Mask2Former's weighted loss over all decoder layers (logs: the last layer's terms)."""
+        outputs = model(batch["image"])
+        return self.criterion(outputs, semantic_targets(batch["mask"], self.ignore_index))
+
+    def new_metric(self, dataset: Any) -> SegmentationMetric:
+        """mmseg IoUMetric over the dataset's classes."""
+        return SegmentationMetric(self.num_classes, ignore_index=getattr(dataset, "ignore_index", 255),
+                                  class_names=getattr(dataset, "class_names", None))
+
+    def scores(self, model: nn.Module, image: Tensor, out_size: Any) -> Tensor:
+        """Class probabilities ``[B, K, *out_size]`` averaged over the configured scales and flips."""
+        inference = self.config.inference
+        total = None
+        views = 0
+        for scale in inference.scales:
+            x = image if scale == 1.0 else F.interpolate(image, scale_factor=float(scale), mode="bilinear",
+                                                         align_corners=False)
+            for flip in ((False, True) if inference.flip else (False,)):
+                view = x.flip(-1) if flip else x
+                pred = dense_predict(model.semantic, view, mode=inference.mode, num_outputs=self.num_classes,
+                                     crop_size=inference.crop_size, stride=inference.stride, out_size=out_size)
+                pred = (pred.flip(-1) if flip else pred).softmax(1)
+                total = pred if total is None else total + pred
+                views += 1
+        assert total is not None
+        return total / views
+
+    def update_metric(self, model: nn.Module, sample: dict[str, Any], metric: Any, device: str) -> None:
+        """Averaged class probabilities at the original label size, argmax, into the metric."""
+        label = sample["mask"][0]
+        probs = self.scores(model, sample["image"].to(device), label.shape[-2:])
+        metric.update(probs[0].argmax(0).cpu(), label)
+
+    def tables(self, metric: SegmentationMetric) -> dict[str, list[dict[str, Any]]]:
+        """Per-class IoU (percent; NaN for classes absent from predictions and labels)."""
+        return {"per_class_iou": [{"class": name, "IoU": value} for name, value in metric.per_class_iou().items()]}
+
+    def draw(self, model: nn.Module, sample: dict[str, Any], dataset: Any, ctx: RunContext) -> tuple[Any, Any]:
+        """Colourised predicted and ground-truth masks of one val sample."""
+        label = sample["mask"]
+        probs = self.scores(model, sample["image"][None].to(ctx.device), label.shape[-2:])
+        return (colorize_mask(probs[0].argmax(0).cpu().numpy(), self.num_classes),
+                colorize_mask(label.numpy(), self.num_classes))
+
+    def run(self, ctx: RunContext) -> ProtocolResult:
+        """Train then evaluate, or - with ``head_weights`` - evaluate the given segmentor only."""
+        if not self.config.head_weights:
+            return super().run(ctx)
+        train_set, val_set = ctx.dataset("train"), ctx.dataset("val")
+        train_set.transform, val_set.transform = self.transforms(ctx)
+        model = self.build_model(ctx, train_set).to(ctx.device).eval()
+        metrics, metric = self.evaluate(model, val_set, ctx)
+        artifacts: list[str] = []
+        count = int(self.config.num_visualizations)
+        if ctx.predictions_dir is not None and count > 0:
+            with torch.no_grad():
+                artifacts = self.save_figures(model, val_set, ctx, ctx.predictions_dir, count)
+        return ProtocolResult(metrics, self.main_metric, self.higher_is_better, tables=self.tables(metric),
+                              artifacts=artifacts)

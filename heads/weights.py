@@ -1,0 +1,74 @@
+"""Head checkpoints: read a released or dinobench-trained head's state dict and load it strictly.
+
+Released DINOv3 heads are ``.pth`` files holding a bare state dict or one under ``model``/``state_dict``;
+dinobench writes the same layout (``.pth`` or ``.safetensors``). Loading is strict except for key
+prefixes the caller names (the frozen backbone, which a head file does not carry): a missing, unexpected or
+wrongly shaped key is a one-line :class:`~dinobench.errors.WeightsError` naming the first offenders.
+"""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from dinobench.errors import WeightsError
+
+#: wrappers a training checkpoint may put around the state dict
+HEAD_WRAPPER_KEYS = ("model", "state_dict", "model_state_dict")
+
+
+def read_head_state(path: str | Path) -> dict[str, Tensor]:
+    """The tensors of a head checkpoint (``torch.load(weights_only=True)`` or safetensors), unwrapped from
+    ``model``/``state_dict`` and a DDP ``module.`` prefix."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise WeightsError(f"{path}: head weights file does not exist; pass a .pth or .safetensors file")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+            obj: object = load_file(str(path), device="cpu")
+        else:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, pickle.UnpicklingError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise WeightsError(f"{path}: not a readable head checkpoint (truncated or wrong format?): {first}") from exc
+    while isinstance(obj, Mapping) and not any(isinstance(v, Tensor) for v in obj.values()):
+        key = next((k for k in HEAD_WRAPPER_KEYS if isinstance(obj.get(k), Mapping)), None)
+        if key is None:
+            raise WeightsError(f"{path}: no tensors found (top-level keys: {list(obj)[:8]})")
+        obj = obj[key]
+    if not isinstance(obj, Mapping):
+        raise WeightsError(f"{path}: expected a state dict, found {type(obj).__name__}")
+    state = {str(k): v for k, v in obj.items() if isinstance(v, Tensor)}
+    if state and all(k.startswith("module.") for k in state):
+        state = {k[len("module."):]: v for k, v in state.items()}
+    return state
+
+
+def load_head_state(module: nn.Module, state: Mapping[str, Tensor], source: object = "<state dict>",
+                    optional_prefixes: Sequence[str] = ()) -> None:
+    """Load ``state`` into ``module``: every key of ``module`` except those under ``optional_prefixes`` must
+    be present with its shape, and no other key may be; else a one-line WeightsError."""
+    expected = {**dict(module.named_parameters(remove_duplicate=False)),
+                **dict(module.named_buffers(remove_duplicate=False))}
+    optional = tuple(optional_prefixes)
+    missing = [k for k in expected if k not in state and not k.startswith(optional)]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [f"{k}: expected {tuple(expected[k].shape)} found {tuple(state[k].shape)}"
+             for k in state if k in expected and tuple(expected[k].shape) != tuple(state[k].shape)]
+    if missing or unexpected or wrong:
+        parts = []
+        if wrong:
+            parts.append(f"{len(wrong)} shape mismatches (first: {'; '.join(wrong[:2])})")
+        if missing:
+            parts.append(f"{len(missing)} missing keys (first: {', '.join(missing[:3])})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected keys (first: {', '.join(unexpected[:3])})")
+        raise WeightsError(f"{source}: weights do not fit this head: {'; '.join(parts)} -- check the head's "
+                           f"config (hidden_dim, num_classes, backbone) against the checkpoint")
+    module.load_state_dict(dict(state), strict=False)
