@@ -18,7 +18,7 @@ import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 from urllib.parse import urlparse
 
 import torch
@@ -134,33 +134,45 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
         raise WeightsError(f"{path}: weights file does not exist; pass --weights with a checkpoint path")
     if path.is_dir():
         raise WeightsError(f"{path}: is a directory; pass the checkpoint file (.pth or .safetensors)")
+    return unwrap_state_dict(load_tensor_file(path), path)
+
+
+def load_tensor_file(path: Path) -> Any:
+    """What a ``.safetensors`` file or a ``.pth``/``.pt``/``.bin`` file (``torch.load(weights_only=True)``,
+    memory-mapped when it can be) holds; an unreadable file is a one-line WeightsError."""
     if path.suffix == ".safetensors":
         try:
-            return unwrap_state_dict(dict(load_file(str(path), device="cpu")), path)
+            return dict(load_file(str(path), device="cpu"))
         except (SafetensorError, OSError) as exc:
             raise WeightsError(f"{path}: not a readable safetensors file (truncated?): {exc}") from exc
     try:
         try:
-            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         except RuntimeError as exc:
             if "mmap" not in str(exc):
                 raise
-            obj = torch.load(path, map_location="cpu", weights_only=True)  # legacy (non-zip) format
+            return torch.load(path, map_location="cpu", weights_only=True)  # legacy (non-zip) format
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, pickle.UnpicklingError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise WeightsError(f"{path}: not a readable checkpoint (truncated or wrong format?): {first}") from exc
-    return unwrap_state_dict(obj, path)
 
 
-def unwrap_state_dict(obj: Any, path: str | Path = "<checkpoint>") -> dict[str, Tensor]:
-    """Find the backbone state dict inside a training checkpoint and strip wrapper prefixes."""
+def unwrap_wrappers(obj: Any, path: str | Path = "<checkpoint>",
+                    wrapper_keys: Sequence[str] = WRAPPER_KEYS) -> Mapping[str, Any]:
+    """The first mapping holding tensors, descending through ``wrapper_keys`` (``model``, ``state_dict``, ...)."""
     while isinstance(obj, Mapping) and not any(isinstance(v, Tensor) for v in obj.values()):
-        key = next((k for k in WRAPPER_KEYS if isinstance(obj.get(k), Mapping)), None)
+        key = next((k for k in wrapper_keys if isinstance(obj.get(k), Mapping)), None)
         if key is None:
             raise WeightsError(f"{path}: no tensors found (top-level keys: {list(obj)[:8]})")
         obj = obj[key]
     if not isinstance(obj, Mapping):
         raise WeightsError(f"{path}: expected a state dict, found {type(obj).__name__}")
+    return obj
+
+
+def unwrap_state_dict(obj: Any, path: str | Path = "<checkpoint>") -> dict[str, Tensor]:
+    """Find the backbone state dict inside a training checkpoint and strip wrapper prefixes."""
+    obj = unwrap_wrappers(obj, path)
     state = _strip_shared_prefixes({k: v for k, v in obj.items() if isinstance(v, Tensor)})
     prefix = _pick_sub_model(_backbone_prefixes(state), path)
     if prefix is None:

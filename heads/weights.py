@@ -8,14 +8,12 @@ wrongly shaped key is a one-line :class:`~dinobench.errors.WeightsError` naming 
 
 from __future__ import annotations
 
-import pickle
-import zipfile
 from pathlib import Path
 from typing import Mapping, Sequence
 
-import torch
 from torch import Tensor, nn
 
+from dinobench.backbones.loading import load_tensor_file, unwrap_wrappers
 from dinobench.errors import WeightsError
 
 #: wrappers a training checkpoint may put around the state dict
@@ -28,22 +26,7 @@ def read_head_state(path: str | Path) -> dict[str, Tensor]:
     path = Path(path).expanduser()
     if not path.is_file():
         raise WeightsError(f"{path}: head weights file does not exist; pass a .pth or .safetensors file")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-            obj: object = load_file(str(path), device="cpu")
-        else:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, pickle.UnpicklingError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise WeightsError(f"{path}: not a readable head checkpoint (truncated or wrong format?): {first}") from exc
-    while isinstance(obj, Mapping) and not any(isinstance(v, Tensor) for v in obj.values()):
-        key = next((k for k in HEAD_WRAPPER_KEYS if isinstance(obj.get(k), Mapping)), None)
-        if key is None:
-            raise WeightsError(f"{path}: no tensors found (top-level keys: {list(obj)[:8]})")
-        obj = obj[key]
-    if not isinstance(obj, Mapping):
-        raise WeightsError(f"{path}: expected a state dict, found {type(obj).__name__}")
+    obj = unwrap_wrappers(load_tensor_file(path), path, HEAD_WRAPPER_KEYS)
     state = {str(k): v for k, v in obj.items() if isinstance(v, Tensor)}
     if state and all(k.startswith("module.") for k in state):
         state = {k[len("module."):]: v for k, v in state.items()}
