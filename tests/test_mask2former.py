@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import sys
 from pathlib import Path
 
@@ -12,8 +13,8 @@ import torch
 from dinobench.errors import WeightsError
 from dinobench.heads.mask2former import (BACKBONE_PREFIX, HungarianMatcher, M2FCriterion, build_m2f_segmentor,
                                          ms_deform_attn, semantic_inference, semantic_targets)
-from dinobench.heads.mask2former.criterion import (brute_force_assignment, dice_loss, pairwise_dice,
-                                                   pairwise_sigmoid_ce, sigmoid_ce_loss, uncertain_points)
+from dinobench.heads.mask2former.criterion import (dice_loss, pairwise_dice, pairwise_sigmoid_ce, sigmoid_ce_loss,
+                                                   uncertain_points)
 from dinobench.heads.weights import load_head_state, read_head_state
 from dinobench.testing import deterministic_fill, key_shapes
 
@@ -165,6 +166,17 @@ def test_official_layout_checkpoint_loads_strictly_and_mismatches_fail_in_one_li
 
 
 # ------------------------------------------------------------------------------------------ matcher and losses
+def brute_force_assignment(cost: np.ndarray) -> tuple[np.ndarray, float]:
+    """The minimum-cost one-to-one assignment of rows to columns (rows <= cols) by enumeration."""
+    rows, cols = cost.shape
+    best, best_cols = np.inf, None
+    for perm in itertools.permutations(range(cols), rows):
+        total = float(sum(cost[r, c] for r, c in enumerate(perm)))
+        if total < best:
+            best, best_cols = total, np.array(perm)
+    return best_cols, best
+
+
 @pytest.mark.parametrize("seed", range(6))
 def test_matcher_equals_brute_force_assignment(seed):
     gen = torch.Generator().manual_seed(seed)

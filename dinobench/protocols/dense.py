@@ -17,13 +17,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Sequence
+from typing import Any, Callable, ClassVar, Literal, Sequence
 
 import torch
 from PIL import Image
 from torch import Tensor, nn
 
 from dinobench.context import RunContext
+from dinobench.data.dense_transforms import build_seg_eval_transform, build_seg_train_transform
+from dinobench.dense_metrics import SegmentationMetric
 from dinobench.errors import ConfigError
 from dinobench.heads.model import BackboneNeckHead
 from dinobench.heads.necks import IntermediateLayers, Neck
@@ -31,7 +33,7 @@ from dinobench.protocol import Protocol, ProtocolResult
 from dinobench.training import evaluate_sharded, train_head
 from dinobench.utils.io import safe_component
 from dinobench.utils.seeding import seed_from
-from dinobench.visualize import denormalize_image, side_by_side
+from dinobench.visualize import colorize_mask, denormalize_image, side_by_side
 
 
 @dataclass
@@ -149,6 +151,12 @@ class DenseProtocol(Protocol):
                                        metric, num_workers=workers, desc=f"eval {self.name}")
         return metrics, metric
 
+    def fit(self, ctx: RunContext, model: nn.Module, train_set: Any,
+            evaluate: Callable[[nn.Module], dict[str, float]]) -> dict[str, float]:
+        """Train ``model`` on the engine and return the final evaluation (a family may evaluate given
+        weights instead)."""
+        return train_head(ctx, model, train_set, self.loss, evaluate)["metrics"]
+
     def run(self, ctx: RunContext) -> ProtocolResult:
         """Train the head on ``train``, evaluate it on ``val``, draw predictions with ``--save-predictions``."""
         train_set, val_set = ctx.dataset("train"), ctx.dataset("val")
@@ -160,7 +168,7 @@ class DenseProtocol(Protocol):
             metrics, final["metric"] = self.evaluate(net, val_set, ctx)
             return metrics
 
-        summary = train_head(ctx, model, train_set, self.loss, evaluate)
+        metrics = self.fit(ctx, model, train_set, evaluate)
         artifacts: list[str] = []
         count = int(self.config.num_visualizations)
         if ctx.predictions_dir is not None and count > 0:
@@ -168,8 +176,48 @@ class DenseProtocol(Protocol):
             with torch.no_grad():
                 artifacts = self.save_figures(model, val_set, ctx, ctx.predictions_dir, count)
         tables = self.tables(final["metric"]) if "metric" in final else {}
-        return ProtocolResult(summary["metrics"], self.main_metric, self.higher_is_better, tables=tables,
+        return ProtocolResult(metrics, self.main_metric, self.higher_is_better, tables=tables,
                               artifacts=artifacts)
+
+
+class SegmentationProtocol(DenseProtocol):
+    """Semantic segmentation on the template: a family gives :meth:`class_scores` (and its head); the ADE20K
+    transforms, mmseg's IoUMetric, the per-class IoU table and the figures are shared."""
+
+    main_metric = "mIoU"
+    num_classes: int
+
+    def class_scores(self, model: nn.Module, image: Tensor, out_size: Any) -> Tensor:  # pragma: no cover
+        """Per-class scores ``[B, K, *out_size]`` of ``image`` (argmax = the prediction)."""
+        raise NotImplementedError
+
+    def transforms(self, ctx: RunContext) -> tuple[Any, Any]:
+        """Official ADE20K train (random resize, crop, flip, photometric) and eval (resize) transforms."""
+        transform = transform_sections(ctx.cfg)
+        return (build_seg_train_transform(transform["train"], ctx.image_mean, ctx.image_std),
+                build_seg_eval_transform(transform["eval"], ctx.image_mean, ctx.image_std))
+
+    def new_metric(self, dataset: Any) -> SegmentationMetric:
+        """mmseg IoUMetric over the dataset's classes."""
+        return SegmentationMetric(self.num_classes, ignore_index=getattr(dataset, "ignore_index", 255),
+                                  class_names=getattr(dataset, "class_names", None))
+
+    def update_metric(self, model: nn.Module, sample: dict[str, Any], metric: Any, device: str) -> None:
+        """Scores at the original-size label, argmax, into the metric."""
+        label = sample["mask"][0]
+        scores = self.class_scores(model, sample["image"].to(device), label.shape[-2:])
+        metric.update(scores[0].argmax(0).cpu(), label)
+
+    def tables(self, metric: SegmentationMetric) -> dict[str, list[dict[str, Any]]]:
+        """Per-class IoU (percent; NaN for classes absent from predictions and labels)."""
+        return {"per_class_iou": [{"class": name, "IoU": value} for name, value in metric.per_class_iou().items()]}
+
+    def draw(self, model: nn.Module, sample: dict[str, Any], dataset: Any, ctx: RunContext) -> tuple[Any, Any]:
+        """Colourised predicted and ground-truth masks of one val sample."""
+        label = sample["mask"]
+        scores = self.class_scores(model, sample["image"][None].to(ctx.device), label.shape[-2:])
+        return (colorize_mask(scores[0].argmax(0).cpu().numpy(), self.num_classes),
+                colorize_mask(label.numpy(), self.num_classes))
 
 
 def inference_kwargs(inference: InferenceConfig) -> dict[str, Any]:

@@ -17,14 +17,9 @@ from typing import Any, Literal
 
 from torch import Tensor, nn
 
-from dinobench.context import RunContext
-from dinobench.data.dense_transforms import build_seg_eval_transform, build_seg_train_transform
 from dinobench.dense_inference import dense_predict
-from dinobench.dense_metrics import SegmentationMetric
 from dinobench.heads.linear_seg import LinearSegHead, segmentation_loss
-from dinobench.protocols.dense import (DenseHeadConfig, DenseProtocol, InferenceConfig, inference_kwargs,
-                                       transform_sections)
-from dinobench.visualize import colorize_mask
+from dinobench.protocols.dense import DenseHeadConfig, InferenceConfig, SegmentationProtocol, inference_kwargs
 
 
 @dataclass
@@ -56,19 +51,12 @@ def segmentation_logits(model: nn.Module, image: Tensor, num_classes: int, infer
     return dense_predict(model, image, num_outputs=num_classes, out_size=out_size, **inference_kwargs(inference))
 
 
-class LinearSegProtocol(DenseProtocol):
+class LinearSegProtocol(SegmentationProtocol):
     """Train the linear head on ``train``, report mIoU / aAcc / mAcc on ``val`` (and per-class IoU)."""
 
     name = "linear_seg"
     version = "1"
     Config = LinearSegConfig
-    main_metric = "mIoU"
-
-    def transforms(self, ctx: RunContext) -> tuple[Any, Any]:
-        """Official ADE20K train (random resize, crop, flip, photometric) and eval (resize) transforms."""
-        transform = transform_sections(ctx.cfg)
-        return (build_seg_train_transform(transform["train"], ctx.image_mean, ctx.image_std),
-                build_seg_eval_transform(transform["eval"], ctx.image_mean, ctx.image_std))
 
     def make_head(self, channels: list[int], train_set: Any) -> nn.Module:
         """BN + 1x1 conv to the dataset's classes."""
@@ -82,26 +70,6 @@ class LinearSegProtocol(DenseProtocol):
         """Per-pixel cross-entropy, ignore index excluded, averaged over all pixels (official)."""
         return segmentation_loss(model(batch["image"]), batch["mask"], self.ignore_index), {}
 
-    def new_metric(self, dataset: Any) -> SegmentationMetric:
-        """mmseg IoUMetric over the dataset's classes."""
-        return SegmentationMetric(self.num_classes, ignore_index=getattr(dataset, "ignore_index", 255),
-                                  class_names=getattr(dataset, "class_names", None))
-
-    def update_metric(self, model: nn.Module, sample: dict[str, Any], metric: Any, device: str) -> None:
-        """Logits resized to the original-size label, argmax, into the metric."""
-        label = sample["mask"][0]
-        logits = segmentation_logits(model, sample["image"].to(device), self.num_classes, self.config.inference,
-                                     label.shape[-2:])
-        metric.update(logits[0].argmax(0).cpu(), label)
-
-    def tables(self, metric: SegmentationMetric) -> dict[str, list[dict[str, Any]]]:
-        """Per-class IoU (percent; NaN for classes absent from predictions and labels)."""
-        return {"per_class_iou": [{"class": name, "IoU": value} for name, value in metric.per_class_iou().items()]}
-
-    def draw(self, model: nn.Module, sample: dict[str, Any], dataset: Any, ctx: RunContext) -> tuple[Any, Any]:
-        """Colourised predicted and ground-truth masks of one val sample."""
-        label = sample["mask"]
-        logits = segmentation_logits(model, sample["image"][None].to(ctx.device), self.num_classes,
-                                     self.config.inference, label.shape[-2:])
-        return (colorize_mask(logits[0].argmax(0).cpu().numpy(), self.num_classes),
-                colorize_mask(label.numpy(), self.num_classes))
+    def class_scores(self, model: nn.Module, image: Tensor, out_size: Any) -> Tensor:
+        """Class logits (whole image or sliding windows) at ``out_size``."""
+        return segmentation_logits(model, image, self.num_classes, self.config.inference, out_size)

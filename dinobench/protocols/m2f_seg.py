@@ -15,23 +15,19 @@ in the protocol hash and is listed in the record's ``input_files``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dinobench.context import RunContext
-from dinobench.data.dense_transforms import build_seg_eval_transform, build_seg_train_transform
 from dinobench.dense_inference import dense_predict
-from dinobench.dense_metrics import SegmentationMetric
 from dinobench.errors import ConfigError
 from dinobench.heads.mask2former import BACKBONE_PREFIX, M2FCriterion, build_m2f_segmentor, semantic_targets
 from dinobench.heads.weights import load_head_state, read_head_state
-from dinobench.protocol import ProtocolResult
-from dinobench.protocols.dense import DenseProtocol, InferenceConfig, transform_sections
+from dinobench.protocols.dense import InferenceConfig, SegmentationProtocol, transform_sections
 from dinobench.utils.seeding import seed_from
-from dinobench.visualize import colorize_mask
 
 
 @dataclass
@@ -87,13 +83,12 @@ class M2FConfig:
     num_visualizations: int = 4
 
 
-class M2FSegProtocol(DenseProtocol):
+class M2FSegProtocol(SegmentationProtocol):
     """Train (or load) the Mask2Former segmentor, report mIoU / aAcc / mAcc on ``val`` and per-class IoU."""
 
     name = "m2f_seg"
     version = "1"
     Config = M2FConfig
-    main_metric = "mIoU"
     runtime_keys = ("num_visualizations", "head.with_cp")
     eval_keys = ("inference",)
     file_keys = ("head_weights",)
@@ -104,16 +99,13 @@ class M2FSegProtocol(DenseProtocol):
             raise ConfigError(f"protocol.inference.scales must be positive ratios, got {inference.scales}")
 
     def transforms(self, ctx: RunContext) -> tuple[Any, Any]:
-        """The ADE20K train (random resize, crop, flip, photometric) and eval (resize) transforms; training
-        crops must be multiples of 32 (the adapter's coarsest stride)."""
-        transform = transform_sections(ctx.cfg)
-        crop = transform["train"].get("crop_size", (512, 512))
+        """The ADE20K transforms; training crops must be multiples of 32 (the adapter's coarsest stride)."""
+        crop = transform_sections(ctx.cfg)["train"].get("crop_size", (512, 512))
         sides = [crop, crop] if isinstance(crop, int) else list(crop)
-        if any(int(s) % 32 for s in sides):
+        if any(int(side) % 32 for side in sides):
             raise ConfigError(f"transform.train.crop_size={crop}: Mask2Former with ViT-Adapter needs multiples of "
-                              f"32, e.g. {[max(32, int(s) // 32 * 32) for s in sides]}")
-        return (build_seg_train_transform(transform["train"], ctx.image_mean, ctx.image_std),
-                build_seg_eval_transform(transform["eval"], ctx.image_mean, ctx.image_std))
+                              f"32, e.g. {[max(32, int(side) // 32 * 32) for side in sides]}")
+        return super().transforms(ctx)
 
     def build_model(self, ctx: RunContext, train_set: Any) -> nn.Module:
         """The segmentor (seeded init), with ``head_weights`` loaded strictly when given."""
@@ -141,12 +133,7 @@ class M2FSegProtocol(DenseProtocol):
         outputs = model(batch["image"])
         return self.criterion(outputs, semantic_targets(batch["mask"], self.ignore_index))
 
-    def new_metric(self, dataset: Any) -> SegmentationMetric:
-        """mmseg IoUMetric over the dataset's classes."""
-        return SegmentationMetric(self.num_classes, ignore_index=getattr(dataset, "ignore_index", 255),
-                                  class_names=getattr(dataset, "class_names", None))
-
-    def scores(self, model: nn.Module, image: Tensor, out_size: Any) -> Tensor:
+    def class_scores(self, model: nn.Module, image: Tensor, out_size: Any) -> Tensor:
         """Class probabilities ``[B, K, *out_size]`` averaged over the configured scales and flips."""
         inference = self.config.inference
         total = None
@@ -164,35 +151,9 @@ class M2FSegProtocol(DenseProtocol):
         assert total is not None
         return total / views
 
-    def update_metric(self, model: nn.Module, sample: dict[str, Any], metric: Any, device: str) -> None:
-        """Averaged class probabilities at the original label size, argmax, into the metric."""
-        label = sample["mask"][0]
-        probs = self.scores(model, sample["image"].to(device), label.shape[-2:])
-        metric.update(probs[0].argmax(0).cpu(), label)
-
-    def tables(self, metric: SegmentationMetric) -> dict[str, list[dict[str, Any]]]:
-        """Per-class IoU (percent; NaN for classes absent from predictions and labels)."""
-        return {"per_class_iou": [{"class": name, "IoU": value} for name, value in metric.per_class_iou().items()]}
-
-    def draw(self, model: nn.Module, sample: dict[str, Any], dataset: Any, ctx: RunContext) -> tuple[Any, Any]:
-        """Colourised predicted and ground-truth masks of one val sample."""
-        label = sample["mask"]
-        probs = self.scores(model, sample["image"][None].to(ctx.device), label.shape[-2:])
-        return (colorize_mask(probs[0].argmax(0).cpu().numpy(), self.num_classes),
-                colorize_mask(label.numpy(), self.num_classes))
-
-    def run(self, ctx: RunContext) -> ProtocolResult:
-        """Train then evaluate, or - with ``head_weights`` - evaluate the given segmentor only."""
+    def fit(self, ctx: RunContext, model: nn.Module, train_set: Any,
+            evaluate: Callable[[nn.Module], dict[str, float]]) -> dict[str, float]:
+        """Train on the engine, or - with ``head_weights`` - evaluate the loaded segmentor as it is."""
         if not self.config.head_weights:
-            return super().run(ctx)
-        train_set, val_set = ctx.dataset("train"), ctx.dataset("val")
-        train_set.transform, val_set.transform = self.transforms(ctx)
-        model = self.build_model(ctx, train_set).to(ctx.device).eval()
-        metrics, metric = self.evaluate(model, val_set, ctx)
-        artifacts: list[str] = []
-        count = int(self.config.num_visualizations)
-        if ctx.predictions_dir is not None and count > 0:
-            with torch.no_grad():
-                artifacts = self.save_figures(model, val_set, ctx, ctx.predictions_dir, count)
-        return ProtocolResult(metrics, self.main_metric, self.higher_is_better, tables=self.tables(metric),
-                              artifacts=artifacts)
+            return super().fit(ctx, model, train_set, evaluate)
+        return evaluate(model.to(ctx.device).eval())

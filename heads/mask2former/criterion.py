@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
@@ -184,15 +183,3 @@ class M2FCriterion(nn.Module):
         logs = {k: float(v.detach()) for k, v in final.items()}
         return total, logs
 
-
-def brute_force_assignment(cost: np.ndarray) -> tuple[np.ndarray, float]:
-    """The minimum-cost one-to-one assignment by enumeration (rows <= cols, tiny matrices; for tests)."""
-    from itertools import permutations
-
-    rows, cols = cost.shape
-    best, best_cols = np.inf, None
-    for perm in permutations(range(cols), rows):
-        total = float(sum(cost[r, c] for r, c in enumerate(perm)))
-        if total < best:
-            best, best_cols = total, np.array(perm)
-    return best_cols, best
