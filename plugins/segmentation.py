@@ -1,4 +1,5 @@
-"""Registers the linear segmentation protocol (implementation: :mod:`dinobench.protocols.linear_seg`)."""
+"""Registers the semantic segmentation protocols (implementations: :mod:`dinobench.protocols.linear_seg`,
+:mod:`dinobench.protocols.m2f_seg`)."""
 
 from dinobench.hookspecs import hookimpl
 from dinobench.registry import ProtocolRegistry
@@ -6,7 +7,10 @@ from dinobench.registry import ProtocolRegistry
 
 @hookimpl
 def dinobench_register_protocols(registry: ProtocolRegistry) -> None:
-    """The linear segmentation protocol."""
+    """The linear and Mask2Former segmentation protocols."""
     registry.add("linear_seg", "dinobench.protocols.linear_seg:LinearSegProtocol",
                  description="official DINOv3 linear segmentation: frozen backbone, BN + 1x1 conv head, "
                              "slide inference, mmseg mIoU")
+    registry.add("m2f_seg", "dinobench.protocols.m2f_seg:M2FSegProtocol",
+                 description="DINOv3's segmentor: frozen backbone, ViT-Adapter + Mask2Former head, Hungarian-"
+                             "matched mask losses, slide (multi-scale) inference, mmseg mIoU")

@@ -3,9 +3,10 @@
 Model: :func:`dinobench.heads.mask2former.build_m2f_segmentor` (ViT-Adapter at four evenly spaced blocks +
 Mask2Former head, official parameter names). Training on the shared engine with Mask2Former's criterion
 (Hungarian matching, class/BCE/dice losses on importance-sampled points, deep supervision); the schedule is
-the task config's ``train`` section. Evaluation as the official ``eval.py``: for each scale ratio (and the
-flipped image with ``flip``) sliding-window semantic scores (softmax(class)[:K] . sigmoid(masks)), resized
-to the label, softmax over classes, averaged over views, argmax; mIoU from mmseg's ``IoUMetric``.
+the task config's ``train`` section. Evaluation as the official ``eval.py``: for each scale ratio (resized as
+the official TTA, :func:`tta_size`) and, with ``flip``, its mirror image: sliding-window semantic scores
+(softmax(class)[:K] . sigmoid(masks)) resized to the label, softmax over classes, averaged over the views,
+argmax; mIoU from mmseg's ``IoUMetric``.
 
 ``head_weights=PATH`` evaluates a given segmentor checkpoint (the released
 ``dinov3_vit7b16_ade20k_m2f_head-*.pth`` or one trained here) without training; its sha256 replaces the path
@@ -14,6 +15,7 @@ in the protocol hash and is listed in the record's ``input_files``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal
 
@@ -83,6 +85,17 @@ class M2FConfig:
     num_visualizations: int = 4
 
 
+def tta_size(size: tuple[int, int], ratio: float) -> tuple[int, int]:
+    """The official TTA resize of an ``(H, W)`` image: short side ``int(short * ratio)`` (rounded up to a multiple
+    of 32 when ``ratio < 1``), long side in proportion rounded half up."""
+    h, w = size
+    short = int(min(h, w) * ratio)
+    if ratio < 1:
+        short = math.ceil(short / 32) * 32
+    long = int(short * max(h, w) / min(h, w) + 0.5)
+    return (long, short) if h > w else (short, long)
+
+
 class M2FSegProtocol(SegmentationProtocol):
     """Train (or load) the Mask2Former segmentor, report mIoU / aAcc / mAcc on ``val`` and per-class IoU."""
 
@@ -139,8 +152,9 @@ class M2FSegProtocol(SegmentationProtocol):
         total = None
         views = 0
         for scale in inference.scales:
-            x = image if scale == 1.0 else F.interpolate(image, scale_factor=float(scale), mode="bilinear",
-                                                         align_corners=False)
+            size = tta_size(tuple(image.shape[-2:]), scale)
+            x = image if size == tuple(image.shape[-2:]) else F.interpolate(image, size=size, mode="bilinear",
+                                                                           align_corners=False)
             for flip in ((False, True) if inference.flip else (False,)):
                 view = x.flip(-1) if flip else x
                 pred = dense_predict(model.semantic, view, mode=inference.mode, num_outputs=self.num_classes,
