@@ -11,7 +11,7 @@ import hashlib
 import math
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 
 def _generator(name: str, salt: str) -> torch.Generator:
@@ -23,9 +23,12 @@ def _generator(name: str, salt: str) -> torch.Generator:
 def deterministic_fill(module: nn.Module, salt: str = "dinobench") -> nn.Module:
     """Fill ``module``'s floating tensors by name: running variances in [0.5, 1.5), norm weights ~ 1 + 0.1 N,
     other 1-D tensors ~ 0.1 N (0.02 for embeddings of tokens), matrices ~ N / sqrt(fan_in)."""
-    tensors = {**dict(module.named_parameters(remove_duplicate=False)),
-               **dict(module.named_buffers(remove_duplicate=False))}
-    for name, tensor in tensors.items():
+    aliases: dict[int, tuple[str, Tensor]] = {}  # a shared tensor is filled once, by its smallest name
+    for name, tensor in [*module.named_parameters(remove_duplicate=False),
+                         *module.named_buffers(remove_duplicate=False)]:
+        if id(tensor) not in aliases or name < aliases[id(tensor)][0]:
+            aliases[id(tensor)] = (name, tensor)
+    for name, tensor in aliases.values():
         if not tensor.is_floating_point():
             continue
         gen = _generator(name, salt)
