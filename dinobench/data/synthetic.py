@@ -6,12 +6,13 @@
 * depth: a pinhole camera looking at a floor plane, a slanted back wall and boxes standing on the
   floor; depth is exact (metres -> uint16 millimetre PNG), texture scale and brightness fall off
   with depth so a linear head can learn it; in the NYU/BTS layout with split files or the generic
-  ``depth_folder`` layout.
+  ``depth_folder`` layout;
+* detection: textured objects with exact boxes in the COCO layout (:mod:`dinobench.data.synthetic_coco`).
 
 Every sample is drawn from its own seeded generator (``seed``, split, index): the same call writes
 byte-identical files. Command line::
 
-    python -m dinobench.data.synthetic ade20k|nyu|seg_folder|depth_folder OUT_DIR \\
+    python -m dinobench.data.synthetic ade20k|nyu|seg_folder|depth_folder|coco OUT_DIR \\
         [--n-train N] [--n-val N] [--size S|HxW] [--seed S]
 """
 
@@ -228,7 +229,14 @@ def write_synthetic_depth_folder(root: str | Path, n_train: int = 16, n_val: int
     return root
 
 
+def _write_coco(*args: object, **kwargs: object) -> Path:
+    from dinobench.data.synthetic_coco import write_synthetic_coco  # it builds on this module's textures
+
+    return write_synthetic_coco(*args, **kwargs)  # type: ignore[arg-type]
+
+
 WRITERS: dict[str, tuple[Callable[..., Path], int | tuple[int, int]]] = {
+    "coco": (_write_coco, (64, 96)),
     "ade20k": (write_synthetic_ade20k, 64),
     "nyu": (write_synthetic_nyu, (48, 64)),
     "seg_folder": (write_synthetic_seg_folder, 64),

@@ -1,0 +1,89 @@
+"""Joint image + box transforms for detection (torchvision ``transforms.v2`` with ``tv_tensors.BoundingBoxes``,
+so boxes move with the pixels): DETR's COCO recipe.
+
+Train: horizontal flip; then either a random short side from ``scales`` (long side at most ``max_size``) or -
+with ``crop`` - resize to a short side in ``crop.resize``, random crop of ``crop.min_size``..``crop.max_size``
+per side, then the random short side; boxes cut to the crop, empty ones dropped; normalise. Eval: short side
+``scale`` (long side at most ``max_size``), normalise; the boxes of the original image are evaluated, so the
+eval transform records the resized ``size`` for post-processing back to ``orig_size``.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any, Sequence
+
+import torch
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as F
+
+from dinobench.errors import ConfigError
+
+
+class RandomSizeCrop(v2.Transform):
+    """A crop of random height and width in ``[min_size, min(max_size, side)]`` at a random position."""
+
+    def __init__(self, min_size: int, max_size: int) -> None:
+        super().__init__()
+        self.min_size, self.max_size = int(min_size), int(max_size)
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:  # noqa: D102
+        height, width = v2._utils.query_size(flat_inputs)
+        h = random.randint(min(self.min_size, height), min(height, self.max_size))
+        w = random.randint(min(self.min_size, width), min(width, self.max_size))
+        return {"top": random.randint(0, height - h), "left": random.randint(0, width - w), "height": h, "width": w}
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:  # noqa: D102
+        return self._call_kernel(F.crop, inpt, **params)
+
+
+def _to_tv(sample: dict[str, Any]) -> tuple[tv_tensors.Image, dict[str, Any]]:
+    image = tv_tensors.Image(sample["image"])
+    boxes = tv_tensors.BoundingBoxes(sample["boxes"], format="XYXY", canvas_size=tuple(image.shape[-2:]))
+    return image, {"boxes": boxes, "labels": sample["labels"]}
+
+
+class DetectionTransform:
+    """Apply a v2 pipeline to a detection sample; adds ``size`` (the transformed image's (H, W))."""
+
+    def __init__(self, pipeline: v2.Transform) -> None:
+        self.pipeline = pipeline
+
+    def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:  # noqa: D102
+        image, target = self.pipeline(*_to_tv(sample))
+        out = dict(sample)
+        out.update(image=image.as_subclass(torch.Tensor), boxes=target["boxes"].as_subclass(torch.Tensor).float(),
+                   labels=target["labels"], size=tuple(image.shape[-2:]))
+        return out
+
+
+def _ints(value: Any, key: str) -> list[int]:
+    values = [value] if isinstance(value, int) else list(value or [])
+    if not values or any(not isinstance(v, int) or v < 1 for v in values):
+        raise ConfigError(f"transform.{key}={value!r}: expected a positive integer or a list of them")
+    return values
+
+
+def build_det_train_transform(cfg: dict[str, Any], mean: Sequence[float], std: Sequence[float]) -> DetectionTransform:
+    """DETR's multi-scale train augmentation from ``transform.train`` (see the module docstring)."""
+    scales = _ints(cfg.get("scales", list(range(480, 801, 32))), "train.scales")
+    max_size = int(cfg.get("max_size", 1333))
+    resize = v2.RandomShortestSize(scales, max_size=max_size)
+    crop = cfg.get("crop")
+    if crop:
+        pick = v2.RandomChoice([resize, v2.Compose([v2.RandomShortestSize(_ints(crop.get("resize"), "train.crop.resize")),
+                                                    RandomSizeCrop(int(crop["min_size"]), int(crop["max_size"])),
+                                                    v2.RandomShortestSize(scales, max_size=max_size)])])
+    else:
+        pick = resize
+    steps = [v2.RandomHorizontalFlip(float(cfg.get("flip_prob", 0.5))), pick,
+             v2.ClampBoundingBoxes(), v2.SanitizeBoundingBoxes(min_size=1.0), v2.Normalize(list(mean), list(std))]
+    return DetectionTransform(v2.Compose(steps))
+
+
+def build_det_eval_transform(cfg: dict[str, Any], mean: Sequence[float], std: Sequence[float]) -> DetectionTransform:
+    """Short side ``transform.eval.scale`` (default 800), long side at most ``max_size`` (1333); normalise."""
+    scale = _ints(cfg.get("scale", 800), "eval.scale")[0]
+    return DetectionTransform(v2.Compose([v2.Resize(scale, max_size=int(cfg.get("max_size", 1333))),
+                                          v2.Normalize(list(mean), list(std))]))
