@@ -29,6 +29,7 @@ BUILTIN_PLUGINS = (
     "dinobench.plugins.knn",
     "dinobench.plugins.segmentation",
     "dinobench.plugins.depth",
+    "dinobench.plugins.detection",
     "dinobench.plugins.logreg",
     "dinobench.plugins.linear",
     "dinobench.plugins.tasks",

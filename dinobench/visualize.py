@@ -63,6 +63,26 @@ def colorize_depth(depth: np.ndarray, vmin: float | None = None, vmax: float | N
     return Image.fromarray(np.ascontiguousarray(rgb), mode="RGB")
 
 
+def draw_boxes(image: Image.Image, boxes: np.ndarray, labels: Sequence[int], num_classes: int,
+               scores: Sequence[float] | None = None, names: Sequence[str] | None = None) -> Image.Image:
+    """A copy of ``image`` with XYXY ``boxes`` outlined in their class colour, captioned with the class name (and
+    score)."""
+    from PIL import ImageDraw
+
+    out = image.convert("RGB").copy()
+    draw = ImageDraw.Draw(out)
+    colours = palette(max(num_classes, 1))
+    for i, (box, label) in enumerate(zip(np.asarray(boxes, dtype=float).reshape(-1, 4), labels)):
+        colour = tuple(int(c) for c in colours[int(label) % len(colours)])
+        x0, y0, x1, y1 = (float(v) for v in box)
+        draw.rectangle([x0, y0, max(x1, x0), max(y1, y0)], outline=colour, width=max(1, out.width // 200))
+        caption = names[int(label)] if names is not None and int(label) < len(names) else str(int(label))
+        if scores is not None:
+            caption = f"{caption} {float(scores[i]):.2f}"
+        draw.text((x0 + 1, y0 + 1), caption, fill=colour)
+    return out
+
+
 def denormalize_image(image: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> Image.Image:
     """A normalised float [3, H, W] array (``(x - mean) / std``) back to a viewable RGB image."""
     image = np.asarray(image, dtype=np.float64)

@@ -31,6 +31,14 @@ def tiny_kwargs() -> dict:
 
 
 @pytest.fixture
+def output(tmp_path, monkeypatch):
+    """A run output folder; head-training run folders go under ``<output>/.runs`` (``DINOBENCH_OUTPUT``)."""
+    out = tmp_path / "out"
+    monkeypatch.setenv("DINOBENCH_OUTPUT", str(out))
+    return out
+
+
+@pytest.fixture
 def run_cli(capsys):
     """Call ``dinobench`` in-process; returns (exit code, stdout, stderr)."""
     from dinobench.cli import main

@@ -30,19 +30,21 @@ def smoke_options(task: str) -> list[str]:
     return [t for t in tokens if t != "\\"]
 
 
+def run_task(run_cli, task, root, out, *options, extra=()):
+    """``dinobench run`` of ``task`` with its documented smoke options (then ``options``); (record, its path)."""
+    code, _, err = run_cli("run", "--backbone", "vit_tiny", "--task", task, "--data-root", str(root), "--output",
+                           str(out), *extra, "--cfg-options", *smoke_options(task), *options)
+    assert code == 0, err
+    (path,) = sorted(Path(out).glob(f"vit_tiny/{task}/*/result.json"))[-1:]
+    return json.loads(path.read_text()), path
+
+
 def _run(run_cli, task, root, out, *extra):
     code, stdout, err = run_cli("run", "--backbone", "vit_tiny", "--task", task, "--data-root", str(root),
                                 "--output", str(out), *extra, "--cfg-options", *smoke_options(task))
     assert code == 0, err
     (path,) = sorted(Path(out).glob(f"vit_tiny/{task}/*/result.json"))[-1:]
     return json.loads(path.read_text()), path
-
-
-@pytest.fixture
-def output(tmp_path, monkeypatch):
-    out = tmp_path / "out"
-    monkeypatch.setenv("DINOBENCH_OUTPUT", str(out))  # head-training run folders go under <output>/.runs
-    return out
 
 
 def majority_baseline(root) -> dict:

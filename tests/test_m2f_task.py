@@ -13,29 +13,14 @@ import torch
 
 from dinobench.data.synthetic import write_synthetic_ade20k
 from dinobench.protocols.m2f_seg import tta_size
-from test_dense_tasks import smoke_options
+from test_dense_tasks import run_task, smoke_options
 
 TASK = "ade20k-m2f"
 
 
-@pytest.fixture
-def output(tmp_path, monkeypatch):
-    out = tmp_path / "out"
-    monkeypatch.setenv("DINOBENCH_OUTPUT", str(out))  # head-training run folders go under <output>/.runs
-    return out
-
-
-def _run(run_cli, task, root, out, *options, extra=()):
-    code, _, err = run_cli("run", "--backbone", "vit_tiny", "--task", task, "--data-root", str(root), "--output",
-                           str(out), *extra, "--cfg-options", *smoke_options(task), *options)
-    assert code == 0, err
-    (path,) = sorted(Path(out).glob(f"vit_tiny/{task}/*/result.json"))[-1:]
-    return json.loads(path.read_text()), path
-
-
 def test_ade20k_m2f_smoke_run_records_metrics_figures_and_a_loadable_head(run_cli, tmp_path, output):
     root = write_synthetic_ade20k(tmp_path / "ade")
-    record, path = _run(run_cli, TASK, root, output, extra=("--save-predictions",))
+    record, path = run_task(run_cli, TASK, root, output, extra=("--save-predictions",))
     metrics = record["metrics"]
     assert record["protocol"] == "m2f_seg" and record["protocol_plugin"] == "dinobench.plugins.segmentation"
     assert set(metrics) == {"mIoU", "aAcc", "mAcc"} and 0 <= metrics["mIoU"] <= 100
@@ -54,7 +39,7 @@ def test_ade20k_m2f_smoke_run_records_metrics_figures_and_a_loadable_head(run_cl
 
     # our run's checkpoint evaluates as it is: same numbers, the file recorded by sha256 in the record
     (ckpt,) = log.parent.glob("checkpoints/checkpoint_*.pth")
-    loaded, _ = _run(run_cli, TASK, root, tmp_path / "eval", f"protocol.head_weights={ckpt}")
+    loaded, _ = run_task(run_cli, TASK, root, tmp_path / "eval", f"protocol.head_weights={ckpt}")
     assert loaded["metrics"] == metrics
     digest = hashlib.sha256(ckpt.read_bytes()).hexdigest()
     assert loaded["input_files"] == {"protocol.head_weights": {"path": str(ckpt.resolve()), "sha256": digest}}
@@ -63,13 +48,13 @@ def test_ade20k_m2f_smoke_run_records_metrics_figures_and_a_loadable_head(run_cl
     copy = tmp_path / "elsewhere" / "head.pth"
     copy.parent.mkdir()
     shutil.copy(ckpt, copy)
-    moved, _ = _run(run_cli, TASK, root, tmp_path / "eval2", f"protocol.head_weights={copy}")
+    moved, _ = run_task(run_cli, TASK, root, tmp_path / "eval2", f"protocol.head_weights={copy}")
     assert moved["protocol_hash"] == loaded["protocol_hash"] != record["protocol_hash"]
     state = torch.load(copy, weights_only=True)
     first = next(iter(state["model"]))
     state["model"][first] = state["model"][first] + 1.0
     torch.save(state, copy)
-    changed, _ = _run(run_cli, TASK, root, tmp_path / "eval3", f"protocol.head_weights={copy}")
+    changed, _ = run_task(run_cli, TASK, root, tmp_path / "eval3", f"protocol.head_weights={copy}")
     assert changed["protocol_hash"] != loaded["protocol_hash"]
 
 
@@ -118,8 +103,8 @@ def test_m2f_overfits_a_handful_of_images_beyond_the_linear_head(run_cli, tmp_pa
     same = ["backbone.depth=4", "train.max_iters=200", "train.batch_size=4", "transform.train.ratio_range=[1.0,1.0]",
             "transform.train.photometric=False", "transform.train.flip_prob=0.0", "transform.train.crop_size=[64,64]",
             "protocol.inference.crop_size=64"]
-    m2f, _ = _run(run_cli, TASK, root, tmp_path / "m2f", *same)
-    linear = [_run(run_cli, "ade20k-linear", root, tmp_path / f"lin{lr}", *same, f"train.optimizer.lr={lr}")[0]
+    m2f, _ = run_task(run_cli, TASK, root, tmp_path / "m2f", *same)
+    linear = [run_task(run_cli, "ade20k-linear", root, tmp_path / f"lin{lr}", *same, f"train.optimizer.lr={lr}")[0]
               for lr in (0.01, 0.1)]
     best = max(r["metrics"]["mIoU"] for r in linear)
     print(f"\noverfit 4 images, 200 iterations: m2f mIoU {m2f['metrics']['mIoU']} | linear "

@@ -80,7 +80,7 @@ def test_training_mode_runs_both_query_groups_and_backpropagates():
     assert len(out["aux_outputs"]) == 1 and out["enc_outputs"]["pred_boxes"].shape[-1] == 4
     loss = out["pred_logits"].sum() + out["pred_boxes"].sum() + out["pred_boxes_one2many"].mean()
     loss.backward()
-    trainable = [p for m in model.trainable_modules() for p in m.parameters()]
+    trainable = [p for m in model.trainable_modules().values() for p in m.parameters()]
     assert all(p.grad is not None for p in model.input_proj.parameters())
     assert sum(p.grad is not None for p in trainable) > len(trainable) // 2
 

@@ -29,6 +29,7 @@ from dinobench.dense_metrics import SegmentationMetric
 from dinobench.errors import ConfigError
 from dinobench.heads.model import BackboneNeckHead
 from dinobench.heads.necks import IntermediateLayers, Neck
+from dinobench.heads.weights import load_head_state, read_head_state
 from dinobench.protocol import Protocol, ProtocolResult
 from dinobench.training import evaluate_sharded, train_head
 from dinobench.utils.io import safe_component
@@ -95,6 +96,17 @@ class DenseProtocol(Protocol):
         """Predict one evaluation sample (a batch of one) and add it to ``metric``."""
         raise NotImplementedError  # pragma: no cover - abstract
 
+    def collate(self) -> Callable[[list[Any]], Any] | None:
+        """How samples become training / evaluation batches (None: torch's default collation)."""
+        return None
+
+    def load_head_weights(self, model: nn.Module, optional_prefixes: Sequence[str] = ()) -> None:
+        """Load ``protocol.head_weights`` (when set) into ``model`` strictly, except under ``optional_prefixes``
+        (the frozen backbone, which a head checkpoint does not carry)."""
+        path = getattr(self.config, "head_weights", None)
+        if path:
+            load_head_state(model, read_head_state(path), path, optional_prefixes=tuple(optional_prefixes))
+
     def make_neck(self, backbone: nn.Module) -> Neck:
         """The neck (default: the configured intermediate layers with the backbone norm)."""
         head = self.config.head
@@ -148,14 +160,16 @@ class DenseProtocol(Protocol):
         model.eval()
         with torch.no_grad():
             metrics = evaluate_sharded(dataset, lambda sample: self.update_metric(model, sample, metric, ctx.device),
-                                       metric, num_workers=workers, desc=f"eval {self.name}")
+                                       metric, num_workers=workers, collate_fn=self.collate(), desc=f"eval {self.name}")
         return metrics, metric
 
     def fit(self, ctx: RunContext, model: nn.Module, train_set: Any,
             evaluate: Callable[[nn.Module], dict[str, float]]) -> dict[str, float]:
-        """Train ``model`` on the engine and return the final evaluation (a family may evaluate given
-        weights instead)."""
-        return train_head(ctx, model, train_set, self.loss, evaluate)["metrics"]
+        """Train ``model`` on the engine and return the final evaluation; with ``protocol.head_weights`` (a family
+        whose config has it) evaluate the loaded head as it is."""
+        if getattr(self.config, "head_weights", None):
+            return evaluate(model.to(ctx.device).eval())
+        return train_head(ctx, model, train_set, self.loss, evaluate, collate_fn=self.collate())["metrics"]
 
     def run(self, ctx: RunContext) -> ProtocolResult:
         """Train the head on ``train``, evaluate it on ``val``, draw predictions with ``--save-predictions``."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -27,7 +27,6 @@ from dinobench.context import RunContext
 from dinobench.dense_inference import dense_predict
 from dinobench.errors import ConfigError
 from dinobench.heads.mask2former import BACKBONE_PREFIX, M2FCriterion, build_m2f_segmentor, semantic_targets
-from dinobench.heads.weights import load_head_state, read_head_state
 from dinobench.protocols.dense import InferenceConfig, SegmentationProtocol, transform_sections
 from dinobench.utils.seeding import seed_from
 
@@ -132,9 +131,7 @@ class M2FSegProtocol(SegmentationProtocol):
                                         dim_feedforward=hc.dim_feedforward, dec_layers=hc.dec_layers,
                                         enc_layers=hc.enc_layers, with_cp=hc.with_cp,
                                         drop_path_rate=hc.drop_path_rate)
-        if self.config.head_weights:
-            state = read_head_state(self.config.head_weights)
-            load_head_state(model, state, self.config.head_weights, optional_prefixes=(BACKBONE_PREFIX,))
+        self.load_head_weights(model, (BACKBONE_PREFIX,))
         lc = self.config.loss
         self.criterion = M2FCriterion(self.num_classes, lc.class_weight, lc.mask_weight, lc.dice_weight, lc.eos_coef,
                                       lc.num_points, lc.oversample_ratio, lc.importance_sample_ratio,
@@ -164,10 +161,3 @@ class M2FSegProtocol(SegmentationProtocol):
                 views += 1
         assert total is not None
         return total / views
-
-    def fit(self, ctx: RunContext, model: nn.Module, train_set: Any,
-            evaluate: Callable[[nn.Module], dict[str, float]]) -> dict[str, float]:
-        """Train on the engine, or - with ``head_weights`` - evaluate the loaded segmentor as it is."""
-        if not self.config.head_weights:
-            return super().fit(ctx, model, train_set, evaluate)
-        return evaluate(model.to(ctx.device).eval())

@@ -44,9 +44,12 @@ def _finetuned(model: nn.Module) -> bool:
 
 
 def frozen_prefixes(model: nn.Module) -> tuple[str, ...]:
-    """State-dict prefixes of ``model.backbone`` wherever it is registered (``backbone.``, or e.g.
-    ``segmentation_model.0.backbone.``) when it is frozen: not part of a head checkpoint."""
-    backbone = getattr(model, "backbone", None)
+    """State-dict prefixes of the frozen backbone - ``model.frozen_backbone`` if the model names it (a detector
+    whose ``backbone`` wraps it with trainable parts), else ``model.backbone`` - wherever it is registered
+    (``backbone.``, or e.g. ``segmentation_model.0.backbone.``): not part of a head checkpoint."""
+    backbone = getattr(model, "frozen_backbone", None)
+    if backbone is None:
+        backbone = getattr(model, "backbone", None)
     if backbone is None or _finetuned(model):
         return ()
     return tuple(f"{name}." for name, module in model.named_modules(remove_duplicate=False)

@@ -89,9 +89,35 @@ class PlainDETR(nn.Module):
             nn.init.xavier_uniform_(proj[0].weight, gain=1)
             nn.init.zeros_(proj[0].bias)
 
-    def trainable_modules(self) -> list[nn.Module]:
-        """Everything but the frozen backbone (the layer norms of the backbone wrapper train)."""
-        return [m for name, m in self.named_children() if name != "backbone"]
+    @property
+    def frozen_backbone(self) -> nn.Module:
+        """The frozen ViT inside the backbone stack (``backbone.0[._backbone].backbone``)."""
+        features = self.backbone[0]
+        return getattr(features, "_backbone", features).backbone
+
+    def train(self, mode: bool = True) -> "PlainDETR":  # noqa: D102 - the frozen backbone stays in eval mode
+        super().train(mode)
+        self.frozen_backbone.eval()
+        return self
+
+    def trainable_modules(self) -> dict[str, nn.Module]:
+        """The detector without the frozen ViT (the backbone wrapper's layer norms train)."""
+        return {name: m for name, m in self.named_children() if name != "backbone"}
+
+    def param_groups(self) -> list[dict[str, Any]]:
+        """AdamW groups as Plain-DETR's: weight decay on weights; none on norms, biases, embeddings, the level
+        embedding and the position-bias MLPs."""
+        decay, no_decay, seen = [], [], set()
+        frozen = {id(p) for p in self.frozen_backbone.parameters()}
+        for name, param in self.named_parameters():
+            if not param.requires_grad or id(param) in frozen or id(param) in seen:
+                continue
+            seen.add(id(param))
+            skip = param.ndim <= 1 or "norm" in name or "level_embed" in name or "query_embed" in name \
+                or "cpb_mlp" in name
+            (no_decay if skip else decay).append(param)
+        return [{"params": decay, "lr_multiplier": 1.0, "wd_multiplier": 1.0},
+                {"params": no_decay, "lr_multiplier": 1.0, "wd_multiplier": 0.0}]
 
     def group_mask(self, n_one2one: int, n_total: int, device: torch.device) -> Tensor:
         """``[Q, Q]`` self-attention mask: True (blocked) between the one-to-one and one-to-many groups."""

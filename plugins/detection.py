@@ -1,0 +1,21 @@
+"""Registers object detection: the Plain-DETR protocol (:mod:`dinobench.protocols.plaindetr`) and the COCO-format
+dataset reader (:mod:`dinobench.data.detection`)."""
+
+from dinobench.hookspecs import hookimpl
+from dinobench.registry import DatasetRegistry, ProtocolRegistry
+
+
+@hookimpl
+def dinobench_register_protocols(registry: ProtocolRegistry) -> None:
+    """Plain-DETR detection."""
+    registry.add("plaindetr", "dinobench.protocols.plaindetr:PlainDetrProtocol",
+                 description="DINOv3's detector: frozen backbone, Plain-DETR (two-stage, box-RPE global decoder, "
+                             "hybrid matching), pycocotools COCOeval AP")
+
+
+@hookimpl
+def dinobench_register_datasets(registry: DatasetRegistry) -> None:
+    """COCO-format detection data."""
+    registry.add("coco", "dinobench.data.detection:build_coco",
+                 description="COCO 2017 detection: annotations/instances_{train,val}2017.json + train2017/ + "
+                             "val2017/ (pycocotools); labels = category ids (or contiguous)")
