@@ -10,7 +10,6 @@ eval transform records the resized ``size`` for post-processing back to ``orig_s
 
 from __future__ import annotations
 
-import random
 from typing import Any, Sequence
 
 import torch
@@ -19,6 +18,11 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
 from dinobench.errors import ConfigError
+
+
+def _randint(low: int, high: int) -> int:
+    """Uniform integer in ``[low, high]`` from torch's generator (as every v2 transform: one seed, exact resume)."""
+    return int(torch.randint(low, high + 1, ()).item())
 
 
 class RandomSizeCrop(v2.Transform):
@@ -30,9 +34,9 @@ class RandomSizeCrop(v2.Transform):
 
     def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:  # noqa: D102
         height, width = v2._utils.query_size(flat_inputs)
-        h = random.randint(min(self.min_size, height), min(height, self.max_size))
-        w = random.randint(min(self.min_size, width), min(width, self.max_size))
-        return {"top": random.randint(0, height - h), "left": random.randint(0, width - w), "height": h, "width": w}
+        h = _randint(min(self.min_size, height), min(height, self.max_size))
+        w = _randint(min(self.min_size, width), min(width, self.max_size))
+        return {"top": _randint(0, height - h), "left": _randint(0, width - w), "height": h, "width": w}
 
     def transform(self, inpt: Any, params: dict[str, Any]) -> Any:  # noqa: D102
         return self._call_kernel(F.crop, inpt, **params)
