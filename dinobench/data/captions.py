@@ -1,0 +1,148 @@
+"""Image-caption data for dino.txt: COCO Captions, a CSV of ``image_path,caption``, and class-name prompts over
+any labelled image dataset (offline alignment without captions).
+
+A sample is ``{"image": <PIL or transformed>, "caption": str, "image_index": int}``; ``image_index`` groups the
+captions of one image (retrieval counts a hit on any of them). Layouts are validated before any compute:
+a missing file, or captions naming missing images, is a one-line :class:`DataError`; empty captions are skipped
+and counted; captions longer than the context (77 tokens) are kept, counted, and cut by the tokenizer (its end
+token kept). Counts go to ``describe()["skipped"]`` / ``["truncated"]`` and the log.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from torch.utils.data import Dataset
+
+from dinobench.data.base import fingerprint_of, load_rgb
+from dinobench.errors import DataError
+
+log = logging.getLogger(__name__)
+DEFAULT_PROMPT = "a photo of a {}."
+
+
+class CaptionDataset(Dataset):
+    """``(image path, caption, image index)`` items (see the module docstring)."""
+
+    def __init__(self, name: str, split: str, items: Sequence[tuple[str, str, int]], fingerprint: str,
+                 skipped: int = 0, truncated: int = 0, transform: Callable | None = None) -> None:
+        self.name, self.split, self.items = name, split, list(items)
+        self.fingerprint, self.skipped, self.truncated, self.transform = fingerprint, skipped, truncated, transform
+        self.num_images = len({index for _, _, index in self.items})
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        path, caption, image_index = self.items[index]
+        image = load_rgb(path)
+        return {"image": self.transform(image) if self.transform else image, "caption": caption,
+                "image_index": image_index}
+
+    def describe(self) -> dict[str, Any]:
+        """What a result record stores about this split."""
+        return {"split": self.split, "size": len(self), "images": self.num_images, "skipped": self.skipped,
+                "truncated": self.truncated, "fingerprint": self.fingerprint}
+
+
+def _checked(name: str, split: str, source: Path, rows: list[tuple[str, str, int]],
+             context_length: int = 77) -> CaptionDataset:
+    """Validate images, skip empty captions, count over-long ones; the dataset."""
+    from dinobench.text.tokenizer import default_tokenizer
+
+    missing = sorted({path for path, _, _ in rows if not Path(path).is_file()})
+    if missing:
+        raise DataError(f"{source}: {len(missing)} captioned images are missing (first: {', '.join(missing[:3])}); "
+                        f"restore them or drop their captions")
+    kept = [(p, c.strip(), i) for p, c, i in rows if isinstance(c, str) and c.strip()]
+    skipped = len(rows) - len(kept)
+    if not kept:
+        raise DataError(f"{source}: no non-empty captions; a caption file needs at least one")
+    tokenizer = default_tokenizer(None)
+    truncated = sum(len(tokenizer.encode(c)) + 2 > context_length for _, c, _ in kept)
+    if skipped or truncated:
+        log.warning("%s: skipped %d empty captions; %d captions longer than %d tokens will be cut", source, skipped,
+                    truncated, context_length)
+    listing = [[Path(p).name, c] for p, c, _ in kept]
+    return CaptionDataset(name, split, kept, fingerprint_of({"items": listing}), skipped, truncated)
+
+
+def build_coco_captions(cfg: dict[str, Any], data_root: str | None) -> dict[str, CaptionDataset]:
+    """COCO Captions: ``annotations/captions_{train,val}2017.json`` + ``train2017/`` + ``val2017/``."""
+    root = Path(data_root or cfg.get("root") or "").expanduser()
+    if not root.is_dir():
+        raise DataError(f"{root or '<none>'}: pass --data-root with annotations/captions_{{train,val}}2017.json, "
+                        f"train2017/, val2017/")
+    splits = {}
+    for key, default in (("train", "train2017"), ("val", "val2017")):
+        folder = str(cfg.get(f"{key}_split", default))
+        path = root / "annotations" / f"captions_{folder}.json"
+        if not path.is_file():
+            raise DataError(f"{path}: caption file missing; expected COCO captions json (annotations/captions_<split>.json)")
+        try:
+            payload = json.loads(path.read_text())
+            files = {int(img["id"]): img["file_name"] for img in payload["images"]}
+            anns = payload["annotations"]
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise DataError(f"{path}: not a COCO captions file ({type(exc).__name__}: {exc}); needs images and "
+                            f"annotations with image_id and caption") from None
+        order = {image_id: i for i, image_id in enumerate(sorted(files))}
+        rows = []
+        for ann in sorted(anns, key=lambda a: (int(a.get("image_id", -1)), a.get("id", 0))):
+            image_id = int(ann.get("image_id", -1))
+            if image_id not in files:
+                raise DataError(f"{path}: caption {ann.get('id')} names unknown image_id {image_id}")
+            rows.append((str(root / folder / files[image_id]), ann.get("caption", ""), order[image_id]))
+        splits[key] = _checked("coco_captions", key, path, rows)
+    return splits
+
+
+def build_caption_csv(cfg: dict[str, Any], data_root: str | None) -> dict[str, CaptionDataset]:
+    """``--data-root`` holding ``train.csv`` and ``val.csv`` (header ``image_path,caption``; image paths relative
+    to the CSV's folder or absolute); rows naming the same image share its index."""
+    root = Path(data_root or cfg.get("root") or "").expanduser()
+    splits = {}
+    for key in ("train", "val"):
+        path = Path(cfg.get(f"{key}_csv") or root / f"{key}.csv").expanduser()
+        if not path.is_file():
+            raise DataError(f"{path}: caption CSV missing; create it with the header image_path,caption")
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            if not {"image_path", "caption"} <= set(reader.fieldnames or []):
+                raise DataError(f"{path}: header must contain image_path,caption (found {reader.fieldnames})")
+            records = list(reader)
+        index: dict[str, int] = {}
+        rows = []
+        for record in records:
+            image = Path(record["image_path"] or "")
+            image = image if image.is_absolute() else path.parent / image
+            rows.append((str(image), record["caption"] or "", index.setdefault(str(image), len(index))))
+        splits[key] = _checked("caption_csv", key, path, rows)
+    return splits
+
+
+class ClassPromptCaptions(Dataset):
+    """A labelled image dataset as captions: ``prompt.format(class name)`` for each image (offline alignment)."""
+
+    def __init__(self, dataset: Any, prompt: str = DEFAULT_PROMPT, transform: Callable | None = None) -> None:
+        if "{}" not in prompt:
+            raise DataError(f"caption prompt {prompt!r} needs a {{}} where the class name goes")
+        self.dataset, self.prompt, self.transform = dataset, prompt, transform
+        self.classes = [str(c).replace("_", " ") for c in dataset.classes]
+        self.split, self.fingerprint = getattr(dataset, "split", ""), getattr(dataset, "fingerprint", "")
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        image, label = self.dataset[index]
+        return {"image": self.transform(image) if self.transform else image,
+                "caption": self.prompt.format(self.classes[int(label)]), "image_index": index, "label": int(label)}
+
+    def describe(self) -> dict[str, Any]:
+        """What a result record stores about this split."""
+        return {"split": self.split, "size": len(self), "prompt": self.prompt, "fingerprint": self.fingerprint}
