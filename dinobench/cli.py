@@ -101,7 +101,8 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     p_export.add_argument("--format", default="hf", choices=["hf", "pth"],
                           help="hf: config.json + model.safetensors (transformers); pth: official state dict")
 
-    p_train = sub.add_parser("train", help="SSL-pretrain a backbone (DINO + iBOT + KoLeo, Gram, distillation)",
+    p_train = sub.add_parser("train", help="SSL-pretrain a backbone (DINO + iBOT + KoLeo, Gram, distillation) or "
+                                           "align a dino.txt text tower (recipe='dinotxt')",
                              epilog="examples:\n  dinobench train --config configs/train/vit_tiny_digits_pretrain.py\n"
                                     "  torchrun --nproc_per_node 8 -m dinobench train --config "
                                     "configs/train/dinov3_vitl16_pretrain.py --data-root /data/imagenet\n"
@@ -222,8 +223,16 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _recipe(config: str) -> str:
+    """The training recipe a config names (``recipe=...``; SSL pretraining when absent)."""
+    from dinobench.config import load_config
+
+    return str(load_config(config).get("recipe", "ssl"))
+
+
 def cmd_train(args: argparse.Namespace) -> int:
-    """Run (or submit) SSL training from a config file plus key=value overrides.
+    """Run (or submit) training from a config file plus key=value overrides: SSL pretraining, or - with
+    ``recipe="dinotxt"`` - dino.txt text alignment (:mod:`dinobench.text.train`).
 
     SIGTERM stops with a checkpoint: :class:`~dinobench.training.TrainingInterrupted`, exit 143 (resumable).
     """
@@ -232,8 +241,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     from dinobench.training.launch import launch, resolve_train_config
     from dinobench.utils.paths import output_root
 
-    cfg = resolve_train_config(args.config, args.overrides, data_root=args.data_root)
     output = Path(args.output) if args.output else output_root() / "train" / Path(args.config).stem
+    if _recipe(args.config) == "dinotxt":
+        from dinobench.errors import ConfigError
+        from dinobench.text.train import resolve_dinotxt_config, train_dinotxt
+
+        if args.slurm:
+            raise ConfigError(f"{args.config}: --slurm runs the SSL recipe only; run dino.txt under torchrun")
+        summary = train_dinotxt(resolve_dinotxt_config(args.config, args.overrides, data_root=args.data_root),
+                                output)
+        for key, value in summary.items():
+            print(f"{key}: {value}")
+        return 0
+    cfg = resolve_train_config(args.config, args.overrides, data_root=args.data_root)
     summary = launch(cfg, output, slurm=args.slurm, nodes=args.nodes, gpus_per_node=args.gpus_per_node,
                      partition=args.partition, timeout_min=args.timeout_min)
     for key, value in summary.items():

@@ -30,6 +30,7 @@ BUILTIN_PLUGINS = (
     "dinobench.plugins.segmentation",
     "dinobench.plugins.depth",
     "dinobench.plugins.detection",
+    "dinobench.plugins.text",
     "dinobench.plugins.logreg",
     "dinobench.plugins.linear",
     "dinobench.plugins.tasks",

@@ -207,6 +207,20 @@ class DINOTxt(nn.Module):
         proj = self.text_model.head.linear_projection
         nn.init.normal_(proj.weight, std=proj.in_features ** -0.5)
 
+    @property
+    def frozen_backbone(self) -> nn.Module:
+        """The frozen vision backbone (not part of a trained-head checkpoint)."""
+        return self.visual_model.backbone
+
+    def param_groups(self) -> list[dict]:
+        """AdamW groups as the official training: no weight decay on gains, biases and ``logit_scale`` (tensors
+        of fewer than 2 dimensions), decay on the rest; the frozen backbone left out."""
+        params = [(n, p) for n, p in self.named_parameters() if p.requires_grad]
+        return [{"params": [p for n, p in params if p.ndim < 2 or "logit_scale" in n], "lr_multiplier": 1.0,
+                 "wd_multiplier": 0.0},
+                {"params": [p for n, p in params if p.ndim >= 2 and "logit_scale" not in n], "lr_multiplier": 1.0,
+                 "wd_multiplier": 1.0}]
+
     def train(self, mode: bool = True) -> "DINOTxt":  # noqa: D102 - the frozen backbone stays in eval mode
         super().train(mode)
         self.visual_model.backbone.eval()

@@ -1,0 +1,125 @@
+"""Zero-shot classification with a dino.txt head: class embeddings from prompt ensembles, no training.
+
+For each class, the prompts (``templates``: the 80 OpenAI ImageNet templates by default, read from the
+installed ``open_clip_torch``, or a list of strings with ``{}``) are encoded, L2-normalised, averaged and
+normalised again; each ``val`` image's normalised dino.txt embedding is scored against them; top-1 / top-5
+accuracy. ``head_weights`` is the dino.txt checkpoint (the released
+``dinov3_vitl16_dinotxt_vision_head_and_text_encoder-*.pth`` with the ViT-L backbone, or a
+``dinobench train`` export) and is recorded by sha256; ``model`` gives its sizes.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from dinobench.context import RunContext
+from dinobench.errors import ConfigError
+from dinobench.heads.weights import load_head_state, read_head_state
+from dinobench.protocol import Protocol, ProtocolResult
+from dinobench.text import build_dinotxt
+from dinobench.text.tokenizer import tokenize
+
+BACKBONE_PREFIX = "visual_model.backbone."
+
+
+def openai_imagenet_templates() -> list[str]:
+    """CLIP's 80 ImageNet prompt templates (``{}`` = the class name), from ``open_clip_torch``'s metadata file
+    (loaded by path: importing ``open_clip`` itself is slow)."""
+    spec = importlib.util.find_spec("open_clip")
+    path = Path(spec.origin).parent / "zero_shot_metadata.py" if spec and spec.origin else None
+    if path is None or not path.is_file():
+        raise ConfigError("protocol.templates='openai_imagenet' needs open_clip_torch (pip install --no-deps "
+                          "open_clip_torch) or an explicit list of templates")
+    module_spec = importlib.util.spec_from_file_location("_dinobench_zero_shot_metadata", path)
+    module = importlib.util.module_from_spec(module_spec)  # type: ignore[arg-type]
+    module_spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return [template("{}") for template in module.OPENAI_IMAGENET_TEMPLATES]
+
+
+@dataclass
+class DinoTxtSizes:
+    """The dino.txt head's sizes (:func:`dinobench.text.build_dinotxt`); defaults: the released model."""
+
+    embed_dim: int = 2048
+    text_dim: int = 1280
+    text_heads: int = 20
+    text_layers: int = 24
+    context_length: int = 77
+    vocab_size: int = 49408
+    vision_head_blocks: int = 2
+
+
+@dataclass
+class ZeroShotConfig:
+    """``protocol=dict(type="zeroshot", head_weights=PATH, model=..., templates=..., class_names=None)``."""
+
+    model: DinoTxtSizes = field(default_factory=DinoTxtSizes)
+    head_weights: str | None = None  # the dino.txt checkpoint (required to run)
+    templates: str | list[str] = "openai_imagenet"
+    class_names: list[str] | None = None  # None: the dataset's class names ("_" -> " ")
+    batch_size: int = 64  # runtime key
+
+
+class ZeroShotProtocol(Protocol):
+    """Zero-shot top-1 / top-5 of a dino.txt head on ``val``."""
+
+    name = "zeroshot"
+    version = "1"
+    Config = ZeroShotConfig
+    runtime_keys = ("batch_size",)
+    file_keys = ("head_weights",)
+
+    def templates(self) -> list[str]:
+        """The prompt templates (each with one ``{}``)."""
+        templates = self.config.templates
+        if templates == "openai_imagenet":
+            return openai_imagenet_templates()
+        if isinstance(templates, str) or not templates or any("{}" not in t for t in templates):
+            raise ConfigError(f"protocol.templates={templates!r}: 'openai_imagenet' or a list of strings with {{}}")
+        return list(templates)
+
+    @torch.no_grad()
+    def class_embeddings(self, model: Any, names: list[str], device: str) -> torch.Tensor:
+        """``[C, D]`` normalised mean of each class's normalised prompt embeddings."""
+        templates, out = self.templates(), []
+        for name in names:
+            tokens = tokenize([t.format(name) for t in templates], self.config.model.context_length).to(device)
+            out.append(F.normalize(model.encode_text(tokens, normalize=True).mean(0), dim=-1))
+        return torch.stack(out)
+
+    def run(self, ctx: RunContext) -> ProtocolResult:
+        """Score ``val`` against the class prompts; top-1 / top-5 accuracy (percent)."""
+        if not self.config.head_weights:
+            raise ConfigError("protocol.head_weights: zero-shot needs a dino.txt checkpoint (a `dinobench train` "
+                              "export or the released head); pass protocol.head_weights=PATH")
+        m = self.config.model
+        model = build_dinotxt(ctx.backbone, embed_dim=m.embed_dim, text_dim=m.text_dim, text_heads=m.text_heads,
+                              text_layers=m.text_layers, context_length=m.context_length, vocab_size=m.vocab_size,
+                              vision_head_blocks=m.vision_head_blocks)
+        path = self.config.head_weights
+        load_head_state(model, read_head_state(path), path, optional_prefixes=(BACKBONE_PREFIX,))
+        model = model.to(ctx.device).eval()
+        val = ctx.dataset("val")
+        names = list(self.config.class_names or [str(c).replace("_", " ") for c in val.classes])
+        if len(names) != len(val.classes):
+            raise ConfigError(f"protocol.class_names has {len(names)} names but the dataset has {len(val.classes)} "
+                              f"classes")
+        classes = self.class_embeddings(model, names, ctx.device)
+        correct1 = correct5 = total = 0
+        k = min(5, len(names))
+        with torch.no_grad():
+            for images, labels in DataLoader(val, batch_size=int(self.config.batch_size), shuffle=False):
+                scores = model.encode_image(images.to(ctx.device), normalize=True) @ classes.T
+                top = scores.topk(k, dim=1).indices.cpu()
+                correct1 += int((top[:, 0] == labels).sum())
+                correct5 += int((top == labels[:, None]).any(1).sum())
+                total += len(labels)
+        metrics = {"top1": 100.0 * correct1 / total, f"top{k}": 100.0 * correct5 / total}
+        return ProtocolResult(metrics, "top1", higher_is_better=True)

@@ -1,0 +1,139 @@
+"""``dinobench train <config with recipe="dinotxt">``: align a dino.txt text tower (and vision head) to a frozen
+backbone with the CLIP loss, on the shared head-training engine (exact resume, SIGTERM, DDP under torchrun,
+bf16 autocast on CUDA), then export the trained part in the official layout.
+
+Config sections: ``recipe="dinotxt"``; ``model`` (``backbone`` name, ``backbone_kwargs``, ``weights``, and the
+:func:`~dinobench.text.build_dinotxt` sizes); ``data`` (``type``: ``class_prompts`` over a registered labelled
+dataset ``data.dataset``, ``coco_captions`` or ``caption_csv``; ``root``; ``prompt``; ``image_size``); ``train``
+(the engine's section; the official example: AdamW lr 7e-4, wd 1e-4, batch 256, 50k iterations, warm-up +
+cosine); ``seed``. Output: ``<output>/dinotxt_head.pth`` (the state dict without ``visual_model.backbone.*``,
+what the release ships), ``config.json``, and the run folder ``<output>/run`` (``metrics.jsonl``, checkpoints).
+Images: short side to ``image_size``, centre crop, the backbone's normalisation (no augmentation). The backbone
+is built after seeding with ``seed`` as ``dinobench run --seed`` does, so a random-init backbone (toy runs) is the
+one the evaluation tasks rebuild.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from dinobench.backbones import create_backbone
+from dinobench.backbones.contract import backbone_normalisation
+from dinobench.config import apply_options, load_config, parse_options
+from dinobench.data.captions import DEFAULT_PROMPT, ClassPromptCaptions, build_caption_csv, build_coco_captions
+from dinobench.data.transforms import build_eval_transform
+from dinobench.errors import ConfigError
+from dinobench.text.loss import clip_loss
+from dinobench.text.model import DINOTxt, build_dinotxt
+from dinobench.text.tokenizer import tokenize
+from dinobench.training import HeadTrainer
+from dinobench.utils import distributed as ddp
+from dinobench.utils.io import write_atomic
+from dinobench.utils.seeding import seed_everything
+
+BACKBONE_PREFIX = "visual_model.backbone."
+MODEL_DEFAULTS: dict[str, Any] = dict(backbone="vitl16", backbone_kwargs={}, weights=None, embed_dim=2048,
+                                      text_dim=1280, text_heads=20, text_layers=24, context_length=77,
+                                      vocab_size=49408, vision_head_blocks=2)
+DATA_DEFAULTS: dict[str, Any] = dict(type="coco_captions", root=None, dataset=None, prompt=DEFAULT_PROMPT,
+                                     image_size=224)
+
+
+def resolve_dinotxt_config(path: str | Path, overrides: list[str] | None = None,
+                           data_root: str | None = None) -> dict[str, Any]:
+    """The config with defaults filled in and ``key=value`` overrides applied; unknown keys are errors."""
+    cfg = load_config(path)
+    for section, defaults in (("model", MODEL_DEFAULTS), ("data", DATA_DEFAULTS)):
+        given = dict(cfg.get(section) or {})
+        unknown = sorted(set(given) - set(defaults))
+        if unknown:
+            raise ConfigError(f"{path}: {section}.{unknown[0]} is not a dino.txt option (valid: {sorted(defaults)})")
+        cfg[section] = {**copy.deepcopy(defaults), **given}
+    cfg.setdefault("train", {})
+    cfg.setdefault("seed", 0)
+    cfg = apply_options(cfg, parse_options(overrides), where=str(path), open_sections=("train", "data", "model"))
+    if data_root is not None:
+        cfg["data"]["root"] = data_root
+    return cfg
+
+
+def caption_dataset(data: dict[str, Any]) -> Any:
+    """The training split of the configured caption source (untransformed)."""
+    kind = data["type"]
+    if kind == "class_prompts":
+        from dinobench.plugin_manager import get_registries  # the labelled dataset comes from the registry
+        from dinobench.registry import resolve_object
+
+        spec = dict(data.get("dataset") or {})
+        if "type" not in spec:
+            raise ConfigError("data.dataset=dict(type=...) is required with data.type='class_prompts'")
+        build = resolve_object(get_registries().datasets.get(spec["type"]).builder)
+        return ClassPromptCaptions(build(spec, data.get("root"))["train"], data["prompt"])
+    builders = {"coco_captions": build_coco_captions, "caption_csv": build_caption_csv}
+    if kind not in builders:
+        raise ConfigError(f"data.type={kind!r}: expected class_prompts, coco_captions or caption_csv")
+    return builders[kind]({}, data.get("root"))["train"]
+
+
+class _Transformed(torch.utils.data.Dataset):
+    def __init__(self, dataset: Any, transform: Any) -> None:
+        self.dataset, self.transform = dataset, transform
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        item = dict(self.dataset[index])
+        item["image"] = self.transform(item["image"])
+        return item
+
+
+def collate_captions(items: list[dict[str, Any]], context_length: int) -> dict[str, Tensor]:
+    """Stacked images and CLIP tokens of the captions."""
+    return {"images": torch.stack([item["image"] for item in items]),
+            "tokens": tokenize([item["caption"] for item in items], context_length)}
+
+
+def contrastive_step(model: nn.Module, batch: dict[str, Tensor], iteration: int) -> tuple[Tensor, dict[str, float]]:
+    """The CLIP loss of a batch (logs: the current temperature scale)."""
+    image, text, scale, _, _ = model(batch["images"], batch["tokens"])
+    return clip_loss(image, text, scale), {"logit_scale": float(scale.detach())}
+
+
+def head_state(model: DINOTxt) -> dict[str, Tensor]:
+    """The trained part in the official layout: every tensor but the frozen vision backbone's."""
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items() if not k.startswith(BACKBONE_PREFIX)}
+
+
+def train_dinotxt(cfg: dict[str, Any], output: str | Path) -> dict[str, Any]:
+    """Train as configured into ``output``; returns a summary (the exported file, iterations, final loss)."""
+    output = Path(output)
+    m = cfg["model"]
+    seed_everything(int(cfg["seed"]))  # as `dinobench run`: a random-init backbone is the same for the same seed
+    backbone = create_backbone(m["backbone"], weights=m["weights"], **dict(m["backbone_kwargs"]))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(cfg["seed"]))
+        model = build_dinotxt(backbone, embed_dim=m["embed_dim"], text_dim=m["text_dim"], text_heads=m["text_heads"],
+                              text_layers=m["text_layers"], context_length=m["context_length"],
+                              vocab_size=m["vocab_size"], vision_head_blocks=m["vision_head_blocks"])
+    mean, std = backbone_normalisation(backbone)
+    size = int(cfg["data"]["image_size"])
+    dataset = _Transformed(caption_dataset(cfg["data"]), build_eval_transform({"resize": size, "crop": size}, mean, std))
+    device = ddp.device()
+    trainer = HeadTrainer(model, dataset, contrastive_step, cfg["train"], output / "run", device=device,
+                          seed=int(cfg["seed"]), collate_fn=partial(collate_captions,
+                                                                    context_length=m["context_length"]))
+    trainer.resume()
+    summary = trainer.fit()
+    path = output / "dinotxt_head.pth"
+    if ddp.rank() == 0:
+        write_atomic(path, lambda fh: torch.save(head_state(trainer.model), fh))
+        (output / "config.json").write_text(json.dumps(cfg, indent=1, default=str))
+    return {"head": str(path), **{k: v for k, v in summary.items() if k != "metrics"}}
