@@ -33,7 +33,7 @@ from dinobench.errors import ConfigError
 from dinobench.text.loss import clip_loss
 from dinobench.text.model import DINOTxt, build_dinotxt
 from dinobench.text.tokenizer import tokenize
-from dinobench.training import HeadTrainer
+from dinobench.training import HeadTrainer, train_config
 from dinobench.utils import distributed as ddp
 from dinobench.utils.io import write_atomic
 from dinobench.utils.seeding import seed_everything
@@ -61,6 +61,7 @@ def resolve_dinotxt_config(path: str | Path, overrides: list[str] | None = None,
     cfg = apply_options(cfg, parse_options(overrides), where=str(path), open_sections=("train", "data", "model"))
     if data_root is not None:
         cfg["data"]["root"] = data_root
+    train_config(cfg["train"])  # a typo in the train section is an error now, not after the backbone is built
     return cfg
 
 
