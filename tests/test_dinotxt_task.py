@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from dinobench.errors import ConfigError
-from dinobench.protocols.zeroshot import ZeroShotProtocol, openai_imagenet_templates
+from dinobench.protocols.zeroshot import ZeroShotProtocol, openai_imagenet_classnames, openai_imagenet_templates
 from dinobench.utils.paths import configs_dir
 from test_dense_tasks import smoke_options
 
@@ -55,6 +55,8 @@ def test_zero_shot_needs_a_head_and_valid_templates(run_cli, tmp_path):
         ZeroShotProtocol({"templates": ["no slot"]}).templates()
 
 
-def test_openai_templates_are_the_80_clip_prompts():
+def test_openai_templates_and_imagenet_class_names_come_from_open_clip():
+    names = openai_imagenet_classnames()
+    assert len(names) == 1000 and names[:2] == ["tench", "goldfish"]
     prompts = openai_imagenet_templates()
     assert len(prompts) == 80 and prompts[0] == "a bad photo of a {}." and all("{}" in p for p in prompts)

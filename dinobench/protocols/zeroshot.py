@@ -3,7 +3,8 @@
 For each class, the prompts (``templates``: the 80 OpenAI ImageNet templates by default, read from the
 installed ``open_clip_torch``, or a list of strings with ``{}``) are encoded, L2-normalised, averaged and
 normalised again; each ``val`` image's normalised dino.txt embedding is scored against them; top-1 / top-5
-accuracy. ``head_weights`` is the dino.txt checkpoint (the released
+accuracy. ``class_names``: the dataset's (default), CLIP's ImageNet names (``"openai_imagenet"``, for ImageNet
+folders named by wnid) or a list. ``head_weights`` is the dino.txt checkpoint (the released
 ``dinov3_vitl16_dinotxt_vision_head_and_text_encoder-*.pth`` with the ViT-L backbone, or a
 ``dinobench train`` export) and is recorded by sha256; ``model`` gives its sizes.
 """
@@ -29,18 +30,27 @@ from dinobench.text.tokenizer import tokenize
 BACKBONE_PREFIX = "visual_model.backbone."
 
 
-def openai_imagenet_templates() -> list[str]:
-    """CLIP's 80 ImageNet prompt templates (``{}`` = the class name), from ``open_clip_torch``'s metadata file
-    (loaded by path: importing ``open_clip`` itself is slow)."""
+def _zero_shot_metadata(key: str) -> Any:
+    """``open_clip_torch``'s zero-shot metadata module, loaded by path (importing ``open_clip`` is slow)."""
     spec = importlib.util.find_spec("open_clip")
     path = Path(spec.origin).parent / "zero_shot_metadata.py" if spec and spec.origin else None
     if path is None or not path.is_file():
-        raise ConfigError("protocol.templates='openai_imagenet' needs open_clip_torch (pip install --no-deps "
-                          "open_clip_torch) or an explicit list of templates")
+        raise ConfigError(f"protocol.{key}='openai_imagenet' needs open_clip_torch (pip install --no-deps "
+                          f"open_clip_torch) or an explicit list")
     module_spec = importlib.util.spec_from_file_location("_dinobench_zero_shot_metadata", path)
     module = importlib.util.module_from_spec(module_spec)  # type: ignore[arg-type]
     module_spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return [template("{}") for template in module.OPENAI_IMAGENET_TEMPLATES]
+    return module
+
+
+def openai_imagenet_templates() -> list[str]:
+    """CLIP's 80 ImageNet prompt templates (``{}`` = the class name)."""
+    return [template("{}") for template in _zero_shot_metadata("templates").OPENAI_IMAGENET_TEMPLATES]
+
+
+def openai_imagenet_classnames() -> list[str]:
+    """CLIP's 1000 ImageNet class names, in the sorted-wnid order of ImageNet folders."""
+    return list(_zero_shot_metadata("class_names").IMAGENET_CLASSNAMES)
 
 
 @dataclass
@@ -63,7 +73,7 @@ class ZeroShotConfig:
     model: DinoTxtSizes = field(default_factory=DinoTxtSizes)
     head_weights: str | None = None  # the dino.txt checkpoint (required to run)
     templates: str | list[str] = "openai_imagenet"
-    class_names: list[str] | None = None  # None: the dataset's class names ("_" -> " ")
+    class_names: str | list[str] | None = None  # None: the dataset's ("_" -> " "); "openai_imagenet": CLIP's 1000
     batch_size: int = 64  # runtime key
 
 
@@ -107,7 +117,8 @@ class ZeroShotProtocol(Protocol):
         load_head_state(model, read_head_state(path), path, optional_prefixes=(BACKBONE_PREFIX,))
         model = model.to(ctx.device).eval()
         val = ctx.dataset("val")
-        names = list(self.config.class_names or [str(c).replace("_", " ") for c in val.classes])
+        names = self.config.class_names or [str(c).replace("_", " ") for c in val.classes]
+        names = openai_imagenet_classnames() if names == "openai_imagenet" else list(names)
         if len(names) != len(val.classes):
             raise ConfigError(f"protocol.class_names has {len(names)} names but the dataset has {len(val.classes)} "
                               f"classes")

@@ -1,0 +1,3 @@
+_base_ = ["../_base_/datasets/folder.py", "../_base_/protocols/zeroshot.py"]
+task = dict(description="dino.txt zero-shot classification on any ImageFolder dataset (class names = folder "
+                        "names, '_' -> ' '); --data-root <dir with train/ and val/>")
