@@ -1,12 +1,27 @@
-"""Registers dino.txt evaluation: the zero-shot classification protocol (:mod:`dinobench.protocols.zeroshot`)."""
+"""Registers dino.txt evaluation: zero-shot classification (:mod:`dinobench.protocols.zeroshot`), image <-> text
+retrieval (:mod:`dinobench.protocols.retrieval_text`) and the caption datasets (:mod:`dinobench.data.captions`)."""
 
 from dinobench.hookspecs import hookimpl
-from dinobench.registry import ProtocolRegistry
+from dinobench.registry import DatasetRegistry, ProtocolRegistry
 
 
 @hookimpl
 def dinobench_register_protocols(registry: ProtocolRegistry) -> None:
-    """Zero-shot classification with a dino.txt head."""
+    """Zero-shot classification and image-text retrieval with a dino.txt head."""
     registry.add("zeroshot", "dinobench.protocols.zeroshot:ZeroShotProtocol",
                  description="dino.txt zero-shot classification: prompt-ensemble class embeddings (80 OpenAI "
                              "templates), cosine scores, top-1/top-5")
+    registry.add("text_retrieval", "dinobench.protocols.retrieval_text:TextRetrievalProtocol",
+                 description="dino.txt image<->text retrieval: R@1/5/10 both directions")
+
+
+@hookimpl
+def dinobench_register_datasets(registry: DatasetRegistry) -> None:
+    """Image-caption datasets."""
+    registry.add("coco_captions", "dinobench.data.captions:build_coco_captions",
+                 description="COCO Captions: annotations/captions_{train,val}2017.json + train2017/ + val2017/")
+    registry.add("karpathy_captions", "dinobench.data.captions:build_karpathy_captions",
+                 description="Karpathy splits: dataset_flickr30k.json + flickr30k-images/ (or dataset_coco.json, "
+                             "COCO 5k); val = the test split")
+    registry.add("caption_csv", "dinobench.data.captions:build_caption_csv",
+                 description="your captions: root/{train,val}.csv with image_path,caption")

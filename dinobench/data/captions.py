@@ -1,5 +1,5 @@
-"""Image-caption data for dino.txt: COCO Captions, a CSV of ``image_path,caption``, and class-name prompts over
-any labelled image dataset (offline alignment without captions).
+"""Image-caption data for dino.txt: COCO Captions, Karpathy's split files (Flickr30k, COCO 5k), a CSV of
+``image_path,caption``, and class-name prompts over any labelled image dataset (offline alignment).
 
 A sample is ``{"image": <PIL or transformed>, "caption": str, "image_index": int}``; ``image_index`` groups the
 captions of one image (retrieval counts a hit on any of them). Layouts are validated before any compute:
@@ -122,6 +122,34 @@ def build_caption_csv(cfg: dict[str, Any], data_root: str | None) -> dict[str, C
             image = image if image.is_absolute() else path.parent / image
             rows.append((str(image), record["caption"] or "", index.setdefault(str(image), len(index))))
         splits[key] = _checked("caption_csv", key, path, rows)
+    return splits
+
+
+def build_karpathy_captions(cfg: dict[str, Any], data_root: str | None) -> dict[str, CaptionDataset]:
+    """Karpathy's split files: ``dataset_flickr30k.json`` + ``flickr30k-images/`` (Flickr30k) or
+    ``dataset_coco.json`` + ``val2014/`` / ``train2014/`` (COCO 5k); ``train`` = the "train" (and COCO's
+    "restval") images, ``val`` = the "test" images (the reported split: 1k Flickr30k, 5k COCO)."""
+    root = Path(data_root or cfg.get("root") or "").expanduser()
+    names = [cfg["json"]] if cfg.get("json") else ["dataset_flickr30k.json", "dataset_coco.json"]
+    path = next((root / n for n in names if (root / n).is_file()), None)
+    if path is None:
+        raise DataError(f"{root}: no Karpathy split file ({' or '.join(names)}); pass --data-root holding it and "
+                        f"the images")
+    try:
+        images = json.loads(path.read_text())["images"]
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise DataError(f"{path}: not a Karpathy split file ({type(exc).__name__}: {exc})") from None
+    folder = root / str(cfg.get("image_dir", "flickr30k-images" if "flickr" in path.name else ""))
+    splits = {}
+    for key, wanted in (("train", {"train", "restval"}), ("val", {str(cfg.get("val_split", "test"))})):
+        rows = []
+        picked = [img for img in images if img.get("split") in wanted]
+        for index, img in enumerate(picked):
+            image = folder / img.get("filepath", "") / img["filename"]
+            rows += [(str(image), sentence.get("raw", ""), index) for sentence in img.get("sentences", [])]
+        if not rows:
+            raise DataError(f"{path}: no images in split(s) {sorted(wanted)}")
+        splits[key] = _checked(path.stem.replace("dataset_", ""), key, path, rows)
     return splits
 
 
