@@ -1,5 +1,6 @@
-"""Registers dino.txt evaluation: zero-shot classification (:mod:`dinobench.protocols.zeroshot`), image <-> text
-retrieval (:mod:`dinobench.protocols.retrieval_text`) and the caption datasets (:mod:`dinobench.data.captions`)."""
+"""Registers dino.txt evaluation: zero-shot classification (:mod:`dinobench.protocols.zeroshot`) and segmentation
+(:mod:`dinobench.protocols.zeroshot_seg`), image <-> text retrieval (:mod:`dinobench.protocols.retrieval_text`)
+and the caption datasets (:mod:`dinobench.data.captions`)."""
 
 from dinobench.hookspecs import hookimpl
 from dinobench.registry import DatasetRegistry, ProtocolRegistry
@@ -7,12 +8,15 @@ from dinobench.registry import DatasetRegistry, ProtocolRegistry
 
 @hookimpl
 def dinobench_register_protocols(registry: ProtocolRegistry) -> None:
-    """Zero-shot classification and image-text retrieval with a dino.txt head."""
+    """Zero-shot classification / segmentation and image-text retrieval with a dino.txt head."""
     registry.add("zeroshot", "dinobench.protocols.zeroshot:ZeroShotProtocol",
                  description="dino.txt zero-shot classification: prompt-ensemble class embeddings (80 OpenAI "
                              "templates), cosine scores, top-1/top-5")
     registry.add("text_retrieval", "dinobench.protocols.retrieval_text:TextRetrievalProtocol",
                  description="dino.txt image<->text retrieval: R@1/5/10 both directions")
+    registry.add("zeroshot_seg", "dinobench.protocols.zeroshot_seg:ZeroShotSegProtocol",
+                 description="dino.txt zero-shot segmentation (the official notebook): patch-text cosine, sliding "
+                             "windows, mmseg mIoU")
 
 
 @hookimpl
