@@ -41,6 +41,13 @@ def test_demo_trains_exports_and_zero_shot_is_far_above_chance(run_cli, tmp_path
     print(f"\ndino.txt digits demo: zero-shot {record['metrics']}")
     assert record["metrics"]["top1"] > 50  # chance: 10 (measured 76.9)
     assert record["input_files"]["protocol.head_weights"]["path"] == str(head.resolve())
+    assert record["timings"]["text_embeddings_cached"] == 0.0
+    # a second run reads the class embeddings from the text-embedding cache and gives the same numbers
+    code, err = _zero_shot(run_cli, tmp_path / "again", f"protocol.head_weights={head}")
+    assert code == 0, err
+    (again,) = Path(tmp_path / "again").glob("vit_tiny/digits-zeroshot/*/result.json")
+    again = json.loads(again.read_text())
+    assert again["timings"]["text_embeddings_cached"] == 1.0 and again["metrics"] == record["metrics"]
 
 
 def test_zero_shot_needs_a_head_and_valid_templates(run_cli, tmp_path):

@@ -2,15 +2,17 @@
 
 For each class, the prompts (``templates``: the 80 OpenAI ImageNet templates by default, read from the
 installed ``open_clip_torch``, or a list of strings with ``{}``) are encoded, L2-normalised, averaged and
-normalised again; each ``val`` image's normalised dino.txt embedding is scored against them; top-1 / top-5
-accuracy. ``class_names``: the dataset's (default), CLIP's ImageNet names (``"openai_imagenet"``, for ImageNet
-folders named by wnid) or a list. ``head_weights`` is the dino.txt checkpoint (the released
-``dinov3_vitl16_dinotxt_vision_head_and_text_encoder-*.pth`` with the ViT-L backbone, or a
-``dinobench train`` export) and is recorded by sha256; ``model`` gives its sizes.
+normalised again - cached on disk per checkpoint, templates and names (:mod:`dinobench.text.cache`); each ``val``
+image's normalised dino.txt embedding is scored against them; top-1 / top-5 accuracy. ``class_names``: the
+dataset's (default), CLIP's ImageNet names (``"openai_imagenet"``, for ImageNet folders named by wnid) or a list.
+``head_weights`` is the dino.txt checkpoint (the released
+``dinov3_vitl16_dinotxt_vision_head_and_text_encoder-*.pth`` with the ViT-L backbone, or a ``dinobench train``
+export) and is recorded by sha256; ``model`` gives its sizes.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +27,7 @@ from dinobench.errors import ConfigError
 from dinobench.heads.weights import load_head_state, read_head_state
 from dinobench.protocol import Protocol, ProtocolResult
 from dinobench.text import build_dinotxt
+from dinobench.text.cache import cached_embeddings
 from dinobench.text.tokenizer import tokenize
 
 BACKBONE_PREFIX = "visual_model.backbone."
@@ -122,7 +125,11 @@ class ZeroShotProtocol(Protocol):
         if len(names) != len(val.classes):
             raise ConfigError(f"protocol.class_names has {len(names)} names but the dataset has {len(val.classes)} "
                               f"classes")
-        classes = self.class_embeddings(model, names, ctx.device)
+        payload = {"kind": "zeroshot_class_embeddings", "names": names, "templates": self.templates(),
+                   "head_sha256": ctx.input_files.get("protocol.head_weights", {}).get("sha256"),
+                   "model": dataclasses.asdict(m)}
+        classes = cached_embeddings(ctx, payload, lambda: self.class_embeddings(model, names, ctx.device))
+        classes = classes.to(ctx.device)
         correct1 = correct5 = total = 0
         k = min(5, len(names))
         with torch.no_grad():

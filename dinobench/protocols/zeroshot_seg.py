@@ -12,6 +12,7 @@ code uses - ``"head"`` the tokens after the dino.txt vision blocks.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -29,6 +30,7 @@ from dinobench.heads.weights import load_head_state, read_head_state
 from dinobench.protocol import Protocol, ProtocolResult
 from dinobench.protocols.zeroshot import BACKBONE_PREFIX, DinoTxtSizes, ZeroShotProtocol
 from dinobench.text import build_dinotxt
+from dinobench.text.cache import cached_embeddings
 from dinobench.text.tokenizer import tokenize
 from dinobench.training import evaluate_sharded
 
@@ -103,7 +105,12 @@ class ZeroShotSegProtocol(Protocol):
         names = self.config.class_names or [str(c) for c in val.classes]
         if len(names) != val.num_classes:
             raise ConfigError(f"protocol.class_names has {len(names)} names but the dataset has {val.num_classes}")
-        classes = self.class_features(model, list(names), ctx.device)
+        payload = {"kind": "zeroshot_patch_half_embeddings", "names": list(names),
+                   "templates": ZeroShotProtocol({"templates": self.config.templates}).templates(),
+                   "head_sha256": ctx.input_files.get("protocol.head_weights", {}).get("sha256"),
+                   "model": dataclasses.asdict(m)}
+        classes = cached_embeddings(ctx, payload, lambda: self.class_features(model, list(names), ctx.device))
+        classes = classes.to(ctx.device)
         if classes.shape[1] != self.patch_map(model, torch.zeros(1, 3, 32, 32, device=ctx.device)).shape[1]:
             raise ConfigError(f"protocol.patch_tokens={self.config.patch_tokens!r}: patch features and the text "
                               f"embedding's patch half differ in size; use patch_tokens='head'")
