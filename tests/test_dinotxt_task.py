@@ -67,3 +67,45 @@ def test_openai_templates_and_imagenet_class_names_come_from_open_clip():
     assert len(names) == 1000 and names[:2] == ["tench", "goldfish"]
     prompts = openai_imagenet_templates()
     assert len(prompts) == 80 and prompts[0] == "a bad photo of a {}." and all("{}" in p for p in prompts)
+
+
+def _train_cmd(output: Path, *extra: str, ranks: int = 1) -> list[str]:
+    import sys
+
+    launcher = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(ranks)] if ranks > 1 else []
+    return [sys.executable, *launcher, "-m", "dinobench", "train", "--config", str(CONFIG), "--output", str(output),
+            "train.max_iters=6", "train.batch_size=8", "train.checkpoint_every=3", "train.max_to_keep=2",
+            "train.log_every=1", "model.vision_head_drop_path=0.0", *extra]  # drop path draws differ per rank
+
+
+@pytest.mark.slow
+def test_two_rank_fsdp2_equals_single_process_and_resumes_exactly(tmp_path):
+    """FSDP2 (text and vision-head blocks sharded, then the model) on CPU with gloo: the same exported head as one
+    process after 6 updates (reduction order differs: tolerance); a run resumed from the mid checkpoint ends
+    bit-equal."""
+    import os
+    import subprocess
+
+    env = {**os.environ, "TQDM_DISABLE": "1", "DINOBENCH_DIST_BACKEND": "gloo", "OMP_NUM_THREADS": "1"}
+    single = subprocess.run(_train_cmd(tmp_path / "single"), env=env, capture_output=True, text=True, timeout=600)
+    assert single.returncode == 0, single.stderr[-3000:]
+    fsdp = subprocess.run(_train_cmd(tmp_path / "fsdp", "train.parallel=fsdp", ranks=2), env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert fsdp.returncode == 0, fsdp.stderr[-3000:]
+
+    # (the logged loss is rank 0's share of the batch; the weights are what must agree)
+    one = torch.load(tmp_path / "single" / "dinotxt_head.pth", weights_only=True)
+    two = torch.load(tmp_path / "fsdp" / "dinotxt_head.pth", weights_only=True)
+    assert set(one) == set(two) and all(type(v) is torch.Tensor for v in two.values())
+    for key in one:
+        torch.testing.assert_close(two[key], one[key], rtol=1e-3, atol=1e-5, msg=key)
+    resumed = tmp_path / "resumed"
+    (resumed / "run" / "checkpoints").mkdir(parents=True)
+    (resumed / "run" / "checkpoints" / "checkpoint_00000002.pth").write_bytes(
+        (tmp_path / "fsdp" / "run" / "checkpoints" / "checkpoint_00000002.pth").read_bytes())
+    again = subprocess.run(_train_cmd(resumed, "train.parallel=fsdp", ranks=2), env=env, capture_output=True,
+                           text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "resumed after iteration 2" in again.stderr
+    final = torch.load(resumed / "dinotxt_head.pth", weights_only=True)
+    assert all(torch.equal(final[k], two[k]) for k in two)

@@ -207,6 +207,11 @@ class DINOTxt(nn.Module):
         proj = self.text_model.head.linear_projection
         nn.init.normal_(proj.weight, std=proj.in_features ** -0.5)
 
+    def fsdp_units(self) -> list[nn.Module]:
+        """What FSDP2 shards one by one (``train.parallel=fsdp``): the text blocks and the vision head blocks."""
+        return [*self.text_model.backbone.blocks, *[b for b in self.visual_model.head.blocks
+                                                    if not isinstance(b, nn.Identity)]]
+
     @property
     def frozen_backbone(self) -> nn.Module:
         """The frozen vision backbone (not part of a trained-head checkpoint)."""

@@ -2,8 +2,8 @@
 backbone with the CLIP loss, on the shared head-training engine (exact resume, SIGTERM, DDP under torchrun,
 bf16 autocast on CUDA), then export the trained part in the official layout.
 
-Config sections: ``recipe="dinotxt"``; ``model`` (``backbone`` name, ``backbone_kwargs``, ``weights``, and the
-:func:`~dinobench.text.build_dinotxt` sizes); ``data`` (``type``: ``class_prompts`` over a registered labelled
+Config sections: ``recipe="dinotxt"``; ``model`` (``backbone`` name, ``backbone_kwargs``, ``weights``, the
+:func:`~dinobench.text.build_dinotxt` sizes, ``vision_head_drop_path``); ``data`` (``type``: ``class_prompts`` over a registered labelled
 dataset ``data.dataset``, ``coco_captions`` or ``caption_csv``; ``root``; ``prompt``; ``image_size``); ``train``
 (the engine's section; the official example: AdamW lr 7e-4, wd 1e-4, batch 256, 50k iterations, warm-up +
 cosine); ``seed``. Output: ``<output>/dinotxt_head.pth`` (the state dict without ``visual_model.backbone.*``,
@@ -41,7 +41,7 @@ from dinobench.utils.seeding import seed_everything
 BACKBONE_PREFIX = "visual_model.backbone."
 MODEL_DEFAULTS: dict[str, Any] = dict(backbone="vitl16", backbone_kwargs={}, weights=None, embed_dim=2048,
                                       text_dim=1280, text_heads=20, text_layers=24, context_length=77,
-                                      vocab_size=49408, vision_head_blocks=2)
+                                      vocab_size=49408, vision_head_blocks=2, vision_head_drop_path=0.3)
 DATA_DEFAULTS: dict[str, Any] = dict(type="coco_captions", root=None, dataset=None, prompt=DEFAULT_PROMPT,
                                      image_size=224)
 
@@ -124,6 +124,9 @@ def train_dinotxt(cfg: dict[str, Any], output: str | Path) -> dict[str, Any]:
         model = build_dinotxt(backbone, embed_dim=m["embed_dim"], text_dim=m["text_dim"], text_heads=m["text_heads"],
                               text_layers=m["text_layers"], context_length=m["context_length"],
                               vocab_size=m["vocab_size"], vision_head_blocks=m["vision_head_blocks"])
+    for block in model.visual_model.head.blocks:  # the release trains them with drop path 0.3
+        if hasattr(block, "drop_path_rate"):
+            block.drop_path_rate = float(m["vision_head_drop_path"])
     mean, std = backbone_normalisation(backbone)
     size = int(cfg["data"]["image_size"])
     dataset = _Transformed(caption_dataset(cfg["data"]), build_eval_transform({"resize": size, "crop": size}, mean, std))
@@ -134,7 +137,9 @@ def train_dinotxt(cfg: dict[str, Any], output: str | Path) -> dict[str, Any]:
     trainer.resume()
     summary = trainer.fit()
     path = output / "dinotxt_head.pth"
+    state = ddp.full_state_dict(trainer.model)  # collective when sharded (FSDP2); full on rank 0
     if ddp.rank() == 0:
-        write_atomic(path, lambda fh: torch.save(head_state(trainer.model), fh))
+        head = {k: v.detach().cpu().clone() for k, v in state.items() if not k.startswith(BACKBONE_PREFIX)}
+        write_atomic(path, lambda fh: torch.save(head, fh))
         (output / "config.json").write_text(json.dumps(cfg, indent=1, default=str))
     return {"head": str(path), **{k: v for k, v in summary.items() if k != "metrics"}}

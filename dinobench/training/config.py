@@ -34,12 +34,13 @@ class TrainConfig:
     log_every: int | None = 10
     work_dir: str | None = None  # None: <output>/.runs/<backbone>/<task>/<run key>
     resume: bool = True
+    parallel: Literal["ddp", "fsdp"] = "ddp"  # under torchrun: DDP, or FSDP2 over the model's fsdp_units()
 
 
 #: ``train.*`` keys that cannot change the trained weights: left out of run keys and protocol hashes
 RUNTIME_TRAIN_KEYS: tuple[str, ...] = tuple(
     f"train.{name}" for name in ("num_workers", "eval_every", "checkpoint_every", "max_to_keep", "log_every",
-                                 "work_dir", "resume"))
+                                 "work_dir", "resume", "parallel"))
 
 
 def train_config(section: dict[str, Any] | None) -> dict[str, Any]:

@@ -78,7 +78,9 @@ class HeadRecipe(Recipe):
         self.dataset = SeededSamples(dataset, seed)
         self.model = model.to(device)
         self.train_model: nn.Module = self.model
-        if world > 1:  # DDP; BatchNorm statistics synchronised across GPUs as in the official heads
+        if world > 1 and cfg.get("parallel", "ddp") == "fsdp":  # FSDP2: the model's units, then the root
+            ddp.shard_model(self.model, device)
+        elif world > 1:  # DDP; BatchNorm statistics synchronised across GPUs as in the official heads
             if device.type == "cuda":
                 self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
             self.train_model = DistributedDataParallel(
@@ -118,17 +120,32 @@ class HeadRecipe(Recipe):
         return self.loss_fn(self.train_model, batch, iteration)
 
     def model_state(self) -> dict[str, Any]:
-        """The trainable part: the head (and the backbone when fine-tuned)."""
+        """The trainable part: the head (and the backbone when fine-tuned); gathered in full when sharded
+        (collective; the values are on rank 0)."""
         frozen = frozen_prefixes(self.model)
-        return {k: v for k, v in self.model.state_dict().items() if not (frozen and k.startswith(frozen))}
+        return {k: v for k, v in ddp.full_state_dict(self.model).items() if not (frozen and k.startswith(frozen))}
 
     def load_model_state(self, state: dict[str, Any], path: Path) -> None:
+        if ddp.is_sharded(self.model):  # every rank loads the full state; the frozen part stays as it is
+            current = ddp.full_state_dict(self.model, all_ranks=True)
+            unknown = sorted(set(state) - set(current))
+            if unknown:
+                raise ConfigError(f"{path}: checkpoint does not fit the head (unexpected {unknown[:3]}); delete "
+                                  f"{path.parent.parent} to start over")
+            ddp.load_full_state_dict(self.model, {**current, **state})
+            return
         missing, unexpected = self.model.load_state_dict(state, strict=False)
         frozen = frozen_prefixes(self.model)
         bad = [k for k in missing if not (frozen and k.startswith(frozen))]
         if bad or unexpected:
             raise ConfigError(f"{path}: checkpoint does not fit the head (missing {bad[:3]}, unexpected "
                               f"{list(unexpected)[:3]}); delete {path.parent.parent} to start over")
+
+    def optimizer_state(self) -> dict[str, Any]:  # noqa: D102 - gathered in full when sharded
+        return ddp.optimizer_state_dict(self.model, self.optimizer)
+
+    def load_optimizer_state(self, state: dict[str, Any]) -> None:  # noqa: D102
+        ddp.load_optimizer_state_dict(self.model, self.optimizer, state)
 
     def state_extras(self) -> dict[str, Any]:
         return {"run_key": self.run_key}

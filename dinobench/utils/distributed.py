@@ -153,6 +153,17 @@ def wrap_students(model: nn.Module, parallel: str, dev: torch.device) -> None:
         raise ConfigError(f"train.parallel must be 'ddp' or 'fsdp', got {parallel!r}")
 
 
+def shard_model(model: nn.Module, dev: torch.device) -> None:
+    """FSDP2 ``fully_shard`` of ``model.fsdp_units()`` (e.g. transformer blocks; none when the model does not name
+    any), then of ``model`` itself; call before building the optimizer. CPU (gloo) and GPU."""
+    if not dist.is_initialized():
+        return
+    mesh = init_device_mesh(dev.type, (dist.get_world_size(),))
+    for unit in getattr(model, "fsdp_units", lambda: [])():
+        fully_shard(unit, mesh=mesh)
+    fully_shard(model, mesh=mesh)
+
+
 def reshard(module: nn.Module) -> None:
     """Free the gathered parameters of every FSDP2 unit in ``module`` (no-op when unsharded).
 
