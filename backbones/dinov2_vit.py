@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dinobench.backbones.layers import LayerScale, PatchEmbed, SelfAttentionBlock
+from dinobench.backbones.layers.init import init_vit_weights_
 from dinobench.backbones.family import build_variant, split_vit_layers, variant_getattr, vit_feature_info
 from dinobench.backbones.variants import DINOV2_VIT, IMAGENET_MEAN, IMAGENET_STD
 
@@ -101,13 +102,7 @@ class DinoVisionTransformer(nn.Module):
         if self.register_tokens is not None:
             nn.init.normal_(self.register_tokens, std=1e-6)
         nn.init.zeros_(self.mask_token)
-        for module in self.modules():
-            if isinstance(module, nn.Linear):
-                nn.init.trunc_normal_(module.weight, std=0.02)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-            elif isinstance(module, (nn.LayerNorm, LayerScale, PatchEmbed)):
-                module.reset_parameters()
+        init_vit_weights_(self, (nn.LayerNorm, LayerScale, PatchEmbed))
 
     # ----------------------------------------------------------------- tokens
     def _crop_to_patch_multiple(self, x: Tensor) -> Tensor:

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dinobench.backbones.layers.block import SelfAttentionBlock
+from dinobench.backbones.layers.init import init_vit_weights_
 
 
 class CausalSelfAttention(nn.Module):
@@ -148,16 +149,7 @@ class VisionHead(nn.Module):
     def init_weights(self) -> None:
         """Truncated-normal (0.02) linear weights, zero biases, unit norms, LayerScale 1e-5; projection N(0, 1/d)."""
         for block in self.blocks:
-            for m in block.modules():
-                if isinstance(m, nn.Linear):
-                    nn.init.trunc_normal_(m.weight, std=0.02)
-                    if m.bias is not None:
-                        nn.init.zeros_(m.bias)
-                elif isinstance(m, nn.LayerNorm):
-                    m.reset_parameters()
-            for ls in (getattr(block, "ls1", None), getattr(block, "ls2", None)):
-                if hasattr(ls, "gamma"):
-                    nn.init.constant_(ls.gamma, 1e-5)
+            init_vit_weights_(block)  # LayerScale back to its 1e-5
         if isinstance(self.ln_final, nn.LayerNorm):
             self.ln_final.reset_parameters()
         if isinstance(self.linear_projection, nn.Linear):

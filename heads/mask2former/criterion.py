@@ -18,10 +18,10 @@ from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
-from scipy.optimize import linear_sum_assignment
 from torch import Tensor, nn
 
 from dinobench.utils import distributed as ddp
+from dinobench.heads.matching import hungarian_assign
 
 
 def semantic_targets(labels: Tensor, ignore_index: int = 255) -> list[dict[str, Tensor]]:
@@ -106,16 +106,8 @@ class HungarianMatcher(nn.Module):
     @torch.no_grad()
     def forward(self, outputs: dict[str, Tensor], targets: Sequence[dict[str, Tensor]]) -> list[tuple[Tensor, Tensor]]:
         """Per image ``(query indices, target indices)`` of the optimal assignment."""
-        indices = []
-        for b, target in enumerate(targets):
-            if len(target["labels"]) == 0:
-                empty = torch.zeros(0, dtype=torch.long)
-                indices.append((empty, empty))
-                continue
-            cost = self.cost_matrix(outputs["pred_logits"][b], outputs["pred_masks"][b], target)
-            rows, cols = linear_sum_assignment(cost.cpu().numpy())
-            indices.append((torch.as_tensor(rows, dtype=torch.long), torch.as_tensor(cols, dtype=torch.long)))
-        return indices
+        return hungarian_assign(targets, lambda b, target: self.cost_matrix(outputs["pred_logits"][b],
+                                                                            outputs["pred_masks"][b], target))
 
 
 class M2FCriterion(nn.Module):

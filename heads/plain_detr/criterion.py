@@ -16,10 +16,10 @@ from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
-from scipy.optimize import linear_sum_assignment
 from torch import Tensor, nn
 from torchvision.ops import generalized_box_iou, sigmoid_focal_loss
 
+from dinobench.heads.matching import hungarian_assign
 from dinobench.heads.plain_detr.boxes import bbox2delta, cxcywh_to_xyxy
 from dinobench.utils import distributed as ddp
 
@@ -59,15 +59,7 @@ class HungarianMatcher(nn.Module):
     @torch.no_grad()
     def forward(self, outputs: dict[str, Tensor], targets: Sequence[dict[str, Tensor]]) -> Indices:
         """Per image ``(query indices, target indices)`` of the optimal assignment."""
-        indices = []
-        for b, target in enumerate(targets):
-            if len(target["labels"]) == 0:
-                empty = torch.zeros(0, dtype=torch.long)
-                indices.append((empty, empty))
-                continue
-            rows, cols = linear_sum_assignment(self.cost_matrix(outputs, b, target).cpu().numpy())
-            indices.append((torch.as_tensor(rows, dtype=torch.long), torch.as_tensor(cols, dtype=torch.long)))
-        return indices
+        return hungarian_assign(targets, lambda b, target: self.cost_matrix(outputs, b, target))
 
 
 def _matched(outputs: dict[str, Tensor], key: str, indices: Indices) -> Tensor:

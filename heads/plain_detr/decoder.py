@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from dinobench.backbones.layers.init import init_vit_weights_
 from dinobench.heads.plain_detr.boxes import delta2bbox, inverse_sigmoid, xyxy_to_cxcywh
 
 
@@ -132,14 +133,7 @@ class GlobalDecoder(nn.Module):
 
     def reset_parameters(self) -> None:
         """Truncated-normal (std 0.02) linear weights, zero biases, unit LayerNorms (Swin's init)."""
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.trunc_normal_(m.weight, std=0.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.LayerNorm):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_vit_weights_(self)
 
     def refine(self, lid: int, output: Tensor, reference: Tensor, max_shape: tuple[Tensor, Tensor] | None) -> Tensor:
         """Layer ``lid``'s refined reference boxes."""

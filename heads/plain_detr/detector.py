@@ -14,27 +14,13 @@ import math
 from typing import Any, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dinobench.heads.plain_detr.backbone import Padded, build_detr_backbone
 from dinobench.heads.plain_detr.boxes import cxcywh_to_xyxy, delta2bbox, inverse_sigmoid, xyxy_to_cxcywh
 from dinobench.heads.plain_detr.decoder import GlobalDecoder, GlobalDecoderLayer
 from dinobench.heads.plain_detr.transformer import PlainDetrTransformer
-
-
-class MLP(nn.Module):
-    """``num_layers`` linear layers with ReLU between them (official name ``layers``)."""
-
-    def __init__(self, input_dim: int, hidden_dim: int, output_dim: int, num_layers: int) -> None:
-        super().__init__()
-        dims = [input_dim] + [hidden_dim] * (num_layers - 1)
-        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims, dims[1:] + [output_dim]))
-
-    def forward(self, x: Tensor) -> Tensor:  # noqa: D102
-        for i, layer in enumerate(self.layers):
-            x = layer(x) if i == len(self.layers) - 1 else F.relu(layer(x))
-        return x
+from dinobench.heads.mlp import MLP
 
 
 class PlainDETR(nn.Module):
