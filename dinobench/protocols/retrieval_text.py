@@ -17,10 +17,8 @@ from torch.utils.data import DataLoader
 from dinobench.context import RunContext
 from dinobench.data.transforms import build_eval_transform
 from dinobench.errors import ConfigError
-from dinobench.heads.weights import load_head_state, read_head_state
 from dinobench.protocol import Protocol, ProtocolResult
-from dinobench.protocols.zeroshot import BACKBONE_PREFIX, DinoTxtSizes
-from dinobench.text import build_dinotxt
+from dinobench.protocols.zeroshot import DinoTxtSizes, load_dinotxt
 from dinobench.text.tokenizer import tokenize
 
 
@@ -98,16 +96,7 @@ class TextRetrievalProtocol(Protocol):
 
     def run(self, ctx: RunContext) -> ProtocolResult:
         """Embed ``val`` and report recall at ``ks`` both ways."""
-        if not self.config.head_weights:
-            raise ConfigError("protocol.head_weights: retrieval needs a dino.txt checkpoint (a `dinobench train` "
-                              "export or the released head); pass protocol.head_weights=PATH")
-        m = self.config.model
-        model = build_dinotxt(ctx.backbone, embed_dim=m.embed_dim, text_dim=m.text_dim, text_heads=m.text_heads,
-                              text_layers=m.text_layers, context_length=m.context_length, vocab_size=m.vocab_size,
-                              vision_head_blocks=m.vision_head_blocks)
-        path = self.config.head_weights
-        load_head_state(model, read_head_state(path), path, optional_prefixes=(BACKBONE_PREFIX,))
-        model = model.to(ctx.device).eval()
+        model = load_dinotxt(ctx, self.config.model, self.config.head_weights, "retrieval")
         val = ctx.dataset("val")
         # the runner transforms labelled datasets only: caption datasets get the task's eval transform here
         val.transform = build_eval_transform(ctx.cfg.get("transform") or {}, ctx.image_mean, ctx.image_std)

@@ -69,6 +69,37 @@ class DinoTxtSizes:
     vision_head_blocks: int = 2
 
 
+def resolve_templates(templates: str | list[str]) -> list[str]:
+    """``"openai_imagenet"`` -> CLIP's 80 templates; a list of strings each with ``{}`` as it is."""
+    if templates == "openai_imagenet":
+        return openai_imagenet_templates()
+    if isinstance(templates, str) or not templates or any("{}" not in t for t in templates):
+        raise ConfigError(f"protocol.templates={templates!r}: 'openai_imagenet' or a list of strings with {{}}")
+    return list(templates)
+
+
+def load_dinotxt(ctx: RunContext, sizes: DinoTxtSizes, head_weights: str | None, purpose: str) -> Any:
+    """The dino.txt model of ``sizes`` on ``ctx.backbone`` with ``head_weights`` loaded strictly, in eval mode on
+    ``ctx.device``; a one-line error when no checkpoint is given (``purpose`` names the task family)."""
+    if not head_weights:
+        raise ConfigError(f"protocol.head_weights: {purpose} needs a dino.txt checkpoint (a `dinobench train` export "
+                          f"or the released head); pass protocol.head_weights=PATH")
+    model = build_dinotxt(ctx.backbone, embed_dim=sizes.embed_dim, text_dim=sizes.text_dim,
+                          text_heads=sizes.text_heads, text_layers=sizes.text_layers,
+                          context_length=sizes.context_length, vocab_size=sizes.vocab_size,
+                          vision_head_blocks=sizes.vision_head_blocks)
+    load_head_state(model, read_head_state(head_weights), head_weights, optional_prefixes=(BACKBONE_PREFIX,))
+    return model.to(ctx.device).eval()
+
+
+def prompt_cache_payload(ctx: RunContext, kind: str, names: list[str], templates: list[str],
+                         sizes: DinoTxtSizes) -> dict[str, Any]:
+    """The text-embedding cache key of class prompts (:mod:`dinobench.text.cache`)."""
+    return {"kind": kind, "names": list(names), "templates": list(templates),
+            "head_sha256": ctx.input_files.get("protocol.head_weights", {}).get("sha256"),
+            "model": dataclasses.asdict(sizes)}
+
+
 @dataclass
 class ZeroShotConfig:
     """``protocol=dict(type="zeroshot", head_weights=PATH, model=..., templates=..., class_names=None)``."""
@@ -91,17 +122,13 @@ class ZeroShotProtocol(Protocol):
 
     def templates(self) -> list[str]:
         """The prompt templates (each with one ``{}``)."""
-        templates = self.config.templates
-        if templates == "openai_imagenet":
-            return openai_imagenet_templates()
-        if isinstance(templates, str) or not templates or any("{}" not in t for t in templates):
-            raise ConfigError(f"protocol.templates={templates!r}: 'openai_imagenet' or a list of strings with {{}}")
-        return list(templates)
+        return resolve_templates(self.config.templates)
 
     @torch.no_grad()
-    def class_embeddings(self, model: Any, names: list[str], device: str) -> torch.Tensor:
+    def class_embeddings(self, model: Any, names: list[str], device: str,
+                         templates: list[str] | None = None) -> torch.Tensor:
         """``[C, D]`` normalised mean of each class's normalised prompt embeddings."""
-        templates, out = self.templates(), []
+        templates, out = templates or self.templates(), []
         for name in names:
             tokens = tokenize([t.format(name) for t in templates], self.config.model.context_length).to(device)
             out.append(F.normalize(model.encode_text(tokens, normalize=True).mean(0), dim=-1))
@@ -109,26 +136,16 @@ class ZeroShotProtocol(Protocol):
 
     def run(self, ctx: RunContext) -> ProtocolResult:
         """Score ``val`` against the class prompts; top-1 / top-5 accuracy (percent)."""
-        if not self.config.head_weights:
-            raise ConfigError("protocol.head_weights: zero-shot needs a dino.txt checkpoint (a `dinobench train` "
-                              "export or the released head); pass protocol.head_weights=PATH")
-        m = self.config.model
-        model = build_dinotxt(ctx.backbone, embed_dim=m.embed_dim, text_dim=m.text_dim, text_heads=m.text_heads,
-                              text_layers=m.text_layers, context_length=m.context_length, vocab_size=m.vocab_size,
-                              vision_head_blocks=m.vision_head_blocks)
-        path = self.config.head_weights
-        load_head_state(model, read_head_state(path), path, optional_prefixes=(BACKBONE_PREFIX,))
-        model = model.to(ctx.device).eval()
+        model = load_dinotxt(ctx, self.config.model, self.config.head_weights, "zero-shot")
         val = ctx.dataset("val")
         names = self.config.class_names or [str(c).replace("_", " ") for c in val.classes]
         names = openai_imagenet_classnames() if names == "openai_imagenet" else list(names)
         if len(names) != len(val.classes):
             raise ConfigError(f"protocol.class_names has {len(names)} names but the dataset has {len(val.classes)} "
                               f"classes")
-        payload = {"kind": "zeroshot_class_embeddings", "names": names, "templates": self.templates(),
-                   "head_sha256": ctx.input_files.get("protocol.head_weights", {}).get("sha256"),
-                   "model": dataclasses.asdict(m)}
-        classes = cached_embeddings(ctx, payload, lambda: self.class_embeddings(model, names, ctx.device))
+        templates = self.templates()
+        payload = prompt_cache_payload(ctx, "zeroshot_class_embeddings", names, templates, self.config.model)
+        classes = cached_embeddings(ctx, payload, lambda: self.class_embeddings(model, names, ctx.device, templates))
         classes = classes.to(ctx.device)
         correct1 = correct5 = total = 0
         k = min(5, len(names))

@@ -12,7 +12,6 @@ code uses - ``"head"`` the tokens after the dino.txt vision blocks.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -26,10 +25,8 @@ from dinobench.data.dense_transforms import build_seg_eval_transform
 from dinobench.dense_inference import dense_predict
 from dinobench.dense_metrics import SegmentationMetric
 from dinobench.errors import ConfigError
-from dinobench.heads.weights import load_head_state, read_head_state
 from dinobench.protocol import Protocol, ProtocolResult
-from dinobench.protocols.zeroshot import BACKBONE_PREFIX, DinoTxtSizes, ZeroShotProtocol
-from dinobench.text import build_dinotxt
+from dinobench.protocols.zeroshot import DinoTxtSizes, load_dinotxt, prompt_cache_payload, resolve_templates
 from dinobench.text.cache import cached_embeddings
 from dinobench.text.tokenizer import tokenize
 from dinobench.training import evaluate_sharded
@@ -65,9 +62,9 @@ class ZeroShotSegProtocol(Protocol):
     file_keys = ("head_weights",)
 
     @torch.no_grad()
-    def class_features(self, model: Any, names: list[str], device: str) -> Tensor:
+    def class_features(self, model: Any, names: list[str], device: str, templates: list[str] | None = None) -> Tensor:
         """``[C, D/2]``: per class, the normalised mean of the normalised patch-half prompt embeddings."""
-        templates = ZeroShotProtocol({"templates": self.config.templates}).templates()
+        templates = templates or resolve_templates(self.config.templates)
         out = []
         for name in names:
             tokens = tokenize([t.format(name) for t in templates], self.config.model.context_length).to(device)
@@ -89,27 +86,18 @@ class ZeroShotSegProtocol(Protocol):
 
     def run(self, ctx: RunContext) -> ProtocolResult:
         """Segment ``val`` with the class prompts; mmseg mIoU."""
-        if not self.config.head_weights:
-            raise ConfigError("protocol.head_weights: zero-shot segmentation needs a dino.txt checkpoint; pass "
-                              "protocol.head_weights=PATH")
-        m = self.config.model
-        model = build_dinotxt(ctx.backbone, embed_dim=m.embed_dim, text_dim=m.text_dim, text_heads=m.text_heads,
-                              text_layers=m.text_layers, context_length=m.context_length, vocab_size=m.vocab_size,
-                              vision_head_blocks=m.vision_head_blocks)
-        path = self.config.head_weights
-        load_head_state(model, read_head_state(path), path, optional_prefixes=(BACKBONE_PREFIX,))
-        model = model.to(ctx.device).eval()
+        model = load_dinotxt(ctx, self.config.model, self.config.head_weights, "zero-shot segmentation")
         val = ctx.dataset("val")
         val.transform = build_seg_eval_transform((ctx.cfg.get("transform") or {}).get("eval", {}), ctx.image_mean,
                                                  ctx.image_std)
         names = self.config.class_names or [str(c) for c in val.classes]
         if len(names) != val.num_classes:
             raise ConfigError(f"protocol.class_names has {len(names)} names but the dataset has {val.num_classes}")
-        payload = {"kind": "zeroshot_patch_half_embeddings", "names": list(names),
-                   "templates": ZeroShotProtocol({"templates": self.config.templates}).templates(),
-                   "head_sha256": ctx.input_files.get("protocol.head_weights", {}).get("sha256"),
-                   "model": dataclasses.asdict(m)}
-        classes = cached_embeddings(ctx, payload, lambda: self.class_features(model, list(names), ctx.device))
+        templates = resolve_templates(self.config.templates)
+        payload = prompt_cache_payload(ctx, "zeroshot_patch_half_embeddings", list(names), templates,
+                                       self.config.model)
+        classes = cached_embeddings(ctx, payload,
+                                    lambda: self.class_features(model, list(names), ctx.device, templates))
         classes = classes.to(ctx.device)
         if classes.shape[1] != self.patch_map(model, torch.zeros(1, 3, 32, 32, device=ctx.device)).shape[1]:
             raise ConfigError(f"protocol.patch_tokens={self.config.patch_tokens!r}: patch features and the text "

@@ -83,19 +83,6 @@ def caption_dataset(data: dict[str, Any]) -> Any:
     return builders[kind]({}, data.get("root"))["train"]
 
 
-class _Transformed(torch.utils.data.Dataset):
-    def __init__(self, dataset: Any, transform: Any) -> None:
-        self.dataset, self.transform = dataset, transform
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        item = dict(self.dataset[index])
-        item["image"] = self.transform(item["image"])
-        return item
-
-
 def collate_captions(items: list[dict[str, Any]], context_length: int) -> dict[str, Tensor]:
     """Stacked images and CLIP tokens of the captions."""
     return {"images": torch.stack([item["image"] for item in items]),
@@ -108,9 +95,11 @@ def contrastive_step(model: nn.Module, batch: dict[str, Tensor], iteration: int)
     return clip_loss(image, text, scale), {"logit_scale": float(scale.detach())}
 
 
-def head_state(model: DINOTxt) -> dict[str, Tensor]:
-    """The trained part in the official layout: every tensor but the frozen vision backbone's."""
-    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items() if not k.startswith(BACKBONE_PREFIX)}
+def head_state(model: DINOTxt | dict[str, Tensor]) -> dict[str, Tensor]:
+    """The trained part in the official layout (of a model or its state dict): every tensor but the frozen vision
+    backbone's."""
+    state = model if isinstance(model, dict) else model.state_dict()
+    return {k: v.detach().cpu().clone() for k, v in state.items() if not k.startswith(BACKBONE_PREFIX)}
 
 
 def train_dinotxt(cfg: dict[str, Any], output: str | Path) -> dict[str, Any]:
@@ -129,7 +118,8 @@ def train_dinotxt(cfg: dict[str, Any], output: str | Path) -> dict[str, Any]:
             block.drop_path_rate = float(m["vision_head_drop_path"])
     mean, std = backbone_normalisation(backbone)
     size = int(cfg["data"]["image_size"])
-    dataset = _Transformed(caption_dataset(cfg["data"]), build_eval_transform({"resize": size, "crop": size}, mean, std))
+    dataset = caption_dataset(cfg["data"])  # caption datasets apply their ``transform`` to the image
+    dataset.transform = build_eval_transform({"resize": size, "crop": size}, mean, std)
     device = ddp.device()
     trainer = HeadTrainer(model, dataset, contrastive_step, cfg["train"], output / "run", device=device,
                           seed=int(cfg["seed"]), collate_fn=partial(collate_captions,
@@ -139,7 +129,7 @@ def train_dinotxt(cfg: dict[str, Any], output: str | Path) -> dict[str, Any]:
     path = output / "dinotxt_head.pth"
     state = ddp.full_state_dict(trainer.model)  # collective when sharded (FSDP2); full on rank 0
     if ddp.rank() == 0:
-        head = {k: v.detach().cpu().clone() for k, v in state.items() if not k.startswith(BACKBONE_PREFIX)}
+        head = head_state(state)
         write_atomic(path, lambda fh: torch.save(head, fh))
         (output / "config.json").write_text(json.dumps(cfg, indent=1, default=str))
     return {"head": str(path), **{k: v for k, v in summary.items() if k != "metrics"}}
