@@ -31,6 +31,7 @@ BUILTIN_PLUGINS = (
     "dinobench.plugins.depth",
     "dinobench.plugins.detection",
     "dinobench.plugins.text",
+    "dinobench.plugins.retrieval",
     "dinobench.plugins.logreg",
     "dinobench.plugins.linear",
     "dinobench.plugins.tasks",

@@ -1,4 +1,4 @@
-"""First-party feature kinds (registration only): ``cls``, ``cls4_avgpool``, ``patch_tokens``.
+"""First-party feature kinds (registration only): ``cls``, ``cls4_avgpool``, ``cls_multiscale``, ``patch_tokens``.
 
 The implementations live in :mod:`dinobench.features.kinds`; they are named lazily so that
 ``dinobench list`` imports no torch.
@@ -20,5 +20,8 @@ def dinobench_register_feature_kinds(registry: FeatureKindRegistry) -> None:
     registry.add("cls4_avgpool", f"{_KINDS}:cls4_avgpool",
                  description="CLS tokens of the last 4 blocks, then the last block's mean patch token [5D] "
                              "(linear probe)")
+    registry.add("cls_multiscale", f"{_KINDS}:cls_multiscale",
+                 description="L2-normalised mean of the CLS tokens at scales 1, 1/sqrt(2), sqrt(2) [D] "
+                             "(instance retrieval)")
     registry.add("patch_tokens", f"{_KINDS}:patch_tokens",
                  description="normalised last-block patch tokens [h, w, D] (channels-last)")

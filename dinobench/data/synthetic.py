@@ -7,12 +7,15 @@
   floor; depth is exact (metres -> uint16 millimetre PNG), texture scale and brightness fall off
   with depth so a linear head can learn it; in the NYU/BTS layout with split files or the generic
   ``depth_folder`` layout;
-* detection: textured objects with exact boxes in the COCO layout (:mod:`dinobench.data.synthetic_coco`).
+* detection: textured objects with exact boxes in the COCO layout (:mod:`dinobench.data.synthetic_coco`);
+* retrieval (revisited Oxford/Paris, query/database folders) and foreground masks
+  (:mod:`dinobench.data.synthetic_retrieval`; for the revisited kinds ``--n-train`` is the database size
+  and ``--n-val`` the number of queries).
 
 Every sample is drawn from its own seeded generator (``seed``, split, index): the same call writes
 byte-identical files. Command line::
 
-    python -m dinobench.data.synthetic ade20k|nyu|seg_folder|depth_folder|coco OUT_DIR \\
+    python -m dinobench.data.synthetic KIND OUT_DIR  (KIND: see WRITERS) \\
         [--n-train N] [--n-val N] [--size S|HxW] [--seed S]
 """
 
@@ -235,7 +238,19 @@ def _write_coco(*args: object, **kwargs: object) -> Path:
     return write_synthetic_coco(*args, **kwargs)  # type: ignore[arg-type]
 
 
+def _lazy(function: str, **fixed: object) -> Callable[..., Path]:
+    def write(*args: object, **kwargs: object) -> Path:
+        from dinobench.data import synthetic_retrieval  # it builds on this module's textures
+
+        return getattr(synthetic_retrieval, function)(*args, **fixed, **kwargs)
+    return write
+
+
 WRITERS: dict[str, tuple[Callable[..., Path], int | tuple[int, int]]] = {
+    "roxford5k": (_lazy("write_synthetic_revisited", name="roxford5k"), (48, 64)),
+    "rparis6k": (_lazy("write_synthetic_revisited", name="rparis6k"), (48, 64)),
+    "retrieval_folder": (_lazy("write_synthetic_retrieval_folder"), 48),
+    "foreground_folder": (_lazy("write_synthetic_foreground"), 64),
     "coco": (_write_coco, (64, 96)),
     "ade20k": (write_synthetic_ade20k, 64),
     "nyu": (write_synthetic_nyu, (48, 64)),

@@ -38,14 +38,38 @@ def _size(cfg: dict[str, Any], key: str) -> int | None:
     return size
 
 
-def build_eval_transform(cfg: dict[str, Any], mean: Sequence[float], std: Sequence[float]) -> Callable:
-    """Resize (short side) -> centre crop -> tensor -> normalise (``mean``/``std`` of the backbone).
+class ResizeLongSide:
+    """Resize a PIL image so that its longer side is ``max_size`` pixels, keeping the aspect ratio (the
+    instance-retrieval convention: whole images, no crop; the images of a batch then differ in size)."""
 
-    ``cfg``: ``resize`` (int), ``crop`` (int), ``interpolation`` (bilinear|bicubic|nearest).
+    def __init__(self, max_size: int, interpolation: InterpolationMode) -> None:
+        self.max_size, self.interpolation = int(max_size), interpolation
+
+    def __call__(self, image: Any) -> Any:
+        width, height = image.size
+        scale = self.max_size / max(width, height)
+        size = (max(1, round(height * scale)), max(1, round(width * scale)))
+        return T.functional.resize(image, list(size), interpolation=self.interpolation, antialias=True)
+
+    def __repr__(self) -> str:
+        return f"ResizeLongSide(max_size={self.max_size})"
+
+
+def build_eval_transform(cfg: dict[str, Any], mean: Sequence[float], std: Sequence[float]) -> Callable:
+    """Resize (short side, or long side with ``max_size``) -> centre crop -> tensor -> normalise
+    (``mean``/``std`` of the backbone).
+
+    ``cfg``: ``resize`` (int), ``crop`` (int), ``max_size`` (int: longer side, aspect kept; instead of
+    ``resize``), ``interpolation`` (bilinear|bicubic|nearest).
     """
     interpolation = _interpolation(cfg)
-    resize, crop = _size(cfg, "resize"), _size(cfg, "crop")
+    resize, crop, max_size = _size(cfg, "resize"), _size(cfg, "crop"), _size(cfg, "max_size")
+    if max_size and resize:
+        raise ConfigError("transform: give either transform.resize (short side) or transform.max_size (long "
+                          "side), not both; set the other to None")
     steps: list[Callable] = []
+    if max_size:
+        steps.append(ResizeLongSide(max_size, interpolation))
     if resize:
         steps.append(T.Resize(resize, interpolation=interpolation, antialias=True))
     if crop:

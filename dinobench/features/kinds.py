@@ -68,3 +68,23 @@ def cut_cls_from_cls4_avgpool(model: nn.Module, source_shape: tuple[int, ...]) -
     width = source_shape[0]
     start, stop = width - 2 * embed_dim, width - embed_dim
     return FeatureCut(_columns(start, stop), (embed_dim,), {"columns": [start, stop]})
+
+
+#: scales of the multi-scale global descriptor (the revisited-retrieval convention)
+MULTISCALE_SCALES = (1.0, 2 ** -0.5, 2 ** 0.5)
+
+
+def cls_multiscale(model: nn.Module, images: Tensor) -> Tensor:
+    """``[B, D]``: mean of the L2-normalised CLS tokens of the images resized by 1, 1/sqrt(2) and sqrt(2)
+    (bilinear), L2-normalised again; sizes are rounded to whole patches (at least one)."""
+    import torch.nn.functional as F
+
+    height, width = images.shape[-2:]
+    patch = int(getattr(model, "patch_size", 1) or 1)
+    total = None
+    for scale in MULTISCALE_SCALES:
+        size = (max(patch, round(height * scale / patch) * patch), max(patch, round(width * scale / patch) * patch))
+        resized = images if scale == 1.0 else F.interpolate(images, size=size, mode="bilinear", align_corners=False)
+        cls = F.normalize(model.forward_features(resized)["x_norm_clstoken"].float(), dim=-1)
+        total = cls if total is None else total + cls
+    return F.normalize(total / len(MULTISCALE_SCALES), dim=-1)

@@ -1,0 +1,154 @@
+"""Retrieval datasets: the revisited Oxford 5k / Paris 6k layout and a generic query/database folder layout.
+
+Revisited (``--data-root`` = the dataset folder)::
+
+    <root>/jpg/<name>.jpg          every database and query image
+    <root>/gnd_roxford5k.pkl       {"imlist": [...], "qimlist": [...], "gnd": [{"bbx", "easy", "hard", "junk"}]}
+
+The ground truth is read with :func:`dinobench.utils.safe_pickle.restricted_load` (plain containers and
+numpy arrays only). Queries are cropped to their ``bbx`` (x1, y1, x2, y2) as in the protocol. Splits:
+``query`` and ``database``.
+
+Folder layout: ``<root>/query/<label>/<images>`` and ``<root>/database/<label>/<images>``; a query's
+relevant items are the database images of its label (labels are matched by folder name).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any, Sequence
+
+from dinobench.data.base import ClassificationDataset, fingerprint_of
+from dinobench.data.folder import IMAGE_EXTENSIONS
+from dinobench.errors import DataError
+from dinobench.utils.safe_pickle import restricted_load
+
+
+class RetrievalImages(ClassificationDataset):
+    """Images (optionally cropped to boxes) with a label each; ``gnd`` holds the revisited ground truth."""
+
+    def __init__(self, name: str, split: str, samples: Sequence[tuple[Any, int]], classes: Sequence[str],
+                 fingerprint: str, boxes: Sequence[Sequence[float]] | None = None,
+                 gnd: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(name, split, samples, classes, fingerprint)
+        self.boxes = None if boxes is None else [tuple(float(v) for v in box) for box in boxes]
+        self.gnd = gnd
+
+    def __getitem__(self, index: int):
+        source, label = self.samples[index]
+        image = self.load(source)
+        if self.boxes is not None:
+            x1, y1, x2, y2 = self.boxes[index]
+            image = image.crop((max(0, round(x1)), max(0, round(y1)), min(image.width, round(x2)),
+                                min(image.height, round(y2))))
+        return (self.transform(image) if self.transform else image), label
+
+    def describe(self) -> dict[str, Any]:  # noqa: D102
+        return {**super().describe(), "cropped_to_boxes": self.boxes is not None}
+
+
+def _root(cfg: dict[str, Any], data_root: str | None, name: str, expected: str) -> Path:
+    root = data_root or cfg.get("root")
+    if not root:
+        raise DataError(f"dataset {name!r} needs a data root; pass --data-root DIR ({expected})")
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise DataError(f"{root}: data root does not exist; pass --data-root pointing at {expected}")
+    return root
+
+
+def _check_gnd(gnd_path: Path, data: Any) -> tuple[list[str], list[str], list[dict[str, Any]]]:
+    """``(imlist, qimlist, gnd)`` of a revisited ground-truth dict, its structure checked (one line each)."""
+    if not isinstance(data, dict) or not {"imlist", "qimlist", "gnd"} <= set(data):
+        raise DataError(f"{gnd_path}: not a revisited ground-truth file (expected a dict with imlist, qimlist, gnd)")
+    imlist, qimlist, gnd = list(data["imlist"]), list(data["qimlist"]), list(data["gnd"])
+    if len(gnd) != len(qimlist):
+        raise DataError(f"{gnd_path}: {len(qimlist)} query names but {len(gnd)} ground-truth entries")
+    for q, entry in enumerate(gnd):
+        if not isinstance(entry, dict) or "bbx" not in entry:
+            raise DataError(f"{gnd_path}: gnd[{q}] has no bbx (query box x1, y1, x2, y2)")
+        box = [float(v) for v in entry["bbx"]]
+        if len(box) != 4 or box[2] <= box[0] or box[3] <= box[1]:
+            raise DataError(f"{gnd_path}: gnd[{q}]['bbx'] = {box} is not a box (x1, y1, x2, y2 with x2 > x1, y2 > y1)")
+        for key in ("easy", "hard", "junk"):
+            bad = [int(i) for i in entry.get(key, []) if not 0 <= int(i) < len(imlist)]
+            if bad:
+                raise DataError(f"{gnd_path}: gnd[{q}]['{key}'] holds database index {bad[0]} outside "
+                                f"0..{len(imlist) - 1}")
+    return [str(n) for n in imlist], [str(n) for n in qimlist], gnd
+
+
+def _image_path(folder: Path, name: str, suffix: str) -> Path:
+    path = folder / (name if Path(name).suffix else name + suffix)
+    if not path.is_file():
+        raise DataError(f"{path}: image listed in the ground truth is missing; the dataset folder is incomplete")
+    return path
+
+
+def build_revisited(cfg: dict[str, Any], data_root: str | None, name: str) -> dict[str, RetrievalImages]:
+    """``query`` (cropped to their boxes) and ``database`` splits of revisited ``name`` (roxford5k, rparis6k)."""
+    root = _root(cfg, data_root, name, f"the folder holding jpg/ and gnd_{name}.pkl")
+    gnd_path, jpg = root / f"gnd_{name}.pkl", root / cfg.get("image_dir", "jpg")
+    if not gnd_path.is_file():
+        raise DataError(f"{gnd_path}: ground-truth file missing; --data-root must be the folder holding jpg/ and "
+                        f"gnd_{name}.pkl")
+    if not jpg.is_dir():
+        raise DataError(f"{jpg}: image folder missing; expected {root}/jpg/<image>.jpg")
+    imlist, qimlist, gnd = _check_gnd(gnd_path, restricted_load(gnd_path))
+    suffix = str(cfg.get("suffix", ".jpg"))
+    db_paths = [_image_path(jpg, n, suffix) for n in imlist]
+    q_paths = [_image_path(jpg, n, suffix) for n in qimlist]
+    gnd_sha = hashlib.sha256(gnd_path.read_bytes()).hexdigest()
+    listing = {"gnd": gnd_sha, "db": [(p.name, p.stat().st_size) for p in db_paths],
+               "q": [(p.name, p.stat().st_size) for p in q_paths]}
+    fingerprint = fingerprint_of(listing)
+    boxes = [entry["bbx"] for entry in gnd]
+    query = RetrievalImages(name, "query", [(str(p), 0) for p in q_paths], ["image"], fingerprint, boxes=boxes, gnd=gnd)
+    database = RetrievalImages(name, "database", [(str(p), 0) for p in db_paths], ["image"], fingerprint)
+    for ds, paths in ((query, q_paths), (database, db_paths)):
+        ds.cache_fingerprint = fingerprint_of({"fingerprint": fingerprint, "split": ds.split,
+                                               "mtimes": [p.stat().st_mtime_ns for p in paths]})
+    return {"query": query, "database": database}
+
+
+def build_roxford5k(cfg: dict[str, Any], data_root: str | None) -> dict[str, RetrievalImages]:
+    """Revisited Oxford 5k (70 queries, 4,993 database images)."""
+    return build_revisited(cfg, data_root, "roxford5k")
+
+
+def build_rparis6k(cfg: dict[str, Any], data_root: str | None) -> dict[str, RetrievalImages]:
+    """Revisited Paris 6k (70 queries, 6,322 database images)."""
+    return build_revisited(cfg, data_root, "rparis6k")
+
+
+def _scan(split_dir: Path) -> list[tuple[str, Path]]:
+    if not split_dir.is_dir():
+        raise DataError(f"{split_dir}: split folder missing; expected {split_dir}/<label>/<images>")
+    labels = sorted(d.name for d in split_dir.iterdir() if d.is_dir() and not d.name.startswith("."))
+    items = [(label, p) for label in labels for p in sorted((split_dir / label).iterdir())
+             if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
+    if not items:
+        raise DataError(f"{split_dir}: no images; expected {split_dir}/<label>/<images>")
+    return items
+
+
+def build_retrieval_folder(cfg: dict[str, Any], data_root: str | None) -> dict[str, RetrievalImages]:
+    """``query`` and ``database`` splits of ``<root>/{query,database}/<label>/<images>``."""
+    root = _root(cfg, data_root, "retrieval_folder", "the folder holding query/ and database/")
+    scanned = {split: _scan(root / cfg.get(f"{split}_split", split)) for split in ("query", "database")}
+    classes = sorted({label for items in scanned.values() for label, _ in items})
+    index = {label: i for i, label in enumerate(classes)}
+    listing = {split: [(label, p.name, p.stat().st_size) for label, p in items] for split, items in scanned.items()}
+    fingerprint = fingerprint_of(listing)
+    out = {}
+    for split, items in scanned.items():
+        ds = RetrievalImages("retrieval_folder", split, [(str(p), index[label]) for label, p in items], classes,
+                             fingerprint)
+        ds.cache_fingerprint = fingerprint_of({"fingerprint": fingerprint, "split": split,
+                                               "mtimes": [p.stat().st_mtime_ns for _, p in items]})
+        out[split] = ds
+    shared = {label for label, _ in scanned["query"]} & {label for label, _ in scanned["database"]}
+    if not shared:
+        raise DataError(f"{root}: no label has images in both query/ and database/; nothing can be retrieved")
+    return out

@@ -1,0 +1,26 @@
+"""Registers image retrieval: the revisited Oxford/Paris protocol (:mod:`dinobench.protocols.revisited_retrieval`),
+label retrieval over folders (:mod:`dinobench.protocols.retrieval`) and their datasets (:mod:`dinobench.data.retrieval`)."""
+
+from dinobench.hookspecs import hookimpl
+from dinobench.registry import DatasetRegistry, ProtocolRegistry
+
+
+@hookimpl
+def dinobench_register_protocols(registry: ProtocolRegistry) -> None:
+    """Instance retrieval (revisited ground truth) and label retrieval."""
+    registry.add("revisited_retrieval", "dinobench.protocols.revisited_retrieval:RevisitedRetrievalProtocol",
+                 description="revisited Oxford/Paris instance retrieval: CLS descriptors (optionally multi-scale), "
+                             "cosine ranking, mAP / mP@k for Easy, Medium, Hard")
+    registry.add("retrieval", "dinobench.protocols.retrieval:RetrievalProtocol",
+                 description="label retrieval query -> database: CLS descriptors, cosine ranking, mAP, mAP@R, R@k")
+
+
+@hookimpl
+def dinobench_register_datasets(registry: DatasetRegistry) -> None:
+    """Revisited Oxford 5k / Paris 6k and the generic query/database folders."""
+    registry.add("roxford5k", "dinobench.data.retrieval:build_roxford5k",
+                 description="revisited Oxford 5k: --data-root <dir with jpg/ and gnd_roxford5k.pkl>")
+    registry.add("rparis6k", "dinobench.data.retrieval:build_rparis6k",
+                 description="revisited Paris 6k: --data-root <dir with jpg/ and gnd_rparis6k.pkl>")
+    registry.add("retrieval_folder", "dinobench.data.retrieval:build_retrieval_folder",
+                 description="your retrieval set: root/{query,database}/<label>/<images>")
