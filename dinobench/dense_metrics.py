@@ -208,3 +208,31 @@ def _exact_nanmean(values: np.ndarray) -> float:
     if not np.isfinite(kept).all():  # fsum refuses inf - inf; the plain sum says inf or nan
         return float(np.sum(kept) / kept.size)
     return math.fsum(kept.tolist()) / kept.size
+
+
+# ----------------------------------------------------------------------------- binary foreground
+def binary_miou(scores: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, float]:
+    """IoU of foreground (``scores >= threshold``) and of background against binary ``labels``; their mean."""
+    pred, truth = np.asarray(scores) >= threshold, np.asarray(labels).astype(bool)
+    out = {}
+    for name, p, t in (("fg", pred, truth), ("bg", ~pred, ~truth)):
+        union = np.logical_or(p, t).sum()
+        out[f"IoU_{name}"] = float(np.logical_and(p, t).sum() / union) if union else 1.0
+    out["mIoU"] = (out["IoU_fg"] + out["IoU_bg"]) / 2
+    return out
+
+
+def best_miou_threshold(scores: np.ndarray, labels: np.ndarray) -> float:
+    """The threshold (one of the scores) maximising :func:`binary_miou` (the highest one among ties), exact
+    over every distinct score via cumulative counts."""
+    scores, truth = np.asarray(scores, dtype=np.float64).ravel(), np.asarray(labels).astype(bool).ravel()
+    order = np.argsort(-scores, kind="stable")
+    s, t = scores[order], truth[order]
+    last = np.r_[s[1:] != s[:-1], True]  # the last of each run of equal scores: predict fg up to there
+    tp, fp = np.cumsum(t)[last], np.cumsum(~t)[last]
+    positives, negatives = t.sum(), (~t).sum()
+    fn, tn = positives - tp, negatives - fp
+    with np.errstate(invalid="ignore", divide="ignore"):
+        iou_fg = np.where(tp + fp + fn > 0, tp / (tp + fp + fn), 1.0)
+        iou_bg = np.where(tn + fn + fp > 0, tn / (tn + fn + fp), 1.0)
+    return float(s[last][int(np.argmax(iou_fg + iou_bg))])

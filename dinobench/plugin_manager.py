@@ -32,6 +32,7 @@ BUILTIN_PLUGINS = (
     "dinobench.plugins.detection",
     "dinobench.plugins.text",
     "dinobench.plugins.retrieval",
+    "dinobench.plugins.foreground",
     "dinobench.plugins.logreg",
     "dinobench.plugins.linear",
     "dinobench.plugins.tasks",

@@ -37,7 +37,10 @@ class DatasetLike(TypingProtocol):
     """A dataset split as dinobench uses it: sized, indexable, with a content fingerprint and a description.
 
     ``fingerprint`` changes whenever the samples change (it enters protocol hashes and cache keys);
-    ``describe()`` is what the result record stores about the split (size, classes, ...).
+    ``describe()`` is what the result record stores about the split (size, classes, ...). Optionally
+    ``eval_transform(transform_cfg, mean, std, backbone) -> callable``: a dataset whose samples are more than
+    an image (image + foreground mask pooled to the patch grid, a clip of frames) builds its own transform from
+    the task's ``transform`` section; the runner sets it, and its features are disk-cached like images'.
     """
 
     fingerprint: str

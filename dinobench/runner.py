@@ -220,9 +220,15 @@ def _run(backbone: str, task: str, weights: str | None, data_root: str | None, o
     model = create_backbone(backbone, weights=weights, **constructor_kwargs)
     mean, std = backbone_normalisation(model)
     transform = build_eval_transform(cfg["transform"], mean, std)
-    for ds in datasets.values():  # dense datasets bring joint image+target transforms of their protocol
+    cached_transforms = {}  # datasets whose transform is a function of the task's transform section: disk-cached
+    for name, ds in datasets.items():  # dense datasets bring joint image+target transforms of their protocol
         if isinstance(ds, ClassificationDataset):
             ds.transform = transform
+        elif callable(getattr(ds, "eval_transform", None)):  # e.g. image + mask pooled to the patch grid
+            ds.transform = ds.eval_transform(cfg["transform"], mean, std, model)
+        else:
+            continue
+        cached_transforms[name] = ds.transform
     output_dir = str(output_root(output_dir))
     weights_sha = weights_sha256(weights) if weights is not None else None
     precision = "bfloat16-autocast" if device.startswith("cuda") else "float32"
@@ -233,8 +239,7 @@ def _run(backbone: str, task: str, weights: str | None, data_root: str | None, o
                      cache_payload=cache_payload, output_dir=Path(output_dir), backbone_name=backbone,
                      weights_sha256=weights_sha, dataset_types=dataset_types, eval_only_keys=eval_only_keys(cfg),
                      input_files=files,
-                     eval_transforms={k: ds.transform for k, ds in datasets.items()
-                                      if isinstance(ds, ClassificationDataset)})
+                     eval_transforms=cached_transforms)
     if save_predictions:
         Path(output_dir).mkdir(parents=True, exist_ok=True)
         ctx.predictions_dir = Path(tempfile.mkdtemp(prefix=".predictions-", dir=output_dir))

@@ -63,6 +63,40 @@ def colorize_depth(depth: np.ndarray, vmin: float | None = None, vmax: float | N
     return Image.fromarray(np.ascontiguousarray(rgb), mode="RGB")
 
 
+def pca_map(patches: np.ndarray, foreground: np.ndarray | None = None, fit_on: np.ndarray | None = None) -> Image.Image:
+    """The DINOv3 "rainbow" figure of patch features ``[h, w, D]``: a whitened 3-component PCA (scikit-learn)
+    fitted on the foreground patches (``fit_on``, default ``foreground``, default all), applied to every patch,
+    ``sigmoid(2 x)`` as RGB (the official PCA notebook's mapping); background patches are black. Patch resolution."""
+    from sklearn.decomposition import PCA
+
+    patches = np.asarray(patches, dtype=np.float64)
+    if patches.ndim != 3:
+        raise ValueError(f"pca_map expects patch features [h, w, D], got shape {patches.shape}")
+    h, w, dim = patches.shape
+    flat = patches.reshape(-1, dim)
+    selection = np.ones(h * w, dtype=bool) if fit_on is None else np.asarray(fit_on, dtype=bool).reshape(-1)
+    if fit_on is None and foreground is not None:
+        selection = np.asarray(foreground, dtype=bool).reshape(-1)
+    if selection.sum() < 3:  # too few foreground patches to fit three components: use them all
+        selection = np.ones(h * w, dtype=bool)
+    components = min(3, dim, int(selection.sum()))
+    projected = np.zeros((h * w, 3))
+    projected[:, :components] = PCA(n_components=components, whiten=True, random_state=0).fit(
+        flat[selection]).transform(flat)
+    rgb = 1.0 / (1.0 + np.exp(-2.0 * projected))
+    if foreground is not None:
+        rgb *= np.asarray(foreground, dtype=bool).reshape(-1, 1)
+    return Image.fromarray((rgb.reshape(h, w, 3) * 255).round().astype(np.uint8), mode="RGB")
+
+
+def colorize_scores(scores: np.ndarray, cmap: str = "viridis") -> Image.Image:
+    """Scores ``[H, W]`` in [0, 1] (e.g. foreground probabilities) -> RGB with a matplotlib colormap."""
+    from matplotlib import colormaps
+
+    scores = np.clip(np.nan_to_num(np.asarray(scores, dtype=np.float64)), 0.0, 1.0)
+    return Image.fromarray(np.ascontiguousarray(colormaps[cmap](scores, bytes=True)[..., :3]), mode="RGB")
+
+
 def draw_boxes(image: Image.Image, boxes: np.ndarray, labels: Sequence[int], num_classes: int,
                scores: Sequence[float] | None = None, names: Sequence[str] | None = None) -> Image.Image:
     """A copy of ``image`` with XYXY ``boxes`` outlined in their class colour, captioned with the class name (and
