@@ -33,6 +33,7 @@ BUILTIN_PLUGINS = (
     "dinobench.plugins.text",
     "dinobench.plugins.retrieval",
     "dinobench.plugins.foreground",
+    "dinobench.plugins.attentive",
     "dinobench.plugins.logreg",
     "dinobench.plugins.linear",
     "dinobench.plugins.tasks",

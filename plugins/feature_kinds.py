@@ -23,5 +23,7 @@ def dinobench_register_feature_kinds(registry: FeatureKindRegistry) -> None:
     registry.add("cls_multiscale", f"{_KINDS}:cls_multiscale",
                  description="L2-normalised mean of the CLS tokens at scales 1, 1/sqrt(2), sqrt(2) [D] "
                              "(instance retrieval)")
+    registry.add("frame_patch_tokens", f"{_KINDS}:frame_patch_tokens",
+                 description="per-frame normalised last-block patch tokens of video clips [T, h, w, D]")
     registry.add("patch_tokens", f"{_KINDS}:patch_tokens",
                  description="normalised last-block patch tokens [h, w, D] (channels-last)")

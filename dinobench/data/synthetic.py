@@ -10,7 +10,8 @@
 * detection: textured objects with exact boxes in the COCO layout (:mod:`dinobench.data.synthetic_coco`);
 * retrieval (revisited Oxford/Paris, query/database folders) and foreground masks
   (:mod:`dinobench.data.synthetic_retrieval`; for the revisited kinds ``--n-train`` is the database size
-  and ``--n-val`` the number of queries).
+  and ``--n-val`` the number of queries);
+* action videos in the UCF-101 / Kinetics-400 / SSv2 layouts (:mod:`dinobench.data.synthetic_video`, PyAV).
 
 Every sample is drawn from its own seeded generator (``seed``, split, index): the same call writes
 byte-identical files. Command line::
@@ -240,9 +241,10 @@ def _write_coco(*args: object, **kwargs: object) -> Path:
 
 def _lazy(function: str, **fixed: object) -> Callable[..., Path]:
     def write(*args: object, **kwargs: object) -> Path:
-        from dinobench.data import synthetic_retrieval  # it builds on this module's textures
+        from dinobench.data import synthetic_retrieval, synthetic_video  # they build on this module's textures
 
-        return getattr(synthetic_retrieval, function)(*args, **fixed, **kwargs)
+        module = synthetic_video if function.endswith(("ucf101", "kinetics400", "ssv2")) else synthetic_retrieval
+        return getattr(module, function)(*args, **fixed, **kwargs)
     return write
 
 
@@ -251,6 +253,9 @@ WRITERS: dict[str, tuple[Callable[..., Path], int | tuple[int, int]]] = {
     "rparis6k": (_lazy("write_synthetic_revisited", name="rparis6k"), (48, 64)),
     "retrieval_folder": (_lazy("write_synthetic_retrieval_folder"), 48),
     "foreground_folder": (_lazy("write_synthetic_foreground"), 64),
+    "ucf101": (_lazy("write_synthetic_ucf101"), (32, 40)),
+    "kinetics400": (_lazy("write_synthetic_kinetics400"), (32, 40)),
+    "ssv2": (_lazy("write_synthetic_ssv2"), (32, 40)),
     "coco": (_write_coco, (64, 96)),
     "ade20k": (write_synthetic_ade20k, 64),
     "nyu": (write_synthetic_nyu, (48, 64)),

@@ -88,3 +88,12 @@ def cls_multiscale(model: nn.Module, images: Tensor) -> Tensor:
         cls = F.normalize(model.forward_features(resized)["x_norm_clstoken"].float(), dim=-1)
         total = cls if total is None else total + cls
     return F.normalize(total / len(MULTISCALE_SCALES), dim=-1)
+
+
+def frame_patch_tokens(model: nn.Module, clips: Tensor) -> Tensor:
+    """``[B, T, h, w, D]``: every frame's last-block normalised patch tokens, of clips ``[B, T, 3, H, W]``."""
+    if clips.ndim != 5:
+        raise ValueError(f"frame_patch_tokens needs clips [B, T, 3, H, W], got shape {list(clips.shape)}")
+    batch, frames = clips.shape[:2]
+    tokens = patch_tokens(model, clips.flatten(0, 1))
+    return tokens.reshape(batch, frames, *tokens.shape[1:])

@@ -1,0 +1,297 @@
+"""Video classification datasets: UCF-101, Kinetics-400, Something-Something-v2 and class folders.
+
+A video is a file decoded with PyAV (``pip install av``) or a folder of frames (sorted image files) at
+the same path without the extension. ``num_frames`` frames are sampled uniformly: the video is cut into
+``num_frames`` equal segments and clip ``j`` of ``n`` takes the frame at ``(j + 0.5) / n`` of each
+segment. Each item is one view (clip x spatial crop) of a video: the train split has one view per video
+(centre clip, centre crop), the others ``test_clips x test_crops`` views (crops evenly spaced along the
+longer side after resizing the shorter one to ``transform.resize``), whose predictions the protocol
+averages per video. Items are ``(frames [T, 3, crop, crop], {"label": int, "video": int})``.
+
+Layouts (``--data-root``):
+
+- ``ucf101``: ``UCF-101/<Class>/<name>.avi`` + ``ucfTrainTestlist/{classInd.txt, trainlist0S.txt,
+  testlist0S.txt}`` (``split`` S in 1..3; the test list is the ``val`` split);
+- ``kinetics400`` / ``video_folder``: ``{train,val}/<class>/<video>`` (the class-folder layout of the
+  public Kinetics download scripts);
+- ``ssv2``: ``20bn-something-something-v2/<id>.webm`` + ``labels/{labels.json, train.json,
+  validation.json}`` (label = the template without brackets, looked up in labels.json).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+from torchvision.transforms import functional as TF
+from torchvision.transforms import InterpolationMode
+
+from dinobench.data.base import fingerprint_of, load_rgb
+from dinobench.data.folder import IMAGE_EXTENSIONS
+from dinobench.errors import ConfigError, DataError
+
+VIDEO_EXTENSIONS = {".avi", ".mp4", ".webm", ".mkv", ".mov", ".m4v"}
+
+
+def frame_indices(n_frames: int, num_frames: int, clip: int = 0, n_clips: int = 1) -> list[int]:
+    """Indices of ``num_frames`` frames sampled uniformly from ``n_frames`` for clip ``clip`` of ``n_clips``."""
+    segment = n_frames / num_frames
+    offset = (clip + 0.5) / n_clips
+    return [min(int(math.floor(segment * (t + offset))), n_frames - 1) for t in range(num_frames)]
+
+
+def _decode(path: Path, wanted: Sequence[int] | None) -> tuple[int, dict[int, Image.Image]]:
+    """(frame count, {index: frame}) of a video file; ``wanted`` None: every frame."""
+    try:
+        import av
+    except ImportError as exc:
+        raise DataError(f"{path}: decoding video files needs PyAV; pip install av (or extract the frames into a "
+                        f"folder {path.with_suffix('')}/)") from exc
+    frames: dict[int, Image.Image] = {}
+    count = 0
+    try:
+        with av.open(str(path)) as container:
+            keep = None if wanted is None else set(wanted)
+            last = None if wanted is None else max(wanted)
+            for count, frame in enumerate(container.decode(video=0), start=1):
+                index = count - 1
+                if keep is None or index in keep:
+                    frames[index] = frame.to_image().convert("RGB")
+                if last is not None and index >= last:
+                    break
+    except (av.error.FFmpegError, OSError, ValueError) as exc:
+        raise DataError(f"{path}: cannot decode video ({type(exc).__name__}: {exc}); fix or remove the file") from exc
+    if count == 0:
+        raise DataError(f"{path}: video has no decodable frames; fix or remove the file")
+    return count, frames
+
+
+def _frame_count(path: Path) -> int:
+    """Number of frames of a video file (container metadata when it has it, else by decoding)."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            frames = int(container.streams.video[0].frames or 0)
+    except (av.error.FFmpegError, OSError, ValueError, IndexError) as exc:
+        raise DataError(f"{path}: cannot open video ({type(exc).__name__}: {exc}); fix or remove the file") from exc
+    return frames if frames > 0 else _decode(path, None)[0]
+
+
+def read_clip(source: str, num_frames: int, clip: int, n_clips: int) -> list[Image.Image]:
+    """The ``num_frames`` sampled frames of clip ``clip`` of a video file or frame folder."""
+    path = Path(source)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+        if not files:
+            raise DataError(f"{path}: frame folder has no images")
+        return [load_rgb(files[i]) for i in frame_indices(len(files), num_frames, clip, n_clips)]
+    total = _frame_count(path)
+    indices = frame_indices(total, num_frames, clip, n_clips)
+    count, frames = _decode(path, indices)
+    if count < total and max(indices) >= count:  # metadata over-counted: sample from what decodes
+        indices = frame_indices(count, num_frames, clip, n_clips)
+        count, frames = _decode(path, indices)
+    return [frames[i] for i in indices]
+
+
+class ClipTransform:
+    """Frames -> ``[T, 3, crop, crop]``: resize the shorter side, crop ``crop_index`` of ``n_crops`` along the
+    longer side (centre for one), to tensor, normalise."""
+
+    def __init__(self, resize: int, crop: int, mean: Sequence[float], std: Sequence[float]) -> None:
+        self.resize, self.crop, self.mean, self.std = int(resize), int(crop), list(mean), list(std)
+
+    def __call__(self, frames: list[Image.Image], crop_index: int = 0, n_crops: int = 1) -> torch.Tensor:
+        out = []
+        for frame in frames:
+            frame = TF.resize(frame, self.resize, interpolation=InterpolationMode.BICUBIC, antialias=True)
+            width, height = frame.size
+            if n_crops == 1:
+                top, left = (height - self.crop) // 2, (width - self.crop) // 2
+            else:
+                step = crop_index / (n_crops - 1)
+                top = round(step * (height - self.crop)) if height > width else (height - self.crop) // 2
+                left = round(step * (width - self.crop)) if width >= height else (width - self.crop) // 2
+            frame = TF.crop(frame, top, left, self.crop, self.crop)
+            out.append(TF.normalize(TF.to_tensor(frame), self.mean, self.std))
+        return torch.stack(out)
+
+
+class VideoDataset(Dataset):
+    """Views of videos (see the module docstring); ``transform`` is a :class:`ClipTransform`."""
+
+    def __init__(self, name: str, split: str, samples: Sequence[tuple[str, int]], classes: Sequence[str],
+                 fingerprint: str, *, num_frames: int, n_clips: int = 1, n_crops: int = 1) -> None:
+        self.name, self.split, self.samples, self.classes = name, split, list(samples), list(classes)
+        self.num_frames, self.n_clips, self.n_crops = int(num_frames), int(n_clips), int(n_crops)
+        self.fingerprint = fingerprint_of({"files": fingerprint, "num_frames": self.num_frames,
+                                           "clips": self.n_clips, "crops": self.n_crops})
+        self.transform: ClipTransform | None = None
+
+    @property
+    def views(self) -> int:
+        """Views per video."""
+        return self.n_clips * self.n_crops
+
+    @property
+    def video_labels(self) -> list[int]:
+        """The label of every video (not view)."""
+        return [label for _, label in self.samples]
+
+    def eval_transform(self, transform_cfg: dict[str, Any], mean: Sequence[float], std: Sequence[float],
+                       backbone: Any) -> ClipTransform:
+        """The clip transform of ``transform.resize`` / ``transform.crop``."""
+        resize, crop = transform_cfg.get("resize"), transform_cfg.get("crop")
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (resize, crop)) or crop > resize:
+            raise ConfigError(f"transform.resize={resize!r} / transform.crop={crop!r}: video tasks need both, in "
+                              f"pixels, with crop <= resize")
+        return ClipTransform(resize, crop, mean, std)
+
+    def __len__(self) -> int:
+        return len(self.samples) * self.views
+
+    def __getitem__(self, index: int) -> tuple[Any, dict[str, int]]:
+        video, view = divmod(index, self.views)
+        clip, crop = divmod(view, self.n_crops)
+        source, label = self.samples[video]
+        frames = read_clip(source, self.num_frames, clip, self.n_clips)
+        clip_tensor = self.transform(frames, crop, self.n_crops) if self.transform else frames
+        return clip_tensor, {"label": label, "video": video}
+
+    def describe(self) -> dict[str, Any]:
+        """What the record stores about this split."""
+        return {"split": self.split, "videos": len(self.samples), "views": self.views, "num_frames": self.num_frames,
+                "num_classes": len(self.classes), "fingerprint": self.fingerprint}
+
+
+def _root(cfg: dict[str, Any], data_root: str | None, name: str, expected: str) -> Path:
+    root = data_root or cfg.get("root")
+    if not root or not Path(root).expanduser().is_dir():
+        raise DataError(f"dataset {name!r}: pass --data-root pointing at {expected}"
+                        + (f" ({root} does not exist)" if root else ""))
+    return Path(root).expanduser()
+
+
+def _resolve(path: Path) -> Path:
+    """A video file, or the frame folder at the same path without extension; DataError naming it if neither."""
+    if path.is_file():
+        return path
+    if path.with_suffix("").is_dir():
+        return path.with_suffix("")
+    raise DataError(f"{path}: video listed in the split is missing (neither the file nor a frame folder "
+                    f"{path.with_suffix('')}/ exists)")
+
+
+def _views(cfg: dict[str, Any], split: str) -> dict[str, int]:
+    num_frames = int(cfg.get("num_frames", 8))
+    clips, crops = (1, 1) if split == "train" else (int(cfg.get("test_clips", 1)), int(cfg.get("test_crops", 1)))
+    if num_frames < 1 or clips < 1 or crops < 1:
+        raise ConfigError("dataset.num_frames, dataset.test_clips and dataset.test_crops must be >= 1")
+    return {"num_frames": num_frames, "n_clips": clips, "n_crops": crops}
+
+
+def _dataset(name: str, split: str, samples: list[tuple[Path, int]], classes: list[str], root: Path,
+             cfg: dict[str, Any]) -> VideoDataset:
+    if not samples:
+        raise DataError(f"{root}: the {split} split lists no videos")
+    listing = [(str(p.relative_to(root)), p.stat().st_size if p.is_file() else len(list(p.iterdir())))
+               for p, _ in samples]
+    ds = VideoDataset(name, split, [(str(p), label) for p, label in samples], classes, fingerprint_of(listing),
+                      **_views(cfg, split))
+    ds.cache_fingerprint = fingerprint_of({"fingerprint": ds.fingerprint,
+                                           "mtimes": [p.stat().st_mtime_ns for p, _ in samples]})
+    return ds
+
+
+def build_ucf101(cfg: dict[str, Any], data_root: str | None) -> dict[str, VideoDataset]:
+    """UCF-101 with the official train/test lists of ``split`` (1..3)."""
+    root = _root(cfg, data_root, "ucf101", "the folder holding UCF-101/ and ucfTrainTestlist/")
+    lists, videos = root / "ucfTrainTestlist", root / cfg.get("video_dir", "UCF-101")
+    split = int(cfg.get("split", 1))
+    class_file = lists / "classInd.txt"
+    if not class_file.is_file() or not videos.is_dir():
+        raise DataError(f"{root}: expected UCF-101/<Class>/<video>.avi and ucfTrainTestlist/classInd.txt")
+    index = {}
+    for line in class_file.read_text().splitlines():
+        if line.strip():
+            number, name = line.split()
+            index[name] = int(number) - 1
+    classes = [name for name, _ in sorted(index.items(), key=lambda kv: kv[1])]
+    out = {}
+    for key, list_name in (("train", f"trainlist0{split}.txt"), ("val", f"testlist0{split}.txt")):
+        list_file = lists / list_name
+        if not list_file.is_file():
+            raise DataError(f"{list_file}: split list missing (dataset.split={split}: 1, 2 or 3)")
+        samples = []
+        for line in list_file.read_text().splitlines():
+            if not line.strip():
+                continue
+            relative = line.split()[0]
+            class_name = relative.split("/")[0]
+            if class_name not in index:
+                raise DataError(f"{list_file}: {relative} names class {class_name!r} that classInd.txt lacks")
+            samples.append((_resolve(videos / relative), index[class_name]))
+        out[key] = _dataset("ucf101", key, samples, classes, root, cfg)
+    return out
+
+
+def build_video_folder(cfg: dict[str, Any], data_root: str | None, name: str = "video_folder") -> dict[str, VideoDataset]:
+    """``{train,val}/<class>/<video file or frame folder>`` (Kinetics-400's class-folder layout)."""
+    root = _root(cfg, data_root, name, "the folder holding train/<class>/<videos> and val/<class>/<videos>")
+    scans = {}
+    for key in ("train", "val"):
+        split_dir = root / cfg.get(f"{key}_split", key)
+        if not split_dir.is_dir():
+            raise DataError(f"{split_dir}: split folder missing; expected {split_dir}/<class>/<videos>")
+        scans[key] = {d.name: sorted(p for p in d.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS
+                                     or (p.is_dir() and not p.name.startswith(".")))
+                      for d in sorted(split_dir.iterdir()) if d.is_dir() and not d.name.startswith(".")}
+    classes = sorted(scans["train"])
+    extra = sorted(set(scans["val"]) - set(classes))
+    if not classes or extra:
+        raise DataError(f"{root}: " + (f"val has classes train lacks ({extra[:3]})" if extra else "train/ has no class folders"))
+    out = {}
+    for key, scan in scans.items():
+        samples = [(path, classes.index(c)) for c, paths in scan.items() for path in paths]
+        out[key] = _dataset(name, key, samples, classes, root, cfg)
+    return out
+
+
+def build_kinetics400(cfg: dict[str, Any], data_root: str | None) -> dict[str, VideoDataset]:
+    """Kinetics-400 in the class-folder layout."""
+    return build_video_folder(cfg, data_root, "kinetics400")
+
+
+def build_ssv2(cfg: dict[str, Any], data_root: str | None) -> dict[str, VideoDataset]:
+    """Something-Something-v2: webm videos + labels/{labels,train,validation}.json."""
+    root = _root(cfg, data_root, "ssv2", "the folder holding 20bn-something-something-v2/ and labels/")
+    videos, labels_dir = root / cfg.get("video_dir", "20bn-something-something-v2"), root / "labels"
+    label_file = labels_dir / "labels.json"
+    if not label_file.is_file() or not videos.is_dir():
+        raise DataError(f"{root}: expected 20bn-something-something-v2/<id>.webm and labels/labels.json")
+    try:
+        label_ids = {name: int(i) for name, i in json.loads(label_file.read_text()).items()}
+    except (ValueError, AttributeError) as exc:
+        raise DataError(f"{label_file}: not a {{template: id}} JSON object ({exc})") from exc
+    classes = [name for name, _ in sorted(label_ids.items(), key=lambda kv: kv[1])]
+    out = {}
+    for key, file_name in (("train", "train.json"), ("val", "validation.json")):
+        path = labels_dir / file_name
+        try:
+            entries = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise DataError(f"{path}: cannot read the split ({exc})") from exc
+        samples = []
+        for entry in entries:
+            template = str(entry.get("template", "")).replace("[", "").replace("]", "")
+            if template not in label_ids:
+                raise DataError(f"{path}: video {entry.get('id')} has template {template!r} that labels.json lacks")
+            samples.append((_resolve(videos / f"{entry['id']}{cfg.get('suffix', '.webm')}"), label_ids[template]))
+        out[key] = _dataset("ssv2", key, samples, classes, root, cfg)
+    return out

@@ -1,0 +1,26 @@
+"""Registers the attentive probe (:mod:`dinobench.protocols.attentive`) and the video datasets
+(:mod:`dinobench.data.video`)."""
+
+from dinobench.hookspecs import hookimpl
+from dinobench.registry import DatasetRegistry, ProtocolRegistry
+
+
+@hookimpl
+def dinobench_register_protocols(registry: ProtocolRegistry) -> None:
+    """The attentive probe (images and videos)."""
+    registry.add("attentive", "dinobench.protocols.attentive:AttentiveProtocol",
+                 description="attentive probe: self/cross-attention blocks + learnable query over frozen patch tokens "
+                             "(per-frame for video), lr grid selected on val, top-1/top-5")
+
+
+@hookimpl
+def dinobench_register_datasets(registry: DatasetRegistry) -> None:
+    """Video classification layouts (PyAV-decoded files or frame folders)."""
+    registry.add("ucf101", "dinobench.data.video:build_ucf101",
+                 description="UCF-101: UCF-101/<Class>/*.avi + ucfTrainTestlist/ (split 1..3; test list = val)")
+    registry.add("kinetics400", "dinobench.data.video:build_kinetics400",
+                 description="Kinetics-400 class folders: {train,val}/<class>/<video>")
+    registry.add("ssv2", "dinobench.data.video:build_ssv2",
+                 description="Something-Something-v2: 20bn-something-something-v2/<id>.webm + labels/*.json")
+    registry.add("video_folder", "dinobench.data.video:build_video_folder",
+                 description="your videos: {train,val}/<class>/<video file or frame folder>")
