@@ -34,6 +34,7 @@ BUILTIN_PLUGINS = (
     "dinobench.plugins.retrieval",
     "dinobench.plugins.foreground",
     "dinobench.plugins.attentive",
+    "dinobench.plugins.visualize",
     "dinobench.plugins.logreg",
     "dinobench.plugins.linear",
     "dinobench.plugins.tasks",

@@ -22,6 +22,7 @@ from dinobench.config import protocol_hash
 from dinobench.context import FEATURES_RUNTIME_KEYS, FeaturesConfig, RunContext
 from dinobench.data.base import ClassificationDataset
 from dinobench.data.transforms import build_eval_transform
+from dinobench.figures import dataset_pca_figures
 from dinobench.errors import ConfigError, DinobenchError, PluginError
 from dinobench.features import backbone_key_payload
 from dinobench.plugin_manager import _distribution_of, get_plugin_manager, get_registries
@@ -250,6 +251,8 @@ def _run(backbone: str, task: str, weights: str | None, data_root: str | None, o
             raise PluginError(f"protocol {protocol_cls.name!r} ({protocol_spec.source}): run() returned "
                               f"{type(outcome).__name__}, expected a dinobench.protocol.ProtocolResult")
         ctx.timings["protocol_s"] = round(time.perf_counter() - t_protocol, 3)
+        if ctx.predictions_dir is not None and ddp.rank() == 0:  # every task with images: PCA maps of its features
+            dataset_pca_figures(model, datasets, ctx.predictions_dir, transform_cfg=cfg["transform"], device=device)
         ctx.timings["total_s"] = round(time.perf_counter() - t_start, 3)
         result = _record(task, cfg, protocol_cls, protocol_spec, backbone, backbone_spec, model, weights,
                          weights_sha, seed, outcome, datasets, dataset_types, data_root, device, precision, ctx)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -63,29 +63,33 @@ def colorize_depth(depth: np.ndarray, vmin: float | None = None, vmax: float | N
     return Image.fromarray(np.ascontiguousarray(rgb), mode="RGB")
 
 
-def pca_map(patches: np.ndarray, foreground: np.ndarray | None = None, fit_on: np.ndarray | None = None) -> Image.Image:
-    """The DINOv3 "rainbow" figure of patch features ``[h, w, D]``: a whitened 3-component PCA (scikit-learn)
-    fitted on the foreground patches (``fit_on``, default ``foreground``, default all), applied to every patch,
-    ``sigmoid(2 x)`` as RGB (the official PCA notebook's mapping); background patches are black. Patch resolution."""
+def fit_pca(rows: np.ndarray, n_components: int = 3) -> Any:
+    """A whitened PCA (scikit-learn) of feature rows ``[N, D]``, the official PCA notebook's choice."""
     from sklearn.decomposition import PCA
 
+    rows = np.asarray(rows, dtype=np.float64)
+    return PCA(n_components=min(n_components, rows.shape[1], len(rows)), whiten=True, random_state=0).fit(rows)
+
+
+def pca_map(patches: np.ndarray, foreground: np.ndarray | None = None, pca: Any = None) -> Image.Image:
+    """The DINOv3 "rainbow" figure of patch features ``[h, w, D]``: a whitened 3-component PCA - ``pca`` (e.g. fitted
+    on several images, so colours agree between them) or fitted here on the foreground patches (all when there is
+    no ``foreground`` or fewer than 3) - applied to every patch, ``sigmoid(2 x)`` as RGB (the official PCA
+    notebook's mapping); background patches are black. One pixel per patch."""
     patches = np.asarray(patches, dtype=np.float64)
     if patches.ndim != 3:
         raise ValueError(f"pca_map expects patch features [h, w, D], got shape {patches.shape}")
     h, w, dim = patches.shape
     flat = patches.reshape(-1, dim)
-    selection = np.ones(h * w, dtype=bool) if fit_on is None else np.asarray(fit_on, dtype=bool).reshape(-1)
-    if fit_on is None and foreground is not None:
-        selection = np.asarray(foreground, dtype=bool).reshape(-1)
-    if selection.sum() < 3:  # too few foreground patches to fit three components: use them all
-        selection = np.ones(h * w, dtype=bool)
-    components = min(3, dim, int(selection.sum()))
+    keep = None if foreground is None else np.asarray(foreground, dtype=bool).reshape(-1)
+    if pca is None:
+        pca = fit_pca(flat[keep] if keep is not None and keep.sum() >= 3 else flat)
     projected = np.zeros((h * w, 3))
-    projected[:, :components] = PCA(n_components=components, whiten=True, random_state=0).fit(
-        flat[selection]).transform(flat)
+    components = pca.transform(flat)
+    projected[:, :components.shape[1]] = components
     rgb = 1.0 / (1.0 + np.exp(-2.0 * projected))
-    if foreground is not None:
-        rgb *= np.asarray(foreground, dtype=bool).reshape(-1, 1)
+    if keep is not None:
+        rgb *= keep[:, None]
     return Image.fromarray((rgb.reshape(h, w, 3) * 255).round().astype(np.uint8), mode="RGB")
 
 
