@@ -106,6 +106,22 @@ class RunContext:
             self.timings[f"features_{split}{suffix}_cached"] = 1.0 if cached else 0.0
         return self._features[split, kind, dtype]
 
+    def dataset_features(self, dataset: Any, identity: dict[str, Any], kind: str = "patch_tokens",
+                         desc: str = "features") -> FeatureSet:
+        """Features of a dataset the protocol builds itself (one video sequence, a list of image pairs), cached on
+        disk under the run's key plus ``identity`` (JSON-able: what makes these items these, e.g. the
+        sequence name and its files' fingerprint); ``features.cache=false`` or an uncacheable run: in memory."""
+        fcfg = self.features_config
+        payload = None
+        if fcfg.cache and self.cache_payload is not None:
+            payload = {**self.cache_payload, "dataset": {"type": "protocol-built", **identity,
+                                                         "size": len(dataset)}}
+        return load_or_extract(
+            self.backbone, dataset, payload=payload,
+            cache_dir=cache_root({"cache_dir": fcfg.cache_dir}) if payload is not None else None,
+            batch_size=fcfg.batch_size, num_workers=fcfg.num_workers, device=self.device, desc=desc, kind=kind,
+            chunk_size=fcfg.chunk_size or DEFAULT_CHUNK_SIZE)[0]
+
     def _load_or_extract(self, split: str, kind: str, payload: dict[str, Any] | None,
                          desc: str, dtype: str = "float32") -> tuple[FeatureSet, bool]:
         """:func:`dinobench.features.load_or_extract` of ``split`` with the task's ``features.*`` settings."""

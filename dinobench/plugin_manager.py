@@ -35,6 +35,8 @@ BUILTIN_PLUGINS = (
     "dinobench.plugins.foreground",
     "dinobench.plugins.attentive",
     "dinobench.plugins.visualize",
+    "dinobench.plugins.tracking",
+    "dinobench.plugins.correspondence",
     "dinobench.plugins.logreg",
     "dinobench.plugins.linear",
     "dinobench.plugins.tasks",

@@ -92,7 +92,7 @@ def test_unknown_kind_is_a_one_line_config_error_naming_the_registered_ones(tmp_
         load_or_extract(model, ds, payload=payload(), cache_dir=tmp_path, kind="patch_token")
     message = one_line(err)
     assert "unknown feature kind 'patch_token'" in message and "did you mean 'patch_tokens'" in message
-    assert "registered: cls, cls4_avgpool, patch_tokens" in message
+    assert "registered: cls, cls4_avgpool, cls_multiscale, frame_patch_tokens, patch_tokens" in message
     with pytest.raises(ConfigError, match="unknown feature kind 'nope'"):
         extract_features(model, ds, kind="nope")
     assert not list(tmp_path.iterdir())  # nothing written before the check

@@ -243,7 +243,7 @@ def _lazy(function: str, **fixed: object) -> Callable[..., Path]:
     def write(*args: object, **kwargs: object) -> Path:
         from dinobench.data import synthetic_retrieval, synthetic_video  # they build on this module's textures
 
-        module = synthetic_video if function.endswith(("ucf101", "kinetics400", "ssv2")) else synthetic_retrieval
+        module = synthetic_video if function.endswith(("ucf101", "kinetics400", "ssv2", "davis")) else synthetic_retrieval
         return getattr(module, function)(*args, **fixed, **kwargs)
     return write
 
@@ -256,6 +256,9 @@ WRITERS: dict[str, tuple[Callable[..., Path], int | tuple[int, int]]] = {
     "ucf101": (_lazy("write_synthetic_ucf101"), (32, 40)),
     "kinetics400": (_lazy("write_synthetic_kinetics400"), (32, 40)),
     "ssv2": (_lazy("write_synthetic_ssv2"), (32, 40)),
+    "davis2017": (_lazy("write_synthetic_davis"), (64, 96)),
+    "pairs": (_lazy("write_synthetic_pairs", layout="pairs"), (48, 64)),
+    "spair": (_lazy("write_synthetic_pairs", layout="spair"), (48, 64)),
     "coco": (_write_coco, (64, 96)),
     "ade20k": (write_synthetic_ade20k, 64),
     "nyu": (write_synthetic_nyu, (48, 64)),

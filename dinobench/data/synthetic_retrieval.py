@@ -13,6 +13,7 @@ Every image comes from its own seeded generator; the same call writes byte-ident
 
 from __future__ import annotations
 
+import json
 import pickle
 from pathlib import Path
 
@@ -117,4 +118,49 @@ def write_synthetic_foreground(root: str | Path, n_train: int = 12, n_val: int =
             image, mask = _object_scene(h, w, int(rng.integers(1, 7)), rng, 0.75)
             Image.fromarray(image).save(root / split / "images" / f"{i:05d}.png")
             Image.fromarray(mask.astype(np.uint8) * 255).save(root / split / "masks" / f"{i:05d}.png")
+    return root
+
+
+def write_synthetic_pairs(root: str | Path, n_train: int = 0, n_val: int = 6, size: int | tuple[int, int] = (48, 64),
+                          seed: int = 0, layout: str = "pairs", n_keypoints: int = 8) -> Path:
+    """Image pairs with known correspondences (``n_train`` unused): for each of ``n_val`` scenes the pairs
+    (scene, itself) "identity", (scene, scene shifted by a few pixels) "shifted" and (scene, scene mirrored)
+    "flipped", keypoints at random object pixels; ``layout`` "pairs" (``pairs.json``) or "spair" (the SPair-71k
+    tree, split test); return the ``--data-root``."""
+    h, w = _size_hw(size)
+    root = Path(root)
+    image_dir = root / ("JPEGImages" if layout == "spair" else "images")
+    entries = []
+    for i in range(n_val):
+        rng = _rng(seed, "val", i, 26)
+        image, mask = _object_scene(h, w, int(rng.integers(1, 7)), rng, 0.8)
+        dy, dx = int(rng.integers(2, 6)), int(rng.integers(2, 6))
+        versions = {"identity": (image, lambda p: p), "shifted": (np.roll(image, (dy, dx), axis=(0, 1)),
+                                                                  lambda p: p + np.array([dx, dy])),
+                    "flipped": (image[:, ::-1], lambda p: np.stack([w - p[:, 0], p[:, 1]], axis=1))}
+        ys, xs = np.nonzero(mask[: h - 6, : w - 6])
+        chosen = rng.choice(len(xs), size=min(n_keypoints, len(xs)), replace=False)
+        points = np.stack([xs[chosen] + 0.5, ys[chosen] + 0.5], axis=1)
+        for category, (version, move) in versions.items():
+            folder = image_dir / category if layout == "spair" else image_dir
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(image).save(folder / f"scene_{i:03d}.png")
+            Image.fromarray(np.ascontiguousarray(version)).save(folder / f"{category}_{i:03d}.png")
+            target = move(points)
+            entries.append({"name": f"{i:06d}-{category}", "category": category,
+                            "source": f"scene_{i:03d}.png", "target": f"{category}_{i:03d}.png",
+                            "source_keypoints": points.round(2).tolist(), "target_keypoints": target.round(2).tolist(),
+                            "target_bbox": [0.0, 0.0, float(w), float(h)]})
+    if layout == "spair":
+        folder = root / "PairAnnotation" / "test"
+        folder.mkdir(parents=True, exist_ok=True)
+        for e in entries:
+            record = {"filename": e["name"], "src_imname": e["source"], "trg_imname": e["target"],
+                      "category": e["category"], "src_kps": e["source_keypoints"], "trg_kps": e["target_keypoints"],
+                      "trg_bndbox": [int(v) for v in e["target_bbox"]], "src_bndbox": [0, 0, w, h]}
+            (folder / f"{e['name']}:{e['category']}.json").write_text(json.dumps(record))
+    else:
+        for e in entries:
+            e["source"], e["target"] = f"images/{e['source']}", f"images/{e['target']}"
+        (root / "pairs.json").write_text(json.dumps({"pairs": entries}, indent=1))
     return root

@@ -125,3 +125,47 @@ def write_synthetic_ssv2(root: str | Path, n_train: int = 16, n_val: int = 8, si
                             "template": templates[motion], "placeholders": ["a box"]})
         (root / "labels" / file_name).write_text(json.dumps(entries, indent=1))
     return root
+
+
+def write_synthetic_davis(root: str | Path, n_train: int = 0, n_val: int = 2, size: int | tuple[int, int] = (64, 96),
+                          seed: int = 0, n_frames: int = 10, n_objects: int = 2) -> Path:
+    """A DAVIS-2017 tree of ``n_val`` sequences (``n_train`` is unused: the tracking task has no training split):
+    ``n_objects`` textured shapes moving at constant speed over a static clutter background, exact palette
+    annotations (ids 1..n, later objects in front); return root."""
+    from dinobench.data.synthetic import _shape_mask
+    from dinobench.visualize import palette
+
+    h, w = _size_hw(size)
+    root = Path(root)
+    names = [f"synthetic-{i:02d}" for i in range(n_val)]
+    (root / "ImageSets" / "2017").mkdir(parents=True, exist_ok=True)
+    (root / "ImageSets" / "2017" / "val.txt").write_text("\n".join(names) + "\n")
+    colours = np.zeros((256, 3), dtype=np.uint8)
+    colours[1:n_objects + 1] = palette(n_objects)
+    for s, name in enumerate(names):
+        rng = _rng(seed, "val", s, 41)
+        background = _clutter(h, w, rng)
+        objects = []
+        for k in range(n_objects):
+            oh, ow = int(h * rng.uniform(0.25, 0.4)), int(w * rng.uniform(0.2, 0.3))
+            shape = _shape_mask(oh, ow, rng) | _shape_mask(oh, ow, rng)
+            start = np.array([rng.uniform(0, h - oh), rng.uniform(0, w - ow)])
+            speed = rng.uniform(0.5, 0.9, size=2) * rng.choice([-1, 1], size=2)
+            start = np.where(speed > 0, 0.05, 0.95) * np.array([h - oh, w - ow])  # cross most of the frame
+            velocity = speed * np.array([h - oh, w - ow]) / n_frames
+            objects.append((shape, _texture(k % 6 + 1, oh, ow, rng), start, velocity))
+        for folder in ("JPEGImages", "Annotations"):
+            (root / folder / "480p" / name).mkdir(parents=True, exist_ok=True)
+        for t in range(n_frames):
+            image, ids = background.copy(), np.zeros((h, w), dtype=np.uint8)
+            for k, (shape, texture, start, velocity) in enumerate(objects):
+                y, x = np.clip(start + velocity * t, 0, [h - shape.shape[0], w - shape.shape[1]]).astype(int)
+                region = (slice(y, y + shape.shape[0]), slice(x, x + shape.shape[1]))
+                image[region][shape] = texture[shape]
+                ids[region][shape] = k + 1
+            Image.fromarray((image * 255).round().astype(np.uint8)).save(
+                root / "JPEGImages" / "480p" / name / f"{t:05d}.jpg", quality=95)
+            annotation = Image.fromarray(ids, mode="P")
+            annotation.putpalette(colours.ravel().tolist())
+            annotation.save(root / "Annotations" / "480p" / name / f"{t:05d}.png")
+    return root

@@ -1,0 +1,181 @@
+"""Keypoint-correspondence datasets: SPair-71k and a generic "image pairs + keypoints" json.
+
+SPair-71k (``--data-root`` = the ``SPair-71k`` folder): ``JPEGImages/<category>/<name>.jpg`` and
+``PairAnnotation/{trn,val,test}/*.json`` (``src_imname``, ``trg_imname``, ``category``, ``src_kps``,
+``trg_kps`` as ``[x, y]`` lists, ``trg_bndbox`` ``[x1, y1, x2, y2]``); ``ImageAnnotation/`` is not needed.
+
+Generic (``--data-root`` = the folder holding ``pairs.json``; image paths relative to it)::
+
+    {"pairs": [{"source": "a.jpg", "target": "b.jpg",
+                "source_keypoints": [[x, y], ...], "target_keypoints": [[x, y], ...],
+                "target_bbox": [x1, y1, x2, y2],   # optional: PCK is then relative to the image's larger side
+                "category": "car"}]}                # optional
+
+Keypoint ``i`` of the source corresponds to keypoint ``i`` of the target (semantic parts, or geometric
+matches NAVI-style). The dataset's items are the distinct images (each encoded once, cached); ``pairs``
+holds the annotations. The eval transform resizes every image to ``transform.size`` square.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+from torchvision.transforms import functional as TF
+
+from dinobench.data.base import fingerprint_of, load_rgb
+from dinobench.errors import ConfigError, DataError
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One annotated pair: image indices, keypoints ``[K, 2]`` (x, y in pixels), target box, category."""
+
+    source: int
+    target: int
+    source_keypoints: np.ndarray
+    target_keypoints: np.ndarray
+    target_bbox: tuple[float, float, float, float] | None
+    category: str
+    name: str
+
+
+class SquareTransform:
+    """Resize to ``size x size`` (bicubic), to tensor, normalise."""
+
+    def __init__(self, size: int, mean: Sequence[float], std: Sequence[float]) -> None:
+        self.size, self.mean, self.std = int(size), list(mean), list(std)
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        resized = TF.resize(image, [self.size, self.size], interpolation=TF.InterpolationMode.BICUBIC, antialias=True)
+        return TF.normalize(TF.to_tensor(resized), self.mean, self.std)
+
+
+class PairImages(Dataset):
+    """The distinct images of a split of pairs; items ``(image, index)``."""
+
+    def __init__(self, name: str, split: str, images: list[str], sizes: list[tuple[int, int]], pairs: list[Pair],
+                 fingerprint: str) -> None:
+        self.name, self.split, self.images, self.sizes, self.pairs = name, split, images, sizes, pairs
+        self.fingerprint = fingerprint
+        self.transform: Any = None
+
+    def eval_transform(self, transform_cfg: dict[str, Any], mean: Sequence[float], std: Sequence[float],
+                       backbone: Any) -> SquareTransform:
+        """Square resize to ``transform.size``."""
+        size = transform_cfg.get("size")
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ConfigError(f"transform.size={size!r}: correspondence tasks resize images to a square, e.g. "
+                              f"transform.size=448")
+        return SquareTransform(size, mean, std)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[Any, int]:
+        image = load_rgb(self.images[index])
+        return (self.transform(image) if self.transform else image), index
+
+    def image(self, index: int) -> Image.Image:
+        """The original image ``index`` (figures)."""
+        return load_rgb(self.images[index])
+
+    def describe(self) -> dict[str, Any]:
+        """What the record stores about this split."""
+        return {"split": self.split, "pairs": len(self.pairs), "images": len(self.images),
+                "keypoints": int(sum(len(p.source_keypoints) for p in self.pairs)), "fingerprint": self.fingerprint}
+
+
+def _keypoints(value: Any, where: str, key: str) -> np.ndarray:
+    try:
+        points = np.asarray(value, dtype=np.float64).reshape(-1, 2)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"{where}: {key} must be a list of [x, y] points ({exc})") from exc
+    return points
+
+
+def _assemble(name: str, split: str, entries: list[dict[str, Any]], where: str) -> PairImages:
+    """Pairs from entries with absolute image paths and keypoints (checked against the image sizes)."""
+    index: dict[str, int] = {}
+    images: list[str] = []
+    sizes: list[tuple[int, int]] = []
+    pairs = []
+    for n, entry in enumerate(entries):
+        ids = []
+        for role in ("source", "target"):
+            path = str(entry[role])
+            if path not in index:
+                if not Path(path).is_file():
+                    raise DataError(f"{where}: pair {entry.get('name', n)} names image {path}, which does not exist")
+                with Image.open(path) as img:
+                    sizes.append(img.size)
+                index[path] = len(images)
+                images.append(path)
+            ids.append(index[path])
+        src = _keypoints(entry["source_keypoints"], where, "source_keypoints")
+        trg = _keypoints(entry["target_keypoints"], where, "target_keypoints")
+        if len(src) != len(trg) or not len(src):
+            raise DataError(f"{where}: pair {entry.get('name', n)} has {len(src)} source and {len(trg)} target "
+                            f"keypoints; they must correspond one to one (and be at least one)")
+        bbox = entry.get("target_bbox")
+        pairs.append(Pair(ids[0], ids[1], src, trg, None if bbox is None else tuple(float(v) for v in bbox),
+                          str(entry.get("category", "all")), str(entry.get("name", n))))
+    if not pairs:
+        raise DataError(f"{where}: no pairs")
+    fingerprint = fingerprint_of({"images": [(Path(p).name, Path(p).stat().st_size) for p in images],
+                                  "pairs": [(p.name, p.source, p.target, p.source_keypoints.tolist(),
+                                             p.target_keypoints.tolist(), p.target_bbox) for p in pairs]})
+    ds = PairImages(name, split, images, sizes, pairs, fingerprint)
+    ds.cache_fingerprint = fingerprint_of({"fingerprint": fingerprint,
+                                           "mtimes": [Path(p).stat().st_mtime_ns for p in images]})
+    return ds
+
+
+def build_spair(cfg: dict[str, Any], data_root: str | None) -> dict[str, PairImages]:
+    """SPair-71k pairs of ``dataset.split`` (trn, val or test; default test) as split ``test``."""
+    root = Path(data_root or cfg.get("root") or "")
+    split = cfg.get("split", "test")
+    folder = root / "PairAnnotation" / split
+    if not data_root and not cfg.get("root") or not folder.is_dir() or not (root / "JPEGImages").is_dir():
+        raise DataError(f"{folder}: SPair-71k pair annotations missing; --data-root must be the SPair-71k folder "
+                        f"(JPEGImages/, PairAnnotation/{{trn,val,test}}/)")
+    files = sorted(folder.glob("*.json"))
+    categories = set(cfg.get("categories") or [])
+    entries = []
+    for path in files:
+        try:
+            record = json.loads(path.read_text())
+            category = record["category"]
+            if categories and category not in categories:
+                continue
+            entries.append({"name": path.stem, "category": category,
+                            "source": str(root / "JPEGImages" / category / record["src_imname"]),
+                            "target": str(root / "JPEGImages" / category / record["trg_imname"]),
+                            "source_keypoints": record["src_kps"], "target_keypoints": record["trg_kps"],
+                            "target_bbox": record["trg_bndbox"]})
+        except (ValueError, KeyError, TypeError) as exc:
+            raise DataError(f"{path}: not a SPair-71k pair annotation ({type(exc).__name__}: {exc})") from exc
+    limit = cfg.get("max_pairs")
+    return {"test": _assemble("spair", split, entries[:limit] if limit else entries, str(folder))}
+
+
+def build_pairs(cfg: dict[str, Any], data_root: str | None) -> dict[str, PairImages]:
+    """The generic layout: ``<root>/pairs.json`` (file name: ``dataset.file``) as split ``test``."""
+    root = Path(data_root or cfg.get("root") or "")
+    path = root / cfg.get("file", "pairs.json")
+    if not (data_root or cfg.get("root")) or not path.is_file():
+        raise DataError(f"{path}: pairs file missing; --data-root must hold pairs.json "
+                        f'({{"pairs": [{{"source", "target", "source_keypoints", "target_keypoints"}}]}})')
+    try:
+        pairs = json.loads(path.read_text())["pairs"]
+        entries = [{**p, "source": str(root / p["source"]), "target": str(root / p["target"])} for p in pairs]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"{path}: not a pairs file ({type(exc).__name__}: {exc}); expected "
+                        f'{{"pairs": [{{"source", "target", "source_keypoints", "target_keypoints"}}]}}') from exc
+    return {"test": _assemble("pairs", "test", entries, str(path))}

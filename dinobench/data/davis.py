@@ -1,0 +1,94 @@
+"""DAVIS-2017 semi-supervised video object segmentation: ``JPEGImages/<res>/<seq>/*.jpg``,
+``Annotations/<res>/<seq>/*.png`` (palette PNGs of object ids, 0 = background, 255 = void) and
+``ImageSets/<year>/<split>.txt`` (one sequence per line); ``--data-root`` is the folder holding them.
+
+An item is a whole sequence (:class:`Sequence`: its frame and annotation files); the tracking protocol
+encodes its frames (cached per sequence) and propagates the first frame's annotation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset
+
+from dinobench.data.base import fingerprint_of
+from dinobench.errors import DataError
+
+
+@dataclass(frozen=True)
+class Sequence:
+    """One video: its name, frame files and annotation files (same stems, in order)."""
+
+    name: str
+    frames: tuple[str, ...]
+    annotations: tuple[str, ...]
+    fingerprint: str
+
+
+def load_ids(path: str | Path) -> np.ndarray:
+    """Object ids ``[H, W]`` (uint8) of a palette (or grey) annotation PNG."""
+    try:
+        with Image.open(path) as img:
+            if img.mode not in ("P", "L"):
+                raise DataError(f"{path}: annotation is {img.mode}; DAVIS annotations are palette PNGs of object ids")
+            return np.asarray(img, dtype=np.uint8).copy()
+    except (UnidentifiedImageError, OSError) as exc:
+        raise DataError(f"{path}: cannot read annotation ({exc}); fix or remove the file") from exc
+
+
+class DavisSequences(Dataset):
+    """The sequences of one DAVIS split."""
+
+    def __init__(self, name: str, split: str, sequences: list[Sequence]) -> None:
+        self.name, self.split, self.sequences = name, split, sequences
+        self.fingerprint = fingerprint_of([s.fingerprint for s in sequences])
+
+    def __len__(self) -> int:
+        return len(self.sequences)
+
+    def __getitem__(self, index: int) -> Sequence:
+        return self.sequences[index]
+
+    def describe(self) -> dict[str, Any]:
+        """What the record stores about this split."""
+        return {"split": self.split, "sequences": len(self), "frames": sum(len(s.frames) for s in self.sequences),
+                "fingerprint": self.fingerprint}
+
+
+def build_davis2017(cfg: dict[str, Any], data_root: str | None) -> dict[str, DavisSequences]:
+    """The ``val`` split (``dataset.split``, ``dataset.year``, ``dataset.resolution`` configurable)."""
+    expected = "the folder holding JPEGImages/, Annotations/ and ImageSets/"
+    root = data_root or cfg.get("root")
+    if not root or not Path(root).expanduser().is_dir():
+        raise DataError(f"dataset 'davis2017': pass --data-root pointing at {expected}"
+                        + (f" ({root} does not exist)" if root else ""))
+    root = Path(root).expanduser()
+    resolution, year, split = cfg.get("resolution", "480p"), str(cfg.get("year", 2017)), cfg.get("split", "val")
+    listing = root / "ImageSets" / year / f"{split}.txt"
+    if not listing.is_file():
+        raise DataError(f"{listing}: sequence list missing; --data-root must be {expected}")
+    names = [line.strip() for line in listing.read_text().splitlines() if line.strip()]
+    if cfg.get("sequences"):
+        names = [n for n in names if n in set(cfg["sequences"])]
+    if not names:
+        raise DataError(f"{listing}: lists no sequences")
+    sequences = []
+    for name in names:
+        frame_dir, ann_dir = root / "JPEGImages" / resolution / name, root / "Annotations" / resolution / name
+        if not frame_dir.is_dir() or not ann_dir.is_dir():
+            raise DataError(f"{frame_dir if not frame_dir.is_dir() else ann_dir}: sequence {name!r} of {listing.name} "
+                            f"is missing")
+        frames = sorted(p for p in frame_dir.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+        annotations = [ann_dir / f"{p.stem}.png" for p in frames]
+        missing = [a.name for a in annotations if not a.is_file()]
+        if not frames or missing:
+            raise DataError(f"{ann_dir}: {len(missing)} of {len(frames)} frames have no annotation (first: "
+                            f"{missing[:1]})" if frames else f"{frame_dir}: no frames")
+        fingerprint = fingerprint_of({"name": name, "files": [(p.name, p.stat().st_size) for p in frames + annotations]})
+        sequences.append(Sequence(name, tuple(map(str, frames)), tuple(map(str, annotations)), fingerprint))
+    return {"val": DavisSequences("davis2017", split, sequences)}
