@@ -37,6 +37,7 @@ BUILTIN_PLUGINS = (
     "dinobench.plugins.visualize",
     "dinobench.plugins.tracking",
     "dinobench.plugins.correspondence",
+    "dinobench.plugins.discovery",
     "dinobench.plugins.logreg",
     "dinobench.plugins.linear",
     "dinobench.plugins.tasks",

@@ -259,6 +259,8 @@ WRITERS: dict[str, tuple[Callable[..., Path], int | tuple[int, int]]] = {
     "davis2017": (_lazy("write_synthetic_davis"), (64, 96)),
     "pairs": (_lazy("write_synthetic_pairs", layout="pairs"), (48, 64)),
     "spair": (_lazy("write_synthetic_pairs", layout="spair"), (48, 64)),
+    "voc": (_lazy("write_synthetic_discovery", layout="voc"), (64, 80)),
+    "coco20k": (_lazy("write_synthetic_discovery", layout="coco20k"), (64, 80)),
     "coco": (_write_coco, (64, 96)),
     "ade20k": (write_synthetic_ade20k, 64),
     "nyu": (write_synthetic_nyu, (48, 64)),

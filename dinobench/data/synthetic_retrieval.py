@@ -164,3 +164,44 @@ def write_synthetic_pairs(root: str | Path, n_train: int = 0, n_val: int = 6, si
             e["source"], e["target"] = f"images/{e['source']}", f"images/{e['target']}"
         (root / "pairs.json").write_text(json.dumps({"pairs": entries}, indent=1))
     return root
+
+
+def write_synthetic_discovery(root: str | Path, n_train: int = 8, n_val: int = 0, size: int | tuple[int, int] = (64, 80),
+                              seed: int = 0, layout: str = "voc") -> Path:
+    """``n_train`` images with one textured object on clutter and its exact box (``n_val`` unused), in the
+    Pascal VOC layout (``layout="voc"``: JPEGImages/, Annotations/*.xml with 1-based inclusive boxes,
+    ImageSets/Main/trainval.txt) or as COCO20k (``"coco20k"``: annotations/instances_train2014.json, train2014/,
+    coco_20k_filenames.txt); return the ``--data-root``."""
+    h, w = _size_hw(size)
+    root = Path(root)
+    image_dir = root / ("JPEGImages" if layout == "voc" else "train2014")
+    image_dir.mkdir(parents=True, exist_ok=True)
+    names, images, annotations = [], [], []
+    for i in range(n_train):
+        rng = _rng(seed, "train", i, 27)
+        image, mask = _object_scene(h, w, int(rng.integers(1, 7)), rng, 0.55)
+        x1, y1, x2, y2 = _bbox(mask)
+        name = f"{2008 + i % 3}_{i:06d}" if layout == "voc" else f"COCO_train2014_{i:012d}.jpg"
+        if layout == "voc":
+            Image.fromarray(image).save(image_dir / f"{name}.jpg", quality=95)
+            (root / "Annotations").mkdir(parents=True, exist_ok=True)
+            (root / "Annotations" / f"{name}.xml").write_text(
+                f"<annotation><filename>{name}.jpg</filename><size><width>{w}</width><height>{h}</height>"
+                f"<depth>3</depth></size><object><name>thing</name><difficult>0</difficult><bndbox>"
+                f"<xmin>{int(x1) + 1}</xmin><ymin>{int(y1) + 1}</ymin><xmax>{int(x2)}</xmax><ymax>{int(y2)}</ymax>"
+                f"</bndbox></object></annotation>")
+        else:
+            Image.fromarray(image).save(image_dir / name, quality=95)
+            images.append({"id": i + 1, "file_name": name, "width": w, "height": h})
+            annotations.append({"id": i + 1, "image_id": i + 1, "category_id": 1, "iscrowd": 0, "area": float(mask.sum()),
+                                "bbox": [x1, y1, x2 - x1, y2 - y1]})
+        names.append(name)
+    if layout == "voc":
+        (root / "ImageSets" / "Main").mkdir(parents=True, exist_ok=True)
+        (root / "ImageSets" / "Main" / "trainval.txt").write_text("\n".join(names) + "\n")
+    else:
+        (root / "annotations").mkdir(parents=True, exist_ok=True)
+        (root / "annotations" / "instances_train2014.json").write_text(json.dumps(
+            {"images": images, "annotations": annotations, "categories": [{"id": 1, "name": "thing"}]}))
+        (root / "coco_20k_filenames.txt").write_text("".join(f"train2014/{n}\n" for n in names))
+    return root

@@ -37,8 +37,6 @@ class _RestrictedUnpickler(pickle.Unpickler):
             raise DataError(f"{self.source}: refused to unpickle global {module}.{name} (a ground-truth file may "
                             f"hold only plain containers and numpy arrays); the file is not a genuine one - "
                             f"download it again")
-        if module.startswith("numpy"):
-            import numpy  # noqa: F401 - make sure numpy's pickling support is importable
         return super().find_class(module, name)
 
     def persistent_load(self, pid: Any) -> Any:

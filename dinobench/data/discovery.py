@@ -1,0 +1,161 @@
+"""Unsupervised object discovery datasets: Pascal VOC07 / VOC12 trainval and COCO20k, with every object's box.
+
+- VOC (``--data-root`` = the ``VOC2007`` / ``VOC2012`` folder): ``JPEGImages/<id>.jpg``,
+  ``Annotations/<id>.xml`` (``object/bndbox`` xmin ymin xmax ymax, 1-based inclusive pixels as VOC writes
+  them -> 0-based ``[x1, y1, x2, y2)``), ``ImageSets/Main/trainval.txt``;
+- COCO20k (``--data-root`` = the COCO folder): ``annotations/instances_train2014.json`` + ``train2014/``
+  and LOST's list of the 19,817 images, ``coco_20k_filenames.txt`` (file names, one per line; without it every
+  image of the json with a non-crowd box); crowd boxes are left out, as LOST does.
+
+Items ``(image, index)``; ``boxes[index]`` ``[T, 4]`` float XYXY pixels and ``sizes[index]`` ``(width, height)``
+are the ground truth. The eval transform resizes to ``transform.size`` square (boxes are scored in the
+original pixels).
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from torch.utils.data import Dataset
+
+from dinobench.data.base import fingerprint_of, load_rgb
+from dinobench.data.correspondence import SquareTransform
+from dinobench.errors import ConfigError, DataError
+
+
+class DiscoveryImages(Dataset):
+    """Images with all their object boxes (see the module docstring)."""
+
+    def __init__(self, name: str, split: str, images: list[str], boxes: list[np.ndarray],
+                 sizes: list[tuple[int, int]], fingerprint: str) -> None:
+        self.name, self.split, self.images, self.boxes, self.sizes = name, split, images, boxes, sizes
+        self.fingerprint = fingerprint
+        self.transform: Any = None
+
+    def eval_transform(self, transform_cfg: dict[str, Any], mean: Sequence[float], std: Sequence[float],
+                       backbone: Any) -> SquareTransform:
+        """Square resize to ``transform.size``."""
+        size = transform_cfg.get("size")
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ConfigError(f"transform.size={size!r}: discovery tasks resize images to a square, e.g. "
+                              f"transform.size=448")
+        return SquareTransform(size, mean, std)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[Any, int]:
+        image = load_rgb(self.images[index])
+        return (self.transform(image) if self.transform else image), index
+
+    def image(self, index: int) -> Any:
+        """The original image ``index`` (figures)."""
+        return load_rgb(self.images[index])
+
+    def describe(self) -> dict[str, Any]:
+        """What the record stores about this split."""
+        return {"split": self.split, "images": len(self), "boxes": int(sum(len(b) for b in self.boxes)),
+                "fingerprint": self.fingerprint}
+
+
+def _voc_boxes(path: Path, remove_difficult: bool) -> tuple[np.ndarray, tuple[int, int]]:
+    try:
+        root = ET.parse(path).getroot()
+        size = root.find("size")
+        width, height = int(size.findtext("width")), int(size.findtext("height"))  # type: ignore[union-attr]
+        boxes = []
+        for obj in root.iter("object"):
+            if remove_difficult and obj.findtext("difficult", "0").strip() == "1":
+                continue
+            box = obj.find("bndbox")
+            x1, y1, x2, y2 = (float(box.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax"))  # type: ignore[union-attr,arg-type]
+            boxes.append([x1 - 1, y1 - 1, x2, y2])
+    except (ET.ParseError, AttributeError, TypeError, ValueError) as exc:
+        raise DataError(f"{path}: not a Pascal VOC annotation ({type(exc).__name__}: {exc})") from exc
+    return np.asarray(boxes, dtype=np.float64).reshape(-1, 4), (width, height)
+
+
+def build_voc(cfg: dict[str, Any], data_root: str | None, name: str) -> dict[str, DiscoveryImages]:
+    """``trainval`` (``dataset.split``) of a VOC folder as split ``trainval``."""
+    root = Path(data_root or cfg.get("root") or "")
+    split = cfg.get("split", "trainval")
+    listing = root / "ImageSets" / "Main" / f"{split}.txt"
+    if not (data_root or cfg.get("root")) or not listing.is_file():
+        raise DataError(f"{listing}: image list missing; --data-root must be the {name.upper()} folder "
+                        f"(JPEGImages/, Annotations/, ImageSets/Main/{split}.txt)")
+    ids = [line.split()[0] for line in listing.read_text().splitlines() if line.strip()]
+    images, boxes, sizes = [], [], []
+    for image_id in ids:
+        path, xml = root / "JPEGImages" / f"{image_id}.jpg", root / "Annotations" / f"{image_id}.xml"
+        if not path.is_file() or not xml.is_file():
+            raise DataError(f"{path if not path.is_file() else xml}: listed in {listing.name} but missing")
+        image_boxes, size = _voc_boxes(xml, bool(cfg.get("remove_difficult", False)))
+        images.append(str(path))
+        boxes.append(image_boxes)
+        sizes.append(size)
+    limit = cfg.get("max_images")
+    if limit:
+        images, boxes, sizes = images[:limit], boxes[:limit], sizes[:limit]
+    fingerprint = fingerprint_of({"images": [(Path(p).name, Path(p).stat().st_size) for p in images],
+                                  "boxes": [b.tolist() for b in boxes]})
+    ds = DiscoveryImages(name, split, images, boxes, sizes, fingerprint)
+    ds.cache_fingerprint = fingerprint_of({"fingerprint": fingerprint,
+                                           "mtimes": [Path(p).stat().st_mtime_ns for p in images]})
+    return {"trainval": ds}
+
+
+def build_voc07(cfg: dict[str, Any], data_root: str | None) -> dict[str, DiscoveryImages]:
+    """Pascal VOC 2007 trainval (5,011 images)."""
+    return build_voc(cfg, data_root, "voc2007")
+
+
+def build_voc12(cfg: dict[str, Any], data_root: str | None) -> dict[str, DiscoveryImages]:
+    """Pascal VOC 2012 trainval (11,540 images)."""
+    return build_voc(cfg, data_root, "voc2012")
+
+
+def build_coco20k(cfg: dict[str, Any], data_root: str | None) -> dict[str, DiscoveryImages]:
+    """COCO20k (LOST's subset of COCO 2014 train) as split ``trainval``."""
+    from dinobench.data.detection import load_coco
+
+    root = Path(data_root or cfg.get("root") or "")
+    annotations = root / "annotations" / cfg.get("annotations", "instances_train2014.json")
+    image_dir = root / cfg.get("image_dir", "train2014")
+    if not (data_root or cfg.get("root")) or not annotations.is_file() or not image_dir.is_dir():
+        raise DataError(f"{annotations}: COCO annotations missing; --data-root must hold annotations/"
+                        f"instances_train2014.json and train2014/ (and coco_20k_filenames.txt)")
+    coco = load_coco(annotations)
+    list_file = root / cfg.get("list_file", "coco_20k_filenames.txt")
+    by_name = {info["file_name"]: image_id for image_id, info in coco.imgs.items()}
+    if list_file.is_file():
+        names = [Path(line.strip()).name for line in list_file.read_text().splitlines() if line.strip()]
+        unknown = [n for n in names if n not in by_name]
+        if unknown:
+            raise DataError(f"{list_file}: {len(unknown)} listed images are not in {annotations.name} (first: {unknown[0]})")
+    else:
+        names = sorted(by_name)
+    images, boxes, sizes = [], [], []
+    for file_name in names:
+        image_id = by_name[file_name]
+        anns = [a for a in coco.imgToAnns.get(image_id, []) if not a.get("iscrowd", 0)]
+        if not anns:
+            continue
+        path = image_dir / file_name
+        if not path.is_file():
+            raise DataError(f"{path}: image of {annotations.name} is missing")
+        images.append(str(path))
+        boxes.append(np.asarray([[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]]
+                                 for a in anns], dtype=np.float64))
+        info = coco.imgs[image_id]
+        sizes.append((int(info["width"]), int(info["height"])))
+    if not images:
+        raise DataError(f"{annotations}: no image with a non-crowd box")
+    fingerprint = fingerprint_of({"images": [(Path(p).name, Path(p).stat().st_size) for p in images],
+                                  "boxes": [b.tolist() for b in boxes]})
+    ds = DiscoveryImages("coco20k", "trainval", images, boxes, sizes, fingerprint)
+    ds.cache_fingerprint = fingerprint_of({"fingerprint": fingerprint,
+                                           "mtimes": [Path(p).stat().st_mtime_ns for p in images]})
+    return {"trainval": ds}

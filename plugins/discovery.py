@@ -1,0 +1,24 @@
+"""Registers unsupervised object discovery (:mod:`dinobench.protocols.discovery`) and its datasets
+(:mod:`dinobench.data.discovery`)."""
+
+from dinobench.hookspecs import hookimpl
+from dinobench.registry import DatasetRegistry, ProtocolRegistry
+
+
+@hookimpl
+def dinobench_register_protocols(registry: ProtocolRegistry) -> None:
+    """TokenCut and LOST."""
+    registry.add("discovery", "dinobench.protocols.discovery:DiscoveryProtocol",
+                 description="unsupervised object discovery: TokenCut (normalised cut) and LOST (seed + expansion) "
+                             "on patch features, CorLoc")
+
+
+@hookimpl
+def dinobench_register_datasets(registry: DatasetRegistry) -> None:
+    """Pascal VOC 2007 / 2012 trainval and COCO20k."""
+    registry.add("voc07", "dinobench.data.discovery:build_voc07",
+                 description="Pascal VOC 2007: --data-root <VOC2007> (JPEGImages/, Annotations/, ImageSets/Main/)")
+    registry.add("voc12", "dinobench.data.discovery:build_voc12",
+                 description="Pascal VOC 2012: --data-root <VOC2012> (JPEGImages/, Annotations/, ImageSets/Main/)")
+    registry.add("coco20k", "dinobench.data.discovery:build_coco20k",
+                 description="COCO20k: annotations/instances_train2014.json + train2014/ + coco_20k_filenames.txt")
