@@ -60,7 +60,7 @@ def test_pck_and_recall_equal_a_hand_computation_on_the_same_predictions(run_cli
     # the same predictions, from features computed here, scored by hand
     import dinobench
     from dinobench.backbones.contract import backbone_normalisation
-    from dinobench.data.correspondence import SquareTransform
+    from dinobench.data.square import SquareTransform
     from dinobench.features.kinds import patch_tokens
     from dinobench.protocols.correspondence import feature_map
 

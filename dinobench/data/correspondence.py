@@ -21,16 +21,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
-import torch
 from PIL import Image
-from torch.utils.data import Dataset
-from torchvision.transforms import functional as TF
 
-from dinobench.data.base import fingerprint_of, load_rgb
-from dinobench.errors import ConfigError, DataError
+from dinobench.data.base import fingerprint_of
+from dinobench.data.square import SquareImages
+from dinobench.errors import DataError
 
 
 @dataclass(frozen=True)
@@ -46,45 +44,13 @@ class Pair:
     name: str
 
 
-class SquareTransform:
-    """Resize to ``size x size`` (bicubic), to tensor, normalise."""
-
-    def __init__(self, size: int, mean: Sequence[float], std: Sequence[float]) -> None:
-        self.size, self.mean, self.std = int(size), list(mean), list(std)
-
-    def __call__(self, image: Image.Image) -> torch.Tensor:
-        resized = TF.resize(image, [self.size, self.size], interpolation=TF.InterpolationMode.BICUBIC, antialias=True)
-        return TF.normalize(TF.to_tensor(resized), self.mean, self.std)
-
-
-class PairImages(Dataset):
-    """The distinct images of a split of pairs; items ``(image, index)``."""
+class PairImages(SquareImages):
+    """The distinct images of a split of pairs; items ``(image, index)``; ``pairs`` the annotations."""
 
     def __init__(self, name: str, split: str, images: list[str], sizes: list[tuple[int, int]], pairs: list[Pair],
                  fingerprint: str) -> None:
-        self.name, self.split, self.images, self.sizes, self.pairs = name, split, images, sizes, pairs
-        self.fingerprint = fingerprint
-        self.transform: Any = None
-
-    def eval_transform(self, transform_cfg: dict[str, Any], mean: Sequence[float], std: Sequence[float],
-                       backbone: Any) -> SquareTransform:
-        """Square resize to ``transform.size``."""
-        size = transform_cfg.get("size")
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise ConfigError(f"transform.size={size!r}: correspondence tasks resize images to a square, e.g. "
-                              f"transform.size=448")
-        return SquareTransform(size, mean, std)
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, index: int) -> tuple[Any, int]:
-        image = load_rgb(self.images[index])
-        return (self.transform(image) if self.transform else image), index
-
-    def image(self, index: int) -> Image.Image:
-        """The original image ``index`` (figures)."""
-        return load_rgb(self.images[index])
+        super().__init__(name, split, images, sizes, fingerprint)
+        self.pairs = pairs
 
     def describe(self) -> dict[str, Any]:
         """What the record stores about this split."""

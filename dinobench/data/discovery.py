@@ -16,44 +16,22 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
-from torch.utils.data import Dataset
 
-from dinobench.data.base import fingerprint_of, load_rgb
-from dinobench.data.correspondence import SquareTransform
-from dinobench.errors import ConfigError, DataError
+from dinobench.data.base import fingerprint_of
+from dinobench.data.square import SquareImages
+from dinobench.errors import DataError
 
 
-class DiscoveryImages(Dataset):
+class DiscoveryImages(SquareImages):
     """Images with all their object boxes (see the module docstring)."""
 
     def __init__(self, name: str, split: str, images: list[str], boxes: list[np.ndarray],
                  sizes: list[tuple[int, int]], fingerprint: str) -> None:
-        self.name, self.split, self.images, self.boxes, self.sizes = name, split, images, boxes, sizes
-        self.fingerprint = fingerprint
-        self.transform: Any = None
-
-    def eval_transform(self, transform_cfg: dict[str, Any], mean: Sequence[float], std: Sequence[float],
-                       backbone: Any) -> SquareTransform:
-        """Square resize to ``transform.size``."""
-        size = transform_cfg.get("size")
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise ConfigError(f"transform.size={size!r}: discovery tasks resize images to a square, e.g. "
-                              f"transform.size=448")
-        return SquareTransform(size, mean, std)
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, index: int) -> tuple[Any, int]:
-        image = load_rgb(self.images[index])
-        return (self.transform(image) if self.transform else image), index
-
-    def image(self, index: int) -> Any:
-        """The original image ``index`` (figures)."""
-        return load_rgb(self.images[index])
+        super().__init__(name, split, images, sizes, fingerprint)
+        self.boxes = boxes
 
     def describe(self) -> dict[str, Any]:
         """What the record stores about this split."""

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from dinobench.data.base import ClassificationDataset, fingerprint_of
+from dinobench.data.dense import _root
 from dinobench.data.folder import IMAGE_EXTENSIONS
 from dinobench.errors import DataError
 from dinobench.utils.safe_pickle import restricted_load
@@ -46,16 +47,6 @@ class RetrievalImages(ClassificationDataset):
 
     def describe(self) -> dict[str, Any]:  # noqa: D102
         return {**super().describe(), "cropped_to_boxes": self.boxes is not None}
-
-
-def _root(cfg: dict[str, Any], data_root: str | None, name: str, expected: str) -> Path:
-    root = data_root or cfg.get("root")
-    if not root:
-        raise DataError(f"dataset {name!r} needs a data root; pass --data-root DIR ({expected})")
-    root = Path(root).expanduser()
-    if not root.is_dir():
-        raise DataError(f"{root}: data root does not exist; pass --data-root pointing at {expected}")
-    return root
 
 
 def _check_gnd(gnd_path: Path, data: Any) -> tuple[list[str], list[str], list[dict[str, Any]]]:

@@ -1,0 +1,57 @@
+"""Datasets of whole images resized to one square size (``transform.size``): keypoint pairs, object discovery.
+
+:class:`SquareImages` holds the image files; its eval transform (set by the runner from the task's
+``transform.size``) resizes every image to ``size x size`` (bicubic) so that all feature maps share one grid and
+are cached together; predictions are mapped back to the original pixels by the protocol (``sizes``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+from torchvision.transforms import functional as TF
+
+from dinobench.data.base import load_rgb
+from dinobench.errors import ConfigError
+
+
+class SquareTransform:
+    """Resize to ``size x size`` (bicubic), to tensor, normalise."""
+
+    def __init__(self, size: int, mean: Sequence[float], std: Sequence[float]) -> None:
+        self.size, self.mean, self.std = int(size), list(mean), list(std)
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        resized = TF.resize(image, [self.size, self.size], interpolation=TF.InterpolationMode.BICUBIC, antialias=True)
+        return TF.normalize(TF.to_tensor(resized), self.mean, self.std)
+
+
+class SquareImages(Dataset):
+    """Image files with their original ``sizes`` ``(width, height)``; items ``(image, index)``."""
+
+    def __init__(self, name: str, split: str, images: list[str], sizes: list[tuple[int, int]],
+                 fingerprint: str) -> None:
+        self.name, self.split, self.images, self.sizes, self.fingerprint = name, split, images, sizes, fingerprint
+        self.transform: Any = None
+
+    def eval_transform(self, transform_cfg: dict[str, Any], mean: Sequence[float], std: Sequence[float],
+                       backbone: Any) -> SquareTransform:
+        """Square resize to ``transform.size``."""
+        size = transform_cfg.get("size")
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ConfigError(f"transform.size={size!r}: this task resizes images to a square, e.g. transform.size=448")
+        return SquareTransform(size, mean, std)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[Any, int]:
+        image = load_rgb(self.images[index])
+        return (self.transform(image) if self.transform else image), index
+
+    def image(self, index: int) -> Image.Image:
+        """The original image ``index`` (figures)."""
+        return load_rgb(self.images[index])
