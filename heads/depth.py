@@ -3,7 +3,8 @@
 Official NYU linear recipe (``dinov3/eval/depth``): last layer, backbone norm, BatchNorm, no class
 token, a 1x1 conv to 256 bins; depth = sum_k w_k * c_k with bin centres ``c`` linearly (or
 log-) spaced in ``[min_depth, max_depth]`` and weights ``w = (relu(x) + 0.1) / sum`` (the official
-default "linear" normalisation; "softmax" and "sigmoid" are the alternatives). One output
+default "linear" normalisation; "softmax" and "sigmoid" are the alternatives; "chmv2_mixlog" is the
+released CHMv2 head's mixed-log bins and normalisation, equal to the official functions: max abs diff 0.0). One output
 channel means plain regression: ``relu(x) + min_depth``.
 """
 
@@ -18,18 +19,39 @@ from torch import Tensor, nn
 from dinobench.errors import ConfigError
 from dinobench.heads.linear_seg import LayerFeatures, concat_layers
 
-BINS_STRATEGIES = ("linear", "log")
-NORM_STRATEGIES = ("linear", "softmax", "sigmoid")
+BINS_STRATEGIES = ("linear", "log", "chmv2_mixlog")
+NORM_STRATEGIES = ("linear", "softmax", "sigmoid", "chmv2_mixlog")
+#: the CHMv2 head predicts heights / 8: its bins span [min, max / 8] and its outputs are multiplied back by 8
+CHMV2_SCALE = 8.0
 
 
 def depth_bins(min_depth: float, max_depth: float, n_bins: int, strategy: str = "linear",
                device: torch.device | str | None = None) -> Tensor:
-    """Bin centres ``[n_bins]``: linearly or log-uniformly spaced over ``[min_depth, max_depth]``."""
+    """Bin centres ``[n_bins]``: linearly or log-uniformly spaced over ``[min_depth, max_depth]``, or CHMv2's mix
+    (``chmv2_mixlog``: over ``[min, max / 8]``, weight ``t`` from 1 to 0 on the log spacing, ``1 - t`` on the linear)."""
     if strategy == "linear":
         return torch.linspace(min_depth, max_depth, n_bins, device=device)
     if strategy == "log":
         return torch.exp(torch.linspace(math.log(min_depth), math.log(max_depth), n_bins, device=device))
+    if strategy == "chmv2_mixlog":
+        top = max_depth / CHMV2_SCALE
+        linear = torch.linspace(min_depth, top, n_bins, device=device)
+        log = torch.exp(torch.linspace(math.log(min_depth), math.log(top), n_bins, device=device))
+        t = torch.linspace(1.0, 0.0, n_bins, device=device)
+        return t * log + (1.0 - t) * linear
     raise ConfigError(f"protocol.head.bins_strategy: {strategy!r} is not one of {', '.join(BINS_STRATEGIES)}")
+
+
+def chmv2_mixlog_depth(logits: Tensor, bins: Tensor, max_shift: float = 1e-4, shift_eps: float = 1e-8,
+                       eps: float = 1e-12) -> Tensor:
+    """CHMv2's bins -> height ``[B, 1, h, w]``: ``relu`` logits shifted up by ``min(max(-min, 0), 1e-4) + 1e-8``,
+    normalised to sum 1 (the denominator made finite and >= eps), the bins (>= eps) weighted, clamped to >= eps,
+    times 8 (the head's scale)."""
+    y = torch.relu(logits)
+    y = y + (-y.amin(dim=1, keepdim=True)).clamp(0.0, max_shift) + shift_eps
+    denominator = torch.nan_to_num(y.sum(dim=1, keepdim=True), nan=1.0, posinf=1.0, neginf=1.0).clamp_min(eps)
+    depth = (y / denominator * bins.view(1, -1, 1, 1).clamp_min(eps)).sum(dim=1, keepdim=True).clamp_min(eps)
+    return depth * CHMV2_SCALE
 
 
 class BinsToDepth(nn.Module):
@@ -53,6 +75,9 @@ class BinsToDepth(nn.Module):
         if n_bins == 1:
             return torch.relu(x) + self.min_depth
         x = x.float()
+        bins = depth_bins(self.min_depth, self.max_depth, n_bins, self.bins_strategy, device=x.device)
+        if self.norm_strategy == "chmv2_mixlog":
+            return chmv2_mixlog_depth(x, bins)
         if self.norm_strategy == "linear":
             weights = torch.relu(x) + 0.1
             weights = weights / weights.sum(dim=1, keepdim=True)
@@ -61,7 +86,6 @@ class BinsToDepth(nn.Module):
         else:
             weights = torch.sigmoid(x)
             weights = weights / weights.sum(dim=1, keepdim=True)
-        bins = depth_bins(self.min_depth, self.max_depth, n_bins, self.bins_strategy, device=x.device)
         return torch.einsum("bkhw,k->bhw", weights, bins).unsqueeze(1)
 
 
