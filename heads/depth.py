@@ -90,7 +90,8 @@ class BinsToDepth(nn.Module):
 
 
 class LinearDepthHead(nn.Module):
-    """``[layers (+cls)] -> BatchNorm2d -> Conv1x1 (n_bins)`` -> :class:`BinsToDepth`."""
+    """``[layers (+cls)] -> BatchNorm2d -> Conv1x1 (n_bins)`` -> :class:`BinsToDepth`; ``state_dict()`` keys are the
+    official ``LinearHead``'s (``batchnorm_layer``, ``conv_depth``)."""
 
     def __init__(self, in_channels: int | Sequence[int], n_bins: int = 256, min_depth: float = 1e-3,
                  max_depth: float = 10.0, use_batchnorm: bool = True, use_cls_token: bool = False,
@@ -99,15 +100,19 @@ class LinearDepthHead(nn.Module):
         in_channels = [in_channels] if isinstance(in_channels, int) else list(in_channels)
         self.in_channels, self.use_cls_token = in_channels, use_cls_token
         channels = sum(in_channels) * (2 if use_cls_token else 1)
-        self.batchnorm = nn.BatchNorm2d(channels) if use_batchnorm else nn.Identity()
-        self.conv = nn.Conv2d(channels, n_bins, kernel_size=1)
-        nn.init.normal_(self.conv.weight, mean=0.0, std=0.01)
-        nn.init.zeros_(self.conv.bias)
+        self.batchnorm_layer = nn.BatchNorm2d(channels) if use_batchnorm else nn.Identity()
+        self.conv_depth = nn.Conv2d(channels, n_bins, kernel_size=1)
+        nn.init.normal_(self.conv_depth.weight, mean=0.0, std=0.01)
+        nn.init.zeros_(self.conv_depth.bias)
         self.to_depth = BinsToDepth(min_depth, max_depth, bins_strategy, norm_strategy)
+
+    def logits(self, features: LayerFeatures) -> Tensor:
+        """Bin logits ``[B, n_bins, h, w]`` on the patch grid (what the official decoder returns)."""
+        return self.conv_depth(self.batchnorm_layer(concat_layers(features, self.use_cls_token)))
 
     def forward(self, features: LayerFeatures) -> Tensor:
         """Depth ``[B, 1, h, w]`` on the patch grid."""
-        return self.to_depth(self.conv(self.batchnorm(concat_layers(features, self.use_cls_token))))
+        return self.to_depth(self.logits(features))
 
 
 class SigLoss(nn.Module):

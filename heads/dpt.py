@@ -13,8 +13,11 @@
    3x3 conv to ``n_hidden_channels``, ReLU, 1x1 conv to ``n_bins``; bins -> depth as in the
    linear head. The output is 16x the patch grid (the input size for patch-16 backbones).
 
-Convolutions with a ReLU around them start from Kaiming-normal (fan-out) weights, as the
-official ConvModule does. Channel widths are arguments so tests run a tiny DPT on CPU.
+Module names are the official ``DPTHead``'s (``reassemble_blocks``, ``convs``, ``fusion_blocks``, ``project``,
+``conv_depth``; convolutions wrapped as ``.conv`` like ``ConvModule``), so the released depth heads load with
+``strict=True``; ``projection_after_fusion=False`` (CHMv2) drops ``project``. Convolutions of ``ConvModule`` start
+from Kaiming-normal (fan-out) weights, as its ``init_weights`` does. Channel widths are arguments so tests run a
+tiny DPT on CPU.
 """
 
 from __future__ import annotations
@@ -31,24 +34,27 @@ from dinobench.heads.linear_seg import LayerFeatures
 READOUT_TYPES = ("ignore", "add", "project")
 
 
-def _kaiming_conv(conv: nn.Conv2d) -> nn.Conv2d:
-    nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
-    if conv.bias is not None:
-        nn.init.zeros_(conv.bias)
-    return conv
+class ConvUnit(nn.Module):
+    """A convolution registered as ``conv`` (the key the official ``ConvModule`` gives it), Kaiming-normal
+    (fan-out) initialised as ``ConvModule.init_weights`` does, with an optional ReLU ``before`` or ``after`` it."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel_size: int, *, padding: int = 0, bias: bool = True,
+                 relu: str | None = None) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_ch, out_ch, kernel_size, padding=padding, bias=bias)
+        nn.init.kaiming_normal_(self.conv.weight, mode="fan_out", nonlinearity="relu")
+        if self.conv.bias is not None:
+            nn.init.zeros_(self.conv.bias)
+        self.relu = relu
+
+    def forward(self, x: Tensor) -> Tensor:  # noqa: D102
+        if self.relu == "before":
+            x = torch.relu(x)
+        x = self.conv(x)
+        return torch.relu(x) if self.relu == "after" else x
 
 
-def conv3x3(in_ch: int, out_ch: int, bias: bool = True, stride: int = 1) -> nn.Conv2d:
-    """A Kaiming-initialised 3x3 convolution with padding 1."""
-    return _kaiming_conv(nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1, bias=bias))
-
-
-def conv1x1(in_ch: int, out_ch: int, bias: bool = True) -> nn.Conv2d:
-    """A Kaiming-initialised 1x1 convolution."""
-    return _kaiming_conv(nn.Conv2d(in_ch, out_ch, 1, bias=bias))
-
-
-class Reassemble(nn.Module):
+class ReassembleBlocks(nn.Module):
     """Token maps of 4 layers -> feature maps at 4x, 2x, 1x, 0.5x of the patch grid."""
 
     def __init__(self, in_channels: Sequence[int], out_channels: Sequence[int], readout_type: str = "ignore",
@@ -59,17 +65,17 @@ class Reassemble(nn.Module):
         if len(in_channels) != 4 or len(out_channels) != 4:
             raise ValueError("DPT reassembles exactly 4 layers (in_channels and post_process_channels of length 4)")
         self.readout_type = readout_type
-        if readout_type == "project":
-            self.readout_projects = nn.ModuleList(
-                nn.Sequential(nn.Linear(2 * c, c), nn.GELU()) for c in in_channels)
-        self.norms = nn.ModuleList(nn.BatchNorm2d(c) if use_batchnorm else nn.Identity() for c in in_channels)
-        self.projects = nn.ModuleList(conv1x1(c_in, c_out) for c_in, c_out in zip(in_channels, out_channels))
-        self.resizes = nn.ModuleList([
+        self.projects = nn.ModuleList(ConvUnit(c_in, c_out, 1) for c_in, c_out in zip(in_channels, out_channels))
+        self.resize_layers = nn.ModuleList([
             nn.ConvTranspose2d(out_channels[0], out_channels[0], kernel_size=4, stride=4),
             nn.ConvTranspose2d(out_channels[1], out_channels[1], kernel_size=2, stride=2),
             nn.Identity(),
             nn.Conv2d(out_channels[3], out_channels[3], kernel_size=3, stride=2, padding=1),
         ])
+        if readout_type == "project":
+            self.readout_projects = nn.ModuleList(
+                nn.Sequential(nn.Linear(2 * c, c), nn.GELU()) for c in in_channels)
+        self.batchnorm_layers = nn.ModuleList(nn.BatchNorm2d(c) if use_batchnorm else nn.Identity() for c in in_channels)
 
     def forward(self, features: LayerFeatures) -> list[Tensor]:
         """Four maps, finest first."""
@@ -82,7 +88,7 @@ class Reassemble(nn.Module):
                 x = self.readout_projects[i](torch.cat([tokens, readout], dim=-1)).transpose(1, 2).reshape(b, c, h, w)
             elif self.readout_type == "add":
                 x = x + cls_token[:, :, None, None]
-            out.append(self.resizes[i](self.projects[i](self.norms[i](x))))
+            out.append(self.resize_layers[i](self.projects[i](self.batchnorm_layers[i](x))))
         return out
 
 
@@ -91,66 +97,84 @@ class ResidualConvUnit(nn.Module):
 
     def __init__(self, channels: int, bias: bool = False) -> None:
         super().__init__()
-        self.conv1 = conv3x3(channels, channels, bias=bias)
-        self.conv2 = conv3x3(channels, channels, bias=bias)
+        self.conv1 = ConvUnit(channels, channels, 3, padding=1, bias=bias, relu="before")
+        self.conv2 = ConvUnit(channels, channels, 3, padding=1, bias=bias, relu="before")
 
     def forward(self, x: Tensor) -> Tensor:  # noqa: D102
-        return x + self.conv2(torch.relu(self.conv1(torch.relu(x))))
+        return x + self.conv2(self.conv1(x))
 
 
-class FusionBlock(nn.Module):
-    """``RCU2(x + RCU1(skip))`` -> 2x bilinear upsampling -> 1x1 projection."""
+class FeatureFusionBlock(nn.Module):
+    """``unit2(x + unit1(skip))`` -> 2x bilinear upsampling -> 1x1 projection (the first block has no skip)."""
 
     def __init__(self, channels: int, with_skip: bool = True, bias: bool = False) -> None:
         super().__init__()
-        self.skip_unit = ResidualConvUnit(channels, bias) if with_skip else None
-        self.unit = ResidualConvUnit(channels, bias)
-        self.project = conv1x1(channels, channels, bias=True)
+        self.project = ConvUnit(channels, channels, 1, bias=True)
+        self.res_conv_unit1 = ResidualConvUnit(channels, bias) if with_skip else None
+        self.res_conv_unit2 = ResidualConvUnit(channels, bias)
 
     def forward(self, x: Tensor, skip: Tensor | None = None) -> Tensor:  # noqa: D102
-        if skip is not None and self.skip_unit is not None:
+        if skip is not None and self.res_conv_unit1 is not None:
             if skip.shape != x.shape:
                 skip = F.interpolate(skip, size=x.shape[-2:], mode="bilinear", align_corners=False)
-            x = x + self.skip_unit(skip)
-        x = self.unit(x)
+            x = x + self.res_conv_unit1(skip)
+        x = self.res_conv_unit2(x)
         x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True)
         return self.project(x)
 
 
+class UpConvHead(nn.Module):
+    """``conv3x3 -> 2x bilinear -> conv3x3 -> ReLU -> conv1x1`` to the output channels (bins), as ``head``."""
+
+    def __init__(self, channels: int, n_output_channels: int, n_hidden_channels: int = 32) -> None:
+        super().__init__()
+        self.head = nn.Sequential(
+            nn.Conv2d(channels, channels // 2, 3, padding=1),
+            nn.Upsample(scale_factor=2, mode="bilinear", align_corners=True),
+            nn.Conv2d(channels // 2, n_hidden_channels, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(n_hidden_channels, n_output_channels, 1),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:  # noqa: D102
+        return self.head(x)
+
+
 class DPTHead(nn.Module):
-    """DPT decoder over 4 backbone layers -> depth ``[B, 1, 16h, 16w]`` (``h, w``: patch grid)."""
+    """DPT decoder over 4 backbone layers -> depth ``[B, 1, 16h, 16w]`` (``h, w``: patch grid); ``state_dict()`` keys
+    are the official ``DPTHead``'s."""
 
     def __init__(self, in_channels: Sequence[int], channels: int = 256,
                  post_process_channels: Sequence[int] | None = None, readout_type: str = "ignore",
                  use_batchnorm: bool = False, n_bins: int = 256, n_hidden_channels: int = 32,
                  min_depth: float = 1e-3, max_depth: float = 10.0, bins_strategy: str = "linear",
-                 norm_strategy: str = "linear", use_bias: bool = False) -> None:
+                 norm_strategy: str = "linear", use_bias: bool = False, projection_after_fusion: bool = True) -> None:
         super().__init__()
         in_channels = list(in_channels)
         post = list(post_process_channels) if post_process_channels is not None else list(in_channels)
-        self.reassemble = Reassemble(in_channels, post, readout_type, use_batchnorm)
-        self.convs = nn.ModuleList(conv3x3(c, channels, bias=False) for c in post)
-        self.fusions = nn.ModuleList(FusionBlock(channels, with_skip=i > 0, bias=use_bias) for i in range(4))
-        self.project = conv3x3(channels, channels, bias=True)
-        self.up_head = nn.Sequential(
-            nn.Conv2d(channels, channels // 2, 3, padding=1),
-            nn.Upsample(scale_factor=2, mode="bilinear", align_corners=True),
-            nn.Conv2d(channels // 2, n_hidden_channels, 3, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(n_hidden_channels, n_bins, 1),
-        )
+        self.reassemble_blocks = ReassembleBlocks(in_channels, post, readout_type, use_batchnorm)
+        self.convs = nn.ModuleList(ConvUnit(c, channels, 3, padding=1, bias=False) for c in post)
+        self.fusion_blocks = nn.ModuleList(FeatureFusionBlock(channels, with_skip=i > 0, bias=use_bias)
+                                           for i in range(4))
+        self.project = ConvUnit(channels, channels, 3, padding=1, relu="after") if projection_after_fusion \
+            else nn.Identity()
+        self.conv_depth = UpConvHead(channels, n_bins, n_hidden_channels)
         self.to_depth = BinsToDepth(min_depth, max_depth, bins_strategy, norm_strategy)
 
     def forward_features(self, features: LayerFeatures) -> Tensor:
         """Fused ``[B, channels, 8h, 8w]`` map before the up-conv head."""
         if len(features) != 4:
             raise ValueError(f"DPTHead needs 4 backbone layers, got {len(features)}")
-        maps = [conv(m) for conv, m in zip(self.convs, self.reassemble(features))]
-        out = self.fusions[0](maps[-1])
+        maps = [conv(m) for conv, m in zip(self.convs, self.reassemble_blocks(features))]
+        out = self.fusion_blocks[0](maps[-1])
         for i in range(1, 4):
-            out = self.fusions[i](out, maps[-(i + 1)])
-        return torch.relu(self.project(out))
+            out = self.fusion_blocks[i](out, maps[-(i + 1)])
+        return self.project(out)
+
+    def logits(self, features: LayerFeatures) -> Tensor:
+        """Bin logits ``[B, n_bins, 16h, 16w]`` (what the official decoder returns)."""
+        return self.conv_depth(self.forward_features(features))
 
     def forward(self, features: LayerFeatures) -> Tensor:
         """Depth in metres ``[B, 1, 16h, 16w]``."""
-        return self.to_depth(self.up_head(self.forward_features(features)))
+        return self.to_depth(self.logits(features))

@@ -108,7 +108,7 @@ def test_linear_depth_head_forward_backward():
     assert depth.shape == (2, 1, 3, 5) and (depth >= 0.1).all() and (depth <= 5.0).all()
     loss = SigLoss()(depth, torch.rand(2, 1, 3, 5) * 4 + 0.5)
     loss.backward()
-    assert head.conv.weight.grad.abs().sum() > 0
+    assert head.conv_depth.weight.grad.abs().sum() > 0
 
 
 def test_sigloss_hand_computed():
@@ -136,7 +136,7 @@ def test_dpt_head_scales_and_backward(readout):
     head = DPTHead([16, 16, 16, 16], channels=8, post_process_channels=[4, 8, 8, 8], readout_type=readout,
                    use_batchnorm=True, n_bins=16, n_hidden_channels=4, min_depth=0.01, max_depth=10.0)
     feats = _features(n=4, grid=(4, 6))
-    scales = [m.shape[-2:] for m in head.reassemble(feats)]
+    scales = [m.shape[-2:] for m in head.reassemble_blocks(feats)]
     assert scales == [(16, 24), (8, 12), (4, 6), (2, 3)]  # 4x, 2x, 1x, 0.5x of the patch grid
     depth = head(feats)
     assert depth.shape == (2, 1, 64, 96)  # 16x the patch grid
@@ -145,8 +145,8 @@ def test_dpt_head_scales_and_backward(readout):
     assert (depth > 0.01 - 1e-6).all() and (depth < 10.0).all()
     SigLoss()(depth, torch.rand_like(depth) + 0.5).backward()
     grads = [p.grad for p in head.parameters() if p.requires_grad]
-    assert all(g is not None for g in grads) and head.reassemble.projects[0].weight.grad.abs().sum() > 0
-    assert head.fusions[0].skip_unit is None  # the coarsest fusion block has no skip input
+    assert all(g is not None for g in grads) and head.reassemble_blocks.projects[0].conv.weight.grad.abs().sum() > 0
+    assert head.fusion_blocks[0].res_conv_unit1 is None  # the coarsest fusion block has no skip input
 
 
 def test_dpt_head_needs_four_layers():

@@ -149,6 +149,7 @@ class DPTDepthProtocol(DepthProtocol):
     """DPT depth: the official DPT decoder over 4 layers."""
 
     name = "dpt"
+    version = "2"  # 2: modules created in the official DPTHead's order (official key layout): a new random init
     Config = DPTDepthConfig
 
     def make_head(self, channels: list[int], train_set: Any) -> nn.Module:
