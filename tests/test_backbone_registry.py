@@ -354,10 +354,11 @@ def test_transform_and_depth_head_config_errors_are_one_line():
     with pytest.raises(ConfigError, match=r"^transform.crop: the train augmentation needs the crop size"):
         build_train_transform({"interpolation": "bilinear"}, mean, std)
     assert len(build_eval_transform({"resize": 16.0, "crop": 0}, mean, std).transforms) == 3  # resize, tensor, norm
-    with pytest.raises(ConfigError, match=r"^protocol.head.bins_strategy: 'cubic' is not one of linear, log$"):
+    with pytest.raises(ConfigError, match=r"^protocol.head.bins_strategy: 'cubic' is not one of linear, log, "
+                                          r"chmv2_mixlog$"):
         BinsToDepth(bins_strategy="cubic")
     with pytest.raises(ConfigError, match=r"^protocol.head.norm_strategy: 'relu' is not one of linear, softmax, "
-                                          r"sigmoid$"):
+                                          r"sigmoid, chmv2_mixlog$"):
         BinsToDepth(norm_strategy="relu")
     with pytest.raises(ConfigError, match=r"^protocol.head.bins_strategy: 'exp'"):
         depth_bins(0.1, 10.0, 4, strategy="exp")
