@@ -9,7 +9,13 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from dinobench.errors import DataError
-from dinobench.utils.hashing import fingerprint_of  # noqa: F401 - the datasets' fingerprint helper
+from dinobench.utils.hashing import fingerprint_of  # also the datasets' fingerprint helper (re-exported)
+
+
+def cache_fingerprint_of(fingerprint: str, paths: Sequence[str | Path], **extra: Any) -> str:
+    """The feature-cache fingerprint of a split: its content ``fingerprint`` plus the modification times of its
+    files (an image replaced in place is never served stale), and any ``extra`` JSON-able keys."""
+    return fingerprint_of({"fingerprint": fingerprint, **extra, "mtimes": [Path(p).stat().st_mtime_ns for p in paths]})
 
 
 def load_rgb(path: str | Path) -> Image.Image:

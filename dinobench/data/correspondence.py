@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from dinobench.data.base import fingerprint_of
+from dinobench.data.base import cache_fingerprint_of, fingerprint_of
+from dinobench.data.dense import _root
 from dinobench.data.square import SquareImages
 from dinobench.errors import DataError
 
@@ -98,17 +99,16 @@ def _assemble(name: str, split: str, entries: list[dict[str, Any]], where: str) 
                                   "pairs": [(p.name, p.source, p.target, p.source_keypoints.tolist(),
                                              p.target_keypoints.tolist(), p.target_bbox) for p in pairs]})
     ds = PairImages(name, split, images, sizes, pairs, fingerprint)
-    ds.cache_fingerprint = fingerprint_of({"fingerprint": fingerprint,
-                                           "mtimes": [Path(p).stat().st_mtime_ns for p in images]})
+    ds.cache_fingerprint = cache_fingerprint_of(fingerprint, images)
     return ds
 
 
 def build_spair(cfg: dict[str, Any], data_root: str | None) -> dict[str, PairImages]:
     """SPair-71k pairs of ``dataset.split`` (trn, val or test; default test) as split ``test``."""
-    root = Path(data_root or cfg.get("root") or "")
+    root = _root(cfg, data_root, "spair", "the SPair-71k folder")
     split = cfg.get("split", "test")
     folder = root / "PairAnnotation" / split
-    if not data_root and not cfg.get("root") or not folder.is_dir() or not (root / "JPEGImages").is_dir():
+    if not folder.is_dir() or not (root / "JPEGImages").is_dir():
         raise DataError(f"{folder}: SPair-71k pair annotations missing; --data-root must be the SPair-71k folder "
                         f"(JPEGImages/, PairAnnotation/{{trn,val,test}}/)")
     files = sorted(folder.glob("*.json"))
@@ -133,9 +133,9 @@ def build_spair(cfg: dict[str, Any], data_root: str | None) -> dict[str, PairIma
 
 def build_pairs(cfg: dict[str, Any], data_root: str | None) -> dict[str, PairImages]:
     """The generic layout: ``<root>/pairs.json`` (file name: ``dataset.file``) as split ``test``."""
-    root = Path(data_root or cfg.get("root") or "")
+    root = _root(cfg, data_root, "pairs", "the folder holding pairs.json")
     path = root / cfg.get("file", "pairs.json")
-    if not (data_root or cfg.get("root")) or not path.is_file():
+    if not path.is_file():
         raise DataError(f"{path}: pairs file missing; --data-root must hold pairs.json "
                         f'({{"pairs": [{{"source", "target", "source_keypoints", "target_keypoints"}}]}})')
     try:

@@ -17,6 +17,7 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from dinobench.data.base import fingerprint_of
+from dinobench.data.dense import _root
 from dinobench.errors import DataError
 
 
@@ -63,11 +64,7 @@ class DavisSequences(Dataset):
 def build_davis2017(cfg: dict[str, Any], data_root: str | None) -> dict[str, DavisSequences]:
     """The ``val`` split (``dataset.split``, ``dataset.year``, ``dataset.resolution`` configurable)."""
     expected = "the folder holding JPEGImages/, Annotations/ and ImageSets/"
-    root = data_root or cfg.get("root")
-    if not root or not Path(root).expanduser().is_dir():
-        raise DataError(f"dataset 'davis2017': pass --data-root pointing at {expected}"
-                        + (f" ({root} does not exist)" if root else ""))
-    root = Path(root).expanduser()
+    root = _root(cfg, data_root, "davis2017", expected)
     resolution, year, split = cfg.get("resolution", "480p"), str(cfg.get("year", 2017)), cfg.get("split", "val")
     listing = root / "ImageSets" / year / f"{split}.txt"
     if not listing.is_file():

@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from dinobench.data.base import fingerprint_of
+from dinobench.data.base import cache_fingerprint_of, fingerprint_of
+from dinobench.data.dense import _root
 from dinobench.data.square import SquareImages
 from dinobench.errors import DataError
 
@@ -58,10 +59,10 @@ def _voc_boxes(path: Path, remove_difficult: bool) -> tuple[np.ndarray, tuple[in
 
 def build_voc(cfg: dict[str, Any], data_root: str | None, name: str) -> dict[str, DiscoveryImages]:
     """``trainval`` (``dataset.split``) of a VOC folder as split ``trainval``."""
-    root = Path(data_root or cfg.get("root") or "")
+    root = _root(cfg, data_root, name, f"the {name.upper()} folder")
     split = cfg.get("split", "trainval")
     listing = root / "ImageSets" / "Main" / f"{split}.txt"
-    if not (data_root or cfg.get("root")) or not listing.is_file():
+    if not listing.is_file():
         raise DataError(f"{listing}: image list missing; --data-root must be the {name.upper()} folder "
                         f"(JPEGImages/, Annotations/, ImageSets/Main/{split}.txt)")
     ids = [line.split()[0] for line in listing.read_text().splitlines() if line.strip()]
@@ -80,8 +81,7 @@ def build_voc(cfg: dict[str, Any], data_root: str | None, name: str) -> dict[str
     fingerprint = fingerprint_of({"images": [(Path(p).name, Path(p).stat().st_size) for p in images],
                                   "boxes": [b.tolist() for b in boxes]})
     ds = DiscoveryImages(name, split, images, boxes, sizes, fingerprint)
-    ds.cache_fingerprint = fingerprint_of({"fingerprint": fingerprint,
-                                           "mtimes": [Path(p).stat().st_mtime_ns for p in images]})
+    ds.cache_fingerprint = cache_fingerprint_of(fingerprint, images)
     return {"trainval": ds}
 
 
@@ -99,10 +99,10 @@ def build_coco20k(cfg: dict[str, Any], data_root: str | None) -> dict[str, Disco
     """COCO20k (LOST's subset of COCO 2014 train) as split ``trainval``."""
     from dinobench.data.detection import load_coco
 
-    root = Path(data_root or cfg.get("root") or "")
+    root = _root(cfg, data_root, "coco20k", "the COCO folder holding annotations/ and train2014/")
     annotations = root / "annotations" / cfg.get("annotations", "instances_train2014.json")
     image_dir = root / cfg.get("image_dir", "train2014")
-    if not (data_root or cfg.get("root")) or not annotations.is_file() or not image_dir.is_dir():
+    if not annotations.is_file() or not image_dir.is_dir():
         raise DataError(f"{annotations}: COCO annotations missing; --data-root must hold annotations/"
                         f"instances_train2014.json and train2014/ (and coco_20k_filenames.txt)")
     coco = load_coco(annotations)
@@ -134,6 +134,5 @@ def build_coco20k(cfg: dict[str, Any], data_root: str | None) -> dict[str, Disco
     fingerprint = fingerprint_of({"images": [(Path(p).name, Path(p).stat().st_size) for p in images],
                                   "boxes": [b.tolist() for b in boxes]})
     ds = DiscoveryImages("coco20k", "trainval", images, boxes, sizes, fingerprint)
-    ds.cache_fingerprint = fingerprint_of({"fingerprint": fingerprint,
-                                           "mtimes": [Path(p).stat().st_mtime_ns for p in images]})
+    ds.cache_fingerprint = cache_fingerprint_of(fingerprint, images)
     return {"trainval": ds}

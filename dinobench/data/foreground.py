@@ -13,16 +13,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 from torchvision.transforms import functional as TF
 
-from dinobench.data.base import fingerprint_of, load_rgb
+from dinobench.data.base import cache_fingerprint_of, fingerprint_of, load_rgb
 from dinobench.data.dense import _file_listing, _images_in, _limit, _pair_by_stem, _require_dir, _root
-from dinobench.errors import ConfigError, DataError
+from dinobench.data.transforms import required_pixels
+from dinobench.errors import DataError
 
 EXPECTED = "DIR/{train,val}/images/*.{jpg,png} + DIR/{train,val}/masks/<same stem>.png (255 = foreground)"
 
@@ -70,10 +70,7 @@ class ForegroundDataset(Dataset):
     def eval_transform(self, transform_cfg: dict[str, Any], mean: Sequence[float], std: Sequence[float],
                        backbone: Any) -> ForegroundTransform:
         """The transform of ``transform.size`` (pixels, square) at the backbone's patch size."""
-        size = transform_cfg.get("size")
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise ConfigError(f"transform.size={size!r}: the foreground task needs the square input size in "
-                              f"pixels, e.g. transform.size=448")
+        size = required_pixels(transform_cfg, "size", "the square input side", 448)
         return ForegroundTransform(size, int(backbone.patch_size), mean, std)
 
     def __len__(self) -> int:
@@ -106,15 +103,10 @@ def build_foreground_folder(cfg: dict[str, Any], data_root: str | None) -> dict[
         pairs = _limit(_pair_by_stem(images, mask_dir, ".png", "mask"), cfg, split_key)
         listing = _file_listing(pairs, root)
         ds = ForegroundDataset("foreground_folder", split_key, pairs, fingerprint_of({"files": listing}))
-        ds.cache_fingerprint = fingerprint_of({"fingerprint": ds.fingerprint,
-                                               "mtimes": [Path(p).stat().st_mtime_ns for pair in pairs for p in pair]})
+        ds.cache_fingerprint = cache_fingerprint_of(ds.fingerprint, [p for pair in pairs for p in pair])
         splits[split_key] = ds
     if len(splits["train"]) < 2:
         raise DataError(f"{root}: the foreground protocol needs at least 2 train images (C is chosen on held-out "
                         f"train images)")
     return splits
 
-
-def masks_have_both_classes(fractions: np.ndarray, margin: float) -> bool:
-    """Whether a stack of patch fractions holds clear foreground and clear background patches."""
-    return bool((fractions > 1 - margin).any() and (fractions < margin).any())

@@ -19,7 +19,7 @@ import hashlib
 from pathlib import Path
 from typing import Any, Sequence
 
-from dinobench.data.base import ClassificationDataset, fingerprint_of
+from dinobench.data.base import ClassificationDataset, cache_fingerprint_of, fingerprint_of
 from dinobench.data.dense import _root
 from dinobench.data.folder import IMAGE_EXTENSIONS
 from dinobench.errors import DataError
@@ -98,8 +98,7 @@ def build_revisited(cfg: dict[str, Any], data_root: str | None, name: str) -> di
     query = RetrievalImages(name, "query", [(str(p), 0) for p in q_paths], ["image"], fingerprint, boxes=boxes, gnd=gnd)
     database = RetrievalImages(name, "database", [(str(p), 0) for p in db_paths], ["image"], fingerprint)
     for ds, paths in ((query, q_paths), (database, db_paths)):
-        ds.cache_fingerprint = fingerprint_of({"fingerprint": fingerprint, "split": ds.split,
-                                               "mtimes": [p.stat().st_mtime_ns for p in paths]})
+        ds.cache_fingerprint = cache_fingerprint_of(fingerprint, paths, split=ds.split)
     return {"query": query, "database": database}
 
 
@@ -136,8 +135,7 @@ def build_retrieval_folder(cfg: dict[str, Any], data_root: str | None) -> dict[s
     for split, items in scanned.items():
         ds = RetrievalImages("retrieval_folder", split, [(str(p), index[label]) for label, p in items], classes,
                              fingerprint)
-        ds.cache_fingerprint = fingerprint_of({"fingerprint": fingerprint, "split": split,
-                                               "mtimes": [p.stat().st_mtime_ns for _, p in items]})
+        ds.cache_fingerprint = cache_fingerprint_of(fingerprint, [p for _, p in items], split=split)
         out[split] = ds
     shared = {label for label, _ in scanned["query"]} & {label for label, _ in scanned["database"]}
     if not shared:

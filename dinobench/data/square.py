@@ -15,7 +15,7 @@ from torch.utils.data import Dataset
 from torchvision.transforms import functional as TF
 
 from dinobench.data.base import load_rgb
-from dinobench.errors import ConfigError
+from dinobench.data.transforms import required_pixels
 
 
 class SquareTransform:
@@ -40,10 +40,7 @@ class SquareImages(Dataset):
     def eval_transform(self, transform_cfg: dict[str, Any], mean: Sequence[float], std: Sequence[float],
                        backbone: Any) -> SquareTransform:
         """Square resize to ``transform.size``."""
-        size = transform_cfg.get("size")
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise ConfigError(f"transform.size={size!r}: this task resizes images to a square, e.g. transform.size=448")
-        return SquareTransform(size, mean, std)
+        return SquareTransform(required_pixels(transform_cfg, "size", "the square image side", 448), mean, std)
 
     def __len__(self) -> int:
         return len(self.images)

@@ -23,6 +23,7 @@ byte-identical files. Command line::
 from __future__ import annotations
 
 import argparse
+import importlib
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -233,35 +234,31 @@ def write_synthetic_depth_folder(root: str | Path, n_train: int = 16, n_val: int
     return root
 
 
-def _write_coco(*args: object, **kwargs: object) -> Path:
-    from dinobench.data.synthetic_coco import write_synthetic_coco  # it builds on this module's textures
+def _lazy(target: str, **fixed: object) -> Callable[..., Path]:
+    """The writer ``"module:function"`` of :mod:`dinobench.data` (``fixed`` keywords bound), imported on use: those
+    modules build on this one's textures."""
+    module_name, function = target.split(":")
 
-    return write_synthetic_coco(*args, **kwargs)  # type: ignore[arg-type]
-
-
-def _lazy(function: str, **fixed: object) -> Callable[..., Path]:
     def write(*args: object, **kwargs: object) -> Path:
-        from dinobench.data import synthetic_retrieval, synthetic_video  # they build on this module's textures
-
-        module = synthetic_video if function.endswith(("ucf101", "kinetics400", "ssv2", "davis")) else synthetic_retrieval
+        module = importlib.import_module(f"dinobench.data.{module_name}")
         return getattr(module, function)(*args, **fixed, **kwargs)
     return write
 
 
 WRITERS: dict[str, tuple[Callable[..., Path], int | tuple[int, int]]] = {
-    "roxford5k": (_lazy("write_synthetic_revisited", name="roxford5k"), (48, 64)),
-    "rparis6k": (_lazy("write_synthetic_revisited", name="rparis6k"), (48, 64)),
-    "retrieval_folder": (_lazy("write_synthetic_retrieval_folder"), 48),
-    "foreground_folder": (_lazy("write_synthetic_foreground"), 64),
-    "ucf101": (_lazy("write_synthetic_ucf101"), (32, 40)),
-    "kinetics400": (_lazy("write_synthetic_kinetics400"), (32, 40)),
-    "ssv2": (_lazy("write_synthetic_ssv2"), (32, 40)),
-    "davis2017": (_lazy("write_synthetic_davis"), (64, 96)),
-    "pairs": (_lazy("write_synthetic_pairs", layout="pairs"), (48, 64)),
-    "spair": (_lazy("write_synthetic_pairs", layout="spair"), (48, 64)),
-    "voc": (_lazy("write_synthetic_discovery", layout="voc"), (64, 80)),
-    "coco20k": (_lazy("write_synthetic_discovery", layout="coco20k"), (64, 80)),
-    "coco": (_write_coco, (64, 96)),
+    "roxford5k": (_lazy("synthetic_retrieval:write_synthetic_revisited", name="roxford5k"), (48, 64)),
+    "rparis6k": (_lazy("synthetic_retrieval:write_synthetic_revisited", name="rparis6k"), (48, 64)),
+    "retrieval_folder": (_lazy("synthetic_retrieval:write_synthetic_retrieval_folder"), 48),
+    "foreground_folder": (_lazy("synthetic_retrieval:write_synthetic_foreground"), 64),
+    "ucf101": (_lazy("synthetic_video:write_synthetic_ucf101"), (32, 40)),
+    "kinetics400": (_lazy("synthetic_video:write_synthetic_kinetics400"), (32, 40)),
+    "ssv2": (_lazy("synthetic_video:write_synthetic_ssv2"), (32, 40)),
+    "davis2017": (_lazy("synthetic_video:write_synthetic_davis"), (64, 96)),
+    "pairs": (_lazy("synthetic_retrieval:write_synthetic_pairs", layout="pairs"), (48, 64)),
+    "spair": (_lazy("synthetic_retrieval:write_synthetic_pairs", layout="spair"), (48, 64)),
+    "voc": (_lazy("synthetic_retrieval:write_synthetic_discovery", layout="voc"), (64, 80)),
+    "coco20k": (_lazy("synthetic_retrieval:write_synthetic_discovery", layout="coco20k"), (64, 80)),
+    "coco": (_lazy("synthetic_coco:write_synthetic_coco"), (64, 96)),
     "ade20k": (write_synthetic_ade20k, 64),
     "nyu": (write_synthetic_nyu, (48, 64)),
     "seg_folder": (write_synthetic_seg_folder, 64),

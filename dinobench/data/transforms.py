@@ -55,6 +55,15 @@ class ResizeLongSide:
         return f"ResizeLongSide(max_size={self.max_size})"
 
 
+def required_pixels(cfg: dict[str, Any], key: str, meaning: str, example: int) -> int:
+    """``cfg[key]`` as a positive whole number of pixels a transform cannot do without; else a one-line
+    ConfigError naming ``transform.<key>``, what it is and an example value."""
+    value = cfg.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"transform.{key}={value!r}: {meaning} in pixels is needed, e.g. transform.{key}={example}")
+    return value
+
+
 def build_eval_transform(cfg: dict[str, Any], mean: Sequence[float], std: Sequence[float]) -> Callable:
     """Resize (short side, or long side with ``max_size``) -> centre crop -> tensor -> normalise
     (``mean``/``std`` of the backbone).

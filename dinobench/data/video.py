@@ -31,7 +31,8 @@ from torch.utils.data import Dataset
 from torchvision.transforms import functional as TF
 from torchvision.transforms import InterpolationMode
 
-from dinobench.data.base import fingerprint_of, load_rgb
+from dinobench.data.base import cache_fingerprint_of, fingerprint_of, load_rgb
+from dinobench.data.dense import _root
 from dinobench.data.folder import IMAGE_EXTENSIONS
 from dinobench.errors import ConfigError, DataError
 
@@ -72,7 +73,7 @@ def _decode(path: Path, wanted: Sequence[int] | None) -> tuple[int, dict[int, Im
 
 
 def _frame_count(path: Path) -> int:
-    """Number of frames of a video file (container metadata when it has it, else by decoding)."""
+    """Number of frames of a video file as its container metadata says (0: it does not say, e.g. webm)."""
     import av
 
     try:
@@ -80,7 +81,7 @@ def _frame_count(path: Path) -> int:
             frames = int(container.streams.video[0].frames or 0)
     except (av.error.FFmpegError, OSError, ValueError, IndexError) as exc:
         raise DataError(f"{path}: cannot open video ({type(exc).__name__}: {exc}); fix or remove the file") from exc
-    return frames if frames > 0 else _decode(path, None)[0]
+    return max(frames, 0)
 
 
 def read_clip(source: str, num_frames: int, clip: int, n_clips: int) -> list[Image.Image]:
@@ -92,6 +93,9 @@ def read_clip(source: str, num_frames: int, clip: int, n_clips: int) -> list[Ima
             raise DataError(f"{path}: frame folder has no images")
         return [load_rgb(files[i]) for i in frame_indices(len(files), num_frames, clip, n_clips)]
     total = _frame_count(path)
+    if total == 0:  # unknown length: decode once and sample from what decodes
+        count, frames = _decode(path, None)
+        return [frames[i] for i in frame_indices(count, num_frames, clip, n_clips)]
     indices = frame_indices(total, num_frames, clip, n_clips)
     count, frames = _decode(path, indices)
     if count < total and max(indices) >= count:  # metadata over-counted: sample from what decodes
@@ -139,11 +143,6 @@ class VideoDataset(Dataset):
         """Views per video."""
         return self.n_clips * self.n_crops
 
-    @property
-    def video_labels(self) -> list[int]:
-        """The label of every video (not view)."""
-        return [label for _, label in self.samples]
-
     def eval_transform(self, transform_cfg: dict[str, Any], mean: Sequence[float], std: Sequence[float],
                        backbone: Any) -> ClipTransform:
         """The clip transform of ``transform.resize`` / ``transform.crop``."""
@@ -168,14 +167,6 @@ class VideoDataset(Dataset):
         """What the record stores about this split."""
         return {"split": self.split, "videos": len(self.samples), "views": self.views, "num_frames": self.num_frames,
                 "num_classes": len(self.classes), "fingerprint": self.fingerprint}
-
-
-def _root(cfg: dict[str, Any], data_root: str | None, name: str, expected: str) -> Path:
-    root = data_root or cfg.get("root")
-    if not root or not Path(root).expanduser().is_dir():
-        raise DataError(f"dataset {name!r}: pass --data-root pointing at {expected}"
-                        + (f" ({root} does not exist)" if root else ""))
-    return Path(root).expanduser()
 
 
 def _resolve(path: Path) -> Path:
@@ -204,8 +195,7 @@ def _dataset(name: str, split: str, samples: list[tuple[Path, int]], classes: li
                for p, _ in samples]
     ds = VideoDataset(name, split, [(str(p), label) for p, label in samples], classes, fingerprint_of(listing),
                       **_views(cfg, split))
-    ds.cache_fingerprint = fingerprint_of({"fingerprint": ds.fingerprint,
-                                           "mtimes": [p.stat().st_mtime_ns for p, _ in samples]})
+    ds.cache_fingerprint = cache_fingerprint_of(ds.fingerprint, [p for p, _ in samples])
     return ds
 
 

@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 from dinobench.context import RunContext
 from dinobench.data.base import load_rgb
 from dinobench.data.davis import Sequence, load_ids
+from dinobench.data.transforms import required_pixels
 from dinobench.errors import ConfigError, DataError
 from dinobench.protocol import Protocol, ProtocolResult
 from dinobench.tracking_metrics import davis_summary, sequence_scores
@@ -147,10 +148,7 @@ class TrackingProtocol(Protocol):
 
     def frame_transform(self, ctx: RunContext) -> FrameTransform:
         """The notebook's frame transform at ``transform.short_side``."""
-        short_side = (ctx.cfg.get("transform") or {}).get("short_side")
-        if isinstance(short_side, bool) or not isinstance(short_side, int) or short_side < 1:
-            raise ConfigError(f"transform.short_side={short_side!r}: the tracking task needs the shorter frame side "
-                              f"in pixels, e.g. transform.short_side=960")
+        short_side = required_pixels(ctx.cfg.get("transform") or {}, "short_side", "the shorter frame side", 960)
         return FrameTransform(short_side, int(ctx.backbone.patch_size), ctx.image_mean, ctx.image_std)
 
     def track(self, features: Tensor, first_ids: np.ndarray, size: tuple[int, int]) -> np.ndarray:
