@@ -87,7 +87,7 @@ class RunContext:
         dataset = self.dataset(split)
         original, dataset.transform = dataset.transform, transform
         try:
-            return self._load_or_extract(split, kind, None, desc)[0]
+            return self._load_or_extract(dataset, kind, None, desc)[0]
         finally:
             dataset.transform = original
 
@@ -100,7 +100,7 @@ class RunContext:
         if (split, kind, dtype) not in self._features:
             start = time.perf_counter()
             self._features[split, kind, dtype], cached = self._load_or_extract(
-                split, kind, self._cache_payload(split), f"{self.task} {split} {kind} features", dtype)
+                self.dataset(split), kind, self._cache_payload(split), f"{self.task} {split} {kind} features", dtype)
             suffix = ("" if kind == "cls" else f"_{kind}") + ("" if dtype == "float32" else f"_{dtype}")
             self.timings[f"features_{split}{suffix}_s"] = round(time.perf_counter() - start, 3)
             self.timings[f"features_{split}{suffix}_cached"] = 1.0 if cached else 0.0
@@ -116,18 +116,14 @@ class RunContext:
         if fcfg.cache and self.cache_payload is not None:
             payload = {**self.cache_payload, "dataset": {"type": "protocol-built", **identity,
                                                          "size": len(dataset)}}
-        return load_or_extract(
-            self.backbone, dataset, payload=payload,
-            cache_dir=cache_root({"cache_dir": fcfg.cache_dir}) if payload is not None else None,
-            batch_size=fcfg.batch_size, num_workers=fcfg.num_workers, device=self.device, desc=desc, kind=kind,
-            chunk_size=fcfg.chunk_size or DEFAULT_CHUNK_SIZE)[0]
+        return self._load_or_extract(dataset, kind, payload, desc)[0]
 
-    def _load_or_extract(self, split: str, kind: str, payload: dict[str, Any] | None,
+    def _load_or_extract(self, dataset: Any, kind: str, payload: dict[str, Any] | None,
                          desc: str, dtype: str = "float32") -> tuple[FeatureSet, bool]:
-        """:func:`dinobench.features.load_or_extract` of ``split`` with the task's ``features.*`` settings."""
+        """:func:`dinobench.features.load_or_extract` of ``dataset`` with the task's ``features.*`` settings."""
         fcfg = self.features_config
         return load_or_extract(
-            self.backbone, self.dataset(split), payload=payload,
+            self.backbone, dataset, payload=payload,
             cache_dir=cache_root({"cache_dir": fcfg.cache_dir}) if payload is not None else None,
             batch_size=fcfg.batch_size, num_workers=fcfg.num_workers, device=self.device, desc=desc, kind=kind,
             chunk_size=fcfg.chunk_size or DEFAULT_CHUNK_SIZE, dtype=dtype)

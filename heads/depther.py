@@ -19,7 +19,6 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping, Sequence
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -60,7 +59,6 @@ class Depther(nn.Module):
                  adapt_to_patch_size: str) -> None:
         super().__init__()
         self.backbone, self.decoder = backbone, decoder
-        self.frozen_backbone = backbone
         self.layers, self.use_backbone_norm, self.adapt_to_patch_size = list(layers), use_backbone_norm, adapt_to_patch_size
         self.backbone.requires_grad_(False)
 

@@ -23,6 +23,7 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 
@@ -77,8 +78,6 @@ MULTISCALE_SCALES = (1.0, 2 ** -0.5, 2 ** 0.5)
 def cls_multiscale(model: nn.Module, images: Tensor) -> Tensor:
     """``[B, D]``: mean of the L2-normalised CLS tokens of the images resized by 1, 1/sqrt(2) and sqrt(2)
     (bilinear), L2-normalised again; sizes are rounded to whole patches (at least one)."""
-    import torch.nn.functional as F
-
     height, width = images.shape[-2:]
     patch = int(getattr(model, "patch_size", 1) or 1)
     total = None

@@ -75,11 +75,10 @@ def per_video_probabilities(logits: Tensor, videos: Tensor | None) -> tuple[Tens
     probs = logits.float().softmax(dim=-1)
     if videos is None:
         return probs, None
-    ids, first = np.unique(videos.numpy(), return_index=True)
-    sums = torch.zeros(len(ids), probs.shape[1]).index_add_(0, torch.as_tensor(np.searchsorted(ids, videos.numpy())),
-                                                           probs)
-    counts = torch.bincount(torch.as_tensor(np.searchsorted(ids, videos.numpy())), minlength=len(ids))
-    return sums / counts[:, None], torch.as_tensor(first)
+    ids, first, inverse = np.unique(videos.numpy(), return_index=True, return_inverse=True)
+    group = torch.as_tensor(inverse.reshape(-1))
+    sums = torch.zeros(len(ids), probs.shape[1]).index_add_(0, group, probs)
+    return sums / torch.bincount(group, minlength=len(ids))[:, None], torch.as_tensor(first)
 
 
 class AttentiveProtocol(Protocol):

@@ -26,6 +26,7 @@ from typing import Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
+import torchvision
 from PIL import ImageDraw
 from scipy import ndimage
 from scipy.linalg import eigh
@@ -88,13 +89,9 @@ def lost(features: np.ndarray, k_patches: int = 100) -> tuple[np.ndarray, int]:
 
 
 def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """IoU of one XYXY box with each of ``boxes`` ``[T, 4]`` (continuous coordinates)."""
-    x1, y1 = np.maximum(box[0], boxes[:, 0]), np.maximum(box[1], boxes[:, 1])
-    x2, y2 = np.minimum(box[2], boxes[:, 2]), np.minimum(box[3], boxes[:, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    return inter / np.maximum(area + areas - inter, 1e-12)
+    """IoU of one XYXY box with each of ``boxes`` ``[T, 4]`` (continuous coordinates; torchvision, float64)."""
+    one = torch.as_tensor(np.asarray(box, dtype=np.float64).reshape(1, 4))
+    return torchvision.ops.box_iou(one, torch.as_tensor(np.asarray(boxes, dtype=np.float64).reshape(-1, 4)))[0].numpy()
 
 
 def corloc(predictions: list[np.ndarray], truths: list[np.ndarray], threshold: float = 0.5) -> tuple[float, np.ndarray]:
