@@ -69,8 +69,8 @@ def list_datasets() -> list[str]:
 
 
 def run(
-    backbone: str,
-    task: str,
+    backbone: str | None,
+    task: str | None,
     weights: str | None = None,
     data_root: str | None = None,
     output_dir: str | None = None,
@@ -78,8 +78,11 @@ def run(
     device: str = "cpu",
     seed: int = 0,
     save_predictions: bool = False,
+    head: str | None = None,
+    head_weights: str | None = None,
 ) -> "Result":
-    """Run ``task`` on ``backbone`` and write ``<output>/<backbone>/<task>/<UTC>/result.json``."""
+    """Run ``task`` on ``backbone`` and write ``<output>/<backbone>/<task>/<UTC>/result.json``; with ``head`` /
+    ``head_weights`` evaluate that released head (``dinobench list heads``) instead of training one."""
     from dinobench.runner import run as _run
 
     return _run(
@@ -92,4 +95,6 @@ def run(
         device=device,
         seed=seed,
         save_predictions=save_predictions,
+        head=head,
+        head_weights=head_weights,
     )

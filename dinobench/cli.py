@@ -74,16 +74,20 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="debug logging and full tracebacks")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_OneLineParser)
 
-    p_list = sub.add_parser("list", help="list backbones, tasks, datasets, protocols, feature kinds, commands or plugins")
+    p_list = sub.add_parser("list", help="list backbones, tasks, heads, datasets, protocols, feature kinds, commands or plugins")
     p_list.add_argument("what", nargs="?", default="all",
                         choices=["all", *LIST_SECTIONS])
     p_list.add_argument("--json", action="store_true", help="machine-readable output")
 
     p_run = sub.add_parser("run", help="evaluate a backbone on a task and write result.json",
                            epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p_run.add_argument("--backbone", required=True, help="backbone name (dinobench list backbones)")
+    p_run.add_argument("--backbone", default=None, help="backbone name (dinobench list backbones)")
     p_run.add_argument("--weights", default=None, help="checkpoint path (.pth or .safetensors); default random init")
-    p_run.add_argument("--task", required=True, help="task name, <dataset>-<protocol> (dinobench list tasks)")
+    p_run.add_argument("--task", default=None, help="task name, <dataset>-<protocol> (dinobench list tasks)")
+    p_run.add_argument("--head", default=None, help="evaluate a released head, no training (dinobench list heads); "
+                                                    "--backbone and --task default to the head's")
+    p_run.add_argument("--head-weights", default=None, help="the released head's local weight file (with --head)")
+    p_run.set_defaults(_run_parser=p_run)  # for the usage check that depends on --head
     p_run.add_argument("--data-root", default=None, help="dataset folder (not needed for digits)")
     p_run.add_argument("--output", default=None, help="results folder (default: ./outputs or $DINOBENCH_OUTPUT)")
     p_run.add_argument("--cfg-options", nargs="+", action="extend", default=None, metavar="KEY=VALUE",
@@ -94,8 +98,10 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     p_run.add_argument("--save-predictions", action="store_true",
                        help="dense tasks: save colourised predictions + a side-by-side figure beside result.json")
 
-    p_export = sub.add_parser("export", help="save a backbone as a Hugging Face directory or official .pth")
-    p_export.add_argument("--backbone", required=True, help="backbone name (or 'hf' with --weights DIR)")
+    p_export = sub.add_parser("export", help="save a backbone as a Hugging Face directory or official .pth, or a "
+                                             "head trained by a run in the official layout (--run)")
+    p_export.add_argument("--backbone", default=None, help="backbone name (or 'hf' with --weights DIR)")
+    p_export.add_argument("--run", default=None, help="a run folder (or its result.json) whose trained head to export")
     p_export.add_argument("--weights", default=None, help="checkpoint to convert (any supported format)")
     p_export.add_argument("--output", required=True, help="new folder (hf) or file (pth)")
     p_export.add_argument("--format", default="hf", choices=["hf", "pth"],
@@ -201,7 +207,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Run one (backbone, task) evaluation and print its metrics."""
     result = dinobench.run(backbone=args.backbone, task=args.task, weights=args.weights, data_root=args.data_root,
                            output_dir=args.output, options=args.cfg_options, device=args.device, seed=args.seed,
-                           save_predictions=args.save_predictions)
+                           save_predictions=args.save_predictions, head=args.head, head_weights=args.head_weights)
     if result.path is None:  # torchrun rank > 0: same metrics; rank 0 prints and writes the record
         return 0
     main = result.main_metric
@@ -214,7 +220,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    """Convert a backbone (and its weights) to the HF layout or the official .pth format."""
+    """Convert a backbone (and its weights) to the HF layout or the official .pth format, or export a run's head."""
+    if args.run:
+        from dinobench.head_export import export_head
+
+        for path in export_head(args.run, args.output):
+            print(f"exported {path}")
+        return 0
+    if not args.backbone:
+        raise DinobenchError("dinobench export needs --backbone NAME (a backbone) or --run RUN (a trained head)")
     from dinobench.backbones.export import export_hf, export_pth
 
     model = dinobench.create_backbone(args.backbone, weights=args.weights)
@@ -377,6 +391,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    if args.command == "run" and args.head is None:
+        missing = [flag for flag, value in (("--backbone", args.backbone), ("--task", args.task)) if not value]
+        if missing:
+            args._run_parser.error(
+                f"the following arguments are required: {', '.join(missing)} (or --head NAME, which names both)")
     try:
         if args.command in COMMANDS:
             return COMMANDS[args.command](args)

@@ -10,7 +10,7 @@ the official code instead uses a square window of the shorter side when both sid
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F

@@ -236,3 +236,50 @@ def best_miou_threshold(scores: np.ndarray, labels: np.ndarray) -> float:
         iou_fg = np.where(tp + fp + fn > 0, tp / (tp + fp + fn), 1.0)
         iou_bg = np.where(tn + fn + fp > 0, tn / (tn + fn + fp), 1.0)
     return float(s[last][int(np.argmax(iou_fg + iou_bg))])
+
+
+# ----------------------------------------------------------------------------- canopy height
+CANOPY_METRIC_NAMES = ("mae", "rmse", "r2", "bias")
+
+
+class CanopyHeightMetric:
+    """Pixel-level canopy-height errors in metres over every valid pixel of every tile: MAE, RMSE, R² and bias
+    (mean of prediction - truth) - scikit-learn's ``mean_absolute_error`` / ``root_mean_squared_error`` /
+    ``r2_score`` on the pooled pixels, kept as float64 sums so that tiles and ranks merge exactly."""
+
+    def __init__(self, max_height: float = 96.0) -> None:
+        self.max_height = float(max_height)
+        self.sums = torch.zeros(6, dtype=torch.float64)  # n, sum e, sum |e|, sum e^2, sum y, sum y^2
+        self.tiles = 0
+
+    def update(self, pred: torch.Tensor, gt: torch.Tensor) -> None:
+        """Add one tile (``[H, W]`` metres; NaN in ``gt`` = no data); ``pred`` is resized to ``gt`` if needed
+        and clamped to ``[0, max_height]``."""
+        pred, gt = pred.detach().double(), gt.detach().double()
+        if pred.shape != gt.shape:
+            pred = torch.nn.functional.interpolate(pred[None, None], size=gt.shape[-2:], mode="bilinear",
+                                                   align_corners=False)[0, 0]
+        valid = torch.isfinite(gt)
+        y, p = gt[valid], pred[valid].clamp(0.0, self.max_height)
+        error = p - y
+        self.sums += torch.stack([torch.tensor(float(y.numel()), dtype=torch.float64), error.sum(),
+                                  error.abs().sum(), (error * error).sum(), y.sum(), (y * y).sum()])
+        self.tiles += 1
+
+    def state(self) -> dict[str, Any]:
+        """The sums (for :meth:`merge` across ranks)."""
+        return {"sums": self.sums.clone(), "tiles": self.tiles}
+
+    def merge(self, states: Sequence[dict[str, Any]]) -> None:
+        """Replace the state by the sum of ``states`` (e.g. every rank's :meth:`state`)."""
+        self.sums = torch.stack([s["sums"] for s in states]).sum(0)
+        self.tiles = sum(int(s["tiles"]) for s in states)
+
+    def compute(self) -> dict[str, float]:
+        """MAE, RMSE, R², bias (m) and the pixel count."""
+        n, s_err, s_abs, s_sq, s_y, s_y2 = self.sums.tolist()
+        if n == 0:
+            raise ValueError("CanopyHeightMetric.compute(): no tile with valid heights was added")
+        total = s_y2 - s_y * s_y / n
+        r2 = 1.0 - s_sq / total if total > 0 else (1.0 if s_sq == 0 else 0.0)  # r2_score's constant-truth rule
+        return {"mae": s_abs / n, "rmse": math.sqrt(s_sq / n), "r2": r2, "bias": s_err / n, "pixels": n}

@@ -26,7 +26,7 @@ __all__ = ["DatasetLike", "PROJECT_NAME", "Protocol", "ProtocolResult", "hookimp
 
 if TYPE_CHECKING:
     from dinobench.registry import (BackboneRegistry, CommandRegistry, DatasetRegistry, FeatureKindRegistry,
-                                    ProtocolRegistry, TaskRegistry)
+                                    HeadRegistry, ProtocolRegistry, TaskRegistry)
     from dinobench.results import Result
 
 PROJECT_NAME = "dinobench"
@@ -103,6 +103,16 @@ def dinobench_register_commands(registry: "CommandRegistry") -> None:
     ``configure(parser: argparse.ArgumentParser) -> None`` adds the command's arguments (imported only when
     the command is used, so ``dinobench list`` stays fast); ``run(args: argparse.Namespace) -> int`` is the
     exit code. A :class:`dinobench.errors.DinobenchError` it raises is printed as one line (exit 2).
+    """
+
+
+@hookspec
+def dinobench_register_heads(registry: "HeadRegistry") -> None:
+    """Add released heads: ``registry.add(name, backbone=..., tasks=[...], options={dotted key: value}, file=...)``.
+
+    ``dinobench run --head NAME --head-weights FILE`` then evaluates the head without training: the task's config
+    gets ``options`` (the head's architecture) and ``weights_key`` = FILE; the record names the head and its
+    sha256, and the file's digest is part of the protocol hash, so only runs of the same head compare.
     """
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-LIST_SECTIONS = ["backbones", "tasks", "datasets", "protocols", "feature-kinds", "commands", "plugins"]
+LIST_SECTIONS = ["backbones", "tasks", "heads", "datasets", "protocols", "feature-kinds", "commands", "plugins"]
 
 
 def text_table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
@@ -41,6 +41,12 @@ def list_rows(what: str) -> tuple[list[dict[str, Any]], list[str]]:
                          "dataset": "+".join(types) or "?", "source": s.source,
                          "description": s.description or cfg.get("task", {}).get("description", "")})
         return rows, ["name", "protocol", "dataset", "source", "description"]
+    if what == "heads":
+        rows = [{"name": s.name, "backbone": s.backbone, "tasks": ", ".join(s.tasks),
+                 "config": " ".join(f"{k.removeprefix('protocol.').removeprefix('head.')}={v}"
+                                   for k, v in s.options.items()) or "-",
+                 "file": s.file or "-", "source": s.source, "description": s.description} for s in reg.heads]
+        return rows, ["name", "backbone", "tasks", "config", "file", "source", "description"]
     if what == "datasets":
         return [{"name": s.name, "source": s.source, "description": s.description} for s in reg.datasets], \
             ["name", "source", "description"]

@@ -42,6 +42,8 @@ BUILTIN_PLUGINS = (
     "dinobench.plugins.linear",
     "dinobench.plugins.tasks",
     "dinobench.plugins.feature_kinds",
+    "dinobench.plugins.canopy",
+    "dinobench.plugins.heads",
 )
 
 REGISTER_HOOKS = {
@@ -51,6 +53,7 @@ REGISTER_HOOKS = {
     "dinobench_register_tasks": "tasks",
     "dinobench_register_feature_kinds": "feature_kinds",
     "dinobench_register_commands": "commands",
+    "dinobench_register_heads": "heads",
 }
 
 

@@ -13,6 +13,9 @@ A protocol is a :class:`Protocol` subclass with
 - ``file_keys``: keys of its ``protocol`` section naming input files (e.g. released head weights) whose
   *content* identifies a result: the protocol hash uses their sha256 instead of the path, and the record
   lists them (``input_files``);
+- ``optional_keys``: keys of its ``protocol`` section (dotted below it, e.g. ``head.min_depth``) that enter the
+  protocol hash only when set (not None), like ``file_keys``: a feature added later leaves the hashes of
+  configs that do not use it as they were;
 - ``run(ctx) -> ProtocolResult``.
 
 The dataset contract every dataset reader returns (:class:`DatasetLike`) is written here once too.
@@ -59,6 +62,7 @@ class ProtocolResult:
     ``higher_is_better``: one bool for every metric, or a mapping metric -> bool (missing metrics: True).
     ``tables``: named lists of rows (per-class IoU, per-category AP, ...) written into the record and report.
     ``artifacts``: files the protocol wrote into ``ctx.predictions_dir`` (names relative to it).
+    ``head``: the head it trained, in the official layout (saved beside the record for ``dinobench export``).
     """
 
     metrics: dict[str, float]
@@ -66,6 +70,7 @@ class ProtocolResult:
     higher_is_better: bool | Mapping[str, bool] = True
     tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     artifacts: list[str] = field(default_factory=list)
+    head: "TrainedHead | None" = None
 
     def __post_init__(self) -> None:
         try:
@@ -93,6 +98,17 @@ class ProtocolResult:
 
 
 @dataclass
+class TrainedHead:
+    """A head a run trained, as the official tools read it: ``state`` (official key layout, CPU tensors),
+    ``layout`` (``classifier`` | ``segmentation`` | ``depth``: which official file and config it becomes) and
+    ``config`` (the official decoder config's fields, e.g. a depth ``DecoderConfig``)."""
+
+    state: dict[str, Any]
+    layout: str
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class EmptyConfig:
     """A protocol without options."""
 
@@ -107,6 +123,7 @@ class Protocol:
     eval_keys: ClassVar[tuple[str, ...]] = ()
     datasets: ClassVar[tuple[str, ...]] = ("train", "val")
     file_keys: ClassVar[tuple[str, ...]] = ()
+    optional_keys: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: Any = None) -> None:
         """``config``: an instance of ``Config``, or a mapping of the ``protocol`` section (validated)."""

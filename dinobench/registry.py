@@ -11,7 +11,7 @@ import difflib
 import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Generic, Iterator, TypeVar
+from typing import Any, Callable, Generic, Iterator, Sequence, TypeVar
 
 from dinobench.errors import PluginError, UnknownNameError
 from dinobench.protocol import check_protocol_class
@@ -90,6 +90,26 @@ class TaskSpec:
 
     name: str
     config: str | Path | dict[str, Any]
+    description: str = ""
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class HeadSpec:
+    """A released head (an official hub entry): the backbone it was trained on, the tasks it evaluates and the
+    ``--cfg-options`` that make a task's protocol build exactly this head.
+
+    ``options``: dotted task-config keys -> values (applied before the user's own options); the head file
+    goes into ``weights_key``. ``file`` / ``backbone_file``: the official weight file names (shown in listings).
+    """
+
+    name: str
+    backbone: str
+    tasks: tuple[str, ...]
+    options: dict[str, Any] = field(default_factory=dict)
+    weights_key: str = "protocol.head_weights"
+    file: str = ""
+    backbone_file: str = ""
     description: str = ""
     source: str = ""
 
@@ -226,6 +246,20 @@ class TaskRegistry(Registry[TaskSpec]):
         return [self.add(p.stem, p) for p in sorted(Path(folder).glob("*.py")) if not p.name.startswith("_")]
 
 
+class HeadRegistry(Registry[HeadSpec]):
+    """Registry of released heads (``dinobench run --head NAME --head-weights FILE``)."""
+
+    def __init__(self) -> None:
+        super().__init__("head")
+
+    def add(self, name: str, backbone: str, tasks: str | Sequence[str], **meta: Any) -> HeadSpec:
+        """Register ``HeadSpec(name, backbone, tasks, **meta)`` (the first task is the default)."""
+        tasks = (tasks,) if isinstance(tasks, str) else tuple(tasks)
+        if not tasks:
+            raise ValueError(f"head {name!r}: name at least one task it evaluates")
+        return self.register(HeadSpec(name=name, backbone=backbone, tasks=tasks, **meta))
+
+
 class CommandRegistry(Registry[CommandSpec]):
     """Registry of plugin CLI subcommands."""
 
@@ -248,10 +282,12 @@ class Registries:
     tasks: TaskRegistry = field(default_factory=TaskRegistry)
     feature_kinds: FeatureKindRegistry = field(default_factory=FeatureKindRegistry)
     commands: CommandRegistry = field(default_factory=CommandRegistry)
+    heads: HeadRegistry = field(default_factory=HeadRegistry)
 
     def all(self) -> tuple[Registry[Any], ...]:
         """Every registry."""
-        return (self.backbones, self.datasets, self.protocols, self.tasks, self.feature_kinds, self.commands)
+        return (self.backbones, self.datasets, self.protocols, self.tasks, self.feature_kinds, self.commands,
+                self.heads)
 
     def set_source(self, source: str) -> None:
         """Attribute what gets registered next to plugin ``source``."""

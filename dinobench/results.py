@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import re
 import subprocess
 import sys
 import tempfile
@@ -62,6 +61,9 @@ class Result:
     runtime_keys: list[str] = field(default_factory=list)
     #: dotted config key -> {"path", "sha256"} of input files named by the config (hashed by content)
     input_files: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: a given (released or exported) head that was evaluated instead of trained: ``hub`` name ("" if none),
+    #: ``path``, ``sha256``; empty when the run trained its head
+    head: dict[str, str] = field(default_factory=dict)
     created_at: str = ""
     schema_version: int = SCHEMA_VERSION
     path: str | None = None  # where it was written (not serialised)
@@ -154,11 +156,14 @@ def _blas() -> str | None:
     return " ".join(str(blas[k]) for k in ("internal_api", "version", "architecture") if blas.get(k))
 
 
-def write_result(result: Result, output_dir: str | Path, predictions: str | Path | None = None) -> Path:
+def write_result(result: Result, output_dir: str | Path, predictions: str | Path | None = None,
+                 head: Any = None) -> Path:
     """Write ``result`` under a new ``<output>/<backbone>/<task>/<UTC>/`` folder; return the json path.
 
     ``predictions``: a folder of files a protocol saved (``--save-predictions``); it is moved to
     ``<run>/predictions/`` and its files are listed in ``result.artifacts`` (paths relative to the run).
+    ``head``: the trained head (:class:`dinobench.protocol.TrainedHead`): ``head.pth`` (its official-layout state
+    dict) and ``head.json`` (layout and official config) beside the record, for ``dinobench export``.
     """
     task_dir = Path(output_dir) / safe_component(result.backbone) / safe_component(result.task)
     task_dir.mkdir(parents=True, exist_ok=True)
@@ -173,6 +178,13 @@ def write_result(result: Result, output_dir: str | Path, predictions: str | Path
             _make_public(staging / "predictions")
             result.artifacts = sorted(str(p.relative_to(staging)) for p in (staging / "predictions").rglob("*")
                                       if p.is_file())
+        if head is not None:
+            import torch
+
+            write_atomic(staging / "head.pth", lambda f: torch.save(dict(head.state), f))
+            write_atomic(staging / "head.json", json.dumps({"layout": head.layout, "config": head.config},
+                                                           indent=2, default=str) + "\n")
+            result.artifacts = sorted([*result.artifacts, "head.json", "head.pth"])
         write_atomic(staging / "result.json", json.dumps(result.to_dict(), indent=2, sort_keys=False) + "\n")
         for attempt in range(1000):
             final = task_dir / (utc_timestamp() + (f"-{attempt}" if attempt else ""))

@@ -68,11 +68,18 @@ def input_files(cfg: Mapping[str, Any], protocol_cls: type[Protocol]) -> dict[st
     return files
 
 
-def _content_addressed(cfg: dict[str, Any], files: Mapping[str, Mapping[str, str]]) -> dict[str, Any]:
-    """``cfg`` with each input file's path replaced by ``sha256:<digest>`` (what the protocol hash sees)."""
-    if not files:
-        return cfg
+def hashed_config(cfg: dict[str, Any], files: Mapping[str, Mapping[str, str]]) -> dict[str, Any]:
+    """What the protocol hash sees of ``cfg``: each input file's path replaced by ``sha256:<digest>``, and the
+    protocol's file and optional keys left out while unset (None)."""
     out = json.loads(json.dumps(cfg, default=str))
+    protocol = protocol_class(cfg["protocol"]["type"])
+    for dotted in (*protocol.file_keys, *protocol.optional_keys):
+        *parents, leaf = f"protocol.{dotted}".split(".")
+        node = out
+        for part in parents:
+            node = node.get(part, {}) if isinstance(node, dict) else {}
+        if isinstance(node, dict) and node.get(leaf, "") is None:
+            del node[leaf]
     for dotted, entry in files.items():
         node = out
         *parents, leaf = dotted.split(".")
@@ -174,10 +181,36 @@ def _backbone_identity(spec: Any) -> dict[str, Any]:
             "provider": _distribution_of(spec.source) if spec.source else ""}
 
 
-def run(backbone: str, task: str, weights: str | None = None, data_root: str | None = None,
+def with_head(head: str | None, head_weights: str | None, backbone: str | None, task: str | None,
+              options: Mapping[str, Any] | list[str] | None) -> tuple[str, str, dict[str, Any]]:
+    """``(backbone, task, options)`` of a run that evaluates the released head ``head`` (``dinobench list heads``):
+    its backbone and first task unless given, its architecture options under the user's, its weights file."""
+    options = parse_options(options)
+    if head is None:
+        if head_weights:
+            raise ConfigError("--head-weights needs --head NAME (dinobench list heads), or set the task's "
+                              "protocol.head_weights=FILE with --cfg-options")
+        if not backbone or not task:
+            raise ConfigError("dinobench run needs --backbone and --task (or --head NAME, which names both)")
+        return backbone, task, options
+    spec = get_registries().heads.get(head)
+    task = task or spec.tasks[0]
+    if task not in spec.tasks:
+        raise ConfigError(f"--head {head} evaluates {', '.join(spec.tasks)}, not {task!r}; pick one of those tasks")
+    if not head_weights:
+        raise ConfigError(f"--head {head}: pass its weights with --head-weights FILE"
+                          + (f" (the released file is {spec.file})" if spec.file else ""))
+    return backbone or spec.backbone, task, {**spec.options, spec.weights_key: str(head_weights), **options}
+
+
+def run(backbone: str | None, task: str | None, weights: str | None = None, data_root: str | None = None,
         output_dir: str | None = None, options: Mapping[str, Any] | list[str] | None = None,
-        device: str = "cpu", seed: int = 0, save_predictions: bool = False) -> Result:
+        device: str = "cpu", seed: int = 0, save_predictions: bool = False, head: str | None = None,
+        head_weights: str | None = None) -> Result:
     """Evaluate ``backbone`` on ``task``; returns the written :class:`Result`.
+
+    ``head`` / ``head_weights``: evaluate a released head (``dinobench list heads``) from a local file instead
+    of training one; ``backbone`` and ``task`` then default to the head's.
 
     ``save_predictions``: protocols that can draw their predictions (dense tasks) write PNGs into
     ``ctx.predictions_dir``; they end up in ``<run>/predictions/`` and ``result.artifacts``.
@@ -187,7 +220,9 @@ def run(backbone: str, task: str, weights: str | None = None, data_root: str | N
     owns_group = ddp.init_from_env(backend=None if _check_device(device).startswith("cuda") else "gloo")
     ok = False
     try:
-        result = _run(backbone, task, weights, data_root, output_dir, options, device, seed, save_predictions)
+        backbone, task, options = with_head(head, head_weights, backbone, task, options)
+        result = _run(backbone, task, weights, data_root, output_dir, options, device, seed, save_predictions,
+                      head)
         ok = True
         return result
     finally:
@@ -196,7 +231,8 @@ def run(backbone: str, task: str, weights: str | None = None, data_root: str | N
 
 
 def _run(backbone: str, task: str, weights: str | None, data_root: str | None, output_dir: str | None,
-         options: Mapping[str, Any] | list[str] | None, device: str, seed: int, save_predictions: bool) -> Result:
+         options: Mapping[str, Any] | list[str] | None, device: str, seed: int, save_predictions: bool,
+         head: str | None = None) -> Result:
     t_start = time.perf_counter()
     registries = get_registries()
     backbone_spec = registries.backbones.get(backbone)  # fail fast on unknown names
@@ -256,9 +292,12 @@ def _run(backbone: str, task: str, weights: str | None, data_root: str | None, o
         ctx.timings["total_s"] = round(time.perf_counter() - t_start, 3)
         result = _record(task, cfg, protocol_cls, protocol_spec, backbone, backbone_spec, model, weights,
                          weights_sha, seed, outcome, datasets, dataset_types, data_root, device, precision, ctx)
+        given = ctx.input_files.get(get_registries().heads.get(head).weights_key if head else "protocol.head_weights")
+        if given:  # the record names the evaluated head (released or exported); its digest is in the hash
+            result.head = {"hub": head or "", "path": given["path"], "sha256": given["sha256"]}
         if ddp.rank() > 0:  # torchrun: every rank computed the same metrics; rank 0 writes the record
             return result
-        path = write_result(result, output_dir, predictions=ctx.predictions_dir)
+        path = write_result(result, output_dir, predictions=ctx.predictions_dir, head=outcome.head)
     finally:  # write_result moved the predictions into the run folder; anything left is a leftover
         if ctx.predictions_dir is not None:
             shutil.rmtree(ctx.predictions_dir, ignore_errors=True)
@@ -281,7 +320,7 @@ def _record(task: str, cfg: dict[str, Any], protocol_cls: type[Protocol], protoc
         protocol=protocol_cls.name or protocol_spec.name,
         protocol_version=str(protocol_cls.version),
         protocol_plugin=protocol_spec.source,
-        protocol_hash=protocol_hash(_content_addressed(cfg, ctx.input_files), fingerprint, excluded),
+        protocol_hash=protocol_hash(hashed_config(cfg, ctx.input_files), fingerprint, excluded),
         backbone=backbone,
         weights=str(Path(weights).resolve()) if weights is not None else "random-init",
         weights_sha256=weights_sha,

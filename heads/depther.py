@@ -32,6 +32,8 @@ from dinobench.heads.weights import load_head_state, read_head_state
 LAYER_SETS = {"LAST": "last", "FOUR_LAST": "four_last", "FOUR_EVEN_INTERVALS": "four_even"}
 PATCH_ADAPTATIONS = ("center_padding", "stretch", "never")
 DPT_HEAD_KEYS = ("channels", "post_process_channels", "n_hidden_channels", "use_bias", "projection_after_fusion")
+#: the official ``DPTHead``'s own defaults, used for what ``head_kwargs`` leaves out (the CHMv2 head sets neither)
+DPT_HEAD_DEFAULTS = {"channels": 256, "post_process_channels": [128, 256, 512, 1024]}
 
 
 def _name(value: Any) -> Any:
@@ -117,6 +119,7 @@ def build_depther(backbone: nn.Module, *, min_depth: float = 0.001, max_depth: f
         if head_kwargs.pop("expand_channels", False):
             raise ConfigError("build_depther: head_kwargs expand_channels=True is not supported (no released head uses it)")
         head_kwargs.pop("readout_type", None)  # official make_head derives it from use_cls_token
+        head_kwargs = {**DPT_HEAD_DEFAULTS, **head_kwargs}
         decoder = DPTHead(in_channels, readout_type="project" if use_cls_token else "ignore",
                           use_batchnorm=use_batchnorm, n_bins=int(n_output_channels), **head_kwargs, **depth)
     else:

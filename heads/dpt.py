@@ -152,6 +152,7 @@ class DPTHead(nn.Module):
         super().__init__()
         in_channels = list(in_channels)
         post = list(post_process_channels) if post_process_channels is not None else list(in_channels)
+        self.post_process_channels = post
         self.reassemble_blocks = ReassembleBlocks(in_channels, post, readout_type, use_batchnorm)
         self.convs = nn.ModuleList(ConvUnit(c, channels, 3, padding=1, bias=False) for c in post)
         self.fusion_blocks = nn.ModuleList(FeatureFusionBlock(channels, with_skip=i > 0, bias=use_bias)

@@ -5,7 +5,9 @@ official config uses the LAST layer only, with the backbone's final norm and wit
 token). Layers are resized to the first one's grid and concatenated (optionally each with its
 class token broadcast), then ``Dropout2d(0.1) -> BatchNorm2d -> 1x1 conv`` gives class logits on
 the patch grid; :meth:`LinearSegHead.forward` upsamples them bilinearly when given a ``size``.
-The 1x1 conv starts from N(0, 0.01) weights and zero bias, as in the official head.
+The 1x1 conv starts from N(0, 0.01) weights and zero bias, as in the official head; the state-dict keys
+(``batchnorm_layer.*``, ``conv.*``) are the official ``LinearHead``'s, so the ``segmentation_model.1.*`` entries of an
+official ADE20K ``model_final.pth`` load strictly.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ class LinearSegHead(nn.Module):
         channels = sum(in_channels) * (2 if use_cls_token else 1)
         self.channels = channels
         self.dropout = nn.Dropout2d(dropout)
-        self.batchnorm = nn.BatchNorm2d(channels) if use_batchnorm else nn.Identity()
+        self.batchnorm_layer = nn.BatchNorm2d(channels) if use_batchnorm else nn.Identity()  # official key name
         self.conv = nn.Conv2d(channels, num_classes, kernel_size=1)
         nn.init.normal_(self.conv.weight, mean=0.0, std=0.01)
         nn.init.zeros_(self.conv.bias)
@@ -53,7 +55,7 @@ class LinearSegHead(nn.Module):
     def forward(self, features: LayerFeatures, size: tuple[int, int] | None = None) -> Tensor:
         """Logits ``[B, num_classes, h, w]`` on the patch grid, or upsampled to ``size``."""
         x = concat_layers(features, self.use_cls_token)
-        logits = self.conv(self.batchnorm(self.dropout(x)))
+        logits = self.conv(self.batchnorm_layer(self.dropout(x)))
         if size is not None and tuple(logits.shape[-2:]) != tuple(size):
             logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
         return logits

@@ -20,16 +20,18 @@ from dinobench.errors import WeightsError
 HEAD_WRAPPER_KEYS = ("model", "state_dict", "model_state_dict")
 
 
-def read_head_state(path: str | Path) -> dict[str, Tensor]:
+def read_head_state(path: str | Path, prefixes: Sequence[str] = ()) -> dict[str, Tensor]:
     """The tensors of a head checkpoint (``torch.load(weights_only=True)`` or safetensors), unwrapped from
-    ``model``/``state_dict`` and a DDP ``module.`` prefix."""
+    ``model``/``state_dict``, a DDP ``module.`` prefix and the first of ``prefixes`` that every key carries (e.g.
+    ``segmentation_model.1.``, where the official segmentation training keeps its head)."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise WeightsError(f"{path}: head weights file does not exist; pass a .pth or .safetensors file")
     obj = unwrap_wrappers(load_tensor_file(path), path, HEAD_WRAPPER_KEYS)
     state = {str(k): v for k, v in obj.items() if isinstance(v, Tensor)}
-    if state and all(k.startswith("module.") for k in state):
-        state = {k[len("module."):]: v for k, v in state.items()}
+    for prefix in ("module.", *prefixes):
+        if state and all(k.startswith(prefix) for k in state):
+            state = {k[len(prefix):]: v for k, v in state.items()}
     return state
 
 

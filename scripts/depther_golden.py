@@ -3,7 +3,7 @@
     python scripts/depther_golden.py --official /path/to/dinov3 [--out tests/fixtures/depther_official.pt]
 
 For each configuration of :data:`CONFIGS` (the released layouts: a linear NYU-style head, the SynthMix DPT head's
-design, the CHMv2 head's design, and a linear head with class tokens over four layers), builds the official
+design, the CHMv2 head's design and its exact released configuration, and a linear head with class tokens over four layers), builds the official
 ``make_depther_from_config(backbone, DecoderConfig(**cfg))`` around a tiny dinobench ViT (patch 16, dim 64,
 4 blocks), fills the decoder with :func:`dinobench.testing.deterministic_fill` (values depend on key names only),
 runs its forward in float32 without autocast on a fixed odd-sized batch (centre padding is exercised), and saves
@@ -40,6 +40,12 @@ CONFIGS: dict[str, dict] = {
                       n_output_channels=32, min_depth=0.001, max_depth=96.0, bins_strategy="chmv2_mixlog",
                       norm_strategy="chmv2_mixlog",
                       head_kwargs=dict(SMALL_DPT, n_hidden_channels=16, use_bias=True, projection_after_fusion=False)),
+    # the released CHMv2 head's exact DecoderConfig: channels / post_process_channels from the official DPTHead's
+    # own defaults (256, [128, 256, 512, 1024]), as in dinov3_vitl16_chmv2
+    "dpt_chmv2_hub": dict(type="dpt", backbone_out_layers=[0, 1, 2, 3], use_batchnorm=False, use_cls_token=True,
+                          n_output_channels=256, min_depth=0.001, max_depth=96.0, bins_strategy="chmv2_mixlog",
+                          norm_strategy="chmv2_mixlog",
+                          head_kwargs=dict(n_hidden_channels=128, use_bias=True, projection_after_fusion=False)),
 }
 
 

@@ -41,13 +41,13 @@ def test_linear_seg_head_matches_official_composition_and_trains():
     assert logits.shape == (2, 5, 12, 20)
     loss = segmentation_loss(logits, torch.randint(0, 5, (2, 12, 20)))
     loss.backward()
-    assert head.conv.weight.grad.abs().sum() > 0 and head.batchnorm.weight.grad.abs().sum() > 0
+    assert head.conv.weight.grad.abs().sum() > 0 and head.batchnorm_layer.weight.grad.abs().sum() > 0
 
     # eval mode: no dropout, BN with running stats -> exactly conv(bn(concat(patch, cls)))
     head.eval()
     with torch.no_grad():
         x = torch.cat([torch.cat([p, c[:, :, None, None].expand_as(p)], 1) for p, c in feats], 1)
-        bn = head.batchnorm
+        bn = head.batchnorm_layer
         ref = (x - bn.running_mean[None, :, None, None]) / torch.sqrt(bn.running_var[None, :, None, None] + bn.eps)
         ref = ref * bn.weight[None, :, None, None] + bn.bias[None, :, None, None]
         ref = F.conv2d(ref, head.conv.weight, head.conv.bias)
@@ -57,11 +57,11 @@ def test_linear_seg_head_matches_official_composition_and_trains():
 def test_dropout_comes_before_batchnorm_in_training():
     head = LinearSegHead(8, num_classes=3, dropout=0.5)
     order = []
-    for name in ("dropout", "batchnorm", "conv"):
+    for name in ("dropout", "batchnorm_layer", "conv"):
         getattr(head, name).register_forward_hook(lambda module, inputs, output, name=name: order.append(name))
     torch.manual_seed(0)
     head(_features(dim=8, batch=4, grid=(2, 2)))
-    assert order == ["dropout", "batchnorm", "conv"]  # official LinearHead.forward order
+    assert order == ["dropout", "batchnorm_layer", "conv"]  # official LinearHead.forward order
     assert head.dropout.p == 0.5 and isinstance(head.dropout, torch.nn.Dropout2d)
 
 

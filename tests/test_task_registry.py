@@ -14,7 +14,7 @@ from dinobench.config import protocol_hash
 from dinobench.errors import ConfigError, PluginError
 from dinobench.plugin_manager import get_registries
 from dinobench.protocol import Protocol, ProtocolResult, check_protocol_class
-from dinobench.runner import protocol_class, resolve_task, runtime_keys
+from dinobench.runner import hashed_config, protocol_class, resolve_task, runtime_keys
 
 FROZEN = Path(__file__).parent / "fixtures" / "shipped_task_hashes.json"
 FIRST_PARTY = "dinobench.plugins."
@@ -49,7 +49,7 @@ def test_shipped_task_hash_is_frozen(task):
     frozen = json.loads(FROZEN.read_text())
     cfg = resolve_task(task, None)
     cls = protocol_class(cfg["protocol"]["type"])
-    got = {"protocol": cls.name, "version": cls.version, "hash": protocol_hash(cfg, "FP", runtime_keys(cfg))}
+    got = {"protocol": cls.name, "version": cls.version, "hash": protocol_hash(hashed_config(cfg, {}), "FP", runtime_keys(cfg))}
     if task in frozen and frozen[task]["version"] == got["version"]:
         assert got == frozen[task]
     else:

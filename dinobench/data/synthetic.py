@@ -259,6 +259,7 @@ WRITERS: dict[str, tuple[Callable[..., Path], int | tuple[int, int]]] = {
     "voc": (_lazy("synthetic_retrieval:write_synthetic_discovery", layout="voc"), (64, 80)),
     "coco20k": (_lazy("synthetic_retrieval:write_synthetic_discovery", layout="coco20k"), (64, 80)),
     "coco": (_lazy("synthetic_coco:write_synthetic_coco"), (64, 96)),
+    "canopy_folder": (_lazy("synthetic_canopy:write_synthetic_canopy"), 64),
     "ade20k": (write_synthetic_ade20k, 64),
     "nyu": (write_synthetic_nyu, (48, 64)),
     "seg_folder": (write_synthetic_seg_folder, 64),

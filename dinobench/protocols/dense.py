@@ -30,7 +30,7 @@ from dinobench.errors import ConfigError
 from dinobench.heads.model import BackboneNeckHead
 from dinobench.heads.necks import IntermediateLayers, Neck
 from dinobench.heads.weights import load_head_state, read_head_state
-from dinobench.protocol import Protocol, ProtocolResult
+from dinobench.protocol import Protocol, ProtocolResult, TrainedHead
 from dinobench.training import evaluate_sharded, train_head
 from dinobench.utils.io import safe_component
 from dinobench.utils.seeding import seed_from
@@ -74,6 +74,8 @@ class DenseProtocol(Protocol):
     eval_keys = ("inference",)
     main_metric: ClassVar[str] = ""
     higher_is_better: ClassVar[bool] = True
+    #: key prefixes an official checkpoint may put around the head's own keys (stripped when all keys have one)
+    head_file_prefixes: ClassVar[tuple[str, ...]] = ()
 
     # ----------------------------------------------------------------- what a family fills in
     def transforms(self, ctx: RunContext) -> tuple[Any, Any]:  # pragma: no cover - abstract
@@ -102,10 +104,12 @@ class DenseProtocol(Protocol):
 
     def load_head_weights(self, model: nn.Module, optional_prefixes: Sequence[str] = ()) -> None:
         """Load ``protocol.head_weights`` (when set) into ``model`` strictly, except under ``optional_prefixes``
-        (the frozen backbone, which a head checkpoint does not carry)."""
+        (the frozen backbone, which a head checkpoint does not carry); keys may carry one of the family's
+        :attr:`head_file_prefixes`."""
         path = getattr(self.config, "head_weights", None)
         if path:
-            load_head_state(model, read_head_state(path), path, optional_prefixes=tuple(optional_prefixes))
+            load_head_state(model, read_head_state(path, self.head_file_prefixes), path,
+                            optional_prefixes=tuple(optional_prefixes))
 
     def make_neck(self, backbone: nn.Module) -> Neck:
         """The neck (default: the configured intermediate layers with the backbone norm)."""
@@ -150,6 +154,7 @@ class DenseProtocol(Protocol):
             torch.manual_seed(seed_from(ctx.seed, 17))
             head = self.make_head(list(neck.out_channels), train_set)
         bcfg = ctx.cfg.get("backbone", {})
+        self.load_head_weights(head)  # families whose config has head_weights: the official head layout
         return BackboneNeckHead(ctx.backbone, head, neck=neck, finetune=bool(bcfg.get("finetune", False)),
                                 layer_decay=float(bcfg.get("layer_decay", 0.9)))
 
@@ -190,8 +195,17 @@ class DenseProtocol(Protocol):
             with torch.no_grad():
                 artifacts = self.save_figures(model, val_set, ctx, ctx.predictions_dir, count)
         tables = self.tables(final["metric"]) if "metric" in final else {}
+        trained = None if getattr(self.config, "head_weights", None) else self.trained_head(model)
         return ProtocolResult(metrics, self.main_metric, self.higher_is_better, tables=tables,
-                              artifacts=artifacts)
+                              artifacts=artifacts, head=trained)
+
+    def trained_head(self, model: nn.Module) -> TrainedHead | None:
+        """The trained head in the official layout with its official config (None: the family exports none)."""
+        return None
+
+    def official_state(self, model: nn.Module) -> dict[str, Any]:
+        """The head's state dict on CPU (its keys are the official head's)."""
+        return {k: v.detach().cpu().clone() for k, v in model.head.state_dict().items()}
 
 
 class SegmentationProtocol(DenseProtocol):

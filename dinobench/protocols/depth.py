@@ -13,6 +13,10 @@ gradient clip 35, WarmupOneCycle (12.8k warm-up of 38.4k iterations, beta1 drive
 batch 16. Evaluation: whole image with horizontal-flip TTA, prediction resized to the ground
 truth, clamped to the range, metrics inside the Eigen crop
 (:class:`dinobench.dense_metrics.DepthMetric`); main metric RMSE (lower is better).
+
+``protocol.head_weights=FILE`` evaluates a given decoder without training: its keys are the official decoder's
+(a released ``*_dpt_head-*.pth``, an official run's ``model_final.pth`` or a head exported by ``dinobench
+export``), loaded strictly; ``protocol.head.min_depth`` / ``max_depth`` set the bins' range of such a head.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from dinobench.dense_metrics import DepthMetric
 from dinobench.errors import ConfigError
 from dinobench.heads.depth import LinearDepthHead, SigLoss
 from dinobench.heads.dpt import DPTHead
+from dinobench.protocol import TrainedHead
 from dinobench.protocols.dense import (DenseHeadConfig, DenseProtocol, InferenceConfig, inference_kwargs,
                                        transform_sections)
 from dinobench.visualize import colorize_depth
@@ -40,8 +45,10 @@ class LinearDepthHeadConfig(DenseHeadConfig):
     """Official linear depth head: last layer, backbone norm, no class token, BatchNorm, 256 linear bins."""
 
     n_bins: int = 256
-    bins_strategy: Literal["linear", "log"] = "linear"
-    norm_strategy: Literal["linear", "softmax", "sigmoid"] = "linear"
+    bins_strategy: Literal["linear", "log", "chmv2_mixlog"] = "linear"
+    norm_strategy: Literal["linear", "softmax", "sigmoid", "chmv2_mixlog"] = "linear"
+    min_depth: float | None = None  # range of the bins; None: the dataset's (a released head brings its own)
+    max_depth: float | None = None
 
 
 @dataclass
@@ -52,6 +59,8 @@ class DPTHeadConfig(LinearDepthHeadConfig):
     channels: int = 512
     post_process_channels: list[int] | None = None
     n_hidden_channels: int = 32
+    use_bias: bool = False  # biased convs in the fusion blocks' residual units (CHMv2)
+    projection_after_fusion: bool = True  # False: no 3x3 ``project`` conv after fusion (CHMv2)
 
 
 @dataclass
@@ -77,6 +86,7 @@ class LinearDepthConfig:
     loss: DepthLossConfig = field(default_factory=DepthLossConfig)
     inference: DepthInferenceConfig = field(default_factory=DepthInferenceConfig)
     num_visualizations: int = 4  # predictions drawn by --save-predictions
+    head_weights: str | None = None  # evaluate this decoder (official layout) instead of training
 
 
 @dataclass
@@ -98,6 +108,14 @@ class DepthProtocol(DenseProtocol):
     version = "1"
     main_metric = "rmse"
     higher_is_better = False
+    file_keys = ("head_weights",)
+    optional_keys = ("head.min_depth", "head.max_depth")
+
+    def depth_range(self, train_set: Any) -> dict[str, float]:
+        """The bins' range: the head config's when set (a released head), else the dataset's."""
+        hc = self.config.head
+        return {"min_depth": float(train_set.min_depth if hc.min_depth is None else hc.min_depth),
+                "max_depth": float(train_set.max_depth if hc.max_depth is None else hc.max_depth)}
 
     def transforms(self, ctx: RunContext) -> tuple[Any, Any]:
         """Official NYU train (random crop, flip, colour jitter) and eval transforms."""
@@ -109,10 +127,24 @@ class DepthProtocol(DenseProtocol):
         """The linear depth head over layers with ``channels``."""
         hc = self.config.head
         self.sigloss = SigLoss(warm_up=self.config.loss.warm_up, warm_iter=self.config.loss.warm_iter)
-        return LinearDepthHead(channels, n_bins=hc.n_bins, min_depth=float(train_set.min_depth),
-                               max_depth=float(train_set.max_depth), use_batchnorm=hc.use_batchnorm,
+        return LinearDepthHead(channels, n_bins=hc.n_bins, use_batchnorm=hc.use_batchnorm,
                                use_cls_token=hc.use_cls_token, bins_strategy=hc.bins_strategy,
-                               norm_strategy=hc.norm_strategy)
+                               norm_strategy=hc.norm_strategy, **self.depth_range(train_set))
+
+    def trained_head(self, model: nn.Module) -> TrainedHead:
+        """The decoder's state dict (the official decoder's keys) with its official depth ``DecoderConfig``."""
+        hc, head = self.config.head, model.head
+        config = {"type": "dpt" if isinstance(head, DPTHead) else "linear",
+                  "min_depth": head.to_depth.min_depth, "max_depth": head.to_depth.max_depth,
+                  "bins_strategy": hc.bins_strategy, "norm_strategy": hc.norm_strategy,
+                  "backbone_out_layers": list(model.layers), "use_backbone_norm": hc.use_backbone_norm,
+                  "n_output_channels": hc.n_bins, "use_batchnorm": hc.use_batchnorm, "use_cls_token": hc.use_cls_token,
+                  "head_kwargs": {}}
+        if isinstance(head, DPTHead):
+            config["head_kwargs"] = {"channels": hc.channels, "post_process_channels": head.post_process_channels,
+                                     "n_hidden_channels": hc.n_hidden_channels, "use_bias": hc.use_bias,
+                                     "projection_after_fusion": hc.projection_after_fusion}
+        return TrainedHead(self.official_state(model), "depth", config)
 
     def loss(self, model: nn.Module, batch: dict[str, Any], iteration: int) -> tuple[Tensor, dict[str, float]]:
         """SigLoss over the pixels with ground truth."""
@@ -160,6 +192,6 @@ class DPTDepthProtocol(DepthProtocol):
         self.sigloss = SigLoss(warm_up=self.config.loss.warm_up, warm_iter=self.config.loss.warm_iter)
         return DPTHead(channels, channels=hc.channels, post_process_channels=hc.post_process_channels,
                        readout_type="project" if hc.use_cls_token else "ignore", use_batchnorm=hc.use_batchnorm,
-                       n_bins=hc.n_bins, n_hidden_channels=hc.n_hidden_channels, min_depth=float(train_set.min_depth),
-                       max_depth=float(train_set.max_depth), bins_strategy=hc.bins_strategy,
-                       norm_strategy=hc.norm_strategy)
+                       n_bins=hc.n_bins, n_hidden_channels=hc.n_hidden_channels, bins_strategy=hc.bins_strategy,
+                       norm_strategy=hc.norm_strategy, use_bias=hc.use_bias,
+                       projection_after_fusion=hc.projection_after_fusion, **self.depth_range(train_set))

@@ -16,6 +16,9 @@ fly: every epoch the frozen backbone embeds a new RandomResizedCrop(0.08-1) + fl
 train image (seeded per epoch, never cached). Differences from the official code: one process
 trains the heads; DINOv3's default is ``n_last_blocks=(1,)``, we default to DINOv2's ``(1, 4)``
 grid as the benchmark issue asks.
+
+``protocol.head_weights=FILE`` evaluates a given classifier instead (the hub head ``dinov3_vit7b16_lc``, an
+official ``linear.py`` checkpoint with ``protocol.classifier=NAME``, or a head exported by ``dinobench export``).
 """
 
 from __future__ import annotations
@@ -34,7 +37,8 @@ from tqdm.auto import tqdm
 from dinobench.context import RunContext
 from dinobench.data.transforms import build_train_transform
 from dinobench.errors import ConfigError, DataError
-from dinobench.protocol import Protocol, ProtocolResult
+from dinobench.heads.linear_classifier import classifier_state, official_classifier_name, read_linear_classifier
+from dinobench.protocol import Protocol, ProtocolResult, TrainedHead
 from dinobench.protocols.logreg import classification_metrics
 
 logger = logging.getLogger("dinobench")
@@ -182,6 +186,8 @@ class LinearConfig:
     epoch_length: int | None = None  # iterations per epoch; None = one pass over the train features
     chunk_size: int = 1024  # rows per evaluation chunk: memory only
     train_augmentation: bool = False  # True: official on-the-fly RandomResizedCrop + flip, a new view per epoch
+    head_weights: str | None = None  # evaluate this classifier (hub head or official linear.py checkpoint), no training
+    classifier: str | None = None  # which head of an official checkpoint's grid (its best_classifier name)
 
 
 class LinearProbeProtocol(Protocol):
@@ -191,6 +197,8 @@ class LinearProbeProtocol(Protocol):
     version = "1"
     Config = LinearConfig
     runtime_keys = ("chunk_size",)
+    file_keys = ("head_weights",)
+    optional_keys = ("classifier",)
 
     def validate(self) -> None:
         """Derived settings and range checks."""
@@ -251,6 +259,10 @@ class LinearProbeProtocol(Protocol):
             metrics = head_metrics(heads.scores(best, val_features, device, self.chunk_size), val_labels,
                                    num_classes)
         n_blocks, lr = heads.specs[best]
+        scaled = lr * self.batch_size / 256.0
+        self.trained = TrainedHead(classifier_state(n_blocks, heads.heads[best]), "classifier",
+                                   {"n_blocks": n_blocks, "classifier": official_classifier_name(n_blocks, scaled),
+                                    "num_classes": num_classes})
         metrics.update(best_lr=lr, best_lr_scaled=lr * self.batch_size / 256.0, best_n_blocks=float(n_blocks),
                        iterations=float(iterations))
         return metrics
@@ -262,6 +274,8 @@ class LinearProbeProtocol(Protocol):
             raise ConfigError(f"linear: the probe input uses the last 4 blocks but the backbone has {depth}; "
                               "use a deeper backbone (e.g. --cfg-options backbone.depth=4)")
         num_classes = len(ctx.datasets["train"].classes)
+        if self.config.head_weights:
+            return self._evaluate_given_head(ctx, num_classes)
         if self.train_augmentation:
             train_features = self._augmented_train_features(ctx)
             train_labels = torch.as_tensor(ctx.datasets["train"].labels, dtype=torch.long)
@@ -274,6 +288,27 @@ class LinearProbeProtocol(Protocol):
                                 int(ctx.backbone.embed_dim), ctx.seed, ctx.device,
                                 test_features=None if test is None else test.features,
                                 test_labels=None if test is None else test.labels)
+        return ProtocolResult(metrics, "top1", higher_is_better=True, head=self.trained)
+
+    def _evaluate_given_head(self, ctx: RunContext, num_classes: int) -> ProtocolResult:
+        """top-1 / top-5 of the classifier in ``protocol.head_weights`` on test (if present) and val."""
+        embed_dim = int(ctx.backbone.embed_dim)
+        n_blocks, head, name = read_linear_classifier(self.config.head_weights, embed_dim, self.config.classifier)
+        if head.out_features != num_classes:
+            raise ConfigError(f"linear: {self.config.head_weights} classifies {head.out_features} classes but the "
+                              f"dataset has {num_classes}; use the dataset the head was trained on")
+        metrics: dict[str, float] = {}
+        for split in ("val", "test") if "test" in ctx.datasets else ("val",):
+            feats = ctx.features(split, "cls4_avgpool")
+            cols = linear_input_columns(feats.features.shape[1], embed_dim, n_blocks)
+            with torch.inference_mode():
+                scores = torch.cat([head(feats.features[start:start + self.chunk_size, cols].float())
+                                    for start in range(0, len(feats.features), self.chunk_size)])
+            split_metrics = head_metrics(scores, feats.labels, num_classes)
+            metrics.update(split_metrics if split == "test" or "test" not in ctx.datasets
+                           else {f"val_{k}": v for k, v in split_metrics.items()})
+        metrics["best_n_blocks"] = float(n_blocks)
+        logger.info("linear: evaluated the given classifier %s (%d blocks)", name, n_blocks)
         return ProtocolResult(metrics, "top1", higher_is_better=True)
 
     def _augmented_train_features(self, ctx: RunContext) -> Callable[[int], Tensor]:

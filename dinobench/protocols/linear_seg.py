@@ -8,6 +8,8 @@ Evaluation: sliding windows (crop 512, stride 341; or whole image), logits resiz
 original label, argmax, mIoU / aAcc / mAcc from mmseg's ``IoUMetric``
 (:class:`dinobench.dense_metrics.SegmentationMetric`). Reported: the final head's metrics (the
 official script reports the best of its periodic evaluations, a selection on the val set).
+``protocol.head_weights=FILE`` evaluates a given head without training: an official ``model_final.pth`` (its
+``segmentation_model.1.*`` entries) or a head exported by ``dinobench export``, loaded strictly.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from torch import Tensor, nn
 
 from dinobench.dense_inference import dense_predict
 from dinobench.heads.linear_seg import LinearSegHead, segmentation_loss
+from dinobench.heads.necks import resolve_layers
+from dinobench.protocol import TrainedHead
 from dinobench.protocols.dense import DenseHeadConfig, InferenceConfig, SegmentationProtocol, inference_kwargs
 
 
@@ -43,6 +47,7 @@ class LinearSegConfig:
     head: LinearSegHeadConfig = field(default_factory=LinearSegHeadConfig)
     inference: SegInferenceConfig = field(default_factory=SegInferenceConfig)
     num_visualizations: int = 4  # predictions drawn by --save-predictions
+    head_weights: str | None = None  # evaluate this head (official ``model_final.pth`` layout) instead of training
 
 
 def segmentation_logits(model: nn.Module, image: Tensor, num_classes: int, inference: InferenceConfig,
@@ -57,6 +62,8 @@ class LinearSegProtocol(SegmentationProtocol):
     name = "linear_seg"
     version = "1"
     Config = LinearSegConfig
+    file_keys = ("head_weights",)
+    head_file_prefixes = ("segmentation_model.1.",)  # where the official training's model_final.pth keeps the head
 
     def make_head(self, channels: list[int], train_set: Any) -> nn.Module:
         """BN + 1x1 conv to the dataset's classes."""
@@ -65,6 +72,19 @@ class LinearSegProtocol(SegmentationProtocol):
         self.ignore_index = int(getattr(train_set, "ignore_index", 255))
         return LinearSegHead(channels, self.num_classes, dropout=hc.dropout, use_batchnorm=hc.use_batchnorm,
                              use_cls_token=hc.use_cls_token)
+
+    def trained_head(self, model: nn.Module) -> TrainedHead:
+        """The head as an official ADE20K ``model_final.pth`` holds it, with the official ``decoder_head`` config."""
+        hc = self.config.head
+        layers = list(model.layers)
+        named = [name for name, spec in (("LAST", "last"), ("FOUR_LAST", "four_last"),
+                                         ("FOUR_EVEN_INTERVALS", "four_even"))
+                 if resolve_layers(model.backbone, spec) == layers]  # the official config takes only these sets
+        return TrainedHead({f"segmentation_model.1.{k}": v for k, v in self.official_state(model).items()},
+                           "segmentation", {"type": "linear", "backbone_out_layers": named[0] if named else layers,
+                                            "use_batchnorm": hc.use_batchnorm, "use_cls_token": hc.use_cls_token,
+                                            "use_backbone_norm": hc.use_backbone_norm,
+                                            "num_classes": self.num_classes, "dropout": hc.dropout})
 
     def loss(self, model: nn.Module, batch: dict[str, Any], iteration: int) -> tuple[Tensor, dict[str, float]]:
         """Per-pixel cross-entropy, ignore index excluded, averaged over all pixels (official)."""

@@ -1,0 +1,205 @@
+"""Canopy-height tiles: RGB imagery (GeoTIFF / PNG / JPEG) paired with height maps in metres (GeoTIFF / NPY /
+PNG), the data of the released CHMv2 head (``dinov3_vitl16_chmv2``).
+
+Layout (``dataset=dict(type="canopy_folder")``, ``--data-root DIR``)::
+
+    DIR/{train,val}/images/<stem>.{tif,tiff,png,jpg}
+    DIR/{train,val}/heights/<stem>.{tif,tiff,npy,png}
+
+GeoTIFFs are read with ``tifffile`` (or ``rasterio`` when installed instead): images are 3 bands (bands first or
+last, uint8, or uint16 scaled by ``dataset.image_max``), heights one float band whose ``GDAL_NODATA`` value (or
+``dataset.nodata``) marks missing pixels. NPY heights are float metres; PNG heights are integers times
+``dataset.height_scale`` (e.g. 0.01 for centimetres). A sample is ``dict(image [3, H, W] in [0, 1], height
+[H, W] metres (NaN = no data), name)``; heights must have their image's size.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from dinobench.data.base import fingerprint_of
+from dinobench.data.dense import _file_listing, _limit, _require_dir, _root
+from dinobench.data.dense_transforms import normalize
+from dinobench.errors import ConfigError, DataError
+
+IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
+HEIGHT_SUFFIXES = (".tif", ".tiff", ".npy", ".png")
+EXPECTED = "DIR/{train,val}/images/<stem>.{tif,png,jpg} + DIR/{train,val}/heights/<stem>.{tif,npy,png}"
+
+
+def read_raster(path: str | Path) -> tuple[np.ndarray, float | None]:
+    """``(array, nodata)`` of a GeoTIFF: bands last for multi-band rasters; ``nodata`` from ``GDAL_NODATA``."""
+    path = Path(path)
+    try:
+        import tifffile
+    except ImportError:
+        tifffile = None
+    try:
+        if tifffile is not None:
+            with tifffile.TiffFile(path) as tif:
+                page = tif.pages[0]
+                tag = page.tags.get("GDAL_NODATA")
+                array, axes = page.asarray(), str(page.axes)
+                nodata = float(str(tag.value).strip("\x00 ")) if tag is not None else None
+            if array.ndim == 3 and axes[:1] in ("S", "C", "I", "Q"):
+                array = np.moveaxis(array, 0, -1)  # planar (bands first) -> bands last
+            return array, nodata
+        try:
+            import rasterio
+        except ImportError as exc:
+            raise DataError(f"{path}: reading GeoTIFF needs tifffile (pip install tifffile) or rasterio") from exc
+        with rasterio.open(path) as src:
+            array, nodata = src.read(), src.nodata
+        return (np.moveaxis(array, 0, -1) if array.shape[0] > 1 else array[0]), nodata
+    except DataError:
+        raise
+    except Exception as exc:  # a broken file is a data problem with a name
+        raise DataError(f"{path}: cannot read GeoTIFF ({type(exc).__name__}: {exc}); fix or remove the file") from exc
+
+
+def load_canopy_image(path: str | Path, image_max: float | None = None) -> torch.Tensor:
+    """An RGB tile as float ``[3, H, W]`` in [0, 1] (uint8 / 255, uint16 / ``image_max``, floats as they are)."""
+    path = Path(path)
+    if path.suffix.lower() in (".tif", ".tiff"):
+        array, _ = read_raster(path)
+        if array.ndim != 3 or array.shape[-1] < 3:
+            raise DataError(f"{path}: expected an RGB raster (3 bands), got shape {array.shape}")
+        array = array[..., :3]
+        if array.dtype == np.uint8:
+            scaled = array.astype(np.float32) / 255.0
+        elif np.issubdtype(array.dtype, np.integer):
+            top = float(image_max or np.iinfo(array.dtype).max)
+            scaled = array.astype(np.float32) / top
+        else:
+            scaled = array.astype(np.float32)
+    else:
+        try:
+            with Image.open(path) as img:
+                scaled = np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
+        except Exception as exc:
+            raise DataError(f"{path}: cannot read image ({type(exc).__name__}: {exc})") from exc
+    return torch.from_numpy(np.ascontiguousarray(scaled)).permute(2, 0, 1).clamp_(0.0, 1.0)
+
+
+def load_heights(path: str | Path, height_scale: float = 1.0, nodata: float | None = None) -> np.ndarray:
+    """A height map in metres, float32 ``[H, W]``, NaN where there is no data (``nodata``, non-finite, < 0)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    file_nodata = None
+    if suffix in (".tif", ".tiff"):
+        array, file_nodata = read_raster(path)
+    elif suffix == ".npy":
+        try:
+            array = np.load(path, allow_pickle=False)
+        except Exception as exc:
+            raise DataError(f"{path}: cannot read .npy heights ({type(exc).__name__}: {exc})") from exc
+    else:
+        try:
+            with Image.open(path) as img:
+                array = np.asarray(img)
+        except Exception as exc:
+            raise DataError(f"{path}: cannot read height PNG ({type(exc).__name__}: {exc})") from exc
+        array = array.astype(np.float32) * np.float32(height_scale)
+    array = np.squeeze(np.asarray(array))
+    if array.ndim != 2:
+        raise DataError(f"{path}: a height map has one band, got shape {array.shape}")
+    heights = array.astype(np.float32)
+    for missing in (file_nodata, nodata):
+        if missing is not None:
+            heights[array == missing] = np.nan
+    heights[~np.isfinite(heights) | (heights < 0)] = np.nan
+    return heights
+
+
+class CanopyDataset(Dataset):
+    """(image tile, height map) pairs; see the module docstring for the sample layout."""
+
+    def __init__(self, split: str, samples: Sequence[tuple[str, str]], fingerprint: str, max_height: float = 96.0,
+                 height_scale: float = 1.0, nodata: float | None = None, image_max: float | None = None,
+                 transform: Callable[[dict], dict] | None = None) -> None:
+        self.name, self.split, self.samples = "canopy_folder", split, list(samples)
+        self.fingerprint, self.transform = fingerprint, transform
+        self.min_depth, self.max_depth = 0.0, float(max_height)  # the range a depth head's bins cover
+        self.height_scale, self.nodata, self.image_max = float(height_scale), nodata, image_max
+        self._names = [Path(image).stem for image, _ in self.samples]
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        image_path, height_path = self.samples[index]
+        image = load_canopy_image(image_path, self.image_max)
+        heights = load_heights(height_path, self.height_scale, self.nodata)
+        if heights.shape != tuple(image.shape[-2:]):
+            raise DataError(f"{height_path}: heights are {heights.shape[1]}x{heights.shape[0]} but the image "
+                            f"{image_path} is {image.shape[2]}x{image.shape[1]}; height maps need their image's size")
+        sample = {"image": image, "height": torch.from_numpy(heights), "name": self._names[index]}
+        return self.transform(sample) if self.transform is not None else sample
+
+    def describe(self) -> dict[str, Any]:
+        """Split, size and how heights are read (for the record)."""
+        return {"split": self.split, "size": len(self), "max_height": self.max_depth,
+                "height_scale": self.height_scale, "nodata": self.nodata}
+
+
+class CanopyTransform:
+    """Normalise the image; in training also flip (h / v) and randomly crop image and heights together."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float], train: bool = False,
+                 crop_size: int | None = None) -> None:
+        self.mean, self.std, self.train, self.crop_size = tuple(mean), tuple(std), train, crop_size
+
+    def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
+        image, height = sample["image"], sample["height"]
+        if self.train:
+            for dim in (-1, -2):
+                if torch.rand(()) < 0.5:
+                    image, height = image.flip(dim), height.flip(dim)
+            if self.crop_size:
+                h, w = height.shape
+                side_h, side_w = min(self.crop_size, h), min(self.crop_size, w)
+                top = int(torch.randint(0, h - side_h + 1, ()))
+                left = int(torch.randint(0, w - side_w + 1, ()))
+                image = image[:, top:top + side_h, left:left + side_w]
+                height = height[top:top + side_h, left:left + side_w]
+        return {**sample, "image": normalize(image, self.mean, self.std).contiguous(), "height": height.contiguous()}
+
+
+def _pairs(images_dir: Path, heights_dir: Path) -> list[tuple[str, str]]:
+    """Images and their height maps, matched by stem (any supported suffix)."""
+    images = sorted(p for p in images_dir.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not images:
+        raise DataError(f"{images_dir}: no images ({', '.join(IMAGE_SUFFIXES)}); put the split's tiles here")
+    heights = {p.stem: p for p in sorted(heights_dir.iterdir())
+               if p.is_file() and p.suffix.lower() in HEIGHT_SUFFIXES}
+    missing = [p.name for p in images if p.stem not in heights]
+    if missing:
+        raise DataError(f"{heights_dir}: {len(missing)} of {len(images)} tiles have no height map (<stem>"
+                        f"{{{','.join(HEIGHT_SUFFIXES)}}}; first: {', '.join(missing[:3])})")
+    return [(str(p), str(heights[p.stem])) for p in images]
+
+
+def build_canopy_folder(cfg: dict[str, Any], data_root: str | None) -> dict[str, CanopyDataset]:
+    """The ``train`` / ``val`` splits of a canopy-height folder (see the module docstring)."""
+    root = _root(cfg, data_root, "canopy_folder", EXPECTED)
+    scale, max_height = float(cfg.get("height_scale", 1.0)), float(cfg.get("max_height", 96.0))
+    if scale <= 0 or max_height <= 0:
+        raise ConfigError(f"dataset.height_scale={scale} / max_height={max_height}: both must be > 0")
+    nodata = cfg.get("nodata")
+    splits = {}
+    for split in ("train", "val"):
+        split_dir = root / cfg.get(f"{split}_split", split)
+        images_dir = _require_dir(split_dir / "images", f"{split_dir}/images ({EXPECTED})")
+        heights_dir = _require_dir(split_dir / "heights", f"{split_dir}/heights ({EXPECTED})")
+        pairs = _limit(_pairs(images_dir, heights_dir), cfg, split)
+        fp = fingerprint_of({"files": _file_listing(pairs, root), "height_scale": scale, "nodata": nodata})
+        splits[split] = CanopyDataset(split, pairs, fp, max_height=max_height, height_scale=scale,
+                                      nodata=None if nodata is None else float(nodata),
+                                      image_max=cfg.get("image_max"))
+    return splits
