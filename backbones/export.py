@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
@@ -15,7 +12,7 @@ from torch import nn
 
 from dinobench.backbones.variants import FAMILIES
 from dinobench.errors import DinobenchError
-from dinobench.utils.io import write_atomic
+from dinobench.utils.io import write_atomic, write_folder_atomic
 
 
 def _family_module(model: nn.Module):
@@ -32,22 +29,13 @@ def export_hf(model: nn.Module, out_dir: str | Path) -> Path:
     """
     config, state = _family_module(model).export_hf(model)
     config = {**config, "torch_dtype": str(next(model.parameters()).dtype).replace("torch.", "")}
-    out_dir = Path(out_dir)
-    if out_dir.exists() and any(out_dir.iterdir()):
-        raise DinobenchError(f"{out_dir}: exists and is not empty; choose a new --output folder")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
-    try:
+
+    def fill(staging: Path) -> None:
         (staging / "config.json").write_text(json.dumps(config, indent=2) + "\n")
         save_file({k: v.contiguous() for k, v in state.items()}, str(staging / "model.safetensors"),
                   metadata={"format": "pt"})
-        if out_dir.exists():
-            out_dir.rmdir()
-        os.rename(staging, out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return out_dir
+
+    return write_folder_atomic(Path(out_dir), fill)
 
 
 def export_pth(model: nn.Module, path: str | Path, state: dict[str, torch.Tensor] | None = None) -> Path:

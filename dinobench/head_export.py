@@ -18,16 +18,13 @@ written in a staging directory and renamed: nothing half-written remains.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 
 from dinobench.errors import ConfigError, WeightsError
 from dinobench.results import Result
-from dinobench.utils.io import write_atomic
+from dinobench.utils.io import write_atomic, write_folder_atomic
 
 LAYOUTS = ("classifier", "segmentation", "depth")
 
@@ -54,8 +51,6 @@ def _yaml(data: dict) -> str:
 def export_head(run: str | Path, output: str | Path) -> list[Path]:
     """Write the official files of the head trained in ``run`` into the new folder ``output``; their paths."""
     folder, output = _run_folder(run), Path(output).expanduser()
-    if output.exists() and (not output.is_dir() or any(output.iterdir())):
-        raise ConfigError(f"{output}: exists and is not empty; pass a new folder for the exported head")
     meta = json.loads((folder / "head.json").read_text())
     layout, config = meta.get("layout"), dict(meta.get("config") or {})
     if layout not in LAYOUTS:
@@ -72,18 +67,13 @@ def export_head(run: str | Path, output: str | Path) -> list[Path]:
     else:
         files["model_final.pth"] = {"model": state}
         files["config.yaml"] = _yaml({"decoder_head": config, "load_from": "model_final.pth"})
-    output.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}-"))
-    try:
+
+    def fill(staging: Path) -> None:
         for name, content in files.items():
             if isinstance(content, str):
                 write_atomic(staging / name, content)
             else:
                 write_atomic(staging / name, lambda f, obj=content: torch.save(obj, f))
-        if output.exists():
-            output.rmdir()
-        os.rename(staging, output)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+
+    write_folder_atomic(output, fill, "folder for the exported head")
     return [output / name for name in files]

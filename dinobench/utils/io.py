@@ -41,3 +41,26 @@ def write_atomic(path: Path, content: str | Callable[[BinaryIO], None]) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def write_folder_atomic(out_dir: Path, fill: Callable[[Path], None], what: str = "--output folder") -> Path:
+    """Create the new folder ``out_dir`` with ``fill(staging)`` writing its files into a temporary sibling that is
+    then renamed into place (an existing non-empty ``out_dir`` is refused): never a half-written folder."""
+    import shutil
+
+    from dinobench.errors import DinobenchError
+
+    out_dir = Path(out_dir)
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise DinobenchError(f"{out_dir}: exists and is not empty; choose a new {what}")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
+    try:
+        fill(staging)
+        if out_dir.exists():
+            out_dir.rmdir()
+        os.rename(staging, out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out_dir
