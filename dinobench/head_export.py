@@ -8,8 +8,10 @@ layout and official config). Exported:
   ``linear_classifiers.pth`` = an official ``eval/linear.py`` checkpoint holding that one head (its grid name);
 - linear segmentation: ``model_final.pth`` = ``{"model": {segmentation_model.1.*}}`` (as the official ADE20K
   training writes it) and ``config.yaml`` with the official ``decoder_head`` section and ``load_from``;
+- Mask2Former: the same two files, ``model`` = the segmentor without its backbone (adapter + head);
 - depth (linear / DPT / CHMv2): ``model_final.pth`` = ``{"model": decoder state}`` (what
-  ``make_depther_from_config`` loads) and ``config.yaml`` with ``decoder_head`` = the ``DecoderConfig`` fields.
+  ``make_depther_from_config`` loads) and ``config.yaml`` with ``decoder_head`` = the ``DecoderConfig`` fields;
+- Plain-DETR: ``model_final.pth`` = ``{"model": detector without its backbone}`` (what the hub detector loads).
 
 Every exported file loads back with ``--cfg-options protocol.head_weights=FILE`` (same metrics). The folder is
 written in a staging directory and renamed: nothing half-written remains.
@@ -26,7 +28,7 @@ from dinobench.errors import ConfigError, WeightsError
 from dinobench.results import Result
 from dinobench.utils.io import write_atomic, write_folder_atomic
 
-LAYOUTS = ("classifier", "segmentation", "depth")
+LAYOUTS = ("classifier", "segmentation", "depth", "detection")
 
 
 def _run_folder(run: str | Path) -> Path:
@@ -66,7 +68,8 @@ def export_head(run: str | Path, output: str | Path) -> list[Path]:
             f"classifiers_dict.{name}.linear.{key}": value for key, value in state.items()}}
     else:
         files["model_final.pth"] = {"model": state}
-        files["config.yaml"] = _yaml({"decoder_head": config, "load_from": "model_final.pth"})
+        if layout != "detection":  # the official segmentation / depth evaluations read these two sections
+            files["config.yaml"] = _yaml({"decoder_head": config, "load_from": "model_final.pth"})
 
     def fill(staging: Path) -> None:
         for name, content in files.items():

@@ -43,6 +43,14 @@ def test_ade20k_m2f_smoke_run_records_metrics_figures_and_a_loadable_head(run_cl
     assert loaded["metrics"] == metrics
     digest = hashlib.sha256(ckpt.read_bytes()).hexdigest()
     assert loaded["input_files"] == {"protocol.head_weights": {"path": str(ckpt.resolve()), "sha256": digest}}
+    # exported in the official layout (model_final.pth + config.yaml): the same numbers again
+    assert run_cli("export", "--run", str(path.parent), "--output", str(tmp_path / "exported"))[0] == 0
+    exported = torch.load(tmp_path / "exported" / "model_final.pth", weights_only=True)["model"]
+    assert not any(k.startswith("segmentation_model.0.backbone.") for k in exported)
+    assert any(k.startswith("segmentation_model.1.") for k in exported)
+    official, _ = run_task(run_cli, TASK, root, tmp_path / "eval_exported",
+                           f"protocol.head_weights={tmp_path / 'exported' / 'model_final.pth'}")
+    assert official["metrics"] == metrics
     assert not list((tmp_path / "eval").glob(".runs/*"))  # nothing was trained
     # the comparability key follows the file's content, not its path
     copy = tmp_path / "elsewhere" / "head.pth"

@@ -35,6 +35,10 @@ def test_coco_plaindetr_smoke_run_records_coco_metrics_and_a_loadable_head(run_c
     assert json.dumps(loaded["metrics"]) == json.dumps(metrics)  # NaN (empty size ranges) compares as text
     digest = hashlib.sha256(ckpt.read_bytes()).hexdigest()
     assert loaded["input_files"]["protocol.head_weights"]["sha256"] == digest
+    assert run_cli("export", "--run", str(path.parent), "--output", str(tmp_path / "exported"))[0] == 0
+    official, _ = run_task(run_cli, TASK, root, tmp_path / "eval_exported",
+                           f"protocol.head_weights={tmp_path / 'exported' / 'model_final.pth'}")
+    assert json.dumps(official["metrics"]) == json.dumps(metrics)  # the released file's layout: {"model": ...}
     assert not list((tmp_path / "eval").glob(".runs/*"))
 
 

@@ -28,10 +28,11 @@ from dinobench.data.dense_transforms import build_seg_eval_transform, build_seg_
 from dinobench.dense_metrics import SegmentationMetric
 from dinobench.errors import ConfigError
 from dinobench.heads.model import BackboneNeckHead
-from dinobench.heads.necks import IntermediateLayers, Neck
+from dinobench.heads.necks import IntermediateLayers, Neck, resolve_layers
 from dinobench.heads.weights import load_head_state, read_head_state
 from dinobench.protocol import Protocol, ProtocolResult, TrainedHead
 from dinobench.training import evaluate_sharded, train_head
+from dinobench.training.head import frozen_prefixes
 from dinobench.utils.io import safe_component
 from dinobench.utils.seeding import seed_from
 from dinobench.visualize import colorize_mask, denormalize_image, side_by_side
@@ -195,7 +196,9 @@ class DenseProtocol(Protocol):
             with torch.no_grad():
                 artifacts = self.save_figures(model, val_set, ctx, ctx.predictions_dir, count)
         tables = self.tables(final["metric"]) if "metric" in final else {}
-        trained = None if getattr(self.config, "head_weights", None) else self.trained_head(model)
+        # a given head is not re-saved; a fine-tuned backbone is part of the model, not of an exportable head
+        keep = not getattr(self.config, "head_weights", None) and not getattr(model, "finetune", False)
+        trained = self.trained_head(model) if keep else None
         return ProtocolResult(metrics, self.main_metric, self.higher_is_better, tables=tables,
                               artifacts=artifacts, head=trained)
 
@@ -204,8 +207,21 @@ class DenseProtocol(Protocol):
         return None
 
     def official_state(self, model: nn.Module) -> dict[str, Any]:
-        """The head's state dict on CPU (its keys are the official head's)."""
-        return {k: v.detach().cpu().clone() for k, v in model.head.state_dict().items()}
+        """The trained part's state dict on CPU: ``model.head``'s for backbone -> neck -> head models, else the
+        model's without its frozen backbone (a segmentor or detector in the official layout)."""
+        if isinstance(model, BackboneNeckHead):
+            return {k: v.detach().cpu().clone() for k, v in model.head.state_dict().items()}
+        frozen = frozen_prefixes(model)
+        return {k: v.detach().cpu().clone() for k, v in model.state_dict().items() if not k.startswith(frozen or ("\0",))}
+
+
+def official_layer_set(backbone: nn.Module, layers: Sequence[int]) -> str | list[int]:
+    """The official ``BackboneLayersSet`` name of ``layers`` (``LAST``, ``FOUR_LAST``, ``FOUR_EVEN_INTERVALS``), which
+    the official segmentation config requires; the list itself when it is none of them."""
+    for name, spec in (("LAST", "last"), ("FOUR_LAST", "four_last"), ("FOUR_EVEN_INTERVALS", "four_even")):
+        if resolve_layers(backbone, spec) == list(layers):
+            return name
+    return list(layers)
 
 
 class SegmentationProtocol(DenseProtocol):

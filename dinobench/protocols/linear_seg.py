@@ -21,9 +21,9 @@ from torch import Tensor, nn
 
 from dinobench.dense_inference import dense_predict
 from dinobench.heads.linear_seg import LinearSegHead, segmentation_loss
-from dinobench.heads.necks import resolve_layers
 from dinobench.protocol import TrainedHead
-from dinobench.protocols.dense import DenseHeadConfig, InferenceConfig, SegmentationProtocol, inference_kwargs
+from dinobench.protocols.dense import (DenseHeadConfig, InferenceConfig, SegmentationProtocol, inference_kwargs,
+                                       official_layer_set)
 
 
 @dataclass
@@ -76,12 +76,9 @@ class LinearSegProtocol(SegmentationProtocol):
     def trained_head(self, model: nn.Module) -> TrainedHead:
         """The head as an official ADE20K ``model_final.pth`` holds it, with the official ``decoder_head`` config."""
         hc = self.config.head
-        layers = list(model.layers)
-        named = [name for name, spec in (("LAST", "last"), ("FOUR_LAST", "four_last"),
-                                         ("FOUR_EVEN_INTERVALS", "four_even"))
-                 if resolve_layers(model.backbone, spec) == layers]  # the official config takes only these sets
         return TrainedHead({f"segmentation_model.1.{k}": v for k, v in self.official_state(model).items()},
-                           "segmentation", {"type": "linear", "backbone_out_layers": named[0] if named else layers,
+                           "segmentation", {"type": "linear",
+                                            "backbone_out_layers": official_layer_set(model.backbone, model.layers),
                                             "use_batchnorm": hc.use_batchnorm, "use_cls_token": hc.use_cls_token,
                                             "use_backbone_norm": hc.use_backbone_norm,
                                             "num_classes": self.num_classes, "dropout": hc.dropout})

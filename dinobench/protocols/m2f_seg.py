@@ -27,7 +27,9 @@ from dinobench.context import RunContext
 from dinobench.dense_inference import dense_predict
 from dinobench.errors import ConfigError
 from dinobench.heads.mask2former import BACKBONE_PREFIX, M2FCriterion, build_m2f_segmentor, semantic_targets
-from dinobench.protocols.dense import InferenceConfig, SegmentationProtocol, transform_sections
+from dinobench.heads.necks import resolve_layers
+from dinobench.protocol import TrainedHead
+from dinobench.protocols.dense import InferenceConfig, SegmentationProtocol, official_layer_set, transform_sections
 from dinobench.utils.seeding import seed_from
 
 
@@ -118,6 +120,15 @@ class M2FSegProtocol(SegmentationProtocol):
             raise ConfigError(f"transform.train.crop_size={crop}: Mask2Former with ViT-Adapter needs multiples of "
                               f"32, e.g. {[max(32, int(side) // 32 * 32) for side in sides]}")
         return super().transforms(ctx)
+
+    def trained_head(self, model: nn.Module) -> TrainedHead:
+        """The segmentor without its backbone (adapter ``segmentation_model.0.*``, head ``segmentation_model.1.*``,
+        the released file's keys) with the official ``decoder_head`` config."""
+        hc = self.config.head
+        layers = official_layer_set(model.backbone, resolve_layers(model.backbone, hc.layers))
+        return TrainedHead(self.official_state(model), "segmentation",
+                           {"type": "m2f", "backbone_out_layers": layers, "num_classes": self.num_classes,
+                            "hidden_dim": hc.hidden_dim})
 
     def build_model(self, ctx: RunContext, train_set: Any) -> nn.Module:
         """The segmentor (seeded init), with ``head_weights`` loaded strictly when given."""

@@ -28,6 +28,7 @@ from dinobench.detection_metrics import CocoMetric
 from dinobench.errors import ConfigError
 from dinobench.heads.plain_detr import PlainDetrCriterion, build_plain_detr, postprocess
 from dinobench.heads.plain_detr.boxes import xyxy_to_cxcywh
+from dinobench.protocol import TrainedHead
 from dinobench.protocols.dense import DenseProtocol, transform_sections
 from dinobench.training.head import frozen_prefixes
 from dinobench.utils.seeding import seed_from
@@ -139,6 +140,10 @@ class PlainDetrProtocol(DenseProtocol):
 
     def collate(self) -> Callable[[list[Any]], Any]:  # noqa: D102
         return partial(collate_detection, reparam=self.config.head.reparam)
+
+    def trained_head(self, model: nn.Module) -> TrainedHead:
+        """The detector without its frozen backbone, keyed as the released ``*_detr_head-*.pth``'s ``model``."""
+        return TrainedHead(self.official_state(model), "detection", {"num_classes": self.num_classes})
 
     def build_model(self, ctx: RunContext, train_set: Any) -> nn.Module:
         """The detector (seeded init) for the dataset's classes, with ``head_weights`` loaded strictly."""
