@@ -1,7 +1,9 @@
 """Logistic regression protocol: C selection and refit equal a direct scikit-learn loop on the same features."""
 
 import json
+import sys
 import warnings
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -17,6 +19,11 @@ import dinobench
 from dinobench.errors import ConfigError
 from dinobench.features import FeatureSet
 from dinobench.protocols.logreg import LogRegProtocol, c_grid, selection_split
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+import logreg_golden as golden  # noqa: E402
+
+OFFICIAL = json.loads((Path(__file__).parent / "fixtures" / "logreg_official.json").read_text())
 
 CFG = {"c_min_exp": -4.0, "c_max_exp": 3.0, "grid_size": 8, "max_iter": 300, "tol": 1e-12, "n_jobs": 2}
 
@@ -38,7 +45,8 @@ def _direct_fit(x, y, C):
 
 
 def _reference(fit_x, fit_y, sel_x, sel_y, eval_x, eval_y):
-    grid = 10.0 ** np.linspace(CFG["c_min_exp"], CFG["c_max_exp"], CFG["grid_size"])
+    # the official grid: 10 ** torch.linspace in float32, each value read with .item()
+    grid = [c.item() for c in 10 ** torch.linspace(CFG["c_min_exp"], CFG["c_max_exp"], CFG["grid_size"])]
     accs = np.array([np.mean(_direct_fit(fit_x, fit_y, C).predict(sel_x.astype(np.float64)) == sel_y)
                      for C in grid])
     best = int(np.flatnonzero(accs == accs.max())[0])
@@ -54,7 +62,30 @@ def _reference(fit_x, fit_y, sel_x, sel_y, eval_x, eval_y):
 def test_c_grid_is_the_official_one():
     grid = c_grid()
     assert len(grid) == 45 and grid[0] == pytest.approx(1e-6) and grid[-1] == pytest.approx(1e5)
-    assert np.allclose(np.diff(np.log10(grid)), 11 / 44)
+    assert np.allclose(np.diff(np.log10(grid)), 11 / 44, atol=1e-6)
+    assert grid.tolist() == OFFICIAL["grid"]  # bit for bit: the float32 values the official code fits
+
+
+def test_split_order_grid_selection_and_predictions_equal_the_official_protocol():
+    """scripts/logreg_golden.py ran the official split_train_val_datasets + LogRegModule on these features."""
+    train_x, train_y, eval_x, eval_y = golden.features()
+    fit, sel = selection_split(train_y, 0.1, seed=0)
+    assert fit.tolist() == OFFICIAL["fit_rows"] and sel.tolist() == OFFICIAL["select_rows"]  # rows and order
+    protocol = LogRegProtocol(dict(n_jobs=1))
+    got = protocol.evaluate(train_x[fit].astype(np.float64), train_y[fit], train_x[sel].astype(np.float64),
+                            train_y[sel], eval_x.astype(np.float64), eval_y, golden.CLASSES)
+    assert got["best_C"] == OFFICIAL["best_C"] and got["top1"] == OFFICIAL["top1"]
+    assert got["selection_top1"] == pytest.approx(100 * max(OFFICIAL["selection_accuracy"]))
+
+
+def test_run_seed_does_not_move_the_held_out_split_unless_asked():
+    train_x, train_y = _clusters(200, seed=4)
+    val_x, val_y = _clusters(50, seed=5)
+    runs = [LogRegProtocol(dict(CFG, grid_size=3)).run(_fake_ctx({"train": (train_x, train_y), "val": (val_x, val_y)},
+                                                                 seed=seed)).metrics for seed in (0, 7)]
+    assert runs[0] == runs[1]  # the official split does not depend on the run seed
+    assert LogRegProtocol({"split_seed": 7}).config.split_seed == 7  # other splits stay available
+    assert selection_split(train_y, 0.1, 7)[1].tolist() != selection_split(train_y, 0.1, 0)[1].tolist()
 
 
 def test_selection_split_holds_out_ten_percent_per_class_seeded():
@@ -88,7 +119,7 @@ def test_run_selects_on_ten_percent_of_train_then_reports_val():
     ctx = _fake_ctx({"train": (train_x, train_y), "val": (val_x, val_y)}, seed=11)
     got = LogRegProtocol(CFG).run(ctx)
     assert got.main_metric == "top1" and got.higher_is_better is True
-    fit_idx, sel_idx = selection_split(train_y, 0.1, seed=11)  # ctx.seed seeds the held-out split
+    fit_idx, sel_idx = selection_split(train_y, 0.1, seed=0)  # official: seed 0 whatever the run seed
     want = _reference(train_x[fit_idx], train_y[fit_idx], train_x[sel_idx], train_y[sel_idx], val_x, val_y)
     assert got.metrics["best_C"] == want["best_C"] and got.metrics["top1"] == want["top1"]
     assert ctx.requested == {("train", "cls"), ("val", "cls")}

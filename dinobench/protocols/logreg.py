@@ -8,8 +8,10 @@ by top-1 on a selection split (ties -> the smaller ``C``, as the official increm
 then the model is refit with that ``C`` on train + selection split and evaluated once.
 
 Splits: with a ``test`` split, select on ``val`` and report on ``test``; otherwise (ImageNet:
-official train/val only) hold out 10% of train per class (seeded shuffle, official
-``split_train_val_datasets``) for selection, refit on the full train, report on ``val``.
+official train/val only) hold out 10% of train per class (official ``split_train_val_datasets``: a seed-0
+shuffle, ``protocol.split_seed``), fit in the shuffled order, refit on fit + held-out rows in that order, report
+on ``val``. The C values are the official float32 grid's. On the same features the selected C and predictions
+equal the official code's (tests/test_logreg.py, golden fixture from scripts/logreg_golden.py).
 """
 
 from __future__ import annotations
@@ -36,25 +38,28 @@ logger = logging.getLogger("dinobench")
 
 
 def c_grid(c_min_exp: float = -6.0, c_max_exp: float = 5.0, grid_size: int = 45) -> np.ndarray:
-    """Inverse regularisation strengths ``10**linspace(c_min_exp, c_max_exp, grid_size)`` (official grid)."""
-    return 10.0 ** np.linspace(c_min_exp, c_max_exp, grid_size)
+    """Inverse regularisation strengths ``10**linspace(c_min_exp, c_max_exp, grid_size)`` computed as the official
+    code does, in float32 torch (each value read as a Python float): the exact C values it fits."""
+    return np.array((10 ** torch.linspace(float(c_min_exp), float(c_max_exp), int(grid_size))).tolist())
 
 
 def selection_split(labels: np.ndarray, fraction: float = 0.1, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(fit indices, selection indices), both sorted: official ``split_train_val_datasets``.
+    """(fit rows, selection rows) in the official ``split_train_val_datasets`` order.
 
-    A seeded shuffle, then per class the first ``max(1, int(fraction * n_c))`` shuffled samples
-    go to selection; a class with a single sample stays entirely in the fit part.
+    A ``torch.randperm`` shuffle seeded with ``seed`` (official: 0), then per class the first
+    ``max(1, int(fraction * n_c))`` shuffled samples go to selection (a class with a single sample stays in the
+    fit part); both parts keep the shuffled order - the order the official code fits in, which moves the result
+    when lbfgs stops at ``max_iter``.
     """
     labels = np.asarray(labels)
     order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(int(seed))).numpy()
-    selected = np.zeros(len(labels), dtype=bool)
     shuffled = labels[order]
+    selected = np.zeros(len(labels), dtype=bool)  # over shuffled positions
     for cls in np.unique(labels):
-        members = order[shuffled == cls]  # this class's samples in shuffled order
-        n_select = max(1, int(fraction * len(members))) if len(members) > 1 else 0
-        selected[members[:n_select]] = True
-    return np.flatnonzero(~selected), np.flatnonzero(selected)
+        positions = np.flatnonzero(shuffled == cls)
+        n_select = max(1, int(fraction * len(positions))) if len(positions) > 1 else 0
+        selected[positions[:n_select]] = True
+    return order[~selected], order[selected]
 
 
 def fit_logreg(features: np.ndarray, labels: np.ndarray, C: float, max_iter: int = 1000, tol: float = 1e-12,
@@ -125,6 +130,7 @@ class LogRegConfig:
     max_iter: int = 1000  # official max_train_iters
     tol: float = 1e-12  # official: lbfgs in practice stops at max_iter
     selection_fraction: float = 0.1  # held out of train per class when there is no separate val split
+    split_seed: int = 0  # seed of that hold-out shuffle (official: always 0, whatever the run seed)
     n_jobs: int = -1  # parallel C fits (joblib processes, 1 BLAS thread each); -1 = all cores
 
 
@@ -132,7 +138,7 @@ class LogRegProtocol(Protocol):
     """Select C on a selection split, refit, report top-1 (see the module docstring for the splits)."""
 
     name = "logreg"
-    version = "1"
+    version = "2"  # 2: the official fit order, float32 C grid and split seed 0 (v1: sorted rows, float64, run seed)
     Config = LogRegConfig
     runtime_keys = ("n_jobs",)
 
@@ -181,7 +187,7 @@ class LogRegProtocol(Protocol):
             metrics = self.evaluate(train_x, train_y, val_x, val_y, test.features.double().numpy(),
                                     test.labels.numpy(), num_classes)
         else:
-            fit_idx, select_idx = selection_split(train_y, self.selection_fraction, ctx.seed)
+            fit_idx, select_idx = selection_split(train_y, self.selection_fraction, int(self.config.split_seed))
             metrics = self.evaluate(train_x[fit_idx], train_y[fit_idx], train_x[select_idx], train_y[select_idx],
                                     val_x, val_y, num_classes)
         return ProtocolResult(metrics, "top1", higher_is_better=True)
