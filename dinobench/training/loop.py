@@ -237,6 +237,11 @@ class TrainingLoop:
         t0 = time.perf_counter()
         quiet = self.rank != 0 or os.environ.get("TQDM_DISABLE", "") not in ("", "0")
         bar = tqdm(range(self.start_iter, total), desc=self.recipe.desc, disable=quiet, unit="it")
+        threads = torch.get_num_threads()
+        workers = int(s.num_workers or 0)
+        if self.device.type == "cpu" and workers > 0:  # data workers get their own cores (else they fight compute)
+            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+            torch.set_num_threads(max(1, min(threads, cores - workers)))
         try:
             self.recipe.model.train()
             data = iter(self.loader()) if self.start_iter < total else None
@@ -260,6 +265,7 @@ class TrainingLoop:
                     self.evaluate(iteration + 1)
         finally:
             bar.close()
+            torch.set_num_threads(threads)
             if in_main_thread:
                 signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
         train_s = time.perf_counter() - t0
