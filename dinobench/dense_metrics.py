@@ -239,9 +239,6 @@ def best_miou_threshold(scores: np.ndarray, labels: np.ndarray) -> float:
 
 
 # ----------------------------------------------------------------------------- canopy height
-CANOPY_METRIC_NAMES = ("mae", "rmse", "r2", "bias")
-
-
 class CanopyHeightMetric:
     """Pixel-level canopy-height errors in metres over every valid pixel of every tile: MAE, RMSE, R² and bias
     (mean of prediction - truth) - scikit-learn's ``mean_absolute_error`` / ``root_mean_squared_error`` /
@@ -250,7 +247,6 @@ class CanopyHeightMetric:
     def __init__(self, max_height: float = 96.0) -> None:
         self.max_height = float(max_height)
         self.sums = torch.zeros(6, dtype=torch.float64)  # n, sum e, sum |e|, sum e^2, sum y, sum y^2
-        self.tiles = 0
 
     def update(self, pred: torch.Tensor, gt: torch.Tensor) -> None:
         """Add one tile (``[H, W]`` metres; NaN in ``gt`` = no data); ``pred`` is resized to ``gt`` if needed
@@ -264,16 +260,14 @@ class CanopyHeightMetric:
         error = p - y
         self.sums += torch.stack([torch.tensor(float(y.numel()), dtype=torch.float64), error.sum(),
                                   error.abs().sum(), (error * error).sum(), y.sum(), (y * y).sum()])
-        self.tiles += 1
 
     def state(self) -> dict[str, Any]:
         """The sums (for :meth:`merge` across ranks)."""
-        return {"sums": self.sums.clone(), "tiles": self.tiles}
+        return {"sums": self.sums.clone()}
 
     def merge(self, states: Sequence[dict[str, Any]]) -> None:
         """Replace the state by the sum of ``states`` (e.g. every rank's :meth:`state`)."""
         self.sums = torch.stack([s["sums"] for s in states]).sum(0)
-        self.tiles = sum(int(s["tiles"]) for s in states)
 
     def compute(self) -> dict[str, float]:
         """MAE, RMSE, R², bias (m) and the pixel count."""

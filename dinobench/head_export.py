@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from dinobench.errors import ConfigError, WeightsError
+from dinobench.heads.linear_classifier import grid_state
 from dinobench.results import Result
 from dinobench.utils.io import write_atomic, write_folder_atomic
 
@@ -63,9 +64,7 @@ def export_head(run: str | Path, output: str | Path) -> list[Path]:
         if set(state) != {"weight", "bias"}:
             raise WeightsError(f"{folder / 'head.pth'}: a classifier head holds weight and bias, found {sorted(state)[:4]}")
         files["linear_head.pth"] = state
-        name = config["classifier"]
-        files["linear_classifiers.pth"] = {"iteration": 0, "linear_classifiers": {
-            f"classifiers_dict.{name}.linear.{key}": value for key, value in state.items()}}
+        files["linear_classifiers.pth"] = {"iteration": 0, "linear_classifiers": grid_state(config["classifier"], state)}
     else:
         files["model_final.pth"] = {"model": state}
         if layout != "detection":  # the official segmentation / depth evaluations read these two sections

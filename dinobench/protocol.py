@@ -100,7 +100,7 @@ class ProtocolResult:
 @dataclass
 class TrainedHead:
     """A head a run trained, as the official tools read it: ``state`` (official key layout, CPU tensors),
-    ``layout`` (``classifier`` | ``segmentation`` | ``depth``: which official file and config it becomes) and
+    ``layout`` (``classifier`` | ``segmentation`` | ``depth`` | ``detection``: which official files it becomes) and
     ``config`` (the official decoder config's fields, e.g. a depth ``DecoderConfig``)."""
 
     state: dict[str, Any]

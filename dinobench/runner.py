@@ -72,19 +72,21 @@ def hashed_config(cfg: dict[str, Any], files: Mapping[str, Mapping[str, str]]) -
     """What the protocol hash sees of ``cfg``: each input file's path replaced by ``sha256:<digest>``, and the
     protocol's file and optional keys left out while unset (None)."""
     out = json.loads(json.dumps(cfg, default=str))
-    protocol = protocol_class(cfg["protocol"]["type"])
-    for dotted in (*protocol.file_keys, *protocol.optional_keys):
-        *parents, leaf = f"protocol.{dotted}".split(".")
+
+    def parent(dotted: str) -> tuple[Any, str]:
+        *parents, leaf = dotted.split(".")
         node = out
         for part in parents:
             node = node.get(part, {}) if isinstance(node, dict) else {}
+        return node, leaf
+
+    protocol = protocol_class(cfg["protocol"]["type"])
+    for dotted in (*protocol.file_keys, *protocol.optional_keys):
+        node, leaf = parent(f"protocol.{dotted}")
         if isinstance(node, dict) and node.get(leaf, "") is None:
             del node[leaf]
     for dotted, entry in files.items():
-        node = out
-        *parents, leaf = dotted.split(".")
-        for part in parents:
-            node = node[part]
+        node, leaf = parent(dotted)
         node[leaf] = f"sha256:{entry['sha256']}"
     return out
 
@@ -292,7 +294,7 @@ def _run(backbone: str, task: str, weights: str | None, data_root: str | None, o
         ctx.timings["total_s"] = round(time.perf_counter() - t_start, 3)
         result = _record(task, cfg, protocol_cls, protocol_spec, backbone, backbone_spec, model, weights,
                          weights_sha, seed, outcome, datasets, dataset_types, data_root, device, precision, ctx)
-        given = ctx.input_files.get(get_registries().heads.get(head).weights_key if head else "protocol.head_weights")
+        given = ctx.input_files.get(registries.heads.get(head).weights_key if head else "protocol.head_weights")
         if given:  # the record names the evaluated head (released or exported); its digest is in the hash
             result.head = {"hub": head or "", "path": given["path"], "sha256": given["sha256"]}
         if ddp.rank() > 0:  # torchrun: every rank computed the same metrics; rank 0 writes the record

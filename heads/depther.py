@@ -25,11 +25,9 @@ from torch import Tensor, nn
 from dinobench.errors import ConfigError
 from dinobench.heads.depth import BinsToDepth, LinearDepthHead
 from dinobench.heads.dpt import DPTHead
-from dinobench.heads.necks import resolve_layers
+from dinobench.heads.necks import OFFICIAL_LAYER_SETS, resolve_layers
 from dinobench.heads.weights import load_head_state, read_head_state
 
-#: official ``BackboneLayersSet`` names -> :func:`~dinobench.heads.necks.resolve_layers` specs
-LAYER_SETS = {"LAST": "last", "FOUR_LAST": "four_last", "FOUR_EVEN_INTERVALS": "four_even"}
 PATCH_ADAPTATIONS = ("center_padding", "stretch", "never")
 DPT_HEAD_KEYS = ("channels", "post_process_channels", "n_hidden_channels", "use_bias", "projection_after_fusion")
 #: the official ``DPTHead``'s own defaults, used for what ``head_kwargs`` leaves out (the CHMv2 head sets neither)
@@ -94,10 +92,10 @@ def build_depther(backbone: nn.Module, *, min_depth: float = 0.001, max_depth: f
     head_kwargs = dict(head_kwargs or {})
     layers_spec = _name(backbone_out_layers)
     if isinstance(layers_spec, str):
-        if layers_spec.upper() not in LAYER_SETS:
-            raise ConfigError(f"build_depther: backbone_out_layers={layers_spec!r}; use one of {', '.join(LAYER_SETS)} "
+        if layers_spec.upper() not in OFFICIAL_LAYER_SETS:
+            raise ConfigError(f"build_depther: backbone_out_layers={layers_spec!r}; use one of {', '.join(OFFICIAL_LAYER_SETS)} "
                               f"or a list of block indices")
-        layers_spec = LAYER_SETS[layers_spec.upper()]
+        layers_spec = OFFICIAL_LAYER_SETS[layers_spec.upper()]
     layers = resolve_layers(backbone, layers_spec)
     adaptation = str(_name(adapt_to_patch_size))
     if adaptation not in PATCH_ADAPTATIONS:

@@ -21,9 +21,8 @@ from pathlib import Path
 
 from torch import Tensor, nn
 
-from dinobench.backbones.loading import load_tensor_file
 from dinobench.errors import WeightsError
-from dinobench.heads.weights import load_head_state
+from dinobench.heads.weights import load_head_state, read_head_state
 
 #: ``AllClassifiers`` entries: ``classifiers_dict.<name>.linear.{weight,bias}``
 GRID_KEY = re.compile(r"^(?:module\.)?classifiers_dict\.(?P<name>[^.]+)\.linear\.(?P<param>weight|bias)$")
@@ -58,17 +57,7 @@ def read_linear_classifier(path: str | Path, embed_dim: int, classifier: str | N
                            ) -> tuple[int, nn.Linear, str]:
     """``(n_blocks, head, name)`` of the classifier in ``path`` (see the module docstring)."""
     path = Path(path).expanduser()
-    if not path.is_file():
-        raise WeightsError(f"{path}: classifier weights file does not exist; pass a .pth or .safetensors file")
-    obj = load_tensor_file(path)
-    if isinstance(obj, dict) and isinstance(obj.get("linear_classifiers"), dict):
-        obj = obj["linear_classifiers"]
-    if not isinstance(obj, dict):
-        raise WeightsError(f"{path}: expected a state dict, found {type(obj).__name__}")
-    for wrapper in ("model", "state_dict"):
-        if isinstance(obj.get(wrapper), dict) and not any(isinstance(v, Tensor) for v in obj.values()):
-            obj = obj[wrapper]
-    state = {str(k).removeprefix("module."): v for k, v in obj.items() if isinstance(v, Tensor)}
+    state = read_head_state(path)  # unwrapped from linear_classifiers / model and DDP's module.
     grid: dict[str, dict[str, Tensor]] = {}
     for key, value in state.items():
         match = GRID_KEY.match(key)
@@ -106,13 +95,14 @@ def read_linear_classifier(path: str | Path, embed_dim: int, classifier: str | N
     return n_blocks, _linear(params["weight"], params["bias"], path), classifier
 
 
-def classifier_state(n_blocks: int, head: nn.Linear, scaled_lr: float | None = None) -> dict[str, Tensor]:
-    """A head as the hub file (``{weight, bias}``) or, given ``scaled_lr``, as an official grid of one."""
-    weight, bias = head.weight.detach().cpu().clone(), head.bias.detach().cpu().clone()
-    if scaled_lr is None:
-        return {"weight": weight, "bias": bias}
-    name = official_classifier_name(n_blocks, scaled_lr)
-    return {f"classifiers_dict.{name}.linear.weight": weight, f"classifiers_dict.{name}.linear.bias": bias}
+def classifier_state(head: nn.Linear) -> dict[str, Tensor]:
+    """A head as the hub file holds it: ``{weight, bias}`` (CPU copies)."""
+    return {"weight": head.weight.detach().cpu().clone(), "bias": head.bias.detach().cpu().clone()}
 
 
-__all__ = ["classifier_state", "official_classifier_name", "read_linear_classifier"]
+def grid_state(name: str, state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """A hub-layout ``{weight, bias}`` as the official ``linear.py`` grid entry ``name`` (an ``AllClassifiers`` of one)."""
+    return {f"classifiers_dict.{name}.linear.{param}": value for param, value in state.items()}
+
+
+__all__ = ["classifier_state", "grid_state", "official_classifier_name", "read_linear_classifier"]

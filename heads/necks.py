@@ -18,6 +18,8 @@ from dinobench.errors import ConfigError
 #: what :class:`IntermediateLayers` returns: one ``(patch_map, class_token)`` pair per selected layer
 LayerFeatures = Sequence[tuple[Tensor, Tensor]]
 LAYER_CHOICES = ("last", "four_last", "four_even")
+#: the official ``BackboneLayersSet`` names of those choices (what official decoder configs write)
+OFFICIAL_LAYER_SETS = {"LAST": "last", "FOUR_LAST": "four_last", "FOUR_EVEN_INTERVALS": "four_even"}
 
 
 def resolve_layers(backbone: Any, spec: str | Sequence[int]) -> list[int]:

@@ -16,8 +16,8 @@ from torch import Tensor, nn
 from dinobench.backbones.loading import load_tensor_file, unwrap_wrappers
 from dinobench.errors import WeightsError
 
-#: wrappers a training checkpoint may put around the state dict
-HEAD_WRAPPER_KEYS = ("model", "state_dict", "model_state_dict")
+#: wrappers a training checkpoint may put around the state dict (``linear_classifiers``: official eval/linear.py)
+HEAD_WRAPPER_KEYS = ("model", "state_dict", "model_state_dict", "linear_classifiers")
 
 
 def read_head_state(path: str | Path, prefixes: Sequence[str] = ()) -> dict[str, Tensor]:

@@ -28,8 +28,7 @@ from dinobench.context import RunContext
 from dinobench.data.canopy import CanopyTransform
 from dinobench.dense_metrics import CanopyHeightMetric
 from dinobench.protocols.dense import transform_sections
-from dinobench.protocols.depth import (DepthInferenceConfig, DepthLossConfig, DPTDepthProtocol, DPTHeadConfig,
-                                       predict_depth)
+from dinobench.protocols.depth import DepthInferenceConfig, DPTDepthProtocol, DPTHeadConfig, predict_depth
 from dinobench.visualize import colorize_depth
 
 
@@ -63,7 +62,6 @@ class CanopyConfig:
     """``protocol=dict(type="chm", head=dict(...), inference=dict(...), head_weights=None)``."""
 
     head: CanopyHeadConfig = field(default_factory=CanopyHeadConfig)
-    loss: DepthLossConfig = field(default_factory=DepthLossConfig)  # unused by the L1 loss; kept for the template
     inference: CanopyInferenceConfig = field(default_factory=CanopyInferenceConfig)
     num_visualizations: int = 4
     head_weights: str | None = None  # evaluate this decoder (official CHMv2 layout) instead of training
@@ -77,6 +75,9 @@ class CanopyHeightProtocol(DPTDepthProtocol):
     Config = CanopyConfig
     main_metric = "mae"
     higher_is_better = {"mae": False, "rmse": False, "bias": False, "r2": True}  # type: ignore[assignment]
+
+    def validate(self) -> None:
+        """No SigLoss: :meth:`loss` is L1 (the config has no ``loss`` section)."""
 
     def transforms(self, ctx: RunContext) -> tuple[Any, Any]:
         """Flip + random crop (``transform.train.crop_size``) for training; normalisation only for evaluation."""

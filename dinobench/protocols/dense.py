@@ -28,7 +28,7 @@ from dinobench.data.dense_transforms import build_seg_eval_transform, build_seg_
 from dinobench.dense_metrics import SegmentationMetric
 from dinobench.errors import ConfigError
 from dinobench.heads.model import BackboneNeckHead
-from dinobench.heads.necks import IntermediateLayers, Neck, resolve_layers
+from dinobench.heads.necks import OFFICIAL_LAYER_SETS, IntermediateLayers, Neck, resolve_layers
 from dinobench.heads.weights import load_head_state, read_head_state
 from dinobench.protocol import Protocol, ProtocolResult, TrainedHead
 from dinobench.training import evaluate_sharded, train_head
@@ -210,15 +210,16 @@ class DenseProtocol(Protocol):
         """The trained part's state dict on CPU: ``model.head``'s for backbone -> neck -> head models, else the
         model's without its frozen backbone (a segmentor or detector in the official layout)."""
         if isinstance(model, BackboneNeckHead):
-            return {k: v.detach().cpu().clone() for k, v in model.head.state_dict().items()}
-        frozen = frozen_prefixes(model)
-        return {k: v.detach().cpu().clone() for k, v in model.state_dict().items() if not k.startswith(frozen or ("\0",))}
+            state, frozen = model.head.state_dict(), ()
+        else:
+            state, frozen = model.state_dict(), frozen_prefixes(model)
+        return {k: v.detach().cpu().clone() for k, v in state.items() if not (frozen and k.startswith(frozen))}
 
 
 def official_layer_set(backbone: nn.Module, layers: Sequence[int]) -> str | list[int]:
     """The official ``BackboneLayersSet`` name of ``layers`` (``LAST``, ``FOUR_LAST``, ``FOUR_EVEN_INTERVALS``), which
     the official segmentation config requires; the list itself when it is none of them."""
-    for name, spec in (("LAST", "last"), ("FOUR_LAST", "four_last"), ("FOUR_EVEN_INTERVALS", "four_even")):
+    for name, spec in OFFICIAL_LAYER_SETS.items():
         if resolve_layers(backbone, spec) == list(layers):
             return name
     return list(layers)

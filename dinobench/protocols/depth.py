@@ -111,6 +111,10 @@ class DepthProtocol(DenseProtocol):
     file_keys = ("head_weights",)
     optional_keys = ("head.min_depth", "head.max_depth")
 
+    def validate(self) -> None:
+        """The loss of the ``loss`` section (SigLoss with its variance-term warm-up)."""
+        self.sigloss = SigLoss(warm_up=self.config.loss.warm_up, warm_iter=self.config.loss.warm_iter)
+
     def depth_range(self, train_set: Any) -> dict[str, float]:
         """The bins' range: the head config's when set (a released head), else the dataset's."""
         hc = self.config.head
@@ -126,7 +130,6 @@ class DepthProtocol(DenseProtocol):
     def make_head(self, channels: list[int], train_set: Any) -> nn.Module:
         """The linear depth head over layers with ``channels``."""
         hc = self.config.head
-        self.sigloss = SigLoss(warm_up=self.config.loss.warm_up, warm_iter=self.config.loss.warm_iter)
         return LinearDepthHead(channels, n_bins=hc.n_bins, use_batchnorm=hc.use_batchnorm,
                                use_cls_token=hc.use_cls_token, bins_strategy=hc.bins_strategy,
                                norm_strategy=hc.norm_strategy, **self.depth_range(train_set))
@@ -189,7 +192,6 @@ class DPTDepthProtocol(DepthProtocol):
         hc = self.config.head
         if len(channels) != 4:
             raise ConfigError(f"protocol.head.layers must select 4 layers for DPT, got {len(channels)}")
-        self.sigloss = SigLoss(warm_up=self.config.loss.warm_up, warm_iter=self.config.loss.warm_iter)
         return DPTHead(channels, channels=hc.channels, post_process_channels=hc.post_process_channels,
                        readout_type="project" if hc.use_cls_token else "ignore", use_batchnorm=hc.use_batchnorm,
                        n_bins=hc.n_bins, n_hidden_channels=hc.n_hidden_channels, bins_strategy=hc.bins_strategy,

@@ -260,10 +260,10 @@ class LinearProbeProtocol(Protocol):
                                    num_classes)
         n_blocks, lr = heads.specs[best]
         scaled = lr * self.batch_size / 256.0
-        self.trained = TrainedHead(classifier_state(n_blocks, heads.heads[best]), "classifier",
+        self.trained = TrainedHead(classifier_state(heads.heads[best]), "classifier",
                                    {"n_blocks": n_blocks, "classifier": official_classifier_name(n_blocks, scaled),
                                     "num_classes": num_classes})
-        metrics.update(best_lr=lr, best_lr_scaled=lr * self.batch_size / 256.0, best_n_blocks=float(n_blocks),
+        metrics.update(best_lr=lr, best_lr_scaled=scaled, best_n_blocks=float(n_blocks),
                        iterations=float(iterations))
         return metrics
 
