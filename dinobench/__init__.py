@@ -80,9 +80,11 @@ def run(
     save_predictions: bool = False,
     head: str | None = None,
     head_weights: str | None = None,
+    precision: str | None = None,
 ) -> "Result":
     """Run ``task`` on ``backbone`` and write ``<output>/<backbone>/<task>/<UTC>/result.json``; with ``head`` /
-    ``head_weights`` evaluate that released head (``dinobench list heads``) instead of training one."""
+    ``head_weights`` evaluate that released head (``dinobench list heads``) instead of training one.
+    ``precision``: ``auto`` (None), ``float32`` or ``bfloat16`` feature extraction (see ``dinobench.utils.precision``)."""
     from dinobench.runner import run as _run
 
     return _run(
@@ -97,4 +99,5 @@ def run(
         save_predictions=save_predictions,
         head=head,
         head_weights=head_weights,
+        precision=precision,
     )

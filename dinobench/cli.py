@@ -17,6 +17,7 @@ from typing import Any, Sequence
 import dinobench
 from dinobench.errors import DinobenchError
 from dinobench.listing import LIST_SECTIONS, list_rows, text_table
+from dinobench.utils.precision import PRECISION_CHOICES
 
 logger = logging.getLogger("dinobench")
 
@@ -95,6 +96,9 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
                             "(repeatable: later values of a key win)")
     p_run.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     p_run.add_argument("--seed", type=int, default=0, help="seeds python, numpy, torch and random init")
+    p_run.add_argument("--precision", default=None, choices=list(PRECISION_CHOICES),
+                       help="feature-extraction precision (default auto: bf16 autocast on CUDA and on CPUs with "
+                            "native bf16, else float32; $DINOBENCH_PRECISION)")
     p_run.add_argument("--save-predictions", action="store_true",
                        help="dense tasks: save colourised predictions + a side-by-side figure beside result.json")
 
@@ -207,7 +211,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Run one (backbone, task) evaluation and print its metrics."""
     result = dinobench.run(backbone=args.backbone, task=args.task, weights=args.weights, data_root=args.data_root,
                            output_dir=args.output, options=args.cfg_options, device=args.device, seed=args.seed,
-                           save_predictions=args.save_predictions, head=args.head, head_weights=args.head_weights)
+                           save_predictions=args.save_predictions, head=args.head, head_weights=args.head_weights,
+                           precision=args.precision)
     if result.path is None:  # torchrun rank > 0: same metrics; rank 0 prints and writes the record
         return 0
     main = result.main_metric

@@ -44,6 +44,9 @@ class RunContext:
     device: str
     seed: int
     timings: dict[str, float] = field(default_factory=dict)
+    #: resolved compute precision of feature extraction (``float32`` / ``bfloat16-autocast``, see
+    #: :mod:`dinobench.utils.precision`); also in ``cache_payload``
+    precision: str = "float32"
     predictions_dir: Path | None = None  # set by --save-predictions: protocols write figures here
     output_dir: Path | None = None  # the results folder (head-training runs live under <output>/.runs/)
     backbone_name: str | None = None  # registry name of the backbone
@@ -126,7 +129,7 @@ class RunContext:
             self.backbone, dataset, payload=payload,
             cache_dir=cache_root({"cache_dir": fcfg.cache_dir}) if payload is not None else None,
             batch_size=fcfg.batch_size, num_workers=fcfg.num_workers, device=self.device, desc=desc, kind=kind,
-            chunk_size=fcfg.chunk_size or DEFAULT_CHUNK_SIZE, dtype=dtype)
+            chunk_size=fcfg.chunk_size or DEFAULT_CHUNK_SIZE, dtype=dtype, precision=self.precision)
 
     def _cache_payload(self, split: str) -> dict[str, Any] | None:
         """Key payload of ``split`` (feature kind added by the cache), or None when it must not be cached."""

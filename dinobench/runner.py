@@ -33,6 +33,7 @@ from dinobench.training import RUNTIME_TRAIN_KEYS
 from dinobench.utils import distributed as ddp
 from dinobench.typed_config import resolve_section
 from dinobench.utils.paths import output_root
+from dinobench.utils.precision import resolve_precision
 from dinobench.utils.seeding import seed_everything
 
 def protocol_class(name: str) -> type[Protocol]:
@@ -208,11 +209,14 @@ def with_head(head: str | None, head_weights: str | None, backbone: str | None, 
 def run(backbone: str | None, task: str | None, weights: str | None = None, data_root: str | None = None,
         output_dir: str | None = None, options: Mapping[str, Any] | list[str] | None = None,
         device: str = "cpu", seed: int = 0, save_predictions: bool = False, head: str | None = None,
-        head_weights: str | None = None) -> Result:
+        head_weights: str | None = None, precision: str | None = None) -> Result:
     """Evaluate ``backbone`` on ``task``; returns the written :class:`Result`.
 
     ``head`` / ``head_weights``: evaluate a released head (``dinobench list heads``) from a local file instead
     of training one; ``backbone`` and ``task`` then default to the head's.
+
+    ``precision``: feature-extraction precision, ``auto`` (None: ``$DINOBENCH_PRECISION`` or the hardware's
+    choice, bf16 autocast on CUDA and native-bf16 CPUs), ``float32`` or ``bfloat16``; recorded in the result.
 
     ``save_predictions``: protocols that can draw their predictions (dense tasks) write PNGs into
     ``ctx.predictions_dir``; they end up in ``<run>/predictions/`` and ``result.artifacts``.
@@ -224,7 +228,7 @@ def run(backbone: str | None, task: str | None, weights: str | None = None, data
     try:
         backbone, task, options = with_head(head, head_weights, backbone, task, options)
         result = _run(backbone, task, weights, data_root, output_dir, options, device, seed, save_predictions,
-                      head)
+                      head, precision)
         ok = True
         return result
     finally:
@@ -234,7 +238,7 @@ def run(backbone: str | None, task: str | None, weights: str | None = None, data
 
 def _run(backbone: str, task: str, weights: str | None, data_root: str | None, output_dir: str | None,
          options: Mapping[str, Any] | list[str] | None, device: str, seed: int, save_predictions: bool,
-         head: str | None = None) -> Result:
+         head: str | None = None, precision: str | None = None) -> Result:
     t_start = time.perf_counter()
     registries = get_registries()
     backbone_spec = registries.backbones.get(backbone)  # fail fast on unknown names
@@ -243,6 +247,7 @@ def _run(backbone: str, task: str, weights: str | None, data_root: str | None, o
     protocol_spec = registries.protocols.get(cfg["protocol"]["type"])
     protocol = protocol_cls(cfg["protocol"])  # value checks before any data is read
     device = _check_device(device)
+    precision = resolve_precision(precision, device)
     if device == "cuda" and ddp.world_size() > 1:
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"  # torchrun: this rank's GPU
     if weights is not None:  # local path, URL (torch.hub cache) or HF repo id -> a local path
@@ -270,11 +275,11 @@ def _run(backbone: str, task: str, weights: str | None, data_root: str | None, o
         cached_transforms[name] = ds.transform
     output_dir = str(output_root(output_dir))
     weights_sha = weights_sha256(weights) if weights is not None else None
-    precision = "bfloat16-autocast" if device.startswith("cuda") else "float32"
     cache_payload = backbone_key_payload(
         backbone, weights_sha, seed, constructor_kwargs, cfg["transform"], mean, std, precision,
         identity=_backbone_identity(backbone_spec))
     ctx = RunContext(task=task, cfg=cfg, backbone=model, datasets=datasets, device=device, seed=seed,
+                     precision=precision,
                      cache_payload=cache_payload, output_dir=Path(output_dir), backbone_name=backbone,
                      weights_sha256=weights_sha, dataset_types=dataset_types, eval_only_keys=eval_only_keys(cfg),
                      input_files=files,

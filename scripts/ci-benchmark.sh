@@ -11,6 +11,8 @@ OUT=${OUT:-ci-results}
 BASELINE=leaderboards/baseline.jsonl
 rm -rf "$OUT"
 export DINOBENCH_CACHE="$OUT/.feature-cache" TQDM_DISABLE=${TQDM_DISABLE:-1}
+# the baseline is fp32: bf16 autocast (auto on AMX / AVX512-BF16 CPUs) would not be comparable with it
+export DINOBENCH_PRECISION=float32
 for task in digits-knn digits-logreg digits-linear; do
     "$BIN/dinobench" run --backbone vit_tiny --task "$task" --seed 0 --output "$OUT" >/dev/null
 done

@@ -7,6 +7,8 @@ import os
 os.environ.setdefault("TQDM_DISABLE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# the same numbers on every CPU kind: bf16 autocast only where a test asks for it (auto picks it on AMX CPUs)
+os.environ.setdefault("DINOBENCH_PRECISION", "float32")
 
 import atexit  # noqa: E402
 from contextlib import contextmanager  # noqa: E402

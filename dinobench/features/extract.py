@@ -30,6 +30,7 @@ from dinobench.features.sharding import all_gather, broadcast, raise_if_any_fail
 from dinobench.features.targets import FeatureSet, Targets, concat_targets
 from dinobench.plugin_manager import get_registries
 from dinobench.registry import FeatureKindSpec, resolve_object
+from dinobench.utils.precision import autocast_for, resolve_precision
 
 logger = logging.getLogger("dinobench")
 
@@ -77,7 +78,7 @@ def _collate(samples: list[Any], desc: str) -> Any:
 @torch.inference_mode()
 def _extract_chunks(model: nn.Module, dataset: Dataset, chunks: list[tuple[int, int]], *, batch_size: int,
                     num_workers: int, device: torch.device | str, desc: str, kind: str,
-                    dtype: str = "float32") -> Iterator[tuple[int, Tensor, Targets]]:
+                    dtype: str = "float32", precision: str | None = None) -> Iterator[tuple[int, Tensor, Targets]]:
     """Yield ``(position in chunks, features, targets)`` per chunk, in order; batches never span chunks."""
     batches, owner = [], []
     for position, (start, end) in enumerate(chunks):
@@ -91,8 +92,7 @@ def _extract_chunks(model: nn.Module, dataset: Dataset, chunks: list[tuple[int, 
     loader = DataLoader(dataset, batch_sampler=batches, num_workers=num_workers,
                         collate_fn=functools.partial(_collate, desc=desc),
                         pin_memory=device.type == "cuda", persistent_workers=False)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast(
-        "cpu", enabled=False)
+    autocast = autocast_for(resolve_precision(precision, device), device)
     model.eval().to(device)
     feats: list[Tensor] = []
     targets: list[Any] = []
@@ -114,34 +114,43 @@ def _extract_chunks(model: nn.Module, dataset: Dataset, chunks: list[tuple[int, 
 
 def extract_features(model: nn.Module, dataset: Dataset, *, batch_size: int = 64, num_workers: int = 0,
                      device: torch.device | str = "cpu", desc: str = "features", kind: str = "cls",
-                     dtype: str = "float32") -> FeatureSet:
-    """Features of ``kind`` (default: normalised CLS token) of every sample of ``dataset``, in memory, no cache."""
+                     dtype: str = "float32", precision: str | None = None) -> FeatureSet:
+    """Features of ``kind`` (default: normalised CLS token) of every sample of ``dataset``, in memory, no cache.
+
+    ``precision``: ``float32`` or ``bfloat16-autocast`` (None: the hardware's choice, :mod:`dinobench.utils.precision`).
+    """
     feature_kind(kind)
     check_dtype(dtype)
     if len(dataset) == 0:
         raise DataError(f"{desc}: the split is empty; nothing to extract")
     parts = list(_extract_chunks(model, dataset, [(0, len(dataset))], batch_size=batch_size,
-                                 num_workers=num_workers, device=device, desc=desc, kind=kind, dtype=dtype))
+                                 num_workers=num_workers, device=device, desc=desc, kind=kind, dtype=dtype,
+                                 precision=precision))
     return FeatureSet(parts[0][1], targets=parts[0][2])
 
 
 def load_or_extract(model: nn.Module, dataset: Dataset, *, payload: dict[str, Any] | None,
                     cache_dir: str | Path | None = None, batch_size: int = 64, num_workers: int = 0,
                     device: torch.device | str = "cpu", desc: str = "features", kind: str = "cls",
-                    chunk_size: int = DEFAULT_CHUNK_SIZE, dtype: str = "float32") -> tuple[FeatureSet, bool]:
+                    chunk_size: int = DEFAULT_CHUNK_SIZE, dtype: str = "float32",
+                    precision: str | None = None) -> tuple[FeatureSet, bool]:
     """Features of ``kind`` of ``dataset`` and whether they came from the cache.
 
     ``payload`` (JSON-able, see :func:`~dinobench.features.keys.backbone_key_payload`) identifies the
     features; None disables the disk cache. ``dtype``: storage (and returned) dtype, ``"float32"`` or
-    ``"float16"`` (part of the key). Under torch.distributed the work is sharded over ranks and every rank
-    gets all rows.
+    ``"float16"`` (part of the key). ``precision``: the compute precision, as in :func:`extract_features`; with a
+    ``payload`` it is the payload's ``precision`` (the key names what computed the features). Under
+    torch.distributed the work is sharded over ranks and every rank gets all rows.
     """
     feature_kind(kind)
     check_dtype(dtype)
     if len(dataset) == 0:
         raise DataError(f"{desc}: the split is empty; nothing to extract")
     plan = chunk_plan(len(dataset), int(chunk_size))
-    options = dict(batch_size=batch_size, num_workers=num_workers, device=device, desc=desc, kind=kind, dtype=dtype)
+    if payload is not None and payload.get("precision"):
+        precision = payload["precision"]
+    options = dict(batch_size=batch_size, num_workers=num_workers, device=device, desc=desc, kind=kind, dtype=dtype,
+                   precision=precision)
     rank, world = rank_world()
     if payload is None:
         if world == 1:
