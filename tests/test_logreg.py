@@ -19,6 +19,7 @@ import dinobench
 from dinobench.errors import ConfigError
 from dinobench.features import FeatureSet
 from dinobench.protocols.logreg import LogRegProtocol, c_grid, selection_split
+from dinobench.protocols.logreg_torch import fit_path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 import logreg_golden as golden  # noqa: E402
@@ -111,6 +112,69 @@ def test_logreg_equals_direct_sklearn_fit_and_selects_argmax_on_the_grid():
     assert got["selection_top1"] == 100 * want["accs"].max()
     assert got["top1"] == want["top1"] and got["top5"] == want["top5"]
     assert 30 < got["top1"] < 100  # learnable, not perfect
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_torch_solver_reaches_sklearns_optimum_same_C_same_top1(seed):
+    """protocol.solver=torch: per-C selection accuracy, selected C and top-1 (within 0.1) of the official fits."""
+    train_x, train_y = _clusters(600, seed=10 + seed)
+    val_x, val_y = _clusters(400, seed=20 + seed)
+    fit_idx, sel_idx = selection_split(train_y, 0.1, seed=0)
+    args = (train_x[fit_idx], train_y[fit_idx], train_x[sel_idx], train_y[sel_idx], val_x, val_y)
+    got = LogRegProtocol(dict(CFG, solver="torch")).evaluate(*args, num_classes=8)
+    want = _reference(*args)
+    assert len(set(want["accs"])) > 2
+    assert got["best_C"] == want["best_C"]
+    assert abs(got["selection_top1"] - 100 * want["accs"].max()) < 1e-9
+    assert abs(got["top1"] - want["top1"]) <= 0.1 and abs(got["top5"] - want["top5"]) <= 0.1
+
+
+def test_torch_fit_equals_sklearn_coefficients_multinomial_and_binary():
+    x, y = _clusters(400, num_classes=4, seed=3)
+    for labels in (y, (y >= 2).astype(int)):  # 4 classes (softmax), 2 classes (one logit, as scikit-learn)
+        for C in (0.01, 1.0):
+            ref = _direct_fit(x, labels, C)
+            (model,) = fit_path(x.astype(np.float64), labels, [C], max_iter=300, ftol=1e-14)
+            # scikit-learn's multinomial intercepts are defined up to a common shift: compare centred logits
+            got = model.decision_function(torch.as_tensor(x, dtype=torch.float64)).numpy()
+            want = ref.decision_function(x.astype(np.float64)).reshape(len(x), -1)
+            assert np.abs((got - got.mean(1, keepdims=True)) - (want - want.mean(1, keepdims=True))).max() < 1e-4
+            assert np.array_equal(model.predict(torch.as_tensor(x, dtype=torch.float64)), ref.predict(x))
+            np.testing.assert_allclose(model.predict_proba(torch.as_tensor(x, dtype=torch.float64)).numpy(),
+                                       ref.predict_proba(x.astype(np.float64)), atol=1e-5)
+
+
+def test_torch_path_warm_starts_take_fewer_iterations_than_cold_fits():
+    x, y = _clusters(500, seed=5)
+    grid = c_grid(-4, 3, 8)
+    path = fit_path(x.astype(np.float64), y, grid, max_iter=300)
+    cold = [fit_path(x.astype(np.float64), y, [C], max_iter=300)[0] for C in grid]
+    assert sum(m.n_iter for m in path) < sum(m.n_iter for m in cold)
+    for warm, fresh in zip(path, cold):  # the same optimum either way
+        assert np.abs(warm.coef.numpy() - fresh.coef.numpy()).max() < 1e-3 * max(1.0, np.abs(fresh.coef.numpy()).max())
+    reversed_path = fit_path(x.astype(np.float64), y, grid[::-1], max_iter=300)  # returned in the given order
+    assert [m.n_iter for m in reversed_path] == [m.n_iter for m in path][::-1]
+
+
+def test_torch_solver_never_predicts_a_class_absent_from_the_fit_and_rejects_one_class():
+    x, y = _clusters(300, num_classes=4, seed=6)
+    keep = y != 3
+    fit_idx, sel_idx = selection_split(y[keep], 0.1, seed=0)
+    xs, ys = x[keep], y[keep]
+    metrics = LogRegProtocol(dict(CFG, solver="torch", grid_size=3)).evaluate(
+        xs[fit_idx], ys[fit_idx], xs[sel_idx], ys[sel_idx], x, y, num_classes=4)
+    assert metrics["top1"] <= 100 * np.mean(y != 3) + 1e-9
+    (model,) = fit_path(xs.astype(np.float64), ys, [1.0])
+    assert 3 not in set(model.predict(torch.as_tensor(x, dtype=torch.float64)).tolist())
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        fit_path(x[y == 0].astype(np.float64), y[y == 0], [1.0])
+
+
+def test_unknown_solver_is_a_config_error():
+    with pytest.raises(ConfigError, match="protocol.solver='newton'"):
+        LogRegProtocol({"solver": "newton"})
+    with pytest.raises(ConfigError, match="protocol.torch_ftol"):
+        LogRegProtocol({"torch_ftol": 0})
 
 
 def test_run_selects_on_ten_percent_of_train_then_reports_val():

@@ -7,6 +7,12 @@ Follows ``dinov3/eval/log_regression.py``: features are the backbone's LayerNorm
 by top-1 on a selection split (ties -> the smaller ``C``, as the official incremental tracker),
 then the model is refit with that ``C`` on train + selection split and evaluated once.
 
+Solvers (``protocol.solver``): ``sklearn`` (default) runs the official ``LogisticRegression`` per C (joblib over
+cores), prediction for prediction the official code; ``torch`` minimises the same objective by L-BFGS on the
+run's device, warm-started along the ascending C path (:mod:`dinobench.protocols.logreg_torch`): the same
+optimum where lbfgs converges, much faster on a GPU (benchmarks/logreg.py). Where scikit-learn stops at
+``max_iter`` short of the optimum (ill-conditioned features) the two end points, and so the numbers, differ.
+
 Splits: with a ``test`` split, select on ``val`` and report on ``test``; otherwise (ImageNet:
 official train/val only) hold out 10% of train per class (official ``split_train_val_datasets``: a seed-0
 shuffle, ``protocol.split_seed``), fit in the shuffled order, refit on fit + held-out rows in that order, report
@@ -33,6 +39,7 @@ from tqdm.auto import tqdm
 from dinobench.context import RunContext
 from dinobench.errors import ConfigError, DataError
 from dinobench.protocol import Protocol, ProtocolResult
+from dinobench.protocols.logreg_torch import fit_path
 
 logger = logging.getLogger("dinobench")
 
@@ -131,7 +138,9 @@ class LogRegConfig:
     tol: float = 1e-12  # official: lbfgs in practice stops at max_iter
     selection_fraction: float = 0.1  # held out of train per class when there is no separate val split
     split_seed: int = 0  # seed of that hold-out shuffle (official: always 0, whatever the run seed)
-    n_jobs: int = -1  # parallel C fits (joblib processes, 1 BLAS thread each); -1 = all cores
+    n_jobs: int = -1  # sklearn solver: parallel C fits (joblib processes, 1 BLAS thread each); -1 = all cores
+    solver: str = "sklearn"  # "sklearn": the official fits; "torch": L-BFGS on the run's device, warm starts along C
+    torch_ftol: float = 1e-10  # torch solver: stop when 10 iterations lowered the objective by < 10 * ftol (relative)
 
 
 class LogRegProtocol(Protocol):
@@ -150,30 +159,51 @@ class LogRegProtocol(Protocol):
         self.selection_fraction, self.n_jobs = float(cfg.selection_fraction), int(cfg.n_jobs)
         if len(self.grid) < 1 or self.max_iter < 1 or self.tol <= 0:
             raise ConfigError("logreg: protocol.grid_size and protocol.max_iter must be >= 1 and protocol.tol > 0")
+        if cfg.solver not in ("torch", "sklearn"):
+            raise ConfigError(f"logreg: protocol.solver={cfg.solver!r}: expected 'torch' or 'sklearn'")
+        if not float(cfg.torch_ftol) > 0:
+            raise ConfigError(f"logreg: protocol.torch_ftol={cfg.torch_ftol} must be > 0, e.g. 1e-10")
         if not 0 < self.selection_fraction < 1:
             raise ConfigError(f"logreg: protocol.selection_fraction={self.selection_fraction} must be in (0, 1), "
                               "e.g. 0.1")
 
     def evaluate(self, fit_x: np.ndarray, fit_y: np.ndarray, select_x: np.ndarray, select_y: np.ndarray,
-                 eval_x: np.ndarray, eval_y: np.ndarray, num_classes: int) -> dict[str, float]:
+                 eval_x: np.ndarray, eval_y: np.ndarray, num_classes: int, device: str = "cpu") -> dict[str, float]:
         """Choose ``C`` on (select_x, select_y), refit on fit + select, score eval: metrics with ``best_C``."""
         if len(select_y) == 0:
             raise DataError("logreg: the selection split is empty (every class has a single training sample); "
                             "add training samples or a val split")
-        accuracies = sweep_c(fit_x, fit_y, select_x, select_y, self.grid, self.max_iter, self.tol, self.n_jobs)
+        refit_x, refit_y = np.concatenate([fit_x, select_x]), np.concatenate([fit_y, select_y])
+        eval_x = np.asarray(eval_x, dtype=np.float64)
+        if self.config.solver == "torch":
+            accuracies, predictions, proba, iterations = self._torch(fit_x, fit_y, select_x, select_y, refit_x,
+                                                                     refit_y, eval_x, num_classes, device)
+        else:
+            accuracies = sweep_c(fit_x, fit_y, select_x, select_y, self.grid, self.max_iter, self.tol, self.n_jobs)
+            model = fit_logreg(refit_x, refit_y, float(self.grid[int(np.argmax(accuracies))]), self.max_iter,
+                               self.tol, blas_threads=refit_blas_threads(refit_x.size * num_classes, self.n_jobs))
+            predictions, proba = model.predict(eval_x), class_probabilities(model, eval_x, num_classes)
+            iterations = float(np.max(model.n_iter_))
         best = int(np.argmax(accuracies))  # first maximum = smallest C among ties (official tracker)
         best_C = float(self.grid[best])
         logger.info("logreg: selection top-1 %s; best C = %.4g",
                     ", ".join(f"{c:.3g}:{100 * a:.2f}" for c, a in zip(self.grid, accuracies)), best_C)
-        refit_x = np.concatenate([fit_x, select_x])
-        model = fit_logreg(refit_x, np.concatenate([fit_y, select_y]), best_C, self.max_iter, self.tol,
-                           blas_threads=refit_blas_threads(refit_x.size * num_classes, self.n_jobs))
-        eval_x = np.asarray(eval_x, dtype=np.float64)
-        metrics = classification_metrics(eval_y, model.predict(eval_x),
-                                         class_probabilities(model, eval_x, num_classes), num_classes)
-        metrics.update(best_C=best_C, selection_top1=100.0 * float(accuracies[best]),
-                       refit_iterations=float(np.max(model.n_iter_)))
+        metrics = classification_metrics(eval_y, predictions, proba, num_classes)
+        metrics.update(best_C=best_C, selection_top1=100.0 * float(accuracies[best]), refit_iterations=iterations)
         return metrics
+
+    def _torch(self, fit_x, fit_y, select_x, select_y, refit_x, refit_y, eval_x, num_classes, device):
+        """The C path by warm-started torch L-BFGS; the refit warm-starts from the selected C's fit."""
+        options = dict(max_iter=self.max_iter, ftol=float(self.config.torch_ftol), device=device)
+        models = fit_path(fit_x, fit_y, self.grid, progress="logreg C path", **options)
+        select = torch.as_tensor(np.asarray(select_x, dtype=np.float64))
+        accuracies = np.array([float(np.mean(m.predict(select) == select_y)) for m in models])
+        chosen = models[int(np.argmax(accuracies))]
+        (model,) = fit_path(refit_x, refit_y, [float(self.grid[int(np.argmax(accuracies))])], init=chosen, **options)
+        eval_t = torch.as_tensor(eval_x)
+        proba = np.zeros((len(eval_x), num_classes))
+        proba[:, model.classes] = model.predict_proba(eval_t).cpu().double().numpy()
+        return accuracies, model.predict(eval_t), proba, float(model.n_iter)
 
     def run(self, ctx: RunContext) -> ProtocolResult:
         """Select C, refit and report on ``test`` (select on val) or on ``val`` (select on 10% of train)."""
@@ -185,9 +215,9 @@ class LogRegProtocol(Protocol):
         if "test" in ctx.datasets:
             test = ctx.features("test", "cls")
             metrics = self.evaluate(train_x, train_y, val_x, val_y, test.features.double().numpy(),
-                                    test.labels.numpy(), num_classes)
+                                    test.labels.numpy(), num_classes, ctx.device)
         else:
             fit_idx, select_idx = selection_split(train_y, self.selection_fraction, int(self.config.split_seed))
             metrics = self.evaluate(train_x[fit_idx], train_y[fit_idx], train_x[select_idx], train_y[select_idx],
-                                    val_x, val_y, num_classes)
+                                    val_x, val_y, num_classes, ctx.device)
         return ProtocolResult(metrics, "top1", higher_is_better=True)
