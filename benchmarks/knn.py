@@ -25,7 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from dinobench.plugins.knn import knn_class_scores  # noqa: E402
+from dinobench.protocols.knn import knn_class_scores  # noqa: E402
 
 
 def clustered_features(n_train: int, n_query: int, dim: int, num_classes: int, noise: float,
@@ -40,10 +40,12 @@ def clustered_features(n_train: int, n_query: int, dim: int, num_classes: int, n
     return train, train_labels, query, query_labels
 
 
-def time_dinobench(train, train_labels, query, ks, temperature, num_classes, chunk_size):
-    """Seconds and per-k predictions of dinobench's chunked cosine top-k + softmax vote."""
+def time_dinobench(train, train_labels, query, ks, temperature, num_classes, chunk_size, device="cpu"):
+    """Seconds and per-k predictions of dinobench's chunked cosine top-k + softmax vote (on ``device``)."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
     start = time.perf_counter()
-    scores = knn_class_scores(train, train_labels, query, ks, temperature, num_classes, chunk_size)
+    scores = knn_class_scores(train, train_labels, query, ks, temperature, num_classes, chunk_size, device)
     seconds = time.perf_counter() - start
     return seconds, {k: s.argmax(dim=1).numpy() for k, s in scores.items()}
 
@@ -71,6 +73,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--temperature", type=float, default=0.07)
     parser.add_argument("--chunk-size", type=int, default=1024)
     parser.add_argument("--n-jobs", type=int, default=None, help="scikit-learn n_jobs (default: its own)")
+    parser.add_argument("--device", default="cpu", help="dinobench's device (cuda: float16 similarities)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
@@ -83,16 +86,16 @@ def main(argv: list[str] | None = None) -> None:
 
     official_ks = sorted({10, 20, 100, 200, args.k})
     db_seconds, db_pred = time_dinobench(train, train_labels, query, [args.k], args.temperature, args.classes,
-                                         args.chunk_size)
+                                         args.chunk_size, args.device)
     db_all_seconds, db_all_pred = time_dinobench(train, train_labels, query, official_ks, args.temperature,
-                                                 args.classes, args.chunk_size)
+                                                 args.classes, args.chunk_size, args.device)
     sk_seconds, sk_pred = time_sklearn(train, train_labels, query, args.k, args.n_jobs)
 
     def acc(pred):
         return 100.0 * float(np.mean(pred == truth))
 
     rows = [
-        (f"dinobench knn_class_scores, k={args.k} (softmax(cos/{args.temperature:g}))", db_seconds,
+        (f"dinobench knn_class_scores on {args.device}, k={args.k} (softmax(cos/{args.temperature:g}))", db_seconds,
          acc(db_pred[args.k])),
         (f"dinobench, k in {official_ks} in one pass (k={args.k} shown)", db_all_seconds, acc(db_all_pred[args.k])),
         (f"scikit-learn KNeighborsClassifier, k={args.k} (cosine, 1/distance)", sk_seconds, acc(sk_pred)),
