@@ -16,6 +16,7 @@ from dinobench.backbones.contract import backbone_normalisation
 from dinobench.errors import ConfigError, DataError
 from dinobench.features import DEFAULT_CHUNK_SIZE, FeatureSet, cache_root, load_or_extract
 from dinobench.typed_config import resolve_section
+from dinobench.utils.compile import compile_backbone
 
 
 @dataclass
@@ -27,6 +28,7 @@ class FeaturesConfig:
     cache: bool = True  # on-disk feature cache
     cache_dir: str | None = None  # None: $DINOBENCH_CACHE or ~/.cache/dinobench/features
     chunk_size: int | None = None  # rows per cache chunk; None: 4096
+    compile: bool = False  # torch.compile the backbone's feature methods (falls back to eager with a warning)
 
 
 #: ``features.*`` keys left out of protocol hashes (all of them: they never change a feature)
@@ -125,6 +127,8 @@ class RunContext:
                          desc: str, dtype: str = "float32") -> tuple[FeatureSet, bool]:
         """:func:`dinobench.features.load_or_extract` of ``dataset`` with the task's ``features.*`` settings."""
         fcfg = self.features_config
+        if fcfg.compile:
+            compile_backbone(self.backbone)
         return load_or_extract(
             self.backbone, dataset, payload=payload,
             cache_dir=cache_root({"cache_dir": fcfg.cache_dir}) if payload is not None else None,
