@@ -26,6 +26,8 @@ def _script(name: str):
     ("features", ["--backbone", "vit_tiny", "--n", "8", "--batch-size", "4", "--workers", "1",
                   "--precision", "float32"],
      ["decode (PIL, main thread)", "forward (model only)", "ratio: end-to-end throughput is"]),
+    ("dense", ["--backbone", "vit_tiny", "--size", "64", "--batch", "1", "--rounds", "1"],
+     ["linear seg head", "DPT depther", "dinobench ms_deform_attn"]),
 ])
 def test_benchmark_script_runs_and_prints_its_comparison(name, argv, expected, capsys):
     _script(name).main(argv)
