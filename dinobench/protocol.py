@@ -80,8 +80,11 @@ class ProtocolResult:
         if self.main_metric not in self.metrics:
             raise PluginError(f"protocol's main metric {self.main_metric!r} is not among its metrics "
                               f"({', '.join(sorted(self.metrics)) or 'none'})")
-        if not math.isfinite(self.metrics[self.main_metric]):
-            raise PluginError(f"protocol's main metric {self.main_metric} is {self.metrics[self.main_metric]}")
+        bad = [name for name, value in self.metrics.items() if not math.isfinite(value)]
+        if bad:  # a diverged or empty computation: never a record, never counted in a leaderboard
+            shown = ", ".join(f"{k}={v:.6g}" for k, v in list(self.metrics.items())[:12])
+            raise PluginError(f"protocol produced a non-finite metric ({', '.join(bad[:5])}); no record was written "
+                              f"(metrics: {shown})")
         for name, rows in self.tables.items():
             if not isinstance(rows, list) or not all(isinstance(r, Mapping) for r in rows):
                 raise PluginError(f"protocol table {name!r} must be a list of dicts (rows)")

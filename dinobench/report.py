@@ -11,6 +11,7 @@ import base64
 import html
 import io
 import math
+import re
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -113,10 +114,40 @@ def _column_caption(col: Column) -> str:
             f"main metric {col.metric} {col.arrow}")
 
 
+def md_escape(text: str) -> str:
+    """``text`` as inert Markdown table-cell text: HTML escaped (names can hold ``<script>``), markup characters
+    backslash-escaped, line breaks folded into spaces (a newline would split the row)."""
+    text = html.escape(" ".join(str(text).splitlines()), quote=False)
+    text = re.sub(r"([\\|*`])", r"\\\1", text)  # "_" stays: names are full of it, intraword it is inert
+    return text.replace("](", "\\](")  # no [text](url) link; plain brackets ("[cfg 2ae03a4]") stay as they are
+
+
+#: first characters a spreadsheet reads as a formula (OWASP CSV injection)
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``frame`` whose text cells cannot run as spreadsheet formulas: a text cell starting with
+    ``= + - @`` (or tab / CR) that is not a plain number gets a leading ``'``. Numbers are left alone."""
+    def cell(value: Any) -> Any:
+        if isinstance(value, str) and value.startswith(_FORMULA_START):
+            try:
+                float(value)
+                return value
+            except ValueError:
+                return "'" + value
+        return value
+
+    out = frame.copy()
+    for column in out.columns:
+        if not pd.api.types.is_numeric_dtype(out[column]):
+            out[column] = out[column].map(cell)
+    return out
+
+
 def _md_table(header: list[str], body: list[list[str]], marks: list[list[bool]] | None = None,
               numeric: Sequence[int] | None = None) -> str:
-    def esc(text: str) -> str:
-        return text.replace("|", "\\|")
+    esc = md_escape
 
     numeric = range(2, len(header)) if numeric is None else numeric
 
@@ -330,8 +361,8 @@ def write_report(df: pd.DataFrame, lb: Leaderboard, output: str | Path, formats:
     if "md" in formats:
         written.append(write_atomic(output / "leaderboard.md", markdown(lb, title)))
     if "csv" in formats:
-        written.append(write_atomic(output / "leaderboard.csv", lb.to_frame().to_csv(index=False)))
-        written.append(write_atomic(output / "results.csv", results_table(df).to_csv(index=False)))
+        written.append(write_atomic(output / "leaderboard.csv", csv_safe(lb.to_frame()).to_csv(index=False)))
+        written.append(write_atomic(output / "results.csv", csv_safe(results_table(df)).to_csv(index=False)))
     if "html" in formats:
         written.append(write_atomic(output / "report.html", html_page(lb, title)))
     return written

@@ -8,6 +8,7 @@ result behind and an existing result is never overwritten.
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import subprocess
@@ -21,6 +22,52 @@ from typing import Any
 from dinobench.utils.io import make_public as _make_public, safe_component, write_atomic  # noqa: F401
 
 SCHEMA_VERSION = 2  # 2: higher_is_better per metric, tables, runtime_keys
+
+
+_STRING_FIELDS = ("task", "protocol", "protocol_plugin", "protocol_hash", "backbone", "weights")
+_DICT_FIELDS = ("config", "dataset", "backbone_config", "environment", "timings", "higher_is_better", "tables",
+                "input_files", "head")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def validate_record(data: Any) -> None:
+    """Check a record (a ``result.json`` / baseline line, parsed) against the typed schema; ``ValueError`` naming the
+    first bad key otherwise. Metrics and the main value must be finite numbers: a NaN or inf is never counted."""
+    if not isinstance(data, dict):
+        raise ValueError(f"expected a JSON object, got {type(data).__name__}")
+    for key in ("task", "protocol", "protocol_version", "backbone", "seed", "metrics", "main_metric"):
+        if key not in data:
+            raise ValueError(f"missing key {key!r}")
+    for key in _STRING_FIELDS:
+        if key in data and not isinstance(data[key], str):
+            raise ValueError(f"{key}: expected a string, got {json.dumps(data[key])[:60]}")
+    if not isinstance(data["protocol_version"], (str, int)) or isinstance(data["protocol_version"], bool):
+        raise ValueError(f"protocol_version: expected a string, got {json.dumps(data['protocol_version'])[:60]}")
+    if not isinstance(data["seed"], int) or isinstance(data["seed"], bool):
+        raise ValueError(f"seed: expected an integer, got {json.dumps(data['seed'])[:60]}")
+    for key in _DICT_FIELDS:
+        if data.get(key) is not None and not isinstance(data[key], dict):
+            raise ValueError(f"{key}: expected an object, got {type(data[key]).__name__}")
+    metrics = data["metrics"]
+    if not isinstance(metrics, dict):
+        raise ValueError(f"metrics: expected an object of name -> number, got {type(metrics).__name__}")
+    for name, value in metrics.items():
+        if not _is_number(value) or not math.isfinite(value):
+            raise ValueError(f"metrics.{name}: expected a finite number, got {json.dumps(value)[:60]}")
+    main = data["main_metric"]
+    if not isinstance(main, dict) or not isinstance(main.get("name"), str):
+        raise ValueError("main_metric: expected {\"name\": str, \"value\": number, \"higher_is_better\": bool}")
+    value = main.get("value")
+    if not _is_number(value) or not math.isfinite(value):
+        raise ValueError(f"main_metric.value: expected a finite number, got {json.dumps(value)[:60]}")
+    if not isinstance(main.get("higher_is_better", True), bool):
+        raise ValueError("main_metric.higher_is_better: expected true or false")
+    for name, seconds in (data.get("timings") or {}).items():
+        if not _is_number(seconds):
+            raise ValueError(f"timings.{name}: expected a number, got {json.dumps(seconds)[:60]}")
 
 
 @dataclass
@@ -76,7 +123,8 @@ class Result:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], path: str | None = None) -> "Result":
-        """Inverse of :meth:`to_dict`; unknown keys are ignored (forward compatibility)."""
+        """Inverse of :meth:`to_dict` after :func:`validate_record`; unknown keys are ignored (forward compatibility)."""
+        validate_record(data)
         known = {f for f in cls.__dataclass_fields__ if f != "path"}
         kwargs = {k: v for k, v in data.items() if k in known}
         kwargs["main_metric"] = MainMetric(**data["main_metric"])
@@ -165,6 +213,15 @@ def write_result(result: Result, output_dir: str | Path, predictions: str | Path
     ``head``: the trained head (:class:`dinobench.protocol.TrainedHead`): ``head.pth`` (its official-layout state
     dict) and ``head.json`` (layout and official config) beside the record, for ``dinobench export``.
     """
+    try:  # before anything touches the disk: a NaN or wrongly-typed metric never becomes a record
+        validate_record(result.to_dict())
+    except ValueError as exc:
+        from dinobench.errors import DinobenchError
+
+        shown = ", ".join(f"{k}={v}" for k, v in list(result.metrics.items())[:12]) if isinstance(
+            result.metrics, dict) else repr(result.metrics)
+        raise DinobenchError(f"{result.backbone} / {result.task}: refusing to write the record: {exc}; nothing was "
+                             f"written (metrics: {shown})") from None
     task_dir = Path(output_dir) / safe_component(result.backbone) / safe_component(result.task)
     task_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=task_dir, prefix=".staging-"))
