@@ -419,6 +419,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `dinobench list | head`: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as exc:  # a full disk (ENOSPC), a read-only or vanished folder: one line, not a traceback
+        if args.debug:
+            traceback.print_exc()
+        where = f"{exc.filename}: " if exc.filename else ""
+        sys.stderr.write(f"dinobench {args.command}: error: {where}{exc.strerror or exc} "
+                         f"(errno {exc.errno}); free space or choose another folder\n")
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

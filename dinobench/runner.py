@@ -23,16 +23,16 @@ from dinobench.context import FEATURES_RUNTIME_KEYS, FeaturesConfig, RunContext
 from dinobench.data.base import ClassificationDataset
 from dinobench.data.transforms import build_eval_transform
 from dinobench.figures import dataset_pca_figures
-from dinobench.errors import ConfigError, DinobenchError, PluginError
-from dinobench.features import backbone_key_payload
+from dinobench.errors import ConfigError, DataError, DinobenchError, PluginError
+from dinobench.features import backbone_key_payload, cache_root
 from dinobench.plugin_manager import _distribution_of, get_plugin_manager, get_registries
 from dinobench.protocol import DatasetLike, Protocol, ProtocolResult
 from dinobench.registry import resolve_object
-from dinobench.results import MainMetric, Result, environment, write_result
+from dinobench.results import MainMetric, Result, environment, safe_component, write_result
 from dinobench.training import RUNTIME_TRAIN_KEYS
 from dinobench.utils import distributed as ddp
 from dinobench.typed_config import resolve_section
-from dinobench.utils.paths import output_root
+from dinobench.utils.paths import check_writable, output_root
 from dinobench.utils.precision import resolve_precision
 from dinobench.utils.seeding import seed_everything
 
@@ -259,6 +259,12 @@ def _run(backbone: str, task: str, weights: str | None, data_root: str | None, o
     if missing:
         raise ConfigError(f"task {task!r}: protocol {protocol_cls.name!r} needs dataset {missing[0]!r} "
                           f"(the task has: {', '.join(sorted(datasets))})")
+    output_dir = str(check_writable(output_root(output_dir), "the results folder",
+                                    "pass --output DIR (or $DINOBENCH_OUTPUT) that you can write to"))
+    features_cfg = cfg.get("features") or {}
+    if features_cfg.get("cache", True) is not False:  # fail now, not after the forward passes
+        check_writable(cache_root(features_cfg), "the feature cache",
+                       "set $DINOBENCH_CACHE / features.cache_dir=DIR to a writable folder, or features.cache=false")
     seed_everything(seed)
     constructor_kwargs = {k: v for k, v in cfg["backbone"].items() if k not in BACKBONE_PROTOCOL_KEYS}
     model = create_backbone(backbone, weights=weights, **constructor_kwargs)
@@ -273,7 +279,6 @@ def _run(backbone: str, task: str, weights: str | None, data_root: str | None, o
         else:
             continue
         cached_transforms[name] = ds.transform
-    output_dir = str(output_root(output_dir))
     weights_sha = weights_sha256(weights) if weights is not None else None
     cache_payload = backbone_key_payload(
         backbone, weights_sha, seed, constructor_kwargs, cfg["transform"], mean, std, precision,
@@ -304,12 +309,32 @@ def _run(backbone: str, task: str, weights: str | None, data_root: str | None, o
             result.head = {"hub": head or "", "path": given["path"], "sha256": given["sha256"]}
         if ddp.rank() > 0:  # torchrun: every rank computed the same metrics; rank 0 writes the record
             return result
-        path = write_result(result, output_dir, predictions=ctx.predictions_dir, head=outcome.head)
+        path = _write_or_keep(result, output_dir, ctx.predictions_dir, outcome.head)
     finally:  # write_result moved the predictions into the run folder; anything left is a leftover
         if ctx.predictions_dir is not None:
             shutil.rmtree(ctx.predictions_dir, ignore_errors=True)
     get_plugin_manager().hook.dinobench_result_written(result=result, path=path)
     return result
+
+
+def _write_or_keep(result: Result, output_dir: str, predictions: Path | None, head: Any) -> Path:
+    """:func:`write_result`; when the disk refuses it (full, read-only, removed) the record goes to a file in the
+    temp folder and the error line names it and shows the main metric: the compute is never lost."""
+    try:
+        return write_result(result, output_dir, predictions=predictions, head=head)
+    except OSError as exc:
+        kept = None
+        try:
+            handle, kept = tempfile.mkstemp(prefix=f"dinobench-unsaved-{safe_component(result.task)}-",
+                                            suffix=".json")
+            with os.fdopen(handle, "w") as fh:
+                json.dump(result.to_dict(), fh, indent=2)
+        except OSError:
+            kept = None
+        where = f"the record is kept in {kept}" if kept else "the record could not be kept anywhere"
+        main = result.main_metric
+        raise DataError(f"{output_dir}: writing the result failed ({exc.strerror or exc}); {where} "
+                        f"({main.name} = {main.value:.4f}); free space or pass --output DIR and copy it there") from None
 
 
 def _record(task: str, cfg: dict[str, Any], protocol_cls: type[Protocol], protocol_spec: Any, backbone: str,

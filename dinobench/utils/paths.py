@@ -30,3 +30,22 @@ def output_root(chosen: str | Path | None = None) -> Path:
     import os
 
     return Path(chosen or os.environ.get("DINOBENCH_OUTPUT", DEFAULT_OUTPUT))
+
+
+def check_writable(folder: str | Path, what: str, fix: str) -> Path:
+    """Create ``folder`` if needed and prove it takes a file, before any compute; else one-line DataError.
+
+    ``what`` names the folder's role (``results folder``), ``fix`` says what to pass instead.
+    """
+    import tempfile
+
+    from dinobench.errors import DataError
+
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise DataError(f"{folder}: {what} is not writable ({exc.strerror or exc}); {fix}") from None
+    return folder
