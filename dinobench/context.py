@@ -30,6 +30,12 @@ class FeaturesConfig:
     chunk_size: int | None = None  # rows per cache chunk; None: 4096
     compile: bool = False  # torch.compile the backbone's feature methods (falls back to eager with a warning)
 
+    def __post_init__(self) -> None:
+        for name, low in (("batch_size", 1), ("num_workers", 0), ("chunk_size", 1)):
+            value = getattr(self, name)
+            if value is not None and value < low:
+                raise ConfigError(f"features.{name}={value}: must be >= {low}")
+
 
 #: ``features.*`` keys left out of protocol hashes (all of them: they never change a feature)
 FEATURES_RUNTIME_KEYS = tuple(f"features.{name}" for name in FeaturesConfig.__dataclass_fields__)

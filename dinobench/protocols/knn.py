@@ -17,6 +17,8 @@ a few-shot metric instead, e.g. ``fewshot_n5_top1_mean``.
 
 from __future__ import annotations
 
+import logging
+
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -29,6 +31,9 @@ from tqdm.auto import tqdm
 from dinobench.context import RunContext
 from dinobench.errors import ConfigError
 from dinobench.protocol import Protocol, ProtocolResult
+
+logger = logging.getLogger("dinobench")
+_WARNED: set[tuple[int, int]] = set()  # (k, train size) pairs already reported
 
 
 def knn_class_scores(train_features: Tensor, train_labels: Tensor, query_features: Tensor,
@@ -53,6 +58,10 @@ def _knn_class_scores(train_features: Tensor, train_labels: Tensor, query_featur
     train = F.normalize(train_features.to(device).float(), dim=1).to(compute)
     train_labels = train_labels.to(device)
     max_k = min(max(ks), train.shape[0])
+    if max(ks) > train.shape[0] and (max(ks), train.shape[0]) not in _WARNED:  # few-shot splits are small by design
+        _WARNED.add((max(ks), train.shape[0]))
+        logger.warning("dinobench: warning: knn: k=%d > %d train samples: k values above it use all %d",
+                       max(ks), train.shape[0], train.shape[0])
     scores = {k: [] for k in ks}
     for start in range(0, query_features.shape[0], chunk_size):
         query = F.normalize(query_features[start:start + chunk_size].to(device).float(), dim=1).to(compute)

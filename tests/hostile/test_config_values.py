@@ -1,0 +1,46 @@
+"""Typed config values: wrong types and impossible values are one ConfigError line (exit 2) before any compute."""
+
+import pytest
+
+from conftest import TINY_OPTIONS
+
+from dinobench.context import FeaturesConfig
+from dinobench.errors import ConfigError
+
+RUN = ("run", "--backbone", "vit_tiny", "--task", "digits-knn")
+
+
+@pytest.mark.parametrize("option, message", [
+    ("protocol.nb_knn=abc", "protocol.nb_knn='abc': expected a list of int"),
+    ("features.batch_size=abc", "features.batch_size='abc': expected int"),
+    ("features.batch_size=0", "features.batch_size=0: must be >= 1"),
+    ("features.num_workers=-1", "features.num_workers=-1: must be >= 0"),
+    ("features.chunk_size=0", "features.chunk_size=0: must be >= 1"),
+    ("protocol.temperature=-1", "protocol.temperature > 0"),
+    ("protocol=3", "config needs protocol=dict(type=...)"),
+    ("backbone.depth=0", "n_blocks must be an int >= 1"),
+])
+def test_bad_values_are_one_line_exit_2_and_nothing_written(run_cli, tmp_path, option, message):
+    code, _, err = run_cli(*RUN, "--output", str(tmp_path), "--cfg-options", *TINY_OPTIONS, option)
+    assert code == 2 and message in err, err
+    assert len(err.strip().splitlines()) == 1
+    assert not list(tmp_path.rglob("result.json"))
+
+
+def test_features_config_checks_ranges():
+    FeaturesConfig(batch_size=1, num_workers=0, chunk_size=None)
+    with pytest.raises(ConfigError, match="features.batch_size=0"):
+        FeaturesConfig(batch_size=0)
+
+
+def test_k_above_the_train_split_is_said_once(caplog):
+    import torch
+
+    from dinobench.protocols import knn
+
+    knn._WARNED.clear()
+    train, labels = torch.randn(12, 4), torch.arange(12) % 3
+    for _ in range(3):
+        knn.knn_class_scores(train, labels, torch.randn(5, 4), [5, 50], 0.07, 3)
+    warnings = [r.getMessage() for r in caplog.records if "k=50 > 12 train samples" in r.getMessage()]
+    assert len(warnings) == 1
