@@ -119,12 +119,26 @@ def read_checkpoint(source: str | Path) -> Checkpoint:
         if not config_file.is_file() or weight_file is None:
             raise WeightsError(f"{path}: not a Hugging Face model directory (needs config.json and "
                                f"{' or '.join(HF_WEIGHT_FILES)}); pass a checkpoint file instead")
-        return Checkpoint(read_state_dict(weight_file), path, json.loads(config_file.read_text()))
+        return Checkpoint(read_state_dict(weight_file), path, read_hf_config(config_file))
     config_file = path.parent / "config.json"
     hf_config = None
     if path.name in HF_WEIGHT_FILES and config_file.is_file():
-        hf_config = json.loads(config_file.read_text())
+        hf_config = read_hf_config(config_file)
     return Checkpoint(read_state_dict(path), path, hf_config)
+
+
+def read_hf_config(config_file: Path) -> dict:
+    """A Hugging Face ``config.json`` as a dict; unreadable, malformed or not an object is one WeightsError."""
+    try:
+        config = json.loads(config_file.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        detail = f"line {exc.lineno} column {exc.colno}: {exc.msg}" if isinstance(exc, json.JSONDecodeError) else exc
+        raise WeightsError(f"{config_file}: not a readable JSON config ({detail}); re-download or re-export the "
+                           f"model directory") from None
+    if not isinstance(config, dict):
+        raise WeightsError(f"{config_file}: expected a JSON object, got {type(config).__name__}; re-export the "
+                           f"model directory")
+    return config
 
 
 def read_state_dict(path: str | Path) -> dict[str, Tensor]:

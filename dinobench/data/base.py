@@ -18,11 +18,28 @@ def cache_fingerprint_of(fingerprint: str, paths: Sequence[str | Path], **extra:
     return fingerprint_of({"fingerprint": fingerprint, **extra, "mtimes": [Path(p).stat().st_mtime_ns for p in paths]})
 
 
+#: modes holding more than 8 bits per channel: 16-bit integers are scaled to 8 bits (``v / 257``), not clipped
+_SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N")
+
+
 def load_rgb(path: str | Path) -> Image.Image:
-    """Open an image file as RGB; a corrupt or unreadable file raises :class:`DataError` naming it."""
+    """Open an image file as RGB; a corrupt, unreadable or oversized (decompression bomb) file, or a 32-bit
+    integer / float image whose range is unknown, raises :class:`DataError` naming it. 16-bit images are scaled
+    to 8 bits (PIL's ``convert`` would clip every value above 255)."""
     try:
         with Image.open(path) as img:
+            if img.mode in _SIXTEEN_BIT:
+                import numpy as np
+
+                scaled = (np.asarray(img, dtype=np.uint32) // 257).astype(np.uint8)
+                return Image.fromarray(scaled, mode="L").convert("RGB")
+            if img.mode in ("I", "F"):
+                raise DataError(f"{path}: {img.mode!r} image ({'32-bit integer' if img.mode == 'I' else 'float'} "
+                                f"pixels, range unknown); convert it to 8- or 16-bit first")
             return img.convert("RGB")
+    except Image.DecompressionBombError as exc:
+        raise DataError(f"{path}: image too large to decode safely ({exc}); resize it, or raise "
+                        f"PIL.Image.MAX_IMAGE_PIXELS if you trust it") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise DataError(f"{path}: cannot read image ({type(exc).__name__}: {exc}); fix or remove the file") from exc
 
