@@ -122,6 +122,13 @@ class SegmentationDataset(Dataset):
                             f"{image.width}x{image.height}; masks must have their image's size")
         if self.reduce_zero_label:
             mask = reduce_zero_label(mask, self.ignore_index)
+        bad = (mask < 0) | ((mask >= self.num_classes) & (mask != self.ignore_index))
+        if bad.any():  # cross-entropy would raise IndexError (a device-side assert on CUDA); metrics would skip it
+            value = int(mask[bad].flat[0])
+            raise DataError(f"{mask_path}: label {value} at {int(bad.sum())} pixel(s) is outside [0, {self.num_classes})"
+                            f" and is not the ignore index {self.ignore_index}"
+                            f"{' (after reduce_zero_label)' if self.reduce_zero_label else ''}; fix the mask or the "
+                            f"dataset's classes")
         sample = {"image": image_to_tensor(image), "mask": torch.from_numpy(mask), "name": Path(image_path).stem}
         return self.transform(sample) if self.transform is not None else sample
 
@@ -160,6 +167,8 @@ class DepthDataset(Dataset):
         image_path, depth_path = self.samples[index]
         image = load_rgb(image_path)
         depth = load_depth(depth_path, self.depth_scale)
+        if not np.isfinite(depth).all() or (depth < 0).any():
+            raise DataError(f"{depth_path}: depth holds NaN, inf or negative values; 0 marks a missing reading")
         if depth.shape != (image.height, image.width):
             raise DataError(f"{depth_path}: depth is {depth.shape[1]}x{depth.shape[0]} but its image {image_path} "
                             f"is {image.width}x{image.height}; depth maps must have their image's size")

@@ -1,0 +1,34 @@
+"""Dense ground truth with impossible values is refused when read, naming the file and the value."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dinobench.data import dense, synthetic
+from dinobench.errors import DataError
+
+
+def test_segmentation_label_outside_the_classes_is_one_data_error(tmp_path):
+    root = synthetic.write_synthetic_ade20k(tmp_path / "data", n_train=2, n_val=2, size=32)
+    ds = dense.build_ade20k({}, str(root))["val"]
+    mask_path = ds.samples[0][1]
+    mask = np.asarray(Image.open(mask_path)).copy()
+    mask[0, :3] = 200  # 200 - 1 (reduce_zero_label) = 199 >= 150 classes, not the ignore index 255
+    Image.fromarray(mask.astype(np.uint8), mode="L").save(mask_path)
+    with pytest.raises(DataError, match=rf"label 199 at 3 pixel\(s\) is outside \[0, 150\)") as info:
+        ds[0]
+    assert str(mask_path) in str(info.value) and "reduce_zero_label" in str(info.value)
+    mask[0, :3] = 0  # 0 -> ignore under reduce_zero_label: valid
+    Image.fromarray(mask.astype(np.uint8), mode="L").save(mask_path)
+    assert int(ds[0]["mask"][0, 0]) == 255
+
+
+def test_non_finite_or_negative_depth_is_one_data_error(tmp_path, monkeypatch):
+    root = synthetic.write_synthetic_nyu(tmp_path / "nyu", n_train=2, n_val=2)
+    ds = dense.build_nyu({}, str(root))["val"]
+    good = ds[0]["depth"].numpy()
+    assert np.isfinite(good).all() and (good >= 0).all()
+    for bad in (np.nan, np.inf, -1.0):
+        monkeypatch.setattr(dense, "load_depth", lambda path, scale, v=bad: np.full(good.shape, v, dtype=np.float32))
+        with pytest.raises(DataError, match="depth holds NaN, inf or negative values"):
+            ds[0]
