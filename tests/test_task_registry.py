@@ -138,7 +138,7 @@ def test_protocol_result_checks_what_a_protocol_returns():
     assert result.directions() == {"rmse": False, "a1": True}
     with pytest.raises(PluginError, match="main metric 'top1' is not among its metrics"):
         ProtocolResult({"acc": 1.0}, "top1")
-    with pytest.raises(PluginError, match="main metric acc is nan"):
+    with pytest.raises(PluginError, match=r"non-finite metric \(acc\); no record was written \(metrics: acc=nan\)"):
         ProtocolResult({"acc": float("nan")}, "acc")
     with pytest.raises(PluginError, match="must be a list of dicts"):
         ProtocolResult({"acc": 1.0}, "acc", tables={"per_class": "oops"})

@@ -139,8 +139,11 @@ class LogRegConfig:
     selection_fraction: float = 0.1  # held out of train per class when there is no separate val split
     split_seed: int = 0  # seed of that hold-out shuffle (official: always 0, whatever the run seed)
     n_jobs: int = -1  # sklearn solver: parallel C fits (joblib processes, 1 BLAS thread each); -1 = all cores
-    solver: str = "sklearn"  # "sklearn": the official fits; "torch": L-BFGS on the run's device, warm starts along C
-    torch_ftol: float = 1e-10  # torch solver: stop when 10 iterations lowered the objective by < 10 * ftol (relative)
+    # None = "sklearn" (the official fits); "torch": L-BFGS on the run's device, warm starts along C. Unset keys
+    # stay out of the protocol hash (optional_keys), so results from before the solver existed stay comparable.
+    solver: str | None = None
+    torch_ftol: float | None = None  # torch solver: stop when 10 iterations lowered the objective by < 10 * ftol
+
 
 
 class LogRegProtocol(Protocol):
@@ -150,6 +153,7 @@ class LogRegProtocol(Protocol):
     version = "2"  # 2: the official fit order, float32 C grid and split seed 0 (v1: sorted rows, float64, run seed)
     Config = LogRegConfig
     runtime_keys = ("n_jobs",)
+    optional_keys = ("solver", "torch_ftol")
 
     def validate(self) -> None:
         """Derived settings and range checks."""
@@ -159,9 +163,11 @@ class LogRegProtocol(Protocol):
         self.selection_fraction, self.n_jobs = float(cfg.selection_fraction), int(cfg.n_jobs)
         if len(self.grid) < 1 or self.max_iter < 1 or self.tol <= 0:
             raise ConfigError("logreg: protocol.grid_size and protocol.max_iter must be >= 1 and protocol.tol > 0")
-        if cfg.solver not in ("torch", "sklearn"):
+        self.solver = cfg.solver or "sklearn"
+        self.torch_ftol = 1e-10 if cfg.torch_ftol is None else float(cfg.torch_ftol)
+        if self.solver not in ("torch", "sklearn"):
             raise ConfigError(f"logreg: protocol.solver={cfg.solver!r}: expected 'torch' or 'sklearn'")
-        if not float(cfg.torch_ftol) > 0:
+        if not self.torch_ftol > 0:
             raise ConfigError(f"logreg: protocol.torch_ftol={cfg.torch_ftol} must be > 0, e.g. 1e-10")
         if not 0 < self.selection_fraction < 1:
             raise ConfigError(f"logreg: protocol.selection_fraction={self.selection_fraction} must be in (0, 1), "
@@ -175,7 +181,7 @@ class LogRegProtocol(Protocol):
                             "add training samples or a val split")
         refit_x, refit_y = np.concatenate([fit_x, select_x]), np.concatenate([fit_y, select_y])
         eval_x = np.asarray(eval_x, dtype=np.float64)
-        if self.config.solver == "torch":
+        if self.solver == "torch":
             accuracies, predictions, proba, iterations = self._torch(fit_x, fit_y, select_x, select_y, refit_x,
                                                                      refit_y, eval_x, num_classes, device)
         else:
@@ -194,7 +200,7 @@ class LogRegProtocol(Protocol):
 
     def _torch(self, fit_x, fit_y, select_x, select_y, refit_x, refit_y, eval_x, num_classes, device):
         """The C path by warm-started torch L-BFGS; the refit warm-starts from the selected C's fit."""
-        options = dict(max_iter=self.max_iter, ftol=float(self.config.torch_ftol), device=device)
+        options = dict(max_iter=self.max_iter, ftol=self.torch_ftol, device=device)
         models = fit_path(fit_x, fit_y, self.grid, progress="logreg C path", **options)
         select = torch.as_tensor(np.asarray(select_x, dtype=np.float64))
         accuracies = np.array([float(np.mean(m.predict(select) == select_y)) for m in models])

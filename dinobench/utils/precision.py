@@ -12,11 +12,12 @@ import contextlib
 import functools
 import os
 from pathlib import Path
-from typing import ContextManager
-
-import torch
+from typing import TYPE_CHECKING, ContextManager
 
 from dinobench.errors import ConfigError
+
+if TYPE_CHECKING:  # torch is imported where it is used: `dinobench list` (which reads PRECISION_CHOICES) stays light
+    import torch
 
 #: what a user may ask for
 PRECISION_CHOICES = ("auto", "float32", "bfloat16")
@@ -54,6 +55,8 @@ def resolve_precision(requested: str | None, device: str | torch.device) -> str:
         source = "--precision" if requested else f"${PRECISION_ENV}"
         raise ConfigError(f"{source}={choice!r}: expected one of {', '.join(PRECISION_CHOICES)}")
     if choice == "auto":
+        import torch
+
         on_cuda = torch.device(device).type == "cuda"
         return BF16_AUTOCAST if on_cuda or cpu_has_native_bf16() else FLOAT32
     return FLOAT32 if choice == FLOAT32 else BF16_AUTOCAST
@@ -65,4 +68,6 @@ def autocast_for(precision: str, device: str | torch.device) -> ContextManager:
         return contextlib.nullcontext()
     if precision != BF16_AUTOCAST:
         raise ConfigError(f"precision {precision!r}: expected {FLOAT32} or {BF16_AUTOCAST}")
+    import torch
+
     return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
