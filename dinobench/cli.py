@@ -328,7 +328,7 @@ def _parse_tolerances(items: list[str]) -> dict[str, float]:
             tol = float(value)
         except ValueError:
             tol = -1.0
-        if not sep or not name or not tol >= 0:
+        if not sep or not name or not 0 <= tol < float("inf"):  # an infinite tolerance would switch the gate off
             raise ConfigError(f"--tolerance {item!r}: expected METRIC=ABS or TASK:METRIC=ABS with ABS >= 0, "
                               "e.g. top1=0.5, digits-logreg:top1=2 or '*=0.01'")
         tolerances[name] = tol

@@ -44,3 +44,15 @@ def test_k_above_the_train_split_is_said_once(caplog):
         knn.knn_class_scores(train, labels, torch.randn(5, 4), [5, 50], 0.07, 3)
     warnings = [r.getMessage() for r in caplog.records if "k=50 > 12 train samples" in r.getMessage()]
     assert len(warnings) == 1
+
+
+@pytest.mark.parametrize("tolerance", ["top1=abc", "top1=-1", "top1=nan", "top1=inf", "=2", "top1"])
+def test_check_tolerance_values_are_typed(run_cli, tmp_path, tolerance):
+    from test_leaderboard import make_result
+
+    from dinobench.results import write_jsonl
+
+    baseline = write_jsonl(tmp_path / "b.jsonl", [make_result(50.0)])
+    code, _, err = run_cli("check", "--baseline", str(baseline), "--results", str(baseline), "--tolerance", tolerance)
+    assert code == 2 and f"--tolerance '{tolerance}': expected METRIC=ABS" in err
+    assert len(err.strip().splitlines()) == 1
