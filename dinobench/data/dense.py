@@ -175,6 +175,17 @@ class DepthDataset(Dataset):
         sample = {"image": image_to_tensor(image), "depth": torch.from_numpy(depth), "name": self._names[index]}
         return self.transform(sample) if self.transform is not None else sample
 
+    def check_ground_truth(self) -> None:
+        """DataError unless some depth map of the split has a pixel in ``(min_depth, max_depth]``: a split without
+        one would train on a zero loss (or score nothing) and still write a record. Stops at the first valid map."""
+        for _, depth_path in self.samples:
+            depth = load_depth(depth_path, self.depth_scale)
+            if ((depth > self.min_depth) & (depth <= self.max_depth)).any():
+                return
+        raise DataError(f"{self.name} {self.split}: none of the {len(self)} depth maps has a valid pixel in "
+                        f"({self.min_depth:g}, {self.max_depth:g}] m (depth_scale {self.depth_scale:g}); check the "
+                        f"depth files, dataset.depth_scale and dataset.min_depth / max_depth")
+
     def describe(self) -> dict[str, Any]:
         """What a result record stores about this split."""
         return {"split": self.split, "size": len(self), "min_depth": self.min_depth, "max_depth": self.max_depth,

@@ -180,6 +180,10 @@ class DenseProtocol(Protocol):
     def run(self, ctx: RunContext) -> ProtocolResult:
         """Train the head on ``train``, evaluate it on ``val``, draw predictions with ``--save-predictions``."""
         train_set, val_set = ctx.dataset("train"), ctx.dataset("val")
+        for dataset in (train_set, val_set):  # a split with nothing to learn or score is refused before training
+            check = getattr(dataset, "check_ground_truth", None)
+            if callable(check):
+                check()
         train_set.transform, val_set.transform = self.transforms(ctx)
         model = self.build_model(ctx, train_set)
         final: dict[str, Any] = {}

@@ -15,7 +15,7 @@ def test_segmentation_label_outside_the_classes_is_one_data_error(tmp_path):
     mask = np.asarray(Image.open(mask_path)).copy()
     mask[0, :3] = 200  # 200 - 1 (reduce_zero_label) = 199 >= 150 classes, not the ignore index 255
     Image.fromarray(mask.astype(np.uint8), mode="L").save(mask_path)
-    with pytest.raises(DataError, match=rf"label 199 at 3 pixel\(s\) is outside \[0, 150\)") as info:
+    with pytest.raises(DataError, match=r"label 199 at 3 pixel\(s\) is outside \[0, 150\)") as info:
         ds[0]
     assert str(mask_path) in str(info.value) and "reduce_zero_label" in str(info.value)
     mask[0, :3] = 0  # 0 -> ignore under reduce_zero_label: valid
@@ -32,3 +32,26 @@ def test_non_finite_or_negative_depth_is_one_data_error(tmp_path, monkeypatch):
         monkeypatch.setattr(dense, "load_depth", lambda path, scale, v=bad: np.full(good.shape, v, dtype=np.float32))
         with pytest.raises(DataError, match="depth holds NaN, inf or negative values"):
             ds[0]
+
+
+def test_depth_split_without_any_valid_pixel_is_refused_before_training(run_cli, tmp_path, monkeypatch):
+    from conftest import TINY_OPTIONS
+
+    root = synthetic.write_synthetic_nyu(tmp_path / "nyu", n_train=2, n_val=2)
+    ds = dense.build_nyu({}, str(root))["train"]
+    ds.check_ground_truth()  # the synthetic depth is valid
+    for _, depth_path in ds.samples:  # all zeros = no reading anywhere in train
+        Image.fromarray(np.zeros(np.asarray(Image.open(depth_path)).shape, dtype=np.uint16)).save(depth_path)
+    with pytest.raises(DataError, match=r"nyu train: none of the 2 depth maps has a valid pixel"):
+        ds.check_ground_truth()
+
+    import dinobench.protocols.dense as dense_protocol
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a head was built for a split without ground truth")
+
+    monkeypatch.setattr(dense_protocol.DenseProtocol, "build_model", no_training)
+    code, _, err = run_cli("run", "--backbone", "vit_tiny", "--task", "nyu-linear", "--data-root", str(root),
+                           "--output", str(tmp_path / "out"), "--cfg-options", *TINY_OPTIONS)
+    assert code == 2 and "none of the 2 depth maps has a valid pixel" in err, err
+    assert not list((tmp_path / "out").rglob("result.json"))
