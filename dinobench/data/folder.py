@@ -6,6 +6,7 @@ classes that differ between splits -- each a one-line :class:`DataError`.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +21,13 @@ def _scan_split(split_dir: Path) -> tuple[list[str], list[tuple[str, int]], list
     if not classes:
         raise DataError(f"{split_dir}: no class folders; expected {split_dir}/<class>/<image files>")
     samples, listing = [], []
+    ignored: dict[str, int] = {}  # suffix -> count of files that are not images (reported, never silent)
     for label, cls in enumerate(classes):
-        files = sorted(p for p in (split_dir / cls).iterdir()
-                       if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+        entries = [p for p in (split_dir / cls).iterdir() if p.is_file() and not p.name.startswith(".")]
+        for p in entries:
+            if p.suffix.lower() not in IMAGE_EXTENSIONS:
+                ignored[p.suffix.lower() or "(no suffix)"] = ignored.get(p.suffix.lower() or "(no suffix)", 0) + 1
+        files = sorted(p for p in entries if p.suffix.lower() in IMAGE_EXTENSIONS)
         if not files:
             raise DataError(f"{split_dir / cls}: class folder has no images "
                             f"({', '.join(sorted(IMAGE_EXTENSIONS))}); add images or remove the folder")
@@ -30,6 +35,10 @@ def _scan_split(split_dir: Path) -> tuple[list[str], list[tuple[str, int]], list
             samples.append((str(path), label))
             stat = path.stat()
             listing.append((f"{cls}/{path.name}", stat.st_size, stat.st_mtime_ns))
+    if ignored:
+        kinds = ", ".join(f"{suffix}: {n}" for suffix, n in sorted(ignored.items()))
+        logging.getLogger("dinobench").warning("dinobench: warning: %s: ignored %d files that are not images (%s)",
+                                               split_dir, sum(ignored.values()), kinds)
     return classes, samples, listing
 
 

@@ -61,3 +61,21 @@ def test_malformed_hf_config_is_one_weights_error(tmp_path, text, message):
     with pytest.raises(WeightsError, match=message) as info:
         read_checkpoint(model)
     assert str(model / "config.json") in str(info.value)
+
+
+def test_files_that_are_not_images_are_counted_not_silently_skipped(tmp_path, caplog):
+    from dinobench.data.folder import build_folder_splits
+
+    for split in ("train", "val"):
+        folder = tmp_path / split / "cat"
+        folder.mkdir(parents=True)
+        Image.new("RGB", (8, 8)).save(folder / "a.png")
+    (tmp_path / "train" / "cat" / "b.heic").write_bytes(b"x")
+    (tmp_path / "train" / "cat" / "notes.txt").write_text("x")
+    (tmp_path / "train" / "cat" / "c.HEIC").write_bytes(b"x")
+    (tmp_path / "train" / "cat" / ".DS_Store").write_bytes(b"x")  # hidden: not reported
+    splits = build_folder_splits({}, str(tmp_path))
+    assert len(splits["train"]) == 1
+    lines = [r.getMessage() for r in caplog.records if "not images" in r.getMessage()]
+    assert lines == [f"dinobench: warning: {tmp_path / 'train'}: ignored 3 files that are not images "
+                     f"(.heic: 2, .txt: 1)"]
