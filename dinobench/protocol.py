@@ -24,12 +24,15 @@ The dataset contract every dataset reader returns (:class:`DatasetLike`) is writ
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Protocol as TypingProtocol, runtime_checkable
 
 from dinobench.errors import ConfigError, PluginError
 from dinobench.typed_config import resolve_section
+
+logger = logging.getLogger("dinobench")
 
 if TYPE_CHECKING:
     from dinobench.context import RunContext
@@ -81,10 +84,14 @@ class ProtocolResult:
             raise PluginError(f"protocol's main metric {self.main_metric!r} is not among its metrics "
                               f"({', '.join(sorted(self.metrics)) or 'none'})")
         bad = [name for name, value in self.metrics.items() if not math.isfinite(value)]
-        if bad:  # a diverged or empty computation: never a record, never counted in a leaderboard
+        if self.main_metric in bad or any(math.isinf(v) for v in self.metrics.values()):
+            # a diverged computation: never a record, never counted in a leaderboard
             shown = ", ".join(f"{k}={v:.6g}" for k, v in list(self.metrics.items())[:12])
             raise PluginError(f"protocol produced a non-finite metric ({', '.join(bad[:5])}); no record was written "
                               f"(metrics: {shown})")
+        if bad:  # NaN = undefined (e.g. COCO AP of a size range without ground truth): left out of the record
+            logger.info("dinobench: %s undefined on this data (NaN): left out of the record", ", ".join(bad))
+            self.metrics = {k: v for k, v in self.metrics.items() if k not in bad}
         for name, rows in self.tables.items():
             if not isinstance(rows, list) or not all(isinstance(r, Mapping) for r in rows):
                 raise PluginError(f"protocol table {name!r} must be a list of dicts (rows)")

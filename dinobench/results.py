@@ -35,7 +35,9 @@ def _is_number(value: Any) -> bool:
 
 def validate_record(data: Any) -> None:
     """Check a record (a ``result.json`` / baseline line, parsed) against the typed schema; ``ValueError`` naming the
-    first bad key otherwise. Metrics and the main value must be finite numbers: a NaN or inf is never counted."""
+    first bad key otherwise. The main value must be a finite number and no metric infinite: a NaN or inf is never
+    counted. (A NaN secondary metric is an undefined one, e.g. COCO AP of an empty size range in older records; new
+    records leave those out.)"""
     if not isinstance(data, dict):
         raise ValueError(f"expected a JSON object, got {type(data).__name__}")
     for key in ("task", "protocol", "protocol_version", "backbone", "seed", "metrics", "main_metric"):
@@ -54,8 +56,8 @@ def validate_record(data: Any) -> None:
     metrics = data["metrics"]
     if not isinstance(metrics, dict):
         raise ValueError(f"metrics: expected an object of name -> number, got {type(metrics).__name__}")
-    for name, value in metrics.items():
-        if not _is_number(value) or not math.isfinite(value):
+    for name, value in metrics.items():  # NaN = undefined on that data (records before 0.1 kept COCO's empty ranges)
+        if not _is_number(value) or math.isinf(value):
             raise ValueError(f"metrics.{name}: expected a finite number, got {json.dumps(value)[:60]}")
     main = data["main_metric"]
     if not isinstance(main, dict) or not isinstance(main.get("name"), str):

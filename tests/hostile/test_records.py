@@ -51,6 +51,18 @@ def test_validate_record_names_the_bad_key(name):
     assert "\n" not in str(info.value) and len(str(info.value)) < 200
 
 
+def test_an_undefined_secondary_metric_is_read_but_never_written():
+    from dinobench.protocol import ProtocolResult
+
+    validate_record(_with(metrics__APl=math.nan))  # an older record with COCO's empty-range NaN still reads
+    result = ProtocolResult({"AP": 12.0, "APl": math.nan}, "AP")
+    assert result.metrics == {"AP": 12.0}  # left out of new records
+    with pytest.raises(Exception, match=r"non-finite metric \(AP\)"):
+        ProtocolResult({"AP": math.nan, "APl": 3.0}, "AP")
+    with pytest.raises(Exception, match=r"non-finite metric \(APl\)"):
+        ProtocolResult({"AP": 1.0, "APl": math.inf}, "AP")
+
+
 def test_a_good_record_round_trips():
     validate_record(GOOD)
     assert Result.from_dict(GOOD).to_dict() == GOOD
