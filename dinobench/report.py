@@ -147,14 +147,12 @@ def csv_safe(frame: pd.DataFrame) -> pd.DataFrame:
 
 def _md_table(header: list[str], body: list[list[str]], marks: list[list[bool]] | None = None,
               numeric: Sequence[int] | None = None) -> str:
-    esc = md_escape
-
     numeric = range(2, len(header)) if numeric is None else numeric
 
-    lines = ["| " + " | ".join(esc(h) for h in header) + " |",
+    lines = ["| " + " | ".join(md_escape(h) for h in header) + " |",
              "|" + "|".join("--:" if i in numeric else ":--" for i in range(len(header))) + "|"]
     for i, row in enumerate(body):
-        cells = [f"**{esc(c)}**" if marks and marks[i][j] else esc(c) for j, c in enumerate(row)]
+        cells = [f"**{md_escape(c)}**" if marks and marks[i][j] else md_escape(c) for j, c in enumerate(row)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

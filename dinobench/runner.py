@@ -261,9 +261,8 @@ def _run(backbone: str, task: str, weights: str | None, data_root: str | None, o
                           f"(the task has: {', '.join(sorted(datasets))})")
     output_dir = str(check_writable(output_root(output_dir), "the results folder",
                                     "pass --output DIR (or $DINOBENCH_OUTPUT) that you can write to"))
-    features_cfg = cfg.get("features") or {}
-    if features_cfg.get("cache", True) is not False:  # fail now, not after the forward passes
-        check_writable(cache_root(features_cfg), "the feature cache",
+    if cfg["features"]["cache"]:  # typed by resolve_task; fail now, not after the forward passes
+        check_writable(cache_root(cfg["features"]), "the feature cache",
                        "set $DINOBENCH_CACHE / features.cache_dir=DIR to a writable folder, or features.cache=false")
     seed_everything(seed)
     constructor_kwargs = {k: v for k, v in cfg["backbone"].items() if k not in BACKBONE_PROTOCOL_KEYS}

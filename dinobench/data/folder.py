@@ -7,6 +7,7 @@ classes that differ between splits -- each a one-line :class:`DataError`.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +22,10 @@ def _scan_split(split_dir: Path) -> tuple[list[str], list[tuple[str, int]], list
     if not classes:
         raise DataError(f"{split_dir}: no class folders; expected {split_dir}/<class>/<image files>")
     samples, listing = [], []
-    ignored: dict[str, int] = {}  # suffix -> count of files that are not images (reported, never silent)
+    ignored: Counter[str] = Counter()  # suffix -> files that are not images (reported, never silent)
     for label, cls in enumerate(classes):
         entries = [p for p in (split_dir / cls).iterdir() if p.is_file() and not p.name.startswith(".")]
-        for p in entries:
-            if p.suffix.lower() not in IMAGE_EXTENSIONS:
-                ignored[p.suffix.lower() or "(no suffix)"] = ignored.get(p.suffix.lower() or "(no suffix)", 0) + 1
+        ignored.update(p.suffix.lower() or "(no suffix)" for p in entries if p.suffix.lower() not in IMAGE_EXTENSIONS)
         files = sorted(p for p in entries if p.suffix.lower() in IMAGE_EXTENSIONS)
         if not files:
             raise DataError(f"{split_dir / cls}: class folder has no images "
@@ -38,7 +37,7 @@ def _scan_split(split_dir: Path) -> tuple[list[str], list[tuple[str, int]], list
     if ignored:
         kinds = ", ".join(f"{suffix}: {n}" for suffix, n in sorted(ignored.items()))
         logging.getLogger("dinobench").warning("dinobench: warning: %s: ignored %d files that are not images (%s)",
-                                               split_dir, sum(ignored.values()), kinds)
+                                               split_dir, ignored.total(), kinds)
     return classes, samples, listing
 
 

@@ -18,7 +18,6 @@ a few-shot metric instead, e.g. ``fewshot_n5_top1_mean``.
 from __future__ import annotations
 
 import logging
-
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -163,10 +162,10 @@ class KNNProtocol(Protocol):
         return names
 
     def evaluate(self, train_features: Tensor, train_labels: Tensor, query_features: Tensor,
-                 query_labels: Tensor, num_classes: int) -> dict[str, float]:
-        """Metrics ``top1_k<k>``, ``top5_k<k>``, plus ``top1`` (best k) and ``best_k``."""
+                 query_labels: Tensor, num_classes: int, device: str = "cpu") -> dict[str, float]:
+        """Metrics ``top1_k<k>``, ``top5_k<k>``, plus ``top1`` (best k) and ``best_k``; similarities on ``device``."""
         scores = knn_class_scores(train_features, train_labels, query_features, self.ks,
-                                  self.temperature, num_classes, self.chunk_size, getattr(self, "device", "cpu"))
+                                  self.temperature, num_classes, self.chunk_size, device)
         metrics: dict[str, float] = {}
         for k in self.ks:
             metrics[f"top1_k{k}"] = topk_accuracy(scores[k], query_labels, 1)
@@ -177,7 +176,7 @@ class KNNProtocol(Protocol):
         return metrics
 
     def evaluate_few_shot(self, train_features: Tensor, train_labels: Tensor, query_features: Tensor,
-                          query_labels: Tensor, num_classes: int) -> dict[str, float]:
+                          query_labels: Tensor, num_classes: int, device: str = "cpu") -> dict[str, float]:
         """Per few-shot ``n``: mean/std over seeds of top-1/top-5 per k, and top-1 at the best-mean k."""
         metrics: dict[str, float] = {}
         runs = [(n, seed) for n in self.few_shot_n for seed in self.few_shot_seeds]
@@ -185,7 +184,7 @@ class KNNProtocol(Protocol):
         for n, seed in tqdm(runs, desc="kNN few-shot", unit="run", leave=False):
             idx = few_shot_indices(train_labels, n, seed)
             per_run[n, seed] = self.evaluate(train_features[idx], train_labels[idx], query_features, query_labels,
-                                             num_classes)
+                                             num_classes, device)
         for n in self.few_shot_n:
             prefix = f"fewshot_{_few_shot_tag(n)}_"
             for k in self.ks:
@@ -201,10 +200,9 @@ class KNNProtocol(Protocol):
     def run(self, ctx: RunContext) -> ProtocolResult:
         """kNN from the train split onto the val split of ``ctx`` (plus the few-shot runs if configured)."""
         train, val = ctx.features("train"), ctx.features("val")
-        self.device = ctx.device  # similarities on the run's device (float16 on CUDA)
         num_classes = len(ctx.datasets["train"].classes)
-        metrics = self.evaluate(train.features, train.labels, val.features, val.labels, num_classes)
+        metrics = self.evaluate(train.features, train.labels, val.features, val.labels, num_classes, ctx.device)
         if self.few_shot_n:
             metrics.update(self.evaluate_few_shot(train.features, train.labels, val.features, val.labels,
-                                                  num_classes))
+                                                  num_classes, ctx.device))
         return ProtocolResult(metrics, self.main_metric, higher_is_better=True)

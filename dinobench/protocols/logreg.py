@@ -145,7 +145,6 @@ class LogRegConfig:
     torch_ftol: float | None = None  # torch solver: stop when 10 iterations lowered the objective by < 10 * ftol
 
 
-
 class LogRegProtocol(Protocol):
     """Select C on a selection split, refit, report top-1 (see the module docstring for the splits)."""
 
@@ -181,35 +180,31 @@ class LogRegProtocol(Protocol):
                             "add training samples or a val split")
         refit_x, refit_y = np.concatenate([fit_x, select_x]), np.concatenate([fit_y, select_y])
         eval_x = np.asarray(eval_x, dtype=np.float64)
-        if self.solver == "torch":
-            accuracies, predictions, proba, iterations = self._torch(fit_x, fit_y, select_x, select_y, refit_x,
-                                                                     refit_y, eval_x, num_classes, device)
+        torch_options = dict(max_iter=self.max_iter, ftol=self.torch_ftol, device=device)
+        if self.solver == "torch":  # the C path by warm-started L-BFGS
+            models = fit_path(fit_x, fit_y, self.grid, progress="logreg C path", **torch_options)
+            select = torch.as_tensor(np.asarray(select_x, dtype=np.float64))
+            accuracies = np.array([float(np.mean(m.predict(select) == select_y)) for m in models])
         else:
             accuracies = sweep_c(fit_x, fit_y, select_x, select_y, self.grid, self.max_iter, self.tol, self.n_jobs)
-            model = fit_logreg(refit_x, refit_y, float(self.grid[int(np.argmax(accuracies))]), self.max_iter,
-                               self.tol, blas_threads=refit_blas_threads(refit_x.size * num_classes, self.n_jobs))
-            predictions, proba = model.predict(eval_x), class_probabilities(model, eval_x, num_classes)
-            iterations = float(np.max(model.n_iter_))
         best = int(np.argmax(accuracies))  # first maximum = smallest C among ties (official tracker)
         best_C = float(self.grid[best])
         logger.info("logreg: selection top-1 %s; best C = %.4g",
                     ", ".join(f"{c:.3g}:{100 * a:.2f}" for c, a in zip(self.grid, accuracies)), best_C)
+        if self.solver == "torch":  # the refit warm-starts from the selected C's fit
+            (model,) = fit_path(refit_x, refit_y, [best_C], init=models[best], **torch_options)
+            eval_t = torch.as_tensor(eval_x)
+            predictions, proba = model.predict(eval_t), np.zeros((len(eval_x), num_classes))
+            proba[:, model.classes] = model.predict_proba(eval_t).cpu().double().numpy()
+            iterations = float(model.n_iter)
+        else:
+            model = fit_logreg(refit_x, refit_y, best_C, self.max_iter, self.tol,
+                               blas_threads=refit_blas_threads(refit_x.size * num_classes, self.n_jobs))
+            predictions, proba = model.predict(eval_x), class_probabilities(model, eval_x, num_classes)
+            iterations = float(np.max(model.n_iter_))
         metrics = classification_metrics(eval_y, predictions, proba, num_classes)
         metrics.update(best_C=best_C, selection_top1=100.0 * float(accuracies[best]), refit_iterations=iterations)
         return metrics
-
-    def _torch(self, fit_x, fit_y, select_x, select_y, refit_x, refit_y, eval_x, num_classes, device):
-        """The C path by warm-started torch L-BFGS; the refit warm-starts from the selected C's fit."""
-        options = dict(max_iter=self.max_iter, ftol=self.torch_ftol, device=device)
-        models = fit_path(fit_x, fit_y, self.grid, progress="logreg C path", **options)
-        select = torch.as_tensor(np.asarray(select_x, dtype=np.float64))
-        accuracies = np.array([float(np.mean(m.predict(select) == select_y)) for m in models])
-        chosen = models[int(np.argmax(accuracies))]
-        (model,) = fit_path(refit_x, refit_y, [float(self.grid[int(np.argmax(accuracies))])], init=chosen, **options)
-        eval_t = torch.as_tensor(eval_x)
-        proba = np.zeros((len(eval_x), num_classes))
-        proba[:, model.classes] = model.predict_proba(eval_t).cpu().double().numpy()
-        return accuracies, model.predict(eval_t), proba, float(model.n_iter)
 
     def run(self, ctx: RunContext) -> ProtocolResult:
         """Select C, refit and report on ``test`` (select on val) or on ``val`` (select on 10% of train)."""

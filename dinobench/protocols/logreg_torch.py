@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+
 @dataclass
 class TorchLogReg:
     """A fitted model: ``coef [d, k]`` and ``intercept [k]`` over ``classes`` (k = 1 for a binary fit)."""
