@@ -13,9 +13,7 @@ import hashlib
 import json
 import logging
 import os
-import pickle
 import re
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -23,11 +21,10 @@ from urllib.parse import urlparse
 
 import torch
 import torch.hub
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from dinobench.errors import WeightsError
+from dinobench.utils.tensor_files import load_tensor_file
 
 logger = logging.getLogger("dinobench")
 
@@ -149,26 +146,6 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
     if path.is_dir():
         raise WeightsError(f"{path}: is a directory; pass the checkpoint file (.pth or .safetensors)")
     return unwrap_state_dict(load_tensor_file(path), path)
-
-
-def load_tensor_file(path: Path) -> Any:
-    """What a ``.safetensors`` file or a ``.pth``/``.pt``/``.bin`` file (``torch.load(weights_only=True)``,
-    memory-mapped when it can be) holds; an unreadable file is a one-line WeightsError."""
-    if path.suffix == ".safetensors":
-        try:
-            return dict(load_file(str(path), device="cpu"))
-        except (SafetensorError, OSError) as exc:
-            raise WeightsError(f"{path}: not a readable safetensors file (truncated?): {exc}") from exc
-    try:
-        try:
-            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError as exc:
-            if "mmap" not in str(exc):
-                raise
-            return torch.load(path, map_location="cpu", weights_only=True)  # legacy (non-zip) format
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, pickle.UnpicklingError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise WeightsError(f"{path}: not a readable checkpoint (truncated or wrong format?): {first}") from exc
 
 
 def unwrap_wrappers(obj: Any, path: str | Path = "<checkpoint>",

@@ -28,6 +28,7 @@ from dinobench.errors import ConfigError, WeightsError
 from dinobench.heads.linear_classifier import grid_state
 from dinobench.results import Result
 from dinobench.utils.io import write_atomic, write_folder_atomic
+from dinobench.utils.tensor_files import load_tensor_file
 
 LAYOUTS = ("classifier", "segmentation", "depth", "detection")
 
@@ -58,7 +59,7 @@ def export_head(run: str | Path, output: str | Path) -> list[Path]:
     layout, config = meta.get("layout"), dict(meta.get("config") or {})
     if layout not in LAYOUTS:
         raise WeightsError(f"{folder / 'head.json'}: unknown head layout {layout!r} (expected {', '.join(LAYOUTS)})")
-    state = torch.load(folder / "head.pth", map_location="cpu", weights_only=True)
+    state = load_tensor_file(folder / "head.pth", "head checkpoint", mmap=False)
     files: dict[str, object] = {}
     if layout == "classifier":
         if set(state) != {"weight", "bias"}:

@@ -13,8 +13,9 @@ from typing import Mapping, Sequence
 
 from torch import Tensor, nn
 
-from dinobench.backbones.loading import load_tensor_file, unwrap_wrappers
+from dinobench.backbones.loading import unwrap_wrappers
 from dinobench.errors import WeightsError
+from dinobench.utils.tensor_files import load_tensor_file
 
 #: wrappers a training checkpoint may put around the state dict (``linear_classifiers``: official eval/linear.py)
 HEAD_WRAPPER_KEYS = ("model", "state_dict", "model_state_dict", "linear_classifiers")
@@ -27,7 +28,7 @@ def read_head_state(path: str | Path, prefixes: Sequence[str] = ()) -> dict[str,
     path = Path(path).expanduser()
     if not path.is_file():
         raise WeightsError(f"{path}: head weights file does not exist; pass a .pth or .safetensors file")
-    obj = unwrap_wrappers(load_tensor_file(path), path, HEAD_WRAPPER_KEYS)
+    obj = unwrap_wrappers(load_tensor_file(path, "head checkpoint"), path, HEAD_WRAPPER_KEYS)
     state = {str(k): v for k, v in obj.items() if isinstance(v, Tensor)}
     for prefix in ("module.", *prefixes):
         if state and all(k.startswith(prefix) for k in state):

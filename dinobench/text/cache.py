@@ -14,9 +14,11 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
+from dinobench.errors import WeightsError
 from dinobench.features.keys import cache_root
 from dinobench.utils.hashing import payload_sha256
 from dinobench.utils.io import write_atomic
+from dinobench.utils.tensor_files import load_tensor_file
 
 
 def cached_embeddings(ctx: Any, payload: dict[str, Any], compute: Callable[[], Tensor]) -> Tensor:
@@ -30,11 +32,13 @@ def cached_embeddings(ctx: Any, payload: dict[str, Any], compute: Callable[[], T
     path = Path(cache_root({"cache_dir": fcfg.cache_dir})) / "text" / f"{payload_sha256(payload, 32)}.pt"
     if path.is_file():
         try:
-            value = torch.load(path, map_location="cpu", weights_only=True)
+            value = load_tensor_file(path, "cached text embedding", mmap=False)
+        except WeightsError:  # a damaged (or planted) entry is recomputed
+            value = None
+        if isinstance(value, Tensor):
             ctx.timings["text_embeddings_cached"] = 1.0
             return value
-        except (OSError, RuntimeError, EOFError):
-            path.unlink(missing_ok=True)  # a damaged entry is recomputed
+        path.unlink(missing_ok=True)
     value = compute().detach().cpu()
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, lambda fh: torch.save(value, fh))

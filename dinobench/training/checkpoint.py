@@ -14,6 +14,7 @@ from torch import Tensor
 
 from dinobench.errors import WeightsError
 from dinobench.utils.io import write_atomic
+from dinobench.utils.tensor_files import load_tensor_file
 
 logger = logging.getLogger("dinobench")
 _NAME = re.compile(r"^checkpoint_(\d{8})\.pth$")
@@ -66,9 +67,20 @@ class CheckpointManager:
         return target
 
     def load_latest(self) -> dict[str, Any] | None:
-        """The newest checkpoint's state (``weights_only=True``), or None."""
+        """The newest checkpoint's state (``weights_only=True``; unreadable or refused: WeightsError), or None."""
         path = self.latest_path()
-        return None if path is None else torch.load(path, map_location="cpu", weights_only=True)
+        return None if path is None else read_training_checkpoint(path)
+
+
+def read_training_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A dinobench training checkpoint's state dict: a one-line WeightsError when it is unreadable, pickles
+    anything but tensors and plain values, or has no ``model`` state."""
+    state = load_tensor_file(path, "training checkpoint", mmap=False)
+    if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
+        found = sorted(map(str, state))[:6] if isinstance(state, dict) else type(state).__name__
+        raise WeightsError(f"{path}: not a dinobench training checkpoint (no 'model' state; found {found}); "
+                           "pass a checkpoint_*.pth of a dinobench training run, or the run folder")
+    return state
 
 
 def load_teacher_student_state(path: str | Path) -> dict[str, Tensor]:
@@ -81,7 +93,7 @@ def load_teacher_student_state(path: str | Path) -> dict[str, Tensor]:
         path = latest
     if not path.is_file():
         raise WeightsError(f"{path}: training checkpoint not found")
-    state = torch.load(path, map_location="cpu", weights_only=True)["model"]
+    state = read_training_checkpoint(path)["model"]
     prefix = next((p for p in ("emas.student.", "emas.") if any(k.startswith(p) for k in state)), None)
     if prefix is None:
         raise WeightsError(f"{path}: not a dinobench training checkpoint (no EMA teacher weights)")

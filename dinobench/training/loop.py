@@ -33,9 +33,9 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from dinobench.errors import DinobenchError
+from dinobench.errors import DinobenchError, WeightsError
 from dinobench.utils import distributed as ddp
-from dinobench.training.checkpoint import CheckpointManager, rng_state, set_rng_state
+from dinobench.training.checkpoint import CheckpointManager, read_training_checkpoint, rng_state, set_rng_state
 from dinobench.training.sampler import iteration_loader
 from dinobench.utils.seeding import seed_from
 
@@ -160,12 +160,22 @@ class TrainingLoop:
         path = self.checkpoints.latest_path()
         if path is None:
             return False
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        self.recipe.load_state_extras(state, path)
-        self.recipe.load_model_state(state["model"], path)
-        self.recipe.load_optimizer_state(state["optimizer"])
-        set_rng_state(state["rng"])
-        self.start_iter = self.resumed_from = state["iteration"] + 1
+        state = read_training_checkpoint(path)
+        try:
+            self.recipe.load_state_extras(state, path)
+            self.recipe.load_model_state(state["model"], path)
+            self.recipe.load_optimizer_state(state["optimizer"])
+            set_rng_state(state["rng"])
+            iteration = int(state["iteration"])
+        except DinobenchError:
+            raise
+        except (KeyError, RuntimeError, ValueError, TypeError, IndexError) as exc:  # another model, or damaged
+            lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
+            detail = " ".join(lines[:2])[:240]  # load_state_dict: a title line, then the first missing keys
+            raise WeightsError(f"{path}: this checkpoint does not fit the run being resumed ({type(exc).__name__}: "
+                               f"{detail}); choose another output folder, or delete {self.work_dir} to start "
+                               "over") from exc
+        self.start_iter = self.resumed_from = iteration + 1
         logger.info("%s resumed after iteration %d from %s", self.recipe.name, state["iteration"], path)
         return True
 
