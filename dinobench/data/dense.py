@@ -120,6 +120,12 @@ class SegmentationDataset(Dataset):
         if mask.shape != (image.height, image.width):
             raise DataError(f"{mask_path}: mask is {mask.shape[1]}x{mask.shape[0]} but its image {image_path} is "
                             f"{image.width}x{image.height}; masks must have their image's size")
+        mask = self._labels(mask, mask_path)
+        sample = {"image": image_to_tensor(image), "mask": torch.from_numpy(mask), "name": Path(image_path).stem}
+        return self.transform(sample) if self.transform is not None else sample
+
+    def _labels(self, mask: np.ndarray, mask_path: str) -> np.ndarray:
+        """The training labels of a mask read from ``mask_path``; DataError on a value outside the classes."""
         if self.reduce_zero_label:
             mask = reduce_zero_label(mask, self.ignore_index)
         bad = (mask < 0) | ((mask >= self.num_classes) & (mask != self.ignore_index))
@@ -129,8 +135,17 @@ class SegmentationDataset(Dataset):
                             f" and is not the ignore index {self.ignore_index}"
                             f"{' (after reduce_zero_label)' if self.reduce_zero_label else ''}; fix the mask or the "
                             f"dataset's classes")
-        sample = {"image": image_to_tensor(image), "mask": torch.from_numpy(mask), "name": Path(image_path).stem}
-        return self.transform(sample) if self.transform is not None else sample
+        return mask
+
+    def check_ground_truth(self) -> None:
+        """DataError unless some mask of the split labels a pixel (not all ``ignore_index``): a split without one
+        trains on a zero loss or scores nothing, and would still write a record. Stops at the first labelled mask."""
+        for _, mask_path in self.samples:
+            if (self._labels(load_mask(mask_path), mask_path) != self.ignore_index).any():
+                return
+        raise DataError(f"{self.name} {self.split}: all {len(self)} masks are the ignore index {self.ignore_index}"
+                        f"{' after reduce_zero_label (0 = unlabelled)' if self.reduce_zero_label else ''}; check the "
+                        "annotation files and dataset.reduce_zero_label")
 
     def describe(self) -> dict[str, Any]:
         """What a result record stores about this split."""

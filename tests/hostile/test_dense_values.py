@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import TINY_OPTIONS
+
 from dinobench.data import dense, synthetic
 from dinobench.errors import DataError
 
@@ -35,8 +37,6 @@ def test_non_finite_or_negative_depth_is_one_data_error(tmp_path, monkeypatch):
 
 
 def test_depth_split_without_any_valid_pixel_is_refused_before_training(run_cli, tmp_path, monkeypatch):
-    from conftest import TINY_OPTIONS
-
     root = synthetic.write_synthetic_nyu(tmp_path / "nyu", n_train=2, n_val=2)
     ds = dense.build_nyu({}, str(root))["train"]
     ds.check_ground_truth()  # the synthetic depth is valid
@@ -54,4 +54,26 @@ def test_depth_split_without_any_valid_pixel_is_refused_before_training(run_cli,
     code, _, err = run_cli("run", "--backbone", "vit_tiny", "--task", "nyu-linear", "--data-root", str(root),
                            "--output", str(tmp_path / "out"), "--cfg-options", *TINY_OPTIONS)
     assert code == 2 and "none of the 2 depth maps has a valid pixel" in err, err
+    assert not list((tmp_path / "out").rglob("result.json"))
+
+
+def test_segmentation_split_whose_masks_are_all_ignore_is_refused_before_training(run_cli, tmp_path, monkeypatch):
+    root = synthetic.write_synthetic_ade20k(tmp_path / "ade", n_train=2, n_val=2, size=32)
+    ds = dense.build_ade20k({}, str(root))["val"]
+    ds.check_ground_truth()  # the synthetic masks label pixels
+    for _, mask_path in ds.samples:  # 0 = "other" in ADE20K: ignored under reduce_zero_label
+        shape = np.asarray(Image.open(mask_path)).shape
+        Image.fromarray(np.zeros(shape, dtype=np.uint8), mode="L").save(mask_path)
+    with pytest.raises(DataError, match=r"ade20k val: all 2 masks are the ignore index 255 after reduce_zero_label"):
+        ds.check_ground_truth()
+
+    import dinobench.protocols.dense as dense_protocol
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a head was built for a split without ground truth")
+
+    monkeypatch.setattr(dense_protocol.DenseProtocol, "build_model", no_training)
+    code, _, err = run_cli("run", "--backbone", "vit_tiny", "--task", "ade20k-linear", "--data-root", str(root),
+                           "--output", str(tmp_path / "out"), "--cfg-options", *TINY_OPTIONS)
+    assert code == 2 and "all 2 masks are the ignore index" in err and len(err.strip().splitlines()) == 1, err
     assert not list((tmp_path / "out").rglob("result.json"))
