@@ -16,7 +16,6 @@ another entry without a forward (:meth:`FeatureCache.derive`); its manifest then
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import logging
@@ -34,7 +33,7 @@ from dinobench.errors import DinobenchError
 from dinobench.features.keys import cache_key, canonical, chunk_plan
 from dinobench.features.kinds import FeatureCut
 from dinobench.features.targets import LABELS, FeatureSet, TargetLayout, Targets, flatten_targets, numpy_arrays
-from dinobench.utils.io import write_atomic
+from dinobench.utils.io import exclusive_lock, write_atomic
 
 logger = logging.getLogger("dinobench")
 
@@ -71,22 +70,14 @@ class FeatureCache:
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
         """Exclusive ``flock`` on the entry: one process extracts, the others wait and then read."""
+        held = contextlib.ExitStack()
         try:
-            self.dir.mkdir(parents=True, exist_ok=True)
-            handle = open(self.dir / ".lock", "a+")
+            held.enter_context(exclusive_lock(self.dir, "extracting into"))
         except OSError as exc:
             raise DinobenchError(f"{self.dir}: feature cache not writable ({exc}); set features.cache_dir / "
                                  f"$DINOBENCH_CACHE to a writable folder or features.cache=false") from exc
-        with handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                logger.info("dinobench: waiting for another process extracting into %s", self.dir)
-                fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        with held:
+            yield
 
     # --- reading -------------------------------------------------------------------------------------------
 

@@ -124,8 +124,9 @@ def train_dinotxt(cfg: dict[str, Any], output: str | Path) -> dict[str, Any]:
     trainer = HeadTrainer(model, dataset, contrastive_step, cfg["train"], output / "run", device=device,
                           seed=int(cfg["seed"]), collate_fn=partial(collate_captions,
                                                                     context_length=m["context_length"]))
-    trainer.resume()
-    summary = trainer.fit()
+    with trainer.loop.exclusive():
+        trainer.resume()
+        summary = trainer.fit()
     path = output / "dinotxt_head.pth"
     state = ddp.full_state_dict(trainer.model)  # collective when sharded (FSDP2); full on rank 0
     if ddp.rank() == 0:

@@ -288,7 +288,8 @@ def train_head(ctx: Any, model: nn.Module, dataset: Dataset, loss_fn: LossFn, ev
     key = run_key(ctx)
     trainer = HeadTrainer(model, dataset, loss_fn, ctx.cfg.get("train", {}), work_dir_for(ctx, key),
                           evaluate=evaluate, device=ctx.device, seed=ctx.seed, run_key=key, collate_fn=collate_fn)
-    trainer.resume()
-    summary = trainer.fit()
+    with trainer.loop.exclusive():
+        trainer.resume()
+        summary = trainer.fit()
     ctx.timings["train_head_s"] = summary["train_s"]
     return summary

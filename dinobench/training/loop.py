@@ -17,6 +17,7 @@ forked RNG, ``metrics.jsonl`` and a tqdm bar on rank 0 (``TQDM_DISABLE=1`` silen
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -26,7 +27,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import Tensor, nn
@@ -37,6 +38,7 @@ from dinobench.errors import DinobenchError, WeightsError
 from dinobench.utils import distributed as ddp
 from dinobench.training.checkpoint import CheckpointManager, read_training_checkpoint, rng_state, set_rng_state
 from dinobench.training.sampler import iteration_loader
+from dinobench.utils.io import exclusive_lock
 from dinobench.utils.seeding import seed_from
 
 logger = logging.getLogger("dinobench")
@@ -152,6 +154,22 @@ class TrainingLoop:
         return {"iteration": iteration, "model": self.recipe.model_state(), "optimizer": self.recipe.optimizer_state(),
                 "schedule": {"iteration": iteration + 1, "total": self.settings.max_iters}, "rng": rng_state(),
                 **self.recipe.state_extras(), "config": json.loads(json.dumps(self.recipe.config, default=str))}
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Own ``work_dir`` for the ``with`` block (resume + fit): rank 0 holds a ``flock`` on ``<work_dir>/.lock``,
+        so a second process training into the same folder waits, then resumes from the first one's last
+        checkpoint instead of racing it for the same checkpoint files."""
+        held = contextlib.ExitStack()
+        if self.rank == 0:
+            try:
+                held.enter_context(exclusive_lock(self.work_dir, "training in"))
+            except OSError as exc:
+                raise DinobenchError(f"{self.work_dir}: training folder not writable ({exc.strerror or exc}); "
+                                     "choose another output folder") from exc
+        with held:
+            ddp.any_rank(False)  # the other ranks wait for rank 0's lock before reading a checkpoint
+            yield
 
     def resume(self) -> bool:
         """Continue from the newest checkpoint in ``work_dir`` (if any and ``settings.resume``)."""

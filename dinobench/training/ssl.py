@@ -218,8 +218,9 @@ def train(cfg: dict[str, Any], output_dir: str | Path) -> dict[str, Any]:
     clean = False
     try:
         trainer = Trainer(cfg, output_dir)
-        trainer.resume()
-        summary = trainer.fit()
+        with trainer.loop.exclusive():
+            trainer.resume()
+            summary = trainer.fit()
         clean = True
         return summary
     finally:

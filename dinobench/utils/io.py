@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import logging
 import os
 import re
 import tempfile
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO, Callable, Iterator
+
+logger = logging.getLogger("dinobench")
 
 
 def safe_component(name: str) -> str:
@@ -64,3 +69,22 @@ def write_folder_atomic(out_dir: Path, fill: Callable[[Path], None], what: str =
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return out_dir
+
+
+@contextlib.contextmanager
+def exclusive_lock(folder: Path, what: str) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``<folder>/.lock`` for the ``with`` block: a second process doing the same
+    work waits (one log line saying on what), then finds the first one's output. Released when the process dies,
+    so a killed run never leaves a stale lock. OSError (unwritable folder) propagates to the caller."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            logger.info("dinobench: waiting for another process %s %s", what, folder)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
