@@ -67,9 +67,63 @@ def validate_record(data: Any) -> None:
         raise ValueError(f"main_metric.value: expected a finite number, got {json.dumps(value)[:60]}")
     if not isinstance(main.get("higher_is_better", True), bool):
         raise ValueError("main_metric.higher_is_better: expected true or false")
+    if main["name"] in metrics and metrics[main["name"]] != value:
+        raise ValueError(f"main_metric.value: {value} disagrees with metrics.{main['name']} = {metrics[main['name']]}")
     for name, seconds in (data.get("timings") or {}).items():
-        if not _is_number(seconds):
-            raise ValueError(f"timings.{name}: expected a number, got {json.dumps(seconds)[:60]}")
+        if not _is_number(seconds) or not math.isfinite(seconds):
+            raise ValueError(f"timings.{name}: expected a finite number, got {json.dumps(seconds)[:60]}")
+    for dotted, check, wanted in _NESTED:
+        present, found = _lookup(data, dotted)
+        if present and not check(found):
+            raise ValueError(f"{dotted}: expected {wanted}, got {json.dumps(found, default=str)[:60]}")
+    splits = (data.get("dataset") or {}).get("splits") or {}
+    for split, info in splits.items():
+        size = info.get("size")
+        if size is not None and not (isinstance(size, int) and not isinstance(size, bool) and size >= 0):
+            raise ValueError(f"dataset.splits.{split}.size: expected a count, got {json.dumps(size)[:60]}")
+
+
+def _lookup(data: dict[str, Any], dotted: str) -> tuple[bool, Any]:
+    """(whether ``dotted`` is set to something other than null, its value) in nested objects."""
+    node: Any = data
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or node.get(part) is None:
+            return False, None
+        node = node[part]
+    return True, node
+
+
+def _list_of(kind: type) -> Any:
+    return lambda v: isinstance(v, list) and all(isinstance(x, kind) for x in v)
+
+
+def _dict_of(check: Any) -> Any:
+    return lambda v: isinstance(v, dict) and all(check(x) for x in v.values())
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+#: nested fields the leaderboard, the reports and the gate read: (dotted key, test, what it must be); null = unset
+_NESTED = (
+    ("weights_sha256", lambda v: isinstance(v, str), "a hex string"),
+    ("created_at", lambda v: isinstance(v, str), "a UTC timestamp string"),
+    ("artifacts", _list_of(str), "a list of file names"),
+    ("runtime_keys", _list_of(str), "a list of dotted keys"),
+    ("higher_is_better", _dict_of(lambda x: isinstance(x, bool)), "an object of metric -> true/false"),
+    ("tables", _dict_of(_list_of(dict)), "an object of name -> list of row objects"),
+    ("input_files", _dict_of(lambda x: isinstance(x, dict)), "an object of key -> {path, sha256}"),
+    ("head", _dict_of(lambda x: isinstance(x, str)), "an object of strings (hub, path, sha256)"),
+    ("config.backbone", lambda v: isinstance(v, dict), "an object"),
+    ("dataset.fingerprint", lambda v: isinstance(v, str), "a string"),
+    ("dataset.splits", _dict_of(lambda x: isinstance(x, dict)), "an object of split -> object"),
+    ("backbone_config.params", _is_count, "a parameter count"),
+    ("backbone_config.overrides", lambda v: isinstance(v, dict), "an object of constructor overrides"),
+    *((f"environment.{k}", lambda v: isinstance(v, str), "a string")
+      for k in ("git_commit", "dinobench_version", "torch", "device", "dtype")),
+    ("environment.git_dirty", lambda v: isinstance(v, bool), "true or false"),
+)
 
 
 @dataclass
