@@ -57,13 +57,16 @@ class CheckpointManager:
         return existing[-1] if existing else None
 
     def save(self, state: dict[str, Any], iteration: int) -> Path | None:
-        """Write atomically (temp file + fsync + rename), then prune old ones."""
+        """Write atomically (temp file + fsync + rename), then prune old ones and the partial writes a killed
+        process left (the training folder is owned by one process: :meth:`TrainingLoop.exclusive`)."""
         if not self.enabled:
             return None
         self.folder.mkdir(parents=True, exist_ok=True)
         target = write_atomic(self.folder / f"checkpoint_{iteration:08d}.pth", lambda fh: torch.save(state, fh))
         for old in self._existing()[: -self.max_to_keep]:
             old.unlink(missing_ok=True)
+        for partial in self.folder.glob(".checkpoint_*.tmp"):
+            partial.unlink(missing_ok=True)
         return target
 
     def load_latest(self) -> dict[str, Any] | None:
