@@ -84,6 +84,57 @@ def unknown_keys(cfg: Mapping[str, Any], schema: Mapping[str, Any] | None = None
     return found
 
 
+def _kind(value: Any) -> str | None:
+    """The kind a default fixes for its key (None: a default of None, anything goes)."""
+    if value is None:
+        return None
+    if isinstance(value, Mapping):
+        return "a section (dict(...))"
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    return None
+
+
+def type_errors(cfg: Mapping[str, Any], schema: Mapping[str, Any] | None = None,
+                open_sections: tuple[str, ...] = TRAIN_OPEN_SECTIONS, prefix: str = "") -> list[tuple[str, str]]:
+    """(dotted key, expected kind) where ``cfg`` holds another kind of value than its default: a section replaced
+    by a scalar, text where a number belongs, ... (ints and floats are interchangeable; None is always allowed)."""
+    schema = _schema() if schema is None else schema
+    found = []
+    for key, value in cfg.items():
+        dotted = prefix + key
+        if key not in schema or _is_open(dotted, open_sections) or value is None:
+            continue
+        wanted = _kind(schema[key])
+        if wanted is not None and _kind(value) != wanted:
+            found.append((dotted, wanted))
+        elif isinstance(value, Mapping) and isinstance(schema[key], Mapping):
+            found += type_errors(value, schema[key], open_sections, dotted + ".")
+    return found
+
+
+def check_train_types(cfg: Mapping[str, Any], path: str | Path, where: str | None = None,
+                      schema: Mapping[str, Any] | None = None, section: str = "") -> None:
+    """ConfigError for the first key whose value is of another kind than its default (``schema``: the SSL
+    defaults unless given, for ``cfg`` = the config's ``section``), naming the file that sets it (or ``where``,
+    for overrides) and the value."""
+    bad = type_errors(cfg, schema, open_sections=TRAIN_OPEN_SECTIONS if schema is None else ())
+    if bad:
+        dotted, wanted = bad[0]
+        value: Any = cfg
+        for part in dotted.split("."):
+            value = value[part]
+        shown = f"{section}.{dotted}" if section else dotted
+        source = where or str(defining_file(Path(path), shown))
+        raise ConfigError(f"{source}: {shown} must be {wanted}, got {value!r:.60}")
+
+
 def unknown_key_message(dotted: str, where: str) -> str:
     """``<where>: unknown key 'optim.lrr' (did you mean optim.lr?)``."""
     close = suggest(dotted)

@@ -30,6 +30,7 @@ from dinobench.config import apply_options, load_config, parse_options
 from dinobench.data.captions import DEFAULT_PROMPT, ClassPromptCaptions, build_caption_csv, build_coco_captions
 from dinobench.data.transforms import build_eval_transform
 from dinobench.errors import ConfigError
+from dinobench.ssl.schema import check_train_types
 from dinobench.text.loss import clip_loss
 from dinobench.text.model import DINOTxt, build_dinotxt
 from dinobench.text.tokenizer import tokenize
@@ -50,6 +51,9 @@ def resolve_dinotxt_config(path: str | Path, overrides: list[str] | None = None,
                            data_root: str | None = None) -> dict[str, Any]:
     """The config with defaults filled in and ``key=value`` overrides applied; unknown keys are errors."""
     cfg = load_config(path)
+    for section in ("model", "data", "train"):
+        if cfg.get(section) is not None and not isinstance(cfg[section], dict):
+            raise ConfigError(f"{path}: {section} must be a section (dict(...)), got {cfg[section]!r:.60}")
     for section, defaults in (("model", MODEL_DEFAULTS), ("data", DATA_DEFAULTS)):
         given = dict(cfg.get(section) or {})
         unknown = sorted(set(given) - set(defaults))
@@ -61,6 +65,8 @@ def resolve_dinotxt_config(path: str | Path, overrides: list[str] | None = None,
     cfg = apply_options(cfg, parse_options(overrides), where=str(path), open_sections=("train", "data", "model"))
     if data_root is not None:
         cfg["data"]["root"] = data_root
+    for section, defaults in (("model", MODEL_DEFAULTS), ("data", DATA_DEFAULTS)):
+        check_train_types(cfg[section], path, where=str(path), schema=defaults, section=section)
     train_config(cfg["train"])  # a typo in the train section is an error now, not after the backbone is built
     return cfg
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from dinobench.config import apply_options, load_config, parse_options
 from dinobench.errors import ConfigError, DinobenchError
-from dinobench.ssl.schema import TRAIN_OPEN_SECTIONS, check_override_keys, check_train_config
+from dinobench.ssl.schema import TRAIN_OPEN_SECTIONS, check_override_keys, check_train_config, check_train_types
 from dinobench.training.ssl import train
 
 
@@ -26,9 +26,11 @@ def resolve_train_config(path: str | Path, overrides: list[str] | dict[str, Any]
             raise ConfigError(f"{path}: training config lacks the {section!r} section (inherit "
                               "configs/_base_/train/ssl_default.py)")
     check_train_config(cfg, path)
+    check_train_types(cfg, path)
     options = parse_options(overrides)
     check_override_keys(list(options), where=f"{path} (override)")
     cfg = apply_options(cfg, options, where=str(path), open_sections=TRAIN_OPEN_SECTIONS)
+    check_train_types(cfg, path, where=f"{path} (override)")
     if data_root is not None:
         cfg["train"]["data_root"] = data_root
     return cfg

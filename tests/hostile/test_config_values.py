@@ -1,5 +1,7 @@
 """Typed config values: wrong types and impossible values are one ConfigError line (exit 2) before any compute."""
 
+from pathlib import Path
+
 import pytest
 
 from conftest import TINY_OPTIONS
@@ -56,3 +58,27 @@ def test_check_tolerance_values_are_typed(run_cli, tmp_path, tolerance):
     code, _, err = run_cli("check", "--baseline", str(baseline), "--results", str(baseline), "--tolerance", tolerance)
     assert code == 2 and f"--tolerance '{tolerance}': expected METRIC=ABS" in err
     assert len(err.strip().splitlines()) == 1
+
+
+SSL_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "train" / "vit_tiny_digits_pretrain.py"
+DINOTXT_CONFIG = SSL_CONFIG.with_name("dinotxt_vit_tiny_digits.py")
+
+
+@pytest.mark.parametrize("body,overrides,expected", [
+    ("train = dict(\n", [], "cannot load config: SyntaxError"),
+    ('_base_ = ["missing.py"]\n', [], "cannot load config: FileNotFoundError"),
+    (f'_base_ = ["{SSL_CONFIG}"]\ntrain = 3\n', [], "train must be a section (dict(...)), got 3"),
+    (f'_base_ = ["{SSL_CONFIG}"]\noptim = dict(lr="fast")\n', [], "optim.lr must be a number, got 'fast'"),
+    (f'_base_ = ["{SSL_CONFIG}"]\n', ["crops=2"], "(override): crops must be a section"),
+    (f'_base_ = ["{SSL_CONFIG}"]\n', ["optim.epochs=[1,2]"], "(override): optim.epochs must be a number"),
+    (f'_base_ = ["{DINOTXT_CONFIG}"]\ntrain = 3\n', [], "train must be a section (dict(...)), got 3"),
+    (f'_base_ = ["{DINOTXT_CONFIG}"]\n', ["model.context_length=abc"], "model.context_length must be a number"),
+])
+def test_malformed_training_configs_are_one_line_before_anything_is_built(run_cli, tmp_path, body, overrides,
+                                                                           expected):
+    config = tmp_path / "bad.py"
+    config.write_text(body)
+    code, _, err = run_cli("train", "--config", str(config), "--output", str(tmp_path / "run"), *overrides)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and expected in lines[0], err
+    assert not (tmp_path / "run").exists()
