@@ -93,6 +93,9 @@ def hashed_config(cfg: dict[str, Any], files: Mapping[str, Mapping[str, str]]) -
 
 
 def _check_sections(cfg: dict[str, Any], where: str) -> None:
+    for section in ("backbone", "transform", "features", "train", "task"):
+        if cfg.get(section) is not None and not isinstance(cfg[section], dict):
+            raise ConfigError(f"{where}: {section} must be a section (dict(...)), got {cfg[section]!r:.40}")
     if not isinstance(cfg.get("protocol"), dict) or "type" not in cfg["protocol"]:
         raise ConfigError(f"{where}: config needs protocol=dict(type=...)")
     if ("dataset" in cfg) == ("datasets" in cfg):

@@ -19,10 +19,13 @@ RUN = ("run", "--backbone", "vit_tiny", "--task", "digits-knn")
     ("features.num_workers=-1", "features.num_workers=-1: must be >= 0"),
     ("features.chunk_size=0", "features.chunk_size=0: must be >= 1"),
     ("protocol.temperature=-1", "protocol.temperature > 0"),
-    ("protocol=3", "config needs protocol=dict(type=...)"),
+    ("protocol=3", "protocol is a section (chunk_size, "),
+    ("transform=3", "transform is a section (crop, interpolation, resize, ...); set its keys (transform.<key>=value)"),
+    ("features=[1]", "features is a section (batch_size, "),
     ("backbone.depth=0", "n_blocks must be an int >= 1"),
 ])
 def test_bad_values_are_one_line_exit_2_and_nothing_written(run_cli, tmp_path, option, message):
+    """Every typed section and a section replaced by a scalar."""
     code, _, err = run_cli(*RUN, "--output", str(tmp_path), "--cfg-options", *TINY_OPTIONS, option)
     assert code == 2 and message in err, err
     assert len(err.strip().splitlines()) == 1
@@ -69,7 +72,7 @@ DINOTXT_CONFIG = SSL_CONFIG.with_name("dinotxt_vit_tiny_digits.py")
     ('_base_ = ["missing.py"]\n', [], "cannot load config: FileNotFoundError"),
     (f'_base_ = ["{SSL_CONFIG}"]\ntrain = 3\n', [], "train must be a section (dict(...)), got 3"),
     (f'_base_ = ["{SSL_CONFIG}"]\noptim = dict(lr="fast")\n', [], "optim.lr must be a number, got 'fast'"),
-    (f'_base_ = ["{SSL_CONFIG}"]\n', ["crops=2"], "(override): crops must be a section"),
+    (f'_base_ = ["{SSL_CONFIG}"]\n', ["crops=2"], "crops is a section ("),
     (f'_base_ = ["{SSL_CONFIG}"]\n', ["optim.epochs=[1,2]"], "(override): optim.epochs must be a number"),
     (f'_base_ = ["{DINOTXT_CONFIG}"]\ntrain = 3\n', [], "train must be a section (dict(...)), got 3"),
     (f'_base_ = ["{DINOTXT_CONFIG}"]\n', ["model.context_length=abc"], "model.context_length must be a number"),
@@ -82,3 +85,10 @@ def test_malformed_training_configs_are_one_line_before_anything_is_built(run_cl
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == 2 and len(lines) == 1 and expected in lines[0], err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_task_config_file_with_a_scalar_section_is_one_line():
+    from dinobench.runner import _check_sections
+
+    with pytest.raises(ConfigError, match=r"task 'x': transform must be a section \(dict\(\.\.\.\)\), got 3"):
+        _check_sections({"protocol": {"type": "knn"}, "dataset": {"type": "digits"}, "transform": 3}, "task 'x'")
