@@ -36,6 +36,20 @@ def test_non_finite_or_negative_depth_is_one_data_error(tmp_path, monkeypatch):
             ds[0]
 
 
+def refused_before_training(run_cli, monkeypatch, task, root, out, message):
+    """``dinobench run`` of ``task`` is one line containing ``message`` (exit 2), before a head is built."""
+    import dinobench.protocols.dense as dense_protocol
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a head was built for a split without ground truth")
+
+    monkeypatch.setattr(dense_protocol.DenseProtocol, "build_model", no_training)
+    code, _, err = run_cli("run", "--backbone", "vit_tiny", "--task", task, "--data-root", str(root),
+                           "--output", str(out), "--cfg-options", *TINY_OPTIONS)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not list(out.rglob("result.json"))
+
+
 def test_depth_split_without_any_valid_pixel_is_refused_before_training(run_cli, tmp_path, monkeypatch):
     root = synthetic.write_synthetic_nyu(tmp_path / "nyu", n_train=2, n_val=2)
     ds = dense.build_nyu({}, str(root))["train"]
@@ -44,17 +58,8 @@ def test_depth_split_without_any_valid_pixel_is_refused_before_training(run_cli,
         Image.fromarray(np.zeros(np.asarray(Image.open(depth_path)).shape, dtype=np.uint16)).save(depth_path)
     with pytest.raises(DataError, match=r"nyu train: none of the 2 depth maps has a valid pixel"):
         ds.check_ground_truth()
-
-    import dinobench.protocols.dense as dense_protocol
-
-    def no_training(*args, **kwargs):
-        raise AssertionError("a head was built for a split without ground truth")
-
-    monkeypatch.setattr(dense_protocol.DenseProtocol, "build_model", no_training)
-    code, _, err = run_cli("run", "--backbone", "vit_tiny", "--task", "nyu-linear", "--data-root", str(root),
-                           "--output", str(tmp_path / "out"), "--cfg-options", *TINY_OPTIONS)
-    assert code == 2 and "none of the 2 depth maps has a valid pixel" in err, err
-    assert not list((tmp_path / "out").rglob("result.json"))
+    refused_before_training(run_cli, monkeypatch, "nyu-linear", root, tmp_path / "out",
+                            "none of the 2 depth maps has a valid pixel")
 
 
 def test_segmentation_split_whose_masks_are_all_ignore_is_refused_before_training(run_cli, tmp_path, monkeypatch):
@@ -66,14 +71,5 @@ def test_segmentation_split_whose_masks_are_all_ignore_is_refused_before_trainin
         Image.fromarray(np.zeros(shape, dtype=np.uint8), mode="L").save(mask_path)
     with pytest.raises(DataError, match=r"ade20k val: all 2 masks are the ignore index 255 after reduce_zero_label"):
         ds.check_ground_truth()
-
-    import dinobench.protocols.dense as dense_protocol
-
-    def no_training(*args, **kwargs):
-        raise AssertionError("a head was built for a split without ground truth")
-
-    monkeypatch.setattr(dense_protocol.DenseProtocol, "build_model", no_training)
-    code, _, err = run_cli("run", "--backbone", "vit_tiny", "--task", "ade20k-linear", "--data-root", str(root),
-                           "--output", str(tmp_path / "out"), "--cfg-options", *TINY_OPTIONS)
-    assert code == 2 and "all 2 masks are the ignore index" in err and len(err.strip().splitlines()) == 1, err
-    assert not list((tmp_path / "out").rglob("result.json"))
+    refused_before_training(run_cli, monkeypatch, "ade20k-linear", root, tmp_path / "out",
+                            "all 2 masks are the ignore index")
