@@ -158,8 +158,9 @@ class DinoVisionTransformer(nn.Module):
         """Run several crops sets (e.g. global, local) through the blocks; one dict per set."""
         tokens, grids = zip(*(self.prepare_tokens_with_masks(x, m) for x, m in zip(x_list, masks_list)))
         tokens = list(tokens)
-        for block in self.blocks:
-            tokens = [block(t, rope=self.rope_embed(H=h, W=w)) for t, (h, w) in zip(tokens, grids)]
+        for block in self.blocks:  # fresh RoPE coordinate augmentations per block in training, as the official code
+            ropes = [self.rope_embed(H=h, W=w) for h, w in grids]  # draws; else cached tables (no work)
+            tokens = [block(t, rope=rope) for t, rope in zip(tokens, ropes)]
         outputs = []
         for idx, (x, masks) in enumerate(zip(tokens, masks_list)):
             prefix, patches = self._norm_prefix_and_patches(x, local_crops=idx == 1)

@@ -88,6 +88,30 @@ def test_rope_periods_and_angles_hand_computed():
     torch.testing.assert_close(cos[0], torch.tensor(expected_angles * 2).cos())
 
 
+def test_rope_tables_are_kept_per_grid_and_follow_the_periods():
+    rope = RopePositionEmbedding(64, num_heads=4, base=100.0)
+    first = rope(H=3, W=2)
+    assert rope(H=3, W=2)[0] is first[0]  # kept: one computation per grid, not one per block and forward
+    assert rope(H=2, W=3)[0].shape == (6, 16) and rope(H=2, W=3)[0] is not first[0]
+    other = RopePositionEmbedding(64, num_heads=4, base=10.0)
+    rope.load_state_dict(other.state_dict())  # new periods in place: the kept tables are stale
+    torch.testing.assert_close(rope(H=3, W=2)[0], other(H=3, W=2)[0], rtol=0, atol=0)
+    rope.double()
+    assert rope(H=3, W=2)[0].dtype == torch.float64
+    augmenting = RopePositionEmbedding(64, num_heads=4, base=100.0, shift_coords=0.5).train()
+    assert not torch.equal(augmenting(H=3, W=2)[0], augmenting(H=3, W=2)[0])  # a fresh draw per call (per block)
+    assert torch.equal(augmenting.eval()(H=3, W=2)[0], augmenting(H=3, W=2)[0])
+
+
+def test_vit_forward_traces_into_one_graph_for_torch_compile(model):
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    with torch.no_grad():
+        explained = torch._dynamo.explain(model.forward_features)(torch.randn(1, 3, 32, 32))
+    assert explained.graph_break_count == 0, explained.break_reasons  # the kept RoPE tables stay out of the graph
+
+
 def test_official_checkpoint_key_names(model):
     keys = set(model.state_dict())
     for key in ("cls_token", "storage_tokens", "mask_token", "rope_embed.periods", "patch_embed.proj.weight",

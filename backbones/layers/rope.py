@@ -58,10 +58,22 @@ class RopePositionEmbedding(nn.Module):
         self.shift_coords, self.jitter_coords, self.rescale_coords = shift_coords, jitter_coords, rescale_coords
         self.dtype = dtype
         self.register_buffer("periods", torch.empty(self.head_dim // 4, device=device, dtype=dtype), persistent=True)
+        self._tables: dict[tuple, tuple[Tensor, Tensor]] = {}
         self.reset_parameters()
+
+    @property
+    def augments(self) -> bool:
+        """Whether a call draws random coordinate augmentations (train mode with shift, jitter or rescale)."""
+        return self.training and any(v is not None for v in (self.shift_coords, self.jitter_coords,
+                                                             self.rescale_coords))
+
+    def _apply(self, fn, recurse: bool = True):  # .to(), .cuda(), .half(): new periods tensor, stale tables
+        self._tables = {}
+        return super()._apply(fn, recurse)
 
     def reset_parameters(self) -> None:
         """Recompute the periods (geometric in ``base`` or between min and max period)."""
+        self._tables = {}
         quarter = self.head_dim // 4
         if self.periods.is_meta:
             return
@@ -100,7 +112,20 @@ class RopePositionEmbedding(nn.Module):
         return coords
 
     def forward(self, *, H: int, W: int) -> tuple[Tensor, Tensor]:  # noqa: N803 - official names
-        """``(sin, cos)``, each ``[H*W, D_head]`` in ``self.dtype``."""
+        """``(sin, cos)``, each ``[H*W, D_head]`` in ``self.dtype``. Without augmentation the tables depend only on
+        the grid and the periods, so they are kept per grid size (dropped when the periods change: in-place
+        writes such as loading weights bump their version; ``.to()`` / ``reset_parameters`` clear the tables)."""
+        if self.augments or torch.compiler.is_compiling():  # a compiled graph computes (and fuses) them itself
+            return self._tables_for(H, W)
+        key = (H, W, self.periods._version, self.periods.device, self.periods.dtype)
+        tables = self._tables.get(key)
+        if tables is None:
+            if len(self._tables) >= 8:
+                self._tables.clear()
+            tables = self._tables[key] = self._tables_for(H, W)
+        return tables
+
+    def _tables_for(self, H: int, W: int) -> tuple[Tensor, Tensor]:  # noqa: N803
         coords = self._coords(H, W)
         angles = 2 * math.pi * coords[:, :, None] / self.periods[None, None, :]  # [HW, 2, D/4]
         angles = angles.flatten(1, 2).tile(2)  # [HW, D]
