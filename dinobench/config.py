@@ -88,9 +88,9 @@ def apply_options(cfg: dict[str, Any], options: Mapping[str, Any], where: str = 
                 hint = f"did you mean {prefix}?" if close else f"known at this level: {', '.join(sorted(node)[:8])}"
                 raise ConfigError(f"{where}: unknown key {dotted!r} ({hint})")
             if last:
-                if isinstance(node.get(part), dict) and node[part] and not isinstance(value, dict):
+                if isinstance(node.get(part), dict) and node[part] and not isinstance(value, (dict, type(None))):
                     raise ConfigError(f"{where}: {dotted} is a section ({', '.join(sorted(node[part])[:4])}, ...); "
-                                      f"set its keys ({dotted}.<key>=value), not {value!r:.40}")
+                                      f"set its keys ({dotted}.<key>=value) or None to turn it off, not {value!r:.40}")
                 node[part] = value
             else:
                 node = node.setdefault(part, {}) if open_section else node[part]

@@ -126,6 +126,9 @@ def resolve_task(task: str, options: Mapping[str, Any] | list[str] | None) -> di
         cfg.setdefault(section, {})
     cfg = _validated(cfg)  # defaults first, so that --cfg-options may set any valid key
     cfg = apply_options(cfg, parse_options(options), where=f"task {task!r}")
+    for section in ("backbone", "transform", "features"):  # a top-level section set to None = its defaults
+        if cfg.get(section) is None:
+            cfg[section] = {}
     _check_sections(cfg, where)
     return _validated(cfg)
 

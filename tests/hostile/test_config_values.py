@@ -92,3 +92,10 @@ def test_a_task_config_file_with_a_scalar_section_is_one_line():
 
     with pytest.raises(ConfigError, match=r"task 'x': transform must be a section \(dict\(\.\.\.\)\), got 3"):
         _check_sections({"protocol": {"type": "knn"}, "dataset": {"type": "digits"}, "transform": 3}, "task 'x'")
+
+
+def test_none_turns_a_section_off_or_back_to_its_defaults(run_cli, tmp_path):
+    from dinobench.runner import resolve_task
+
+    cfg = resolve_task("digits-knn", [*TINY_OPTIONS, "transform=None", "features=None"])
+    assert cfg["transform"] == {} and cfg["features"]["batch_size"] >= 1  # defaults, not a crash
