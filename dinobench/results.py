@@ -79,7 +79,7 @@ def validate_record(data: Any) -> None:
     splits = (data.get("dataset") or {}).get("splits") or {}
     for split, info in splits.items():
         size = info.get("size")
-        if size is not None and not (isinstance(size, int) and not isinstance(size, bool) and size >= 0):
+        if size is not None and not _is_count(size):
             raise ValueError(f"dataset.splits.{split}.size: expected a count, got {json.dumps(size)[:60]}")
 
 

@@ -116,19 +116,23 @@ def _validated(cfg: dict[str, Any]) -> dict[str, Any]:
     return cfg
 
 
+def _default_sections(cfg: dict[str, Any]) -> None:
+    """A top-level backbone / transform / features section left out or set to None means its defaults."""
+    for section in ("backbone", "transform", "features"):
+        if cfg.get(section) is None:
+            cfg[section] = {}
+
+
 def resolve_task(task: str, options: Mapping[str, Any] | list[str] | None) -> dict[str, Any]:
     """The task's resolved config: defaults filled in, ``options`` applied, every section checked."""
     spec = get_registries().tasks.get(task)
     cfg = load_config(spec.config)
     where = f"task {task!r}" + ("" if isinstance(spec.config, Mapping) else f" ({spec.config})")
     _check_sections(cfg, where)
-    for section in ("backbone", "transform"):
-        cfg.setdefault(section, {})
+    _default_sections(cfg)
     cfg = _validated(cfg)  # defaults first, so that --cfg-options may set any valid key
     cfg = apply_options(cfg, parse_options(options), where=f"task {task!r}")
-    for section in ("backbone", "transform", "features"):  # a top-level section set to None = its defaults
-        if cfg.get(section) is None:
-            cfg[section] = {}
+    _default_sections(cfg)
     _check_sections(cfg, where)
     return _validated(cfg)
 

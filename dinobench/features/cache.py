@@ -70,13 +70,8 @@ class FeatureCache:
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
         """Exclusive ``flock`` on the entry: one process extracts, the others wait and then read."""
-        held = contextlib.ExitStack()
-        try:
-            held.enter_context(exclusive_lock(self.dir, "extracting into"))
-        except OSError as exc:
-            raise DinobenchError(f"{self.dir}: feature cache not writable ({exc}); set features.cache_dir / "
-                                 f"$DINOBENCH_CACHE to a writable folder or features.cache=false") from exc
-        with held:
+        with exclusive_lock(self.dir, "extracting into", "feature cache", "set features.cache_dir / "
+                            "$DINOBENCH_CACHE to a writable folder or features.cache=false"):
             yield
 
     # --- reading -------------------------------------------------------------------------------------------

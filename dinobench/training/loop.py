@@ -160,13 +160,8 @@ class TrainingLoop:
         """Own ``work_dir`` for the ``with`` block (resume + fit): rank 0 holds a ``flock`` on ``<work_dir>/.lock``,
         so a second process training into the same folder waits, then resumes from the first one's last
         checkpoint instead of racing it for the same checkpoint files."""
-        held = contextlib.ExitStack()
-        if self.rank == 0:
-            try:
-                held.enter_context(exclusive_lock(self.work_dir, "training in"))
-            except OSError as exc:
-                raise DinobenchError(f"{self.work_dir}: training folder not writable ({exc.strerror or exc}); "
-                                     "choose another output folder") from exc
+        held = (exclusive_lock(self.work_dir, "training in", "training folder", "choose another output folder")
+                if self.rank == 0 else contextlib.nullcontext())
         with held:
             ddp.any_rank(False)  # the other ranks wait for rank 0's lock before reading a checkpoint
             yield
@@ -194,7 +189,7 @@ class TrainingLoop:
                                f"{detail}); choose another output folder, or delete {self.work_dir} to start "
                                "over") from exc
         self.start_iter = self.resumed_from = iteration + 1
-        logger.info("%s resumed after iteration %d from %s", self.recipe.name, state["iteration"], path)
+        logger.info("%s resumed after iteration %d from %s", self.recipe.name, iteration, path)
         return True
 
     # ----------------------------------------------------------------- loop

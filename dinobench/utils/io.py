@@ -72,13 +72,20 @@ def write_folder_atomic(out_dir: Path, fill: Callable[[Path], None], what: str =
 
 
 @contextlib.contextmanager
-def exclusive_lock(folder: Path, what: str) -> Iterator[None]:
+def exclusive_lock(folder: Path, what: str, kind: str, fix: str) -> Iterator[None]:
     """Hold an exclusive ``flock`` on ``<folder>/.lock`` for the ``with`` block: a second process doing the same
-    work waits (one log line saying on what), then finds the first one's output. Released when the process dies,
-    so a killed run never leaves a stale lock. OSError (unwritable folder) propagates to the caller."""
+    work (``what``, for the log line) waits, then finds the first one's output. Released when the process dies,
+    so a killed run never leaves a stale lock. A folder that cannot be created or written is one
+    DinobenchError line: ``<folder>: <kind> not writable (<error>); <fix>``."""
+    from dinobench.errors import DinobenchError
+
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".lock", "a+") as handle:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle = open(folder / ".lock", "a+")
+    except OSError as exc:
+        raise DinobenchError(f"{folder}: {kind} not writable ({exc.strerror or exc}); {fix}") from exc
+    with handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -24,12 +24,12 @@ KNN = ["run", "--backbone", "vit_tiny", "--task", "digits-knn", "--cfg-options",
        "protocol.nb_knn=[10]"]
 
 
-def dinobench(args: list[str], cache: Path, wait: bool = True):
+def dinobench(args: list[str], cache: Path, wait: bool = True, stderr=subprocess.PIPE):
     env = {**os.environ, "TQDM_DISABLE": "1", "DINOBENCH_CACHE": str(cache), "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "dinobench", *args]
     if wait:
         return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=stderr, text=True)
 
 
 def records(folder: Path) -> list[dict]:
@@ -78,13 +78,11 @@ def test_concurrent_head_trainings_of_one_run_folder_take_turns_and_agree(tmp_pa
     args = ["run", "--backbone", "vit_tiny", "--task", "ade20k-linear", "--data-root", str(root), "--output",
             str(tmp_path / "out"), "--cfg-options", *smoke_options("ade20k-linear"), "train.max_iters=30",
             f"train.work_dir={work}"]
-    env = {**os.environ, "TQDM_DISABLE": "1", "DINOBENCH_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
     logs = [tmp_path / f"stderr{i}.txt" for i in range(2)]
     work.mkdir()
     with open(work / ".lock", "a+") as lock:  # the test owns the folder until both runs wait for it
         fcntl.flock(lock, fcntl.LOCK_EX)
-        racers = [subprocess.Popen([sys.executable, "-m", "dinobench", *args], env=env, stdout=subprocess.DEVNULL,
-                                   stderr=open(log, "w")) for log in logs]
+        racers = [dinobench(args, tmp_path / "cache", wait=False, stderr=open(log, "w")) for log in logs]
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and not all(
                 "waiting for another process training in" in log.read_text() for log in logs):
