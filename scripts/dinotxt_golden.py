@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from dinobench.backbones import create_backbone
-from dinobench.testing import deterministic_fill, key_shapes
+from dinobench.testing import deterministic_fill, key_shapes, portable_noise
 from dinobench.text.tokenizer import find_vocab
 
 BACKBONE = dict(name="vitb16", embed_dim=64, depth=4, num_heads=2, ffn_ratio=2.0)
@@ -45,8 +45,8 @@ def tiny_backbone() -> torch.nn.Module:
 
 
 def images() -> torch.Tensor:
-    """The fixed image batch."""
-    return torch.randn(2, 3, *IMAGE_SIZE, generator=torch.Generator().manual_seed(7))
+    """The fixed image batch (the same on every CPU)."""
+    return portable_noise((2, 3, *IMAGE_SIZE), torch.Generator().manual_seed(7))
 
 
 def main() -> None:

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from dinobench.backbones import create_backbone
-from dinobench.testing import deterministic_fill, key_shapes
+from dinobench.testing import deterministic_fill, key_shapes, portable_noise
 
 BACKBONE = dict(name="vitb16", embed_dim=64, depth=4, num_heads=2, ffn_ratio=2.0)
 IMAGE_SIZE = (48, 64)
@@ -42,8 +42,8 @@ def tiny_backbone() -> torch.nn.Module:
 
 
 def inputs() -> torch.Tensor:
-    """The fixed input batch."""
-    return torch.randn(3, 3, *IMAGE_SIZE, generator=torch.Generator().manual_seed(99))
+    """The fixed input batch (the same on every CPU)."""
+    return portable_noise((3, 3, *IMAGE_SIZE), torch.Generator().manual_seed(99))
 
 
 def main() -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from dinobench.backbones import create_backbone
-from dinobench.testing import deterministic_fill, key_shapes
+from dinobench.testing import deterministic_fill, key_shapes, portable_noise
 
 #: the tiny configuration shared with the test
 BACKBONE = dict(name="vitb16", embed_dim=64, depth=4, num_heads=2, ffn_ratio=2.0)
@@ -38,9 +38,9 @@ def tiny_backbone() -> torch.nn.Module:
 
 
 def inputs() -> torch.Tensor:
-    """The fixed input batch."""
+    """The fixed input batch (the same on every CPU)."""
     gen = torch.Generator().manual_seed(1234)
-    return torch.randn(2, 3, *IMAGE_SIZE, generator=gen)
+    return portable_noise((2, 3, *IMAGE_SIZE), gen)
 
 
 def main() -> None:

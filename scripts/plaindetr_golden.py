@@ -6,11 +6,18 @@ For each configuration in ``CONFIGS`` (the release's design at toy size, plus va
 features, the non-reparameterised boxes, and post-norm without mixed selection / encoder / multi-stride
 proposals; the official global decoder needs two-stage box references), builds the official
 ``build_model(backbone, DetectionHeadConfig(...))`` around a tiny dinobench DINOv3 ViT (patch 16, dim 64,
-4 blocks), fills every tensor with :func:`dinobench.testing.deterministic_fill`, and records in float32 on the
-CPU: the state-dict key layout, the eval-mode outputs of all queries on two differently sized images (padding
-exercised), the hub's inference outputs (one-to-one queries only) and the official ``PostProcess`` results.
+4 blocks), fills every tensor with :func:`dinobench.testing.deterministic_fill`, and records on the CPU: the
+state-dict key layout, the eval-mode outputs of all queries on two differently sized images (padding exercised),
+the hub's inference outputs (one-to-one queries only) and the official ``PostProcess`` results.
 tests/test_plain_detr.py rebuilds each with dinobench's code and compares. Needs ``torchmetrics`` and
 ``omegaconf`` (imported by the official eval package), not a GPU.
+
+The outputs are computed in float64 (:data:`DTYPE`, model and images): in float32 this random-weight detector's
+rounding error reaches 1.8e-3 on box coordinates of ~90 px (float32 vs float64 of the same code), so float32
+values differ between CPUs by up to 7.9e-4 (an AVX-512 Xeon against an AMD EPYC, same code) and no tolerance
+could tell a real difference from a CPU's. In float64 dinobench equals the official code bit for bit on one
+machine, and the tolerances of tests/test_plain_detr.py (see ``TOLERANCES`` there) are justified by measured
+float64 differences between CPU kernels.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from pathlib import Path
 import torch
 
 from dinobench.backbones import create_backbone
-from dinobench.testing import deterministic_fill, key_shapes
+from dinobench.testing import deterministic_fill, key_shapes, portable_noise
 
 BACKBONE = dict(name="vitb16", embed_dim=64, depth=4, num_heads=2, ffn_ratio=2.0)
 SMALL = dict(num_classes=5, hidden_dim=64, nheads=2, dec_layers=2, dim_feedforward=96, num_encoder_layers=1,
@@ -40,19 +47,20 @@ CONFIGS = {
 }
 IMAGE_SIZES = ((64, 96), (80, 64))  # multiples of the patch size; the batch pads to 80 x 96
 SALT = "plaindetr-golden-v1"
+DTYPE = torch.float64  # the precision of the fixture's computation (see the module docstring)
 
 
 def tiny_backbone() -> torch.nn.Module:
-    """The backbone the fixture was made with (weights filled deterministically)."""
+    """The backbone the fixture was made with (weights filled deterministically, float32)."""
     cfg = dict(BACKBONE)
     model = create_backbone(cfg.pop("name"), **cfg)
     return deterministic_fill(model, SALT + ":backbone").eval()
 
 
-def images() -> list[torch.Tensor]:
-    """The fixed inputs."""
+def images(dtype: torch.dtype = DTYPE) -> list[torch.Tensor]:
+    """The fixed inputs (the same on every CPU; drawn in float32, then cast: the same values at any ``dtype``)."""
     gen = torch.Generator().manual_seed(4321)
-    return [torch.randn(3, h, w, generator=gen) for h, w in IMAGE_SIZES]
+    return [portable_noise((3, h, w), gen).to(dtype) for h, w in IMAGE_SIZES]
 
 
 def config(name: str, patch: int = 16, n_blocks: int = 4) -> dict:
@@ -95,7 +103,7 @@ def main() -> None:
             model = build_model(backbone, DetectionHeadConfig(**cfg))
         deterministic_fill(model, f"{SALT}:{name}")
         deterministic_fill(backbone, SALT + ":backbone")
-        model.eval()
+        model.to(DTYPE).eval()
         with torch.no_grad():
             full = _flatten(model(images()))
             hub = copy.deepcopy(model)  # the hub's inference set-up: one-to-one queries only

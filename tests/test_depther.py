@@ -14,7 +14,7 @@ import torch
 
 from dinobench.errors import ConfigError, WeightsError
 from dinobench.heads import build_depther
-from dinobench.testing import deterministic_fill, key_shapes
+from dinobench.testing import assert_close_to_scale, deterministic_fill, key_shapes
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -30,6 +30,14 @@ def ours(name: str):
     return model.eval()
 
 
+#: float32 depths (the official head computes its bins in float32), relative to each map's largest depth (up to ~60).
+#: Measured on an AMD EPYC, same inputs and weights (CPU-independent draws): float32 rounding of these heads
+#: (float32 against float64, dinobench) reaches 9.3e-7 of the scale, so two CPUs may differ by 1.9e-6; dinobench
+#: against the official fixture: 0 with the CPU's own kernels, 7.4e-7 with ATEN_CPU_CAPABILITY=default, 4.9e-7 on
+#: one thread. 5e-6: 2.7x the two-CPU bound.
+DEPTH_RTOL_OF_MAX = 5e-6
+
+
 @pytest.mark.parametrize("name", list(golden.CONFIGS))
 def test_decoder_keys_and_depth_equal_the_official_depther(name):
     model, official = ours(name), FIXTURE[name]
@@ -38,8 +46,7 @@ def test_decoder_keys_and_depth_equal_the_official_depther(name):
     with torch.no_grad():
         depth = model(golden.inputs())
     assert depth.shape == official["depth"].shape
-    diff = float((depth - official["depth"]).abs().max())
-    assert diff < 1e-4, f"{name}: max abs diff {diff:.3g}"
+    assert_close_to_scale(depth, official["depth"], DEPTH_RTOL_OF_MAX, name)
 
 
 def test_released_layouts_load_strictly_and_mismatches_name_the_keys(tmp_path):

@@ -16,7 +16,7 @@ from dinobench.heads.mask2former import (BACKBONE_PREFIX, HungarianMatcher, M2FC
 from dinobench.heads.mask2former.criterion import (dice_loss, pairwise_dice, pairwise_sigmoid_ce, sigmoid_ce_loss,
                                                    uncertain_points)
 from dinobench.heads.weights import load_head_state, read_head_state
-from dinobench.testing import deterministic_fill, key_shapes
+from dinobench.testing import assert_close_to_scale, deterministic_fill, key_shapes
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "fixtures" / "m2f_official.pt"
@@ -116,6 +116,14 @@ def test_state_dict_keys_and_shapes_are_the_official_ones(fixture, segmentor):
     assert all(k.startswith(("segmentation_model.0.", "segmentation_model.1.")) for k in fixture["keys"])
 
 
+#: float32 outputs (the official pixel decoder casts to float32, so no float64 fixture), compared relative to each
+#: output's largest magnitude. Measured on an AMD EPYC, same inputs and weights (CPU-independent draws): this
+#: model's float32 rounding (float32 against float64, dinobench's adapter) reaches 4.0e-6 of the scale, so two CPUs
+#: may differ by 7.9e-6; dinobench against the official fixture differs by 1.8e-6 with the CPU's own kernels (other
+#: op orders), 4.5e-6 with ATEN_CPU_CAPABILITY=default, 3.2e-6 on one thread. 2e-5: 2.5x the two-CPU bound.
+M2F_RTOL_OF_MAX = 2e-5
+
+
 def test_outputs_equal_the_official_implementation(fixture, segmentor):
     x = golden.inputs()
     with torch.no_grad():
@@ -123,12 +131,12 @@ def test_outputs_equal_the_official_implementation(fixture, segmentor):
         out = segmentor.predict(x, rescale_to=golden.RESCALE_TO)
         aux = torch.stack([a["pred_logits"] for a in segmentor.head(features)["aux_outputs"]])
     for key, official in fixture["adapter"].items():
-        assert (features[key] - official).abs().max().item() <= 1e-4, key
+        assert_close_to_scale(features[key], official, M2F_RTOL_OF_MAX, f"adapter level {key}")
     assert out["pred_logits"].shape == (2, 100, golden.NUM_CLASSES + 1)
     assert out["pred_masks"].shape == (2, 100, *golden.RESCALE_TO)
-    assert (out["pred_logits"] - fixture["pred_logits"]).abs().max().item() <= 1e-4
-    assert (out["pred_masks"] - fixture["pred_masks"]).abs().max().item() <= 1e-4
-    assert (aux - fixture["aux_logits"]).abs().max().item() <= 1e-4
+    assert_close_to_scale(out["pred_logits"], fixture["pred_logits"], M2F_RTOL_OF_MAX, "pred_logits")
+    assert_close_to_scale(out["pred_masks"], fixture["pred_masks"], M2F_RTOL_OF_MAX, "pred_masks")
+    assert_close_to_scale(aux, fixture["aux_logits"], M2F_RTOL_OF_MAX, "aux pred_logits")
 
 
 def test_semantic_inference_pads_to_32_and_sums_queries(segmentor):

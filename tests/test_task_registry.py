@@ -3,11 +3,13 @@ and rejects unknown keys, and the protocol hash of every shipped task is frozen 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import typing
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from dinobench.config import protocol_hash
@@ -54,6 +56,42 @@ def test_shipped_task_hash_is_frozen(task):
         assert got == frozen[task]
     else:
         assert task in frozen, f"new shipped task {task}: add it to {FROZEN.name}"
+
+
+def _nudge_floats(node, direction):
+    """``node`` with every non-zero float moved one ulp towards ``direction``: what another CPU's pow / exp /
+    logspace gives."""
+    if isinstance(node, dict):
+        return {key: _nudge_floats(value, direction) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_nudge_floats(value, direction) for value in node]
+    if isinstance(node, float) and node != 0.0:
+        return float(np.nextafter(node, direction))
+    return node
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_shipped_task_hash_does_not_move_with_last_bit_float_noise(task):
+    """The same task on another CPU / libm / numpy build gives the same hash: every float of the resolved
+    config (defaults computed at import included) one ulp up, then one ulp down, leaves the hash alone."""
+    cfg = resolve_task(task, None)
+    keys = runtime_keys(cfg)
+    want = protocol_hash(hashed_config(cfg, {}), "FP", keys)
+    for direction in (np.inf, -np.inf):
+        assert protocol_hash(hashed_config(_nudge_floats(cfg, direction), {}), "FP", keys) == want
+
+
+def test_a_cpu_dependent_default_would_be_caught():
+    """The defect this guards against (folder-foreground v1): np.logspace(-7, 0, 8) gave 9.999999999999999e-06 on
+    an AVX-512 Xeon and 1e-05 on an AMD EPYC; both now hash alike, and the default grid is written out."""
+    cfg = resolve_task("folder-foreground", None)
+    assert cfg["protocol"]["Cs"] == [1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0]
+    xeon = copy.deepcopy(cfg)
+    xeon["protocol"]["Cs"][2] = 9.999999999999999e-06
+    assert protocol_hash(hashed_config(xeon, {}), "FP") == protocol_hash(hashed_config(cfg, {}), "FP")
+    changed = copy.deepcopy(cfg)
+    changed["protocol"]["Cs"][2] = 2e-5  # a real change of the grid still changes the hash
+    assert protocol_hash(hashed_config(changed, {}), "FP") != protocol_hash(hashed_config(cfg, {}), "FP")
 
 
 @pytest.mark.parametrize("name", PROTOCOLS)
