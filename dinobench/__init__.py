@@ -7,19 +7,14 @@ Public API (stable): :func:`create_backbone`, :func:`list_backbones`, :func:`lis
 
 from __future__ import annotations
 
-from importlib import metadata as _metadata
 from pathlib import Path as _Path
 from typing import TYPE_CHECKING, Any
 
 from dinobench import _layout
+from dinobench._version import __version__
 from dinobench.errors import DinobenchError
 
 _layout.install(_Path(__file__).resolve().parent)
-
-try:
-    __version__ = _metadata.version("dinobench")
-except _metadata.PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0.0.0+source"
 
 if TYPE_CHECKING:
     from torch import nn

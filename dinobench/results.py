@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from dinobench._version import __version__
 from dinobench.utils.io import make_public as _make_public, safe_component, write_atomic  # noqa: F401
 
 SCHEMA_VERSION = 2  # 2: higher_is_better per metric, tables, runtime_keys
@@ -210,11 +211,10 @@ def environment(device: str, dtype: str) -> dict[str, Any]:
     import numpy
     import torch
 
-    import dinobench
     from dinobench.utils.paths import repo_root
 
     env: dict[str, Any] = {
-        "dinobench_version": dinobench.__version__,
+        "dinobench_version": __version__,
         "python": platform.python_version(),
         "torch": torch.__version__,
         "numpy": numpy.__version__,

@@ -20,7 +20,7 @@ LAYERS: dict[str, int] = {
     # 0: API, registry, config, schema, errors, utilities
     "dinobench.errors": 0, "dinobench.utils": 0, "dinobench.typed_config": 0, "dinobench.protocol": 0,
     "dinobench.registry": 0, "dinobench.config": 0, "dinobench.results": 0, "dinobench.hookspecs": 0,
-    "dinobench.plugin_manager": 0, "dinobench._layout": 0,
+    "dinobench.plugin_manager": 0, "dinobench._layout": 0, "dinobench._version": 0,
     # 1: backbones, SSL-only parts
     "dinobench.backbones": 1, "dinobench.ssl": 1,
     # 2: the training engine, features and their cache, metrics, the run context, inference helpers, figures
@@ -59,26 +59,36 @@ def source_modules() -> dict[str, Path]:
     return modules
 
 
-def imported_modules(path: Path, module: str) -> list[tuple[int, str]]:
-    """``(line, absolute module name)`` of every import in ``path`` (relative imports resolved)."""
+def import_statements(path: Path, module: str) -> list[tuple[int, str, list[str] | None]]:
+    """``(line, absolute module name, names)`` of every run-time import in ``path``: ``names`` is None for
+    ``import x``, the imported names for ``from x import a, b`` (relative imports resolved)."""
     tree = ast.parse(path.read_text(), filename=str(path))
     is_package = path.name == "__init__.py"
     typing_only = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If) and _is_type_checking(block.test)
                    for stmt in block.body for n in ast.walk(stmt)}
-    out = []
+    out: list[tuple[int, str, list[str] | None]] = []
     for node in ast.walk(tree):
         if id(node) in typing_only:  # `if TYPE_CHECKING:` imports are annotations, not dependencies
             continue
         if isinstance(node, ast.Import):
-            out += [(node.lineno, alias.name) for alias in node.names]
+            out += [(node.lineno, alias.name, None) for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
             if node.level:
                 base = module.split(".")[: len(module.split(".")) - node.level + (1 if is_package else 0)]
                 name = ".".join(base + ([node.module] if node.module else []))
             else:
                 name = node.module or ""
-            out.append((node.lineno, name))
-            out += [(node.lineno, f"{name}.{alias.name}") for alias in node.names]  # `from pkg import module`
+            out.append((node.lineno, name, [alias.name for alias in node.names]))
+    return out
+
+
+def imported_modules(path: Path, module: str) -> list[tuple[int, str]]:
+    """``(line, absolute module name)`` of every import in ``path``; ``from pkg import name`` gives both ``pkg``
+    and ``pkg.name`` (which of them is a module is for the caller to decide)."""
+    out = []
+    for line, name, names in import_statements(path, module):
+        out.append((line, name))
+        out += [(line, f"{name}.{alias}") for alias in names or ()]  # `from pkg import module`
     return out
 
 
@@ -127,6 +137,91 @@ def test_a_planted_violation_is_found(tmp_path):
     found = layer_violations({"dinobench.utils.bad": tmp_path / "bad.py", "dinobench.runner": MODULES["dinobench.runner"],
                               "dinobench.cli": MODULES["dinobench.cli"]})
     assert [v.split(" ", 1)[1] for v in found if "bad.py" in v] == ["(layer 0) imports dinobench.runner (layer 4)"]
+
+
+def import_graph(modules: dict[str, Path]) -> dict[str, set[str]]:
+    """module -> the first-party modules it imports at run time (lazy imports included, TYPE_CHECKING ones not).
+    ``from pkg import name`` depends on ``pkg.name`` when that is a module, else on ``pkg`` (the parent packages
+    that Python initialises first are not counted: a package importing its own submodules is no cycle)."""
+
+    def owner(name: str) -> str | None:
+        while name not in modules and "." in name:
+            name = name.rsplit(".", 1)[0]
+        return name if name in modules else None
+
+    graph: dict[str, set[str]] = {}
+    for module, path in modules.items():
+        deps = set()
+        for _, name, names in import_statements(path, module):
+            targets = [name] if names is None else [
+                f"{name}.{alias}" if f"{name}.{alias}" in modules else name for alias in names]
+            deps.update(target for target in map(owner, targets) if target and target != module)
+        graph[module] = deps
+    return graph
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan, iterative): each is an import cycle.
+    A package whose ``__init__`` imports its submodules is not one, unless a submodule imports the package back."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    cycles: list[list[str]] = []
+    for root in sorted(graph):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph.get(child, ())))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    cycles.append(sorted(component))
+    return cycles
+
+
+def test_no_runtime_import_cycle():
+    """No module reaches itself through run-time imports (lazy ones included): each cycle is listed."""
+    cycles = import_cycles(import_graph(MODULES))
+    assert not cycles, "import cycles:\n" + "\n".join(" <-> ".join(cycle) for cycle in cycles)
+
+
+def test_a_planted_cycle_is_found(tmp_path):
+    """The checker itself: two modules importing each other (one lazily) are a cycle; a TYPE_CHECKING import
+    back is not, nor a package importing its own submodule."""
+    (tmp_path / "a.py").write_text("from dinobench.utils import b\n")
+    (tmp_path / "b.py").write_text("def f():\n    from dinobench.utils.a import g\n    return g\n")
+    (tmp_path / "c.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+                                   "    from dinobench.utils.a import g\nfrom dinobench.utils import a\n")
+    (tmp_path / "__init__.py").write_text("from dinobench.utils.a import g\n")
+    planted = {"dinobench.utils.a": tmp_path / "a.py", "dinobench.utils.b": tmp_path / "b.py",
+               "dinobench.utils.c": tmp_path / "c.py", "dinobench.utils": tmp_path / "__init__.py"}
+    assert import_cycles(import_graph(planted)) == [["dinobench.utils.a", "dinobench.utils.b"]]
+    (tmp_path / "b.py").write_text("def f():\n    return 1\n")
+    assert import_cycles(import_graph(planted)) == []
 
 
 @pytest.mark.parametrize("importer, target, expected", [

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-import dinobench
+from dinobench._version import __version__
 from dinobench.errors import ConfigError
 from dinobench.utils.hashing import payload_sha256
 
@@ -57,7 +57,7 @@ def backbone_key_payload(backbone: str, weights_sha256: str | None, seed: int, o
         weights: dict[str, Any] = {"sha256": weights_sha256}
     else:  # random init: the seed and the init code (torch version) make the weights
         weights = {"random_init_seed": int(seed), "torch": torch.__version__}
-    return {"feature_code_version": FEATURE_CODE_VERSION, "dinobench_version": dinobench.__version__,
+    return {"feature_code_version": FEATURE_CODE_VERSION, "dinobench_version": __version__,
             "backbone": {"name": backbone, "overrides": dict(overrides), "weights": weights,
                          "identity": dict(identity or {})},
             "transform": {**dict(transform), "mean": [float(m) for m in mean], "std": [float(s) for s in std]},
