@@ -74,9 +74,7 @@ def test_float32_outputs_stay_within_float32_rounding_of_the_official_float64_on
     with torch.no_grad():
         out = model([image.float() for image in golden.images()])
     for key in ("pred_logits", "pred_boxes"):
-        expected = GOLDEN["configs"]["release"]["inference"][key]
-        error = float((out[key].double() - expected).abs().max() / expected.abs().max())
-        assert error < 1e-4, f"{key}: {error:.2e} of the largest magnitude"
+        assert_close_to_scale(out[key].double(), GOLDEN["configs"]["release"]["inference"][key], 1e-4, key)
 
 
 def test_defaults_are_the_official_config_and_the_hub_fills_backbone_values():
