@@ -79,12 +79,18 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     p_list.add_argument("what", nargs="?", default="all",
                         choices=["all", *LIST_SECTIONS])
     p_list.add_argument("--json", action="store_true", help="machine-readable output")
+    p_list.add_argument("--include-path", action="append", default=None, metavar="DIR",
+                        help="also list the task files in DIR (repeatable; $DINOBENCH_TASK_DIRS)")
 
     p_run = sub.add_parser("run", help="evaluate a backbone on a task and write result.json",
                            epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p_run.add_argument("--backbone", default=None, help="backbone name (dinobench list backbones)")
     p_run.add_argument("--weights", default=None, help="checkpoint path (.pth or .safetensors); default random init")
-    p_run.add_argument("--task", default=None, help="task name, <dataset>-<protocol> (dinobench list tasks)")
+    p_run.add_argument("--task", default=None, help="task name, <dataset>-<protocol> (dinobench list tasks), or a "
+                                                    "task config file PATH.py (mmengine; _base_ may name shipped "
+                                                    "configs as 'dinobench::_base_/...')")
+    p_run.add_argument("--include-path", action="append", default=None, metavar="DIR",
+                       help="also register every DIR/<name>.py as task <name> (repeatable; $DINOBENCH_TASK_DIRS)")
     p_run.add_argument("--head", default=None, help="evaluate a released head, no training (dinobench list heads); "
                                                     "--backbone and --task default to the head's")
     p_run.add_argument("--head-weights", default=None, help="the released head's local weight file (with --head)")
@@ -381,6 +387,16 @@ COMMANDS = {"list": cmd_list, "run": cmd_run, "export": cmd_export, "train": cmd
             "report": cmd_report, "check": cmd_check, "demo": cmd_demo}
 
 
+def _include(folders: list[str]) -> None:
+    """``--include-path``: the folders' task files join the registered tasks (first given, first searched)."""
+    from dinobench.plugin_manager import get_registries
+    from dinobench.tasks import add_include_path
+
+    for folder in reversed(folders):
+        add_include_path(folder)
+    get_registries.cache_clear()  # re-read with the new folders
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``dinobench`` console script."""
     try:
@@ -402,6 +418,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             args._run_parser.error(
                 f"the following arguments are required: {', '.join(missing)} (or --head NAME, which names both)")
     try:
+        if getattr(args, "include_path", None):
+            _include(args.include_path)
         if args.command in COMMANDS:
             return COMMANDS[args.command](args)
         from dinobench.registry import resolve_object

@@ -69,6 +69,9 @@ class RunContext:
     eval_only_keys: tuple[str, ...] = ()
     #: dotted ``file_keys`` of the protocol -> {"path", "sha256"} (the runner checks and hashes them)
     input_files: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: the feature kinds a protocol may ask for by name (the runner passes the registry it resolved; None: the
+    #: built-in kinds only, :mod:`dinobench.features.builtin`)
+    feature_kinds: Any = None
     _features: dict[tuple[str, str, str], Any] = field(default_factory=dict)
 
     @property
@@ -139,7 +142,8 @@ class RunContext:
             self.backbone, dataset, payload=payload,
             cache_dir=cache_root({"cache_dir": fcfg.cache_dir}) if payload is not None else None,
             batch_size=fcfg.batch_size, num_workers=fcfg.num_workers, device=self.device, desc=desc, kind=kind,
-            chunk_size=fcfg.chunk_size or DEFAULT_CHUNK_SIZE, dtype=dtype, precision=self.precision)
+            chunk_size=fcfg.chunk_size or DEFAULT_CHUNK_SIZE, dtype=dtype, precision=self.precision,
+            kinds=self.feature_kinds)
 
     def _cache_payload(self, split: str) -> dict[str, Any] | None:
         """Key payload of ``split`` (feature kind added by the cache), or None when it must not be cached."""

@@ -9,8 +9,9 @@ these hooks; third-party packages add theirs with an entry point in group ``"din
     myplugin = "my_package.dinobench_plugin"
 
 Hooks are called with keyword arguments; implementations may accept any subset of them. The types a
-plugin implements against are importable from here too: :class:`Protocol` and :class:`ProtocolResult`
-(evaluation protocols), :class:`DatasetLike` (what a dataset reader returns).
+plugin implements against (:class:`~dinobench.protocol.Protocol`, ``ProtocolResult``, ``DatasetLike``, ``RunContext``,
+the engine, ...) come from :mod:`dinobench.api`, the one other module a plugin imports; this module names them
+for type checkers only (pytest's way), so it imports nothing of dinobench at run time.
 """
 
 from __future__ import annotations
@@ -20,9 +21,7 @@ from typing import TYPE_CHECKING
 
 import pluggy
 
-from dinobench.protocol import DatasetLike, Protocol, ProtocolResult
-
-__all__ = ["DatasetLike", "PROJECT_NAME", "Protocol", "ProtocolResult", "hookimpl", "hookspec"]
+__all__ = ["PROJECT_NAME", "hookimpl", "hookspec"]
 
 if TYPE_CHECKING:
     from dinobench.registry import (BackboneRegistry, CommandRegistry, DatasetRegistry, FeatureKindRegistry,
@@ -57,7 +56,7 @@ def dinobench_register_datasets(registry: "DatasetRegistry") -> None:
     before returning (raise :class:`dinobench.errors.DataError` with one clear line). Every dataset
     honours :class:`dinobench.protocol.DatasetLike` (``fingerprint``, ``describe()``, ``__len__``,
     ``__getitem__``). A task names them with ``dataset=dict(type=...)`` (its splits become the names) or
-    ``datasets=dict(<name>=dict(type=..., split=...), ...)`` (any number of named datasets).
+    ``datasets=dict(<name>=dict(type=..., from_split=...), ...)`` (any number of named datasets).
     """
 
 
@@ -80,7 +79,7 @@ def dinobench_register_tasks(registry: "TaskRegistry") -> None:
 
     A task config (mmengine format, ``_base_`` allowed) has ``protocol=dict(type=...)`` stating only the
     keys that differ from the protocol's defaults, and either ``dataset=dict(type=...)`` or
-    ``datasets=dict(<name>=dict(type=..., split=...), ...)`` naming registered readers.
+    ``datasets=dict(<name>=dict(type=..., from_split=...), ...)`` naming registered readers.
     """
 
 

@@ -30,11 +30,11 @@ def list_rows(what: str) -> tuple[list[dict[str, Any]], list[str]]:
                 for s in reg.backbones]
         return rows, ["name", "family", "params", "patch", "dim", "source", "description"]
     if what == "tasks":
-        from dinobench.config import load_config
+        from dinobench.tasks import load_task_config
 
         rows = []
         for s in reg.tasks:
-            cfg = load_config(s.config)
+            cfg = load_task_config(s.config)
             named = cfg.get("datasets") or {"": cfg.get("dataset", {})}
             types = sorted({str(d.get("type", "?")) for d in named.values() if isinstance(d, dict)})
             rows.append({"name": s.name, "protocol": cfg.get("protocol", {}).get("type", "?"),

@@ -18,6 +18,7 @@ import pluggy
 
 from dinobench import hookspecs
 from dinobench.registry import Registries
+from dinobench.tasks import register_task_dirs
 
 logger = logging.getLogger("dinobench")
 
@@ -139,6 +140,7 @@ def get_registries() -> Registries:
                 _unregister_source(registries, impl.plugin_name)
                 _warn(f"plugin {impl.plugin_name!r} ({_distribution_of(impl.plugin_name)}) "
                       f"failed in {hook_name} and was skipped: {type(exc).__name__}: {exc}")
+    register_task_dirs(registries.tasks)  # --include-path / $DINOBENCH_TASK_DIRS: folders of task files
     registries.set_source("")
     return registries
 

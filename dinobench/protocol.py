@@ -16,6 +16,8 @@ A protocol is a :class:`Protocol` subclass with
 - ``optional_keys``: keys of its ``protocol`` section (dotted below it, e.g. ``head.min_depth``) that enter the
   protocol hash only when set (not None), like ``file_keys``: a feature added later leaves the hashes of
   configs that do not use it as they were;
+- ``trains``: whether it trains something with the engine, i.e. reads the task's ``train`` section (checked
+  against :class:`dinobench.training.TrainConfig` before any compute; a protocol that trains nothing refuses one);
 - ``run(ctx) -> ProtocolResult``.
 
 The dataset contract every dataset reader returns (:class:`DatasetLike`) is written here once too.
@@ -134,6 +136,7 @@ class Protocol:
     datasets: ClassVar[tuple[str, ...]] = ("train", "val")
     file_keys: ClassVar[tuple[str, ...]] = ()
     optional_keys: ClassVar[tuple[str, ...]] = ()
+    trains: ClassVar[bool] = False
 
     def __init__(self, config: Any = None) -> None:
         """``config``: an instance of ``Config``, or a mapping of the ``protocol`` section (validated)."""

@@ -46,10 +46,17 @@ class BackboneSpec:
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """A dataset reader: ``builder(cfg: dict, data_root: str | None) -> dict[split, Dataset]``."""
+    """A dataset reader: ``builder(cfg: dict, data_root: str | None) -> dict[split, Dataset]``.
+
+    ``options``: the dataclass of the reader's section (every key it reads, with its default); ``transform``:
+    the dataclass of the task's ``transform`` section its datasets read. Both (``"module:attr"``) let the runner
+    refuse a typo in either section, with the closest valid key, before any data is read.
+    """
 
     name: str
     builder: str | Callable[..., Any]
+    options: str | type | None = None
+    transform: str | type | None = None
     description: str = ""
     source: str = ""
 

@@ -11,13 +11,14 @@ import os
 import shutil
 import tempfile
 import time
+from dataclasses import fields
 from pathlib import Path
 from typing import Any, Mapping
 
 from dinobench.backbones import create_backbone
 from dinobench.backbones.contract import backbone_normalisation
 from dinobench.backbones.loading import resolve_source, sha256_file, weights_sha256
-from dinobench.config import BACKBONE_PROTOCOL_KEYS, GLOBAL_RUNTIME_KEYS, apply_options, load_config, parse_options
+from dinobench.config import BACKBONE_PROTOCOL_KEYS, GLOBAL_RUNTIME_KEYS, apply_options, parse_options
 from dinobench.config import protocol_hash
 from dinobench.context import FEATURES_RUNTIME_KEYS, FeaturesConfig, RunContext
 from dinobench.data.base import ClassificationDataset
@@ -28,10 +29,11 @@ from dinobench.features import backbone_key_payload, cache_root
 from dinobench.plugin_manager import _distribution_of, get_plugin_manager, get_registries
 from dinobench.protocol import DatasetLike, Protocol, ProtocolResult
 from dinobench.registry import resolve_object
+from dinobench.tasks import find_task, is_task_file, load_task_config
 from dinobench.results import MainMetric, Result, environment, safe_component, write_result
-from dinobench.training import RUNTIME_TRAIN_KEYS
+from dinobench.training import RUNTIME_TRAIN_KEYS, train_config
 from dinobench.utils import distributed as ddp
-from dinobench.typed_config import resolve_section
+from dinobench.typed_config import merge_section, resolve_section
 from dinobench.utils.paths import check_writable, output_root
 from dinobench.utils.precision import resolve_precision
 from dinobench.utils.seeding import seed_everything
@@ -102,7 +104,7 @@ def _check_sections(cfg: dict[str, Any], where: str) -> None:
         raise ConfigError(f"{where}: config needs either dataset=dict(type=...) or datasets=dict(<name>=dict(type=...))")
     entries = {"dataset": cfg["dataset"]} if "dataset" in cfg else cfg["datasets"]
     if not isinstance(entries, dict) or not entries:
-        raise ConfigError(f"{where}: datasets must be a non-empty dict of name=dict(type=..., split=...)")
+        raise ConfigError(f"{where}: datasets must be a non-empty dict of name=dict(type=..., from_split=...)")
     for name, entry in entries.items():
         if not isinstance(entry, dict) or "type" not in entry:
             label = name if "dataset" in cfg else f"datasets.{name}"
@@ -110,10 +112,47 @@ def _check_sections(cfg: dict[str, Any], where: str) -> None:
 
 
 def _validated(cfg: dict[str, Any]) -> dict[str, Any]:
-    """``cfg`` with the protocol and features sections merged over their typed defaults and checked."""
-    cfg["protocol"] = protocol_class(cfg["protocol"]["type"]).resolve_section(cfg["protocol"])
+    """``cfg`` with the protocol and features sections merged over their typed defaults and checked; the
+    dataset, transform and train sections checked against their readers' and the engine's dataclasses."""
+    protocol = protocol_class(cfg["protocol"]["type"])
+    cfg["protocol"] = protocol.resolve_section(cfg["protocol"])
     cfg["features"] = resolve_section(FeaturesConfig, cfg.get("features"), "features")[0]
+    check_data_sections(cfg)
+    if cfg.get("train") is not None:
+        if not protocol.trains:
+            raise ConfigError(f"train: protocol {protocol.name!r} trains nothing, so a train section would be "
+                              "ignored; remove it")
+        train_config(cfg["train"])
     return cfg
+
+
+def _entry_label(cfg: Mapping[str, Any], name: str) -> str:
+    return "dataset" if "dataset" in cfg else f"datasets.{name}"
+
+
+def check_data_sections(cfg: Mapping[str, Any]) -> None:
+    """Every dataset entry against its reader's options dataclass and the ``transform`` section against the
+    transform dataclass of each reader it feeds: an unknown key is one line naming the closest valid one.
+    The sections are left as written (what protocol hashes see); each reader fills in its own defaults.
+    Readers registered without ``options`` / ``transform`` are not checked."""
+    registries = get_registries()
+    entries = {"dataset": cfg["dataset"]} if "dataset" in cfg else cfg["datasets"]
+    transforms: dict[str, type] = {}
+    for name, entry in entries.items():
+        spec = registries.datasets.get(entry["type"])
+        label = _entry_label(cfg, name)
+        given = {k: v for k, v in entry.items() if k != "type" and not (label != "dataset" and k == "from_split")}
+        if spec.options is not None:
+            options = resolve_object(spec.options)
+            if "split" in given and label != "dataset" and "split" not in {f.name for f in fields(options)}:
+                raise ConfigError(f"{label}.split: reader {spec.name!r} has no split option; to take one of the "
+                                  f"splits it returns, write {label}.from_split")
+            merge_section(options, given, label)
+        if spec.transform is not None:
+            transform = resolve_object(spec.transform)
+            transforms.setdefault(f"{transform.__module__}.{transform.__qualname__}", transform)
+    for transform in transforms.values():
+        merge_section(transform, cfg.get("transform") or {}, "transform")
 
 
 def _default_sections(cfg: dict[str, Any]) -> None:
@@ -124,17 +163,22 @@ def _default_sections(cfg: dict[str, Any]) -> None:
 
 
 def resolve_task(task: str, options: Mapping[str, Any] | list[str] | None) -> dict[str, Any]:
-    """The task's resolved config: defaults filled in, ``options`` applied, every section checked."""
-    spec = get_registries().tasks.get(task)
-    cfg = load_config(spec.config)
-    where = f"task {task!r}" + ("" if isinstance(spec.config, Mapping) else f" ({spec.config})")
-    _check_sections(cfg, where)
+    """The task's resolved config (a registered name or a task file, :func:`dinobench.tasks.find_task`): defaults
+    filled in, ``options`` applied, every section checked; an error names the task (file) and the key."""
+    source = find_task(task, get_registries())
+    cfg = load_task_config(source.config)
+    _check_sections(cfg, source.where)
     _default_sections(cfg)
-    cfg = _validated(cfg)  # defaults first, so that --cfg-options may set any valid key
-    cfg = apply_options(cfg, parse_options(options), where=f"task {task!r}")
-    _default_sections(cfg)
-    _check_sections(cfg, where)
-    return _validated(cfg)
+    try:
+        cfg = _validated(cfg)  # defaults first, so that --cfg-options may set any valid key
+        cfg = apply_options(cfg, parse_options(options), where=f"task {source.name!r}")
+        _default_sections(cfg)
+        _check_sections(cfg, source.where)
+        return _validated(cfg)
+    except ConfigError as exc:  # a user's own task file: the error names it first
+        if not is_task_file(task) or str(exc).startswith(source.where):
+            raise
+        raise ConfigError(f"{source.where}: {exc}") from None
 
 
 def dataset_entries(cfg: Mapping[str, Any]) -> dict[str, dict[str, Any]] | None:
@@ -148,8 +192,9 @@ def build_datasets(cfg: Mapping[str, Any], data_root: str | None) -> tuple[dict[
     """Every named dataset of the task, layout-validated by its reader: (name -> dataset, name -> type).
 
     Short form ``dataset=dict(type=...)``: the reader's splits are the names. ``datasets=dict(<name>=
-    dict(type=..., split=...))``: each name takes split ``split`` (default: the name) of its reader; entries
-    with the same reader config share one read.
+    dict(type=..., from_split=...))``: each name takes the returned split ``from_split`` (default: the name) of
+    its reader (``split``, like every other key, is the reader's own option); entries with the same reader
+    config share one read.
     """
     registries = get_registries()
     entries = dataset_entries(cfg)
@@ -160,14 +205,14 @@ def build_datasets(cfg: Mapping[str, Any], data_root: str | None) -> tuple[dict[
     else:
         named, types, reads = {}, {}, {}
         for name, entry in entries.items():
-            split = str(entry.pop("split", name))
+            split = str(entry.pop("from_split", name))
             spec = registries.datasets.get(entry["type"])
             key = json.dumps(entry, sort_keys=True, default=str)
             if key not in reads:
                 reads[key] = resolve_object(spec.builder)(dict(entry), data_root)
             if split not in reads[key]:
                 raise ConfigError(f"datasets.{name}: dataset {spec.name!r} has no split {split!r} "
-                                  f"(it has: {', '.join(sorted(reads[key]))}); set datasets.{name}.split")
+                                  f"(it has: {', '.join(sorted(reads[key]))}); set datasets.{name}.from_split")
             named[name], types[name] = reads[key][split], spec.name
     for name, dataset in named.items():
         if not isinstance(dataset, DatasetLike):
@@ -253,6 +298,7 @@ def _run(backbone: str, task: str, weights: str | None, data_root: str | None, o
     registries = get_registries()
     backbone_spec = registries.backbones.get(backbone)  # fail fast on unknown names
     cfg = resolve_task(task, options)
+    task = find_task(task, registries).name  # a task file's name is its stem
     protocol_cls = protocol_class(cfg["protocol"]["type"])
     protocol_spec = registries.protocols.get(cfg["protocol"]["type"])
     protocol = protocol_cls(cfg["protocol"])  # value checks before any data is read
@@ -278,11 +324,10 @@ def _run(backbone: str, task: str, weights: str | None, data_root: str | None, o
     constructor_kwargs = {k: v for k, v in cfg["backbone"].items() if k not in BACKBONE_PROTOCOL_KEYS}
     model = create_backbone(backbone, weights=weights, **constructor_kwargs)
     mean, std = backbone_normalisation(model)
-    transform = build_eval_transform(cfg["transform"], mean, std)
     cached_transforms = {}  # datasets whose transform is a function of the task's transform section: disk-cached
     for name, ds in datasets.items():  # dense datasets bring joint image+target transforms of their protocol
         if isinstance(ds, ClassificationDataset):
-            ds.transform = transform
+            ds.transform = build_eval_transform(cfg["transform"], mean, std)
         elif callable(getattr(ds, "eval_transform", None)):  # e.g. image + mask pooled to the patch grid
             ds.transform = ds.eval_transform(cfg["transform"], mean, std, model)
         else:
@@ -296,7 +341,7 @@ def _run(backbone: str, task: str, weights: str | None, data_root: str | None, o
                      precision=precision,
                      cache_payload=cache_payload, output_dir=Path(output_dir), backbone_name=backbone,
                      weights_sha256=weights_sha, dataset_types=dataset_types, eval_only_keys=eval_only_keys(cfg),
-                     input_files=files,
+                     input_files=files, feature_kinds=registries.feature_kinds,
                      eval_transforms=cached_transforms)
     if save_predictions:
         Path(output_dir).mkdir(parents=True, exist_ok=True)

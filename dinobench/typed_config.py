@@ -149,3 +149,19 @@ def resolve_section(cls: type[C], given: Mapping[str, Any] | None, where: str) -
     """(merged plain dict, typed instance) of section ``given`` against dataclass ``cls``."""
     merged = merge_section(cls, given, where)
     return merged, _build(cls, merged, where)
+
+
+def reader_options(cls: type, given: Mapping[str, Any] | None, where: str = "dataset",
+                   drop: tuple[str, ...] = ("type",), typed: bool = True) -> dict[str, Any]:
+    """A dataset reader's (or transform's) section merged over its options dataclass ``cls``: every key it
+    reads, with the one default it has; an unknown key or a wrongly typed value is a one-line ConfigError
+    naming ``<where>.<key>`` and the closest valid key. ``drop``: keys that belong to the caller (``type``).
+    ``typed=False`` checks the names only (for builders that parse lenient values themselves)."""
+    section = {k: v for k, v in dict(given or {}).items() if k not in drop}
+    if typed:
+        return merge_section(cls, section, where)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in section:
+        if key not in names:
+            raise ConfigError(f"{where}.{key}: unknown key{_closest(key, names)}")
+    return {**defaults_of(cls), **section}

@@ -17,10 +17,18 @@ def dinobench_register_protocols(registry: ProtocolRegistry) -> None:
 def dinobench_register_datasets(registry: DatasetRegistry) -> None:
     """Video classification layouts (PyAV-decoded files or frame folders)."""
     registry.add("ucf101", "dinobench.data.video:build_ucf101",
+                 options="dinobench.data.video:UCF101Options",
+                 transform="dinobench.data.transforms:ClipTransformConfig",
                  description="UCF-101: UCF-101/<Class>/*.avi + ucfTrainTestlist/ (split 1..3; test list = val)")
     registry.add("kinetics400", "dinobench.data.video:build_kinetics400",
+                 options="dinobench.data.video:VideoFolderOptions",
+                 transform="dinobench.data.transforms:ClipTransformConfig",
                  description="Kinetics-400 class folders: {train,val}/<class>/<video>")
     registry.add("ssv2", "dinobench.data.video:build_ssv2",
+                 options="dinobench.data.video:SSv2Options",
+                 transform="dinobench.data.transforms:ClipTransformConfig",
                  description="Something-Something-v2: 20bn-something-something-v2/<id>.webm + labels/*.json")
     registry.add("video_folder", "dinobench.data.video:build_video_folder",
+                 options="dinobench.data.video:VideoFolderOptions",
+                 transform="dinobench.data.transforms:ClipTransformConfig",
                  description="your videos: {train,val}/<class>/<video file or frame folder>")

@@ -16,5 +16,7 @@ def dinobench_register_protocols(registry: ProtocolRegistry) -> None:
 def dinobench_register_datasets(registry: DatasetRegistry) -> None:
     """Image tiles + height maps."""
     registry.add("canopy_folder", "dinobench.data.canopy:build_canopy_folder",
+                 options="dinobench.data.canopy:CanopyFolderOptions",
+                 transform="dinobench.data.dense_transforms:CanopyTransformConfig",
                  description="canopy-height tiles: root/{train,val}/images/*.{tif,png,jpg} + heights/<stem>."
                              "{tif,npy,png} (metres; GeoTIFF nodata honoured)")

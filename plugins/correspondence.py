@@ -17,6 +17,10 @@ def dinobench_register_protocols(registry: ProtocolRegistry) -> None:
 def dinobench_register_datasets(registry: DatasetRegistry) -> None:
     """SPair-71k and generic pairs."""
     registry.add("spair", "dinobench.data.correspondence:build_spair",
+                 options="dinobench.data.correspondence:SPairOptions",
+                 transform="dinobench.data.transforms:SquareTransformConfig",
                  description="SPair-71k: JPEGImages/<category>/ + PairAnnotation/{trn,val,test}/*.json")
     registry.add("pairs", "dinobench.data.correspondence:build_pairs",
+                 options="dinobench.data.correspondence:PairsOptions",
+                 transform="dinobench.data.transforms:SquareTransformConfig",
                  description="your image pairs: pairs.json with source/target images and corresponding keypoints")

@@ -17,5 +17,7 @@ def dinobench_register_protocols(registry: ProtocolRegistry) -> None:
 def dinobench_register_datasets(registry: DatasetRegistry) -> None:
     """COCO-format detection data."""
     registry.add("coco", "dinobench.data.detection:build_coco",
+                 options="dinobench.data.detection:COCOOptions",
+                 transform="dinobench.data.detection_transforms:DetTransformConfig",
                  description="COCO 2017 detection: annotations/instances_{train,val}2017.json + train2017/ + "
                              "val2017/ (pycocotools); labels = category ids (or contiguous)")

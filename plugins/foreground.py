@@ -17,5 +17,7 @@ def dinobench_register_protocols(registry: ProtocolRegistry) -> None:
 def dinobench_register_datasets(registry: DatasetRegistry) -> None:
     """Image + foreground-mask folders."""
     registry.add("foreground_folder", "dinobench.data.foreground:build_foreground_folder",
+                 options="dinobench.data.foreground:ForegroundFolderOptions",
+                 transform="dinobench.data.transforms:SquareTransformConfig",
                  description="foreground masks: root/{train,val}/images/* + masks/<stem>.png (255 = foreground, "
                              "or the alpha channel)")

@@ -19,8 +19,14 @@ def dinobench_register_protocols(registry: ProtocolRegistry) -> None:
 def dinobench_register_datasets(registry: DatasetRegistry) -> None:
     """Revisited Oxford 5k / Paris 6k and the generic query/database folders."""
     registry.add("roxford5k", "dinobench.data.retrieval:build_roxford5k",
+                 options="dinobench.data.retrieval:RevisitedOptions",
+                 transform="dinobench.data.transforms:ImageTransformConfig",
                  description="revisited Oxford 5k: --data-root <dir with jpg/ and gnd_roxford5k.pkl>")
     registry.add("rparis6k", "dinobench.data.retrieval:build_rparis6k",
+                 options="dinobench.data.retrieval:RevisitedOptions",
+                 transform="dinobench.data.transforms:ImageTransformConfig",
                  description="revisited Paris 6k: --data-root <dir with jpg/ and gnd_rparis6k.pkl>")
     registry.add("retrieval_folder", "dinobench.data.retrieval:build_retrieval_folder",
+                 options="dinobench.data.retrieval:RetrievalFolderOptions",
+                 transform="dinobench.data.transforms:ImageTransformConfig",
                  description="your retrieval set: root/{query,database}/<label>/<images>")

@@ -23,9 +23,15 @@ def dinobench_register_protocols(registry: ProtocolRegistry) -> None:
 def dinobench_register_datasets(registry: DatasetRegistry) -> None:
     """Image-caption datasets."""
     registry.add("coco_captions", "dinobench.data.captions:build_coco_captions",
+                 options="dinobench.data.captions:COCOCaptionsOptions",
+                 transform="dinobench.data.transforms:ImageTransformConfig",
                  description="COCO Captions: annotations/captions_{train,val}2017.json + train2017/ + val2017/")
     registry.add("karpathy_captions", "dinobench.data.captions:build_karpathy_captions",
+                 options="dinobench.data.captions:KarpathyCaptionsOptions",
+                 transform="dinobench.data.transforms:ImageTransformConfig",
                  description="Karpathy splits: dataset_flickr30k.json + flickr30k-images/ (or dataset_coco.json, "
                              "COCO 5k); val = the test split")
     registry.add("caption_csv", "dinobench.data.captions:build_caption_csv",
+                 options="dinobench.data.captions:CaptionCSVOptions",
+                 transform="dinobench.data.transforms:ImageTransformConfig",
                  description="your captions: root/{train,val}.csv with image_path,caption")

@@ -17,5 +17,7 @@ def dinobench_register_protocols(registry: ProtocolRegistry) -> None:
 def dinobench_register_datasets(registry: DatasetRegistry) -> None:
     """DAVIS-2017."""
     registry.add("davis2017", "dinobench.data.davis:build_davis2017",
+                 options="dinobench.data.davis:DavisOptions",
+                 transform="dinobench.data.transforms:FrameTransformConfig",
                  description="DAVIS-2017 semi-supervised: JPEGImages/480p/<seq>/ + Annotations/480p/<seq>/ + "
                              "ImageSets/2017/val.txt")

@@ -35,7 +35,7 @@ def forwards(monkeypatch):
     original = extraction.compute_features
 
     def counting(model, images, kind="cls"):
-        calls.append((kind, int(images.shape[0])))
+        calls.append((getattr(kind, "name", kind), int(images.shape[0])))  # the cache layer passes the resolved spec
         return original(model, images, kind)
 
     monkeypatch.setattr(extraction, "compute_features", counting)
@@ -83,7 +83,8 @@ def test_first_party_kinds_are_registered_lazily_through_the_hook():
             "print(sorted(m for m in sys.modules if m.startswith('dinobench.features')))")
     env = {**os.environ, "DINOBENCH_DISABLE_PLUGIN_AUTOLOAD": "1"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
-    assert out.stdout.strip() == "[]", out.stdout
+    # only the lazy package and its table of built-in entries (no torch, no implementation)
+    assert out.stdout.strip() == "['dinobench.features', 'dinobench.features.builtin']", out.stdout
 
 
 def test_unknown_kind_is_a_one_line_config_error_naming_the_registered_ones(tmp_path):
@@ -92,7 +93,10 @@ def test_unknown_kind_is_a_one_line_config_error_naming_the_registered_ones(tmp_
         load_or_extract(model, ds, payload=payload(), cache_dir=tmp_path, kind="patch_token")
     message = one_line(err)
     assert "unknown feature kind 'patch_token'" in message and "did you mean 'patch_tokens'" in message
-    assert "registered: cls, cls4_avgpool, cls_multiscale, frame_patch_tokens, patch_tokens" in message
+    assert "built-in; pass kinds= for a plugin's: cls, cls4_avgpool, cls_multiscale, frame_patch_tokens, " \
+           "patch_tokens" in message
+    with pytest.raises(ConfigError, match=r"did you mean 'patch_tokens'.*\(registered: cls, "):
+        extract_features(model, ds, kind="patch_token", kinds=get_registries().feature_kinds)
     with pytest.raises(ConfigError, match="unknown feature kind 'nope'"):
         extract_features(model, ds, kind="nope")
     assert not list(tmp_path.iterdir())  # nothing written before the check
@@ -131,7 +135,10 @@ def kinds_plugin():
 def test_a_kind_registered_by_a_plugin_is_extracted_cached_and_cut(tmp_path, forwards, kinds_plugin):
     assert get_registries().feature_kinds.get("first_patch").source == "kinds-plugin"
     model, ds = tiny_model(), grid_images(12)
-    kwargs = dict(cache_dir=tmp_path, batch_size=5, chunk_size=5)
+    # the cache layer looks names up where its caller says (a run passes its registry), never in the plugin manager
+    kwargs = dict(cache_dir=tmp_path, batch_size=5, chunk_size=5, kinds=get_registries().feature_kinds)
+    with pytest.raises(ConfigError, match="unknown feature kind 'first_patch'"):
+        load_or_extract(model, ds, payload=payload(), kind="first_patch", cache_dir=tmp_path)
     got, hit = load_or_extract(model, ds, payload=payload(), kind="first_patch", **kwargs)
     assert not hit and forwards == [("first_patch", 5), ("first_patch", 5), ("first_patch", 2)]
     images = torch.stack([ds[i][0] for i in range(len(ds))])
@@ -154,7 +161,7 @@ def test_a_kind_registered_by_a_plugin_is_extracted_cached_and_cut(tmp_path, for
     assert derived["derived_from"] == {"kind": "patch_tokens", "key": cache_key({**other, "kind": "patch_tokens"}),
                                        "patch": [0, 0]}
     with pytest.raises(PluginError) as err:
-        extract_features(model, ds, kind="broken")
+        extract_features(model, ds, kind="broken", kinds=get_registries().feature_kinds)
     assert "feature kind 'broken' (kinds-plugin) returned shape [11, 1] for 12 images" in one_line(err)
 
 

@@ -1,4 +1,4 @@
-"""Tasks with several named datasets (``datasets=dict(<name>=dict(type=..., split=...))``): every one is read
+"""Tasks with several named datasets (``datasets=dict(<name>=dict(type=..., from_split=...))``): every one is read
 and layout-validated before any compute, checked against the dataset contract, and recorded."""
 
 from __future__ import annotations
@@ -11,13 +11,13 @@ from conftest import TINY_OPTIONS, registered
 
 import dinobench
 from dinobench.errors import ConfigError, DataError, PluginError
-from dinobench.hookspecs import DatasetLike, hookimpl
+from dinobench.api import DatasetLike, hookimpl
 from dinobench.runner import build_datasets, resolve_task
 
 DIGITS = {"transform": {"resize": 16, "crop": 16, "interpolation": "bilinear"}}
-THREE = {"datasets": {"train": {"type": "digits", "split": "train"},
-                      "val": {"type": "digits", "split": "val"},
-                      "val_b": {"type": "digits", "split": "val", "split_seed": 3}},
+THREE = {"datasets": {"train": {"type": "digits", "from_split": "train"},
+                      "val": {"type": "digits", "from_split": "val"},
+                      "val_b": {"type": "digits", "from_split": "val", "split_seed": 3}},
          "protocol": {"type": "knn", "nb_knn": [5]}, **DIGITS}
 
 
@@ -47,10 +47,10 @@ class TasksPlugin:
     def dinobench_register_tasks(self, registry):
         registry.add("digits-three", THREE)
         registry.add("digits-nosplit", {**THREE, "datasets": {**THREE["datasets"],
-                                                              "val_b": {"type": "digits", "split": "test"}}})
-        registry.add("digits-noval", {**THREE, "datasets": {"train": {"type": "digits", "split": "train"}}})
+                                                              "val_b": {"type": "digits", "from_split": "test"}}})
+        registry.add("digits-noval", {**THREE, "datasets": {"train": {"type": "digits", "from_split": "train"}}})
         registry.add("broken-reader-knn", {"dataset": {"type": "broken_reader"}, "protocol": {"type": "knn"}})
-        registry.add("late-missing-knn", {"datasets": {"train": {"type": "digits", "split": "train"},
+        registry.add("late-missing-knn", {"datasets": {"train": {"type": "digits", "from_split": "train"},
                                                        "val": {"type": "missing_reader"}},
                                           "protocol": {"type": "knn"}})
         registry.add("both-forms", {**THREE, "dataset": {"type": "digits"}})
@@ -76,7 +76,7 @@ def test_a_task_with_three_named_datasets_runs_and_records_every_one(tmp_path):
     assert result.dataset["types"] == {"train": "digits", "val": "digits", "val_b": "digits"}
     assert result.dataset["fingerprint"].count("+") == 2  # all three enter the protocol hash
     record = json.loads(next(tmp_path.rglob("result.json")).read_text())
-    assert record["config"]["datasets"]["val_b"] == {"type": "digits", "split": "val", "split_seed": 3}
+    assert record["config"]["datasets"]["val_b"] == {"type": "digits", "from_split": "val", "split_seed": 3}
 
 
 @pytest.mark.parametrize("task, error, message", [

@@ -35,6 +35,26 @@ def example_plugin(tmp_path_factory) -> Path:
     return target
 
 
+def test_example_plugin_imports_only_the_plugin_api():
+    """The third-party example uses dinobench.api and dinobench.hookspecs, nothing else of dinobench."""
+    from test_import_layers import import_statements
+
+    package = HERE / "thirdparty_plugin" / "dinobench_example_plugin"
+    used = {module for path in package.glob("*.py")
+            for _, module, _ in import_statements(path, f"dinobench_example_plugin.{path.stem}")
+            if module == "dinobench" or module.startswith("dinobench.")}
+    assert used == {"dinobench.api", "dinobench.hookspecs"}
+
+
+def test_the_plugin_api_resolves_every_name_it_lists():
+    import dinobench.api as api
+
+    for name in api.__all__:
+        assert getattr(api, name) is not None, name
+    with pytest.raises(AttributeError, match="a plugin uses only"):
+        api.HeadTrainer  # noqa: B018 - internal: not part of the plugin API
+
+
 def test_installed_plugin_adds_a_backbone_and_a_task(example_plugin, tmp_path):
     listed = dinobench_cli("list", "--json", pythonpath=example_plugin)
     assert listed.returncode == 0, listed.stderr

@@ -15,6 +15,7 @@ last, uint8, or uint16 scaled by ``dataset.image_max``), heights one float band 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -27,10 +28,26 @@ from dinobench.data.base import fingerprint_of
 from dinobench.data.dense import _file_listing, _limit, _require_dir, _root
 from dinobench.data.dense_transforms import normalize
 from dinobench.errors import ConfigError, DataError
+from dinobench.typed_config import reader_options
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
 HEIGHT_SUFFIXES = (".tif", ".tiff", ".npy", ".png")
 EXPECTED = "DIR/{train,val}/images/<stem>.{tif,png,jpg} + DIR/{train,val}/heights/<stem>.{tif,npy,png}"
+
+
+@dataclass
+class CanopyFolderOptions:
+    """``dataset=dict(type="canopy_folder", ...)``: ``<root>/<split>/{images,heights}`` and how heights are read."""
+
+    root: str | None = None  # --data-root wins over it
+    train_split: str = "train"  # folder names of the two splits under the root
+    val_split: str = "val"
+    height_scale: float = 1.0  # PNG heights: stored integer x height_scale = metres (0.01: centimetres); > 0
+    nodata: float | None = None  # stored value of missing heights, beside a GeoTIFF's own GDAL_NODATA
+    max_height: float = 96.0  # metres; the range the head's bins cover; > 0
+    image_max: float | None = None  # integer (uint16) tiles are divided by it (None: the type's maximum)
+    max_train_samples: int | None = None  # only the first N tiles (sorted) of the split; None = all
+    max_val_samples: int | None = None
 
 
 def read_raster(path: str | Path) -> tuple[np.ndarray, float | None]:
@@ -187,19 +204,20 @@ def _pairs(images_dir: Path, heights_dir: Path) -> list[tuple[str, str]]:
 
 def build_canopy_folder(cfg: dict[str, Any], data_root: str | None) -> dict[str, CanopyDataset]:
     """The ``train`` / ``val`` splits of a canopy-height folder (see the module docstring)."""
+    cfg = reader_options(CanopyFolderOptions, cfg)
     root = _root(cfg, data_root, "canopy_folder", EXPECTED)
-    scale, max_height = float(cfg.get("height_scale", 1.0)), float(cfg.get("max_height", 96.0))
+    scale, max_height = float(cfg["height_scale"]), float(cfg["max_height"])
     if scale <= 0 or max_height <= 0:
         raise ConfigError(f"dataset.height_scale={scale} / max_height={max_height}: both must be > 0")
-    nodata = cfg.get("nodata")
+    nodata = cfg["nodata"]
     splits = {}
     for split in ("train", "val"):
-        split_dir = root / cfg.get(f"{split}_split", split)
+        split_dir = root / cfg[f"{split}_split"]
         images_dir = _require_dir(split_dir / "images", f"{split_dir}/images ({EXPECTED})")
         heights_dir = _require_dir(split_dir / "heights", f"{split_dir}/heights ({EXPECTED})")
         pairs = _limit(_pairs(images_dir, heights_dir), cfg, split)
         fp = fingerprint_of({"files": _file_listing(pairs, root), "height_scale": scale, "nodata": nodata})
         splits[split] = CanopyDataset(split, pairs, fp, max_height=max_height, height_scale=scale,
                                       nodata=None if nodata is None else float(nodata),
-                                      image_max=cfg.get("image_max"))
+                                      image_max=cfg["image_max"])
     return splits

@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -20,9 +21,39 @@ from torch.utils.data import Dataset
 
 from dinobench.data.base import fingerprint_of, load_rgb
 from dinobench.errors import DataError
+from dinobench.typed_config import reader_options
 
 log = logging.getLogger(__name__)
 DEFAULT_PROMPT = "a photo of a {}."
+
+
+@dataclass
+class COCOCaptionsOptions:
+    """``dataset=dict(type="coco_captions", ...)``: ``annotations/captions_<split>.json`` + ``<split>/`` per split."""
+
+    root: str | None = None  # --data-root wins over it
+    train_split: str = "train2017"  # names both the image folder and captions_<split>.json
+    val_split: str = "val2017"
+
+
+@dataclass
+class KarpathyCaptionsOptions:
+    """``dataset=dict(type="karpathy_captions", ...)``: a Karpathy split file and its images."""
+
+    root: str | None = None  # --data-root wins over it
+    json: str | None = None  # the split file under the root (None: dataset_flickr30k.json, else dataset_coco.json)
+    # the image folder under the root (None: flickr30k-images for a Flickr30k file, else the root itself)
+    image_dir: str | None = None
+    val_split: str = "test"  # the Karpathy split read as val (train = "train" + "restval")
+
+
+@dataclass
+class CaptionCSVOptions:
+    """``dataset=dict(type="caption_csv", ...)``: two CSVs with the header ``image_path,caption``."""
+
+    root: str | None = None  # --data-root wins over it
+    train_csv: str | None = None  # None: <root>/train.csv
+    val_csv: str | None = None  # None: <root>/val.csv
 
 
 class CaptionDataset(Dataset):
@@ -73,13 +104,14 @@ def _checked(name: str, split: str, source: Path, rows: list[tuple[str, str, int
 
 def build_coco_captions(cfg: dict[str, Any], data_root: str | None) -> dict[str, CaptionDataset]:
     """COCO Captions: ``annotations/captions_{train,val}2017.json`` + ``train2017/`` + ``val2017/``."""
-    root = Path(data_root or cfg.get("root") or "").expanduser()
+    cfg = reader_options(COCOCaptionsOptions, cfg)
+    root = Path(data_root or cfg["root"] or "").expanduser()
     if not root.is_dir():
         raise DataError(f"{root or '<none>'}: pass --data-root with annotations/captions_{{train,val}}2017.json, "
                         f"train2017/, val2017/")
     splits = {}
-    for key, default in (("train", "train2017"), ("val", "val2017")):
-        folder = str(cfg.get(f"{key}_split", default))
+    for key in ("train", "val"):
+        folder = cfg[f"{key}_split"]
         path = root / "annotations" / f"captions_{folder}.json"
         if not path.is_file():
             raise DataError(f"{path}: caption file missing; expected COCO captions json (annotations/captions_<split>.json)")
@@ -104,10 +136,11 @@ def build_coco_captions(cfg: dict[str, Any], data_root: str | None) -> dict[str,
 def build_caption_csv(cfg: dict[str, Any], data_root: str | None) -> dict[str, CaptionDataset]:
     """``--data-root`` holding ``train.csv`` and ``val.csv`` (header ``image_path,caption``; image paths relative
     to the CSV's folder or absolute); rows naming the same image share its index."""
-    root = Path(data_root or cfg.get("root") or "").expanduser()
+    cfg = reader_options(CaptionCSVOptions, cfg)
+    root = Path(data_root or cfg["root"] or "").expanduser()
     splits = {}
     for key in ("train", "val"):
-        path = Path(cfg.get(f"{key}_csv") or root / f"{key}.csv").expanduser()
+        path = Path(cfg[f"{key}_csv"] or root / f"{key}.csv").expanduser()
         if not path.is_file():
             raise DataError(f"{path}: caption CSV missing; create it with the header image_path,caption")
         with open(path, newline="", encoding="utf-8-sig") as fh:
@@ -129,8 +162,9 @@ def build_karpathy_captions(cfg: dict[str, Any], data_root: str | None) -> dict[
     """Karpathy's split files: ``dataset_flickr30k.json`` + ``flickr30k-images/`` (Flickr30k) or
     ``dataset_coco.json`` + ``val2014/`` / ``train2014/`` (COCO 5k); ``train`` = the "train" (and COCO's
     "restval") images, ``val`` = the "test" images (the reported split: 1k Flickr30k, 5k COCO)."""
-    root = Path(data_root or cfg.get("root") or "").expanduser()
-    names = [cfg["json"]] if cfg.get("json") else ["dataset_flickr30k.json", "dataset_coco.json"]
+    cfg = reader_options(KarpathyCaptionsOptions, cfg)
+    root = Path(data_root or cfg["root"] or "").expanduser()
+    names = [cfg["json"]] if cfg["json"] else ["dataset_flickr30k.json", "dataset_coco.json"]
     path = next((root / n for n in names if (root / n).is_file()), None)
     if path is None:
         raise DataError(f"{root}: no Karpathy split file ({' or '.join(names)}); pass --data-root holding it and "
@@ -139,9 +173,12 @@ def build_karpathy_captions(cfg: dict[str, Any], data_root: str | None) -> dict[
         images = json.loads(path.read_text())["images"]
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
         raise DataError(f"{path}: not a Karpathy split file ({type(exc).__name__}: {exc})") from None
-    folder = root / str(cfg.get("image_dir", "flickr30k-images" if "flickr" in path.name else ""))
+    image_dir = cfg["image_dir"]
+    if image_dir is None:
+        image_dir = "flickr30k-images" if "flickr" in path.name else ""
+    folder = root / image_dir
     splits = {}
-    for key, wanted in (("train", {"train", "restval"}), ("val", {str(cfg.get("val_split", "test"))})):
+    for key, wanted in (("train", {"train", "restval"}), ("val", {cfg["val_split"]})):
         rows = []
         picked = [img for img in images if img.get("split") in wanted]
         for index, img in enumerate(picked):

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from PIL import Image
@@ -30,6 +30,25 @@ from dinobench.data.base import cache_fingerprint_of, fingerprint_of
 from dinobench.data.dense import _root
 from dinobench.data.square import SquareImages
 from dinobench.errors import DataError
+from dinobench.typed_config import reader_options
+
+
+@dataclass
+class SPairOptions:
+    """``dataset=dict(type="spair", ...)``: which SPair-71k pair annotations to read (returned as split ``test``)."""
+
+    root: str | None = None  # the SPair-71k folder; --data-root wins over it
+    split: Literal["trn", "val", "test"] = "test"  # the folder PairAnnotation/<split>/
+    categories: list[str] | None = None  # only pairs of these categories; None = all
+    max_pairs: int | None = None  # only the first N pairs (sorted file names); None (or 0) = all
+
+
+@dataclass
+class PairsOptions:
+    """``dataset=dict(type="pairs", ...)``: the generic pairs json (returned as split ``test``)."""
+
+    root: str | None = None  # the folder holding the json (image paths are relative to it); --data-root wins
+    file: str = "pairs.json"  # under the root
 
 
 @dataclass(frozen=True)
@@ -105,14 +124,15 @@ def _assemble(name: str, split: str, entries: list[dict[str, Any]], where: str) 
 
 def build_spair(cfg: dict[str, Any], data_root: str | None) -> dict[str, PairImages]:
     """SPair-71k pairs of ``dataset.split`` (trn, val or test; default test) as split ``test``."""
+    cfg = reader_options(SPairOptions, cfg)
     root = _root(cfg, data_root, "spair", "the SPair-71k folder")
-    split = cfg.get("split", "test")
+    split = cfg["split"]
     folder = root / "PairAnnotation" / split
     if not folder.is_dir() or not (root / "JPEGImages").is_dir():
         raise DataError(f"{folder}: SPair-71k pair annotations missing; --data-root must be the SPair-71k folder "
                         f"(JPEGImages/, PairAnnotation/{{trn,val,test}}/)")
     files = sorted(folder.glob("*.json"))
-    categories = set(cfg.get("categories") or [])
+    categories = set(cfg["categories"] or [])
     entries = []
     for path in files:
         try:
@@ -127,14 +147,15 @@ def build_spair(cfg: dict[str, Any], data_root: str | None) -> dict[str, PairIma
                             "target_bbox": record["trg_bndbox"]})
         except (ValueError, KeyError, TypeError) as exc:
             raise DataError(f"{path}: not a SPair-71k pair annotation ({type(exc).__name__}: {exc})") from exc
-    limit = cfg.get("max_pairs")
+    limit = cfg["max_pairs"]
     return {"test": _assemble("spair", split, entries[:limit] if limit else entries, str(folder))}
 
 
 def build_pairs(cfg: dict[str, Any], data_root: str | None) -> dict[str, PairImages]:
     """The generic layout: ``<root>/pairs.json`` (file name: ``dataset.file``) as split ``test``."""
+    cfg = reader_options(PairsOptions, cfg)
     root = _root(cfg, data_root, "pairs", "the folder holding pairs.json")
-    path = root / cfg.get("file", "pairs.json")
+    path = root / cfg["file"]
     if not path.is_file():
         raise DataError(f"{path}: pairs file missing; --data-root must hold pairs.json "
                         f'({{"pairs": [{{"source", "target", "source_keypoints", "target_keypoints"}}]}})')

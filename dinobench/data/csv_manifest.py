@@ -12,13 +12,26 @@ from __future__ import annotations
 
 import csv
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from dinobench.data.base import ClassificationDataset, fingerprint_of
 from dinobench.errors import DataError
+from dinobench.typed_config import reader_options
 
 REQUIRED_COLUMNS = ("path", "label")
+
+
+@dataclass
+class CSVOptions:
+    """``dataset=dict(type="csv", ...)``: the two manifests and, optionally, the class list."""
+
+    root: str | None = None  # --data-root wins over it
+    train_csv: str | None = None  # None: <root>/train.csv; relative paths are under the root when one is given
+    val_csv: str | None = None
+    # the class list and its order (None: sorted train labels); ints allowed for numeric labels, compared as text
+    classes: list[str | int] | None = None
 
 
 def read_manifest(csv_path: Path) -> list[tuple[int, str, str]]:
@@ -93,14 +106,15 @@ def _check_files(csv_path: Path, rows: list[tuple[int, str, str]]) -> list[tuple
 
 def build_csv(cfg: dict[str, Any], data_root: str | None = None) -> dict[str, ClassificationDataset]:
     """Train/val splits from ``train_csv``/``val_csv`` manifests (see the module docstring)."""
-    data_root = data_root or cfg.get("root")
+    cfg = reader_options(CSVOptions, cfg)
+    data_root = data_root or cfg["root"]
     if data_root and not Path(data_root).expanduser().is_dir():
         raise DataError(f"{data_root}: data root does not exist; pass --data-root DIR with train.csv and val.csv")
-    csv_paths = {split: _resolve_csv(cfg.get(f"{split}_csv"), f"{split}.csv", data_root, f"{split}_csv")
+    csv_paths = {split: _resolve_csv(cfg[f"{split}_csv"], f"{split}.csv", data_root, f"{split}_csv")
                  for split in ("train", "val")}
     rows = {split: read_manifest(path) for split, path in csv_paths.items()}
     train_labels = {label for _, _, label in rows["train"]}
-    configured = cfg.get("classes")
+    configured = cfg["classes"]
     if configured:
         classes = [str(c) for c in configured]
         if len(set(classes)) != len(classes):

@@ -19,6 +19,18 @@ from torch.utils.data import Dataset
 from dinobench.data.base import fingerprint_of
 from dinobench.data.dense import _root
 from dinobench.errors import DataError
+from dinobench.typed_config import reader_options
+
+
+@dataclass
+class DavisOptions:
+    """``dataset=dict(type="davis2017", ...)``: which DAVIS sequence list and resolution to read (split ``val``)."""
+
+    root: str | None = None  # the folder holding JPEGImages/, Annotations/, ImageSets/; --data-root wins over it
+    year: int = 2017  # the list ImageSets/<year>/<split>.txt
+    split: str = "val"
+    resolution: str = "480p"  # JPEGImages/<resolution>/, Annotations/<resolution>/
+    sequences: list[str] | None = None  # only these sequences of the list; None = all
 
 
 @dataclass(frozen=True)
@@ -63,14 +75,15 @@ class DavisSequences(Dataset):
 
 def build_davis2017(cfg: dict[str, Any], data_root: str | None) -> dict[str, DavisSequences]:
     """The ``val`` split (``dataset.split``, ``dataset.year``, ``dataset.resolution`` configurable)."""
+    cfg = reader_options(DavisOptions, cfg)
     expected = "the folder holding JPEGImages/, Annotations/ and ImageSets/"
     root = _root(cfg, data_root, "davis2017", expected)
-    resolution, year, split = cfg.get("resolution", "480p"), str(cfg.get("year", 2017)), cfg.get("split", "val")
+    resolution, year, split = cfg["resolution"], str(cfg["year"]), cfg["split"]
     listing = root / "ImageSets" / year / f"{split}.txt"
     if not listing.is_file():
         raise DataError(f"{listing}: sequence list missing; --data-root must be {expected}")
     names = [line.strip() for line in listing.read_text().splitlines() if line.strip()]
-    if cfg.get("sequences"):
+    if cfg["sequences"]:
         names = [n for n in names if n in set(cfg["sequences"])]
     if not names:
         raise DataError(f"{listing}: lists no sequences")

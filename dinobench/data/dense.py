@@ -15,6 +15,7 @@ normalised, augmented one; the dense protocol sets it (the runner leaves ``trans
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -26,6 +27,7 @@ from torch.utils.data import Dataset
 from dinobench.data.base import fingerprint_of, load_rgb
 from dinobench.data.folder import IMAGE_EXTENSIONS
 from dinobench.errors import DataError
+from dinobench.typed_config import reader_options
 
 IGNORE_INDEX = 255
 
@@ -208,9 +210,70 @@ class DepthDataset(Dataset):
                 "skipped_without_gt": self.skipped_without_gt, "fingerprint": self.fingerprint}
 
 
+# ----------------------------------------------------------------------------- reader options
+@dataclass
+class ADE20KOptions:
+    """``dataset=dict(type="ade20k", ...)``: ADEChallengeData2016's ``images/`` + ``annotations/`` folders."""
+
+    root: str | None = None  # ADEChallengeData2016 or its parent; --data-root wins over it
+    reduce_zero_label: bool = True  # 0 ("other") -> ignore, k -> k-1, as mmseg does for ADE20K
+    train_split: str = "training"  # folder under images/ and annotations/
+    val_split: str = "validation"
+    max_train_samples: int | None = None  # only the first N pairs (sorted) of the split; None = all
+    max_val_samples: int | None = None
+
+
+@dataclass
+class SegFolderOptions:
+    """``dataset=dict(type="seg_folder", ...)``: ``<root>/<split>/{images,masks}`` and the class names."""
+
+    root: str | None = None  # --data-root wins over it
+    # class names, list index = mask id (None: <root>/classes.txt); ints allowed, used as their text
+    classes: list[str | int] | None = None
+    reduce_zero_label: bool = False  # True when id 0 means "unlabelled": 0 -> ignore, k -> k-1
+    train_split: str = "train"  # folder under the root
+    val_split: str = "val"
+    max_train_samples: int | None = None  # only the first N pairs (sorted) of the split; None = all
+    max_val_samples: int | None = None
+
+
+@dataclass
+class NYUOptions:
+    """``dataset=dict(type="nyu", ...)``: NYU-Depth v2 in the BTS layout (data folders + split files)."""
+
+    root: str | None = None  # --data-root wins over it
+    train_dir: str = "sync"  # the train split file's paths are relative to <root>/<train_dir>
+    val_dir: str = "official_splits/test"
+    # looked up in <root>, then <root>/train_test_inputs (or an absolute path)
+    train_split_file: str = "nyudepthv2_train_files_with_gt.txt"
+    val_split_file: str = "nyudepthv2_test_files_with_gt.txt"
+    depth_scale: float = 1000.0  # stored PNG value / depth_scale = metres (1000: millimetres)
+    min_depth: float = 1e-3  # valid depth range (min_depth, max_depth] in metres
+    max_depth: float = 10.0
+    eigen_crop: bool = True  # score the val split inside the Eigen crop
+    max_train_samples: int | None = None  # only the first N lines of the split file; None = all
+    max_val_samples: int | None = None
+
+
+@dataclass
+class DepthFolderOptions:
+    """``dataset=dict(type="depth_folder", ...)``: ``<root>/<split>/{images,depth}`` with 16-bit depth PNGs."""
+
+    root: str | None = None  # --data-root wins over it
+    train_split: str = "train"  # folder under the root
+    val_split: str = "val"
+    depth_scale: float = 1000.0  # stored PNG value / depth_scale = metres (1000: millimetres); > 0
+    min_depth: float = 1e-3  # valid depth range (min_depth, max_depth] in metres
+    max_depth: float = 10.0
+    eigen_crop: bool = False  # score the val split inside the Eigen crop (NYU-sized images)
+    max_train_samples: int | None = None  # only the first N pairs (sorted) of the split; None = all
+    max_val_samples: int | None = None
+
+
 # ----------------------------------------------------------------------------- layout validation
 def _root(cfg: dict[str, Any], data_root: str | None, name: str, expected: str) -> Path:
-    root = data_root or cfg.get("root")
+    """``--data-root``, else ``dataset.root`` (``cfg``: a reader's merged options), as an existing folder."""
+    root = data_root or cfg["root"]
     if not root:
         raise DataError(f"dataset {name!r} needs a data root; pass --data-root DIR ({expected})")
     root = Path(root).expanduser()
@@ -248,7 +311,7 @@ def _pair_by_stem(images: list[Path], target_dir: Path, suffix: str, what: str) 
 
 
 def _limit(pairs: list, cfg: dict[str, Any], split_key: str) -> list:
-    limit = cfg.get(f"max_{split_key}_samples")
+    limit = cfg[f"max_{split_key}_samples"]
     if limit is None:
         return pairs
     if not isinstance(limit, int) or limit < 1:
@@ -257,7 +320,7 @@ def _limit(pairs: list, cfg: dict[str, Any], split_key: str) -> list:
 
 
 def _depth_range(cfg: dict[str, Any]) -> tuple[float, float]:
-    lo, hi = float(cfg.get("min_depth", 1e-3)), float(cfg.get("max_depth", 10.0))
+    lo, hi = float(cfg["min_depth"]), float(cfg["max_depth"])
     if not 0 <= lo < hi:
         raise DataError(f"dataset.min_depth={lo} / max_depth={hi}: need 0 <= min_depth < max_depth")
     return lo, hi
@@ -266,14 +329,15 @@ def _depth_range(cfg: dict[str, Any]) -> tuple[float, float]:
 # ----------------------------------------------------------------------------- builders
 def build_ade20k(cfg: dict[str, Any], data_root: str | None) -> dict[str, SegmentationDataset]:
     """ADE20K (SceneParsing 150): ``ADEChallengeData2016/{images,annotations}/{training,validation}``."""
+    cfg = reader_options(ADE20KOptions, cfg)
     expected = "ADEChallengeData2016/images/{training,validation}/*.jpg + annotations/{training,validation}/*.png"
     root = _root(cfg, data_root, "ade20k", expected)
     if not (root / "images").is_dir() and (root / "ADEChallengeData2016").is_dir():
         root = root / "ADEChallengeData2016"  # the parent folder was given
-    rzl = bool(cfg.get("reduce_zero_label", True))
+    rzl = cfg["reduce_zero_label"]
     splits = {}
-    for split_key, default in (("train", "training"), ("val", "validation")):
-        folder = cfg.get(f"{split_key}_split", default)
+    for split_key in ("train", "val"):
+        folder = cfg[f"{split_key}_split"]
         images = _images_in(_require_dir(root / "images" / folder, f"{root}/images/{folder}/*.jpg ({expected})"))
         ann_dir = _require_dir(root / "annotations" / folder, f"{root}/annotations/{folder}/*.png ({expected})")
         pairs = _limit(_pair_by_stem(images, ann_dir, ".png", "annotation"), cfg, split_key)
@@ -283,7 +347,7 @@ def build_ade20k(cfg: dict[str, Any], data_root: str | None) -> dict[str, Segmen
 
 
 def _read_classes(cfg: dict[str, Any], root: Path) -> list[str]:
-    if cfg.get("classes"):
+    if cfg["classes"]:
         return [str(c) for c in cfg["classes"]]
     path = root / "classes.txt"
     if not path.is_file():
@@ -296,16 +360,17 @@ def _read_classes(cfg: dict[str, Any], root: Path) -> list[str]:
 
 def build_seg_folder(cfg: dict[str, Any], data_root: str | None) -> dict[str, SegmentationDataset]:
     """User segmentation data: ``<root>/{train,val}/images/*`` + ``<root>/{train,val}/masks/<stem>.png``."""
+    cfg = reader_options(SegFolderOptions, cfg)
     expected = "DIR/{train,val}/images/*.{jpg,png} + DIR/{train,val}/masks/<same stem>.png (+ DIR/classes.txt)"
     root = _root(cfg, data_root, "seg_folder", expected)
     classes = _read_classes(cfg, root)
-    rzl = bool(cfg.get("reduce_zero_label", False))
+    rzl = cfg["reduce_zero_label"]
     if len(classes) > IGNORE_INDEX:
         raise DataError(f"{root}: {len(classes)} classes; at most {IGNORE_INDEX} fit beside ignore index "
                         f"{IGNORE_INDEX}")
     splits = {}
     for split_key in ("train", "val"):
-        split_dir = root / cfg.get(f"{split_key}_split", split_key)
+        split_dir = root / cfg[f"{split_key}_split"]
         images = _images_in(_require_dir(split_dir / "images", f"{split_dir}/images/*.jpg ({expected})"))
         mask_dir = _require_dir(split_dir / "masks", f"{split_dir}/masks/<stem>.png ({expected})")
         pairs = _limit(_pair_by_stem(images, mask_dir, ".png", "mask"), cfg, split_key)
@@ -357,23 +422,22 @@ def _read_split_file(path: Path, data_dir: Path) -> tuple[list[tuple[str, str]],
 def build_nyu(cfg: dict[str, Any], data_root: str | None) -> dict[str, DepthDataset]:
     """NYU-Depth v2 in the BTS layout: train list relative to ``<root>/sync``, test list relative to
     ``<root>/official_splits/test``; split files in ``<root>`` or ``<root>/train_test_inputs``."""
+    cfg = reader_options(NYUOptions, cfg)
     expected = ("DIR/sync/<scene>/*, DIR/official_splits/test/<scene>/*, "
                 "DIR/nyudepthv2_{train,test}_files_with_gt.txt")
     root = _root(cfg, data_root, "nyu", expected)
     lo, hi = _depth_range(cfg)
-    scale = float(cfg.get("depth_scale", 1000.0))
+    scale = float(cfg["depth_scale"])
     splits = {}
-    defaults = {"train": ("sync", "nyudepthv2_train_files_with_gt.txt"),
-                "val": ("official_splits/test", "nyudepthv2_test_files_with_gt.txt")}
-    for split_key, (default_dir, default_file) in defaults.items():
-        data_dir = _require_dir(root / cfg.get(f"{split_key}_dir", default_dir), f"the BTS layout ({expected})")
-        split_file = _find_split_file(root, cfg.get(f"{split_key}_split_file", default_file))
+    for split_key in ("train", "val"):
+        data_dir = _require_dir(root / cfg[f"{split_key}_dir"], f"the BTS layout ({expected})")
+        split_file = _find_split_file(root, cfg[f"{split_key}_split_file"])
         pairs, names, no_gt = _read_split_file(split_file, data_dir)
         keep = len(_limit(pairs, cfg, split_key))
         pairs, names = pairs[:keep], names[:keep]
         fp = fingerprint_of({"files": _file_listing(pairs, root), "depth_scale": scale})
         splits[split_key] = DepthDataset("nyu", split_key, pairs, fp, min_depth=lo, max_depth=hi,
-                                         eigen_crop=bool(cfg.get("eigen_crop", True)) and split_key == "val",
+                                         eigen_crop=cfg["eigen_crop"] and split_key == "val",
                                          depth_scale=scale, names=names, skipped_without_gt=no_gt)
     return splits
 
@@ -381,20 +445,21 @@ def build_nyu(cfg: dict[str, Any], data_root: str | None) -> dict[str, DepthData
 def build_depth_folder(cfg: dict[str, Any], data_root: str | None) -> dict[str, DepthDataset]:
     """User depth data: ``<root>/{train,val}/images/*`` + ``<root>/{train,val}/depth/<stem>.png``
     (16-bit, metres x ``dataset.depth_scale``; 1000 = millimetres)."""
+    cfg = reader_options(DepthFolderOptions, cfg)
     expected = "DIR/{train,val}/images/*.{jpg,png} + DIR/{train,val}/depth/<same stem>.png (uint16 mm)"
     root = _root(cfg, data_root, "depth_folder", expected)
     lo, hi = _depth_range(cfg)
-    scale = float(cfg.get("depth_scale", 1000.0))
+    scale = float(cfg["depth_scale"])
     if scale <= 0:
         raise DataError(f"dataset.depth_scale={scale}: must be > 0 (stored value / depth_scale = metres)")
     splits = {}
     for split_key in ("train", "val"):
-        split_dir = root / cfg.get(f"{split_key}_split", split_key)
+        split_dir = root / cfg[f"{split_key}_split"]
         images = _images_in(_require_dir(split_dir / "images", f"{split_dir}/images/* ({expected})"))
         depth_dir = _require_dir(split_dir / "depth", f"{split_dir}/depth/<stem>.png ({expected})")
         pairs = _limit(_pair_by_stem(images, depth_dir, ".png", "depth map"), cfg, split_key)
         fp = fingerprint_of({"files": _file_listing(pairs, root), "depth_scale": scale})
         splits[split_key] = DepthDataset("depth_folder", split_key, pairs, fp, min_depth=lo, max_depth=hi,
-                                         eigen_crop=bool(cfg.get("eigen_crop", False)) and split_key == "val",
+                                         eigen_crop=cfg["eigen_crop"] and split_key == "val",
                                          depth_scale=scale)
     return splits

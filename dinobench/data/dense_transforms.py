@@ -19,6 +19,7 @@ Sizes: ``scale`` is an int (short side, DINOv3's ``FixedSideResize``), a ``(long
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import torch
@@ -27,6 +28,7 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
 
 from dinobench.errors import ConfigError
+from dinobench.typed_config import reader_options
 
 #: DINOv3's PhotoMetricDistortion parameters (brightness delta on the 0..255 scale)
 PHOTOMETRIC_DEFAULTS = dict(brightness_delta=32, contrast_range=(0.5, 1.5), saturation_range=(0.5, 1.5),
@@ -36,6 +38,84 @@ COLOR_AUG_DEFAULTS = dict(prob=0.5, gamma_range=(0.9, 1.1), brightness_range=(0.
                           gamma_scale=255.0)
 #: NYU training crop (x1, y1, x2, y2) on the 480x640 frame, scaled proportionally for other sizes
 NYU_TRAIN_CROP_480x640 = (43, 45, 608, 472)
+
+
+# ----------------------------------------------------------------------------- transform sections
+@dataclass
+class SegTrainConfig:
+    """``transform.train`` of segmentation (defaults: DINOv3's ADE20K linear recipe)."""
+
+    scale: int | list[int] | None = 512  # short side, [long, short] keep-ratio, or None (keep)
+    ratio_range: list[float] | None = field(default_factory=lambda: [0.5, 2.0])  # None: no random rescale
+    crop_size: int | list[int] = 512  # int or [h, w]
+    cat_max_ratio: float = 0.75  # up to 10 tries for a crop no class covers more of
+    flip_prob: float = 0.5
+    photometric: bool | dict = True  # True: PHOTOMETRIC_DEFAULTS; a dict overrides some of them
+    ignore_index: int = 255
+
+
+@dataclass
+class SegEvalConfig:
+    """``transform.eval`` of segmentation: the image is resized, the mask keeps its size."""
+
+    scale: int | list[int] | None = 512
+
+
+@dataclass
+class SegTransformConfig:
+    """The ``transform`` section of segmentation datasets (ADE20K, seg folders)."""
+
+    train: SegTrainConfig = field(default_factory=SegTrainConfig)
+    eval: SegEvalConfig = field(default_factory=SegEvalConfig)
+
+
+@dataclass
+class DepthTrainConfig:
+    """``transform.train`` of depth (the official NYU values are in configs/_base_/datasets/nyu.py)."""
+
+    fixed_crop: str | None = None  # "nyu": DINOv3's NYUCrop; None: none
+    scale: int | list[int] | None = None
+    crop_size: int | list[int] | None = None  # random crop (smaller images are padded)
+    rotation_deg: float = 2.5
+    rotation_prob: float = 0.5
+    flip_prob: float = 0.5
+    color_aug: bool | dict = True  # True: COLOR_AUG_DEFAULTS; a dict overrides some of them
+
+
+@dataclass
+class DepthEvalConfig:
+    """``transform.eval`` of depth: normalise (optional fixed crop of both, resize of the image only)."""
+
+    fixed_crop: str | None = None
+    scale: int | list[int] | None = None
+
+
+@dataclass
+class DepthTransformConfig:
+    """The ``transform`` section of depth datasets (NYU, depth folders)."""
+
+    train: DepthTrainConfig = field(default_factory=DepthTrainConfig)
+    eval: DepthEvalConfig = field(default_factory=DepthEvalConfig)
+
+
+@dataclass
+class CanopyTrainConfig:
+    """``transform.train`` of canopy-height tiles: flip + random crop."""
+
+    crop_size: int | list[int] | None = None  # None: whole tiles
+
+
+@dataclass
+class CanopyEvalConfig:
+    """``transform.eval`` of canopy-height tiles: normalisation only (no keys)."""
+
+
+@dataclass
+class CanopyTransformConfig:
+    """The ``transform`` section of canopy-height datasets."""
+
+    train: CanopyTrainConfig = field(default_factory=CanopyTrainConfig)
+    eval: CanopyEvalConfig = field(default_factory=CanopyEvalConfig)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -138,14 +218,15 @@ class SegTrainTransform:
     """Random resize (ratio range) -> crop with ``cat_max_ratio`` -> flip -> photometric -> normalise -> pad."""
 
     def __init__(self, cfg: dict[str, Any], mean: Sequence[float], std: Sequence[float]) -> None:
-        self.scale = cfg.get("scale", 512)
-        self.ratio_range = tuple(cfg.get("ratio_range", (0.5, 2.0)) or (1.0, 1.0))
-        self.crop_size = _pair(cfg.get("crop_size", 512), "crop_size")
-        self.cat_max_ratio = float(cfg.get("cat_max_ratio", 0.75))
-        self.flip_prob = float(cfg.get("flip_prob", 0.5))
-        photometric = cfg.get("photometric", True)
+        cfg = reader_options(SegTrainConfig, cfg, "transform.train", drop=())
+        self.scale = cfg["scale"]
+        self.ratio_range = tuple(cfg["ratio_range"] or (1.0, 1.0))
+        self.crop_size = _pair(cfg["crop_size"], "crop_size")
+        self.cat_max_ratio = float(cfg["cat_max_ratio"])
+        self.flip_prob = float(cfg["flip_prob"])
+        photometric = cfg["photometric"]
         self.photometric = dict(photometric) if isinstance(photometric, dict) else ({} if photometric else None)
-        self.ignore_index = int(cfg.get("ignore_index", 255))
+        self.ignore_index = int(cfg["ignore_index"])
         self.mean, self.std = tuple(mean), tuple(std)
         scaled_size(64, 64, self.scale)  # validate early
 
@@ -181,7 +262,7 @@ class SegEvalTransform:
     """Resize the image to ``scale`` (keep ratio; None = keep) and normalise; the mask is untouched."""
 
     def __init__(self, cfg: dict[str, Any], mean: Sequence[float], std: Sequence[float]) -> None:
-        self.scale = cfg.get("scale", 512)
+        self.scale = reader_options(SegEvalConfig, cfg, "transform.eval", drop=())["scale"]
         self.mean, self.std = tuple(mean), tuple(std)
         scaled_size(64, 64, self.scale)
 
@@ -195,15 +276,16 @@ class DepthTrainTransform:
     """[NYU crop] -> [resize] -> rotation (p=0.5) -> flip -> random crop -> colour aug -> normalise."""
 
     def __init__(self, cfg: dict[str, Any], mean: Sequence[float], std: Sequence[float]) -> None:
-        self.fixed_crop = cfg.get("fixed_crop")
+        cfg = reader_options(DepthTrainConfig, cfg, "transform.train", drop=())
+        self.fixed_crop = cfg["fixed_crop"]
         if self.fixed_crop not in (None, "nyu", "NYU", "full", "FULL"):
             raise ConfigError(f"transform fixed_crop={self.fixed_crop!r}: expected 'nyu' or None")
-        self.scale = cfg.get("scale")
-        self.crop_size = _pair(cfg["crop_size"], "crop_size") if cfg.get("crop_size") else None
-        self.rotation_deg = float(cfg.get("rotation_deg", 2.5))
-        self.rotation_prob = float(cfg.get("rotation_prob", 0.5))
-        self.flip_prob = float(cfg.get("flip_prob", 0.5))
-        color = cfg.get("color_aug", True)
+        self.scale = cfg["scale"]
+        self.crop_size = _pair(cfg["crop_size"], "crop_size") if cfg["crop_size"] else None
+        self.rotation_deg = float(cfg["rotation_deg"])
+        self.rotation_prob = float(cfg["rotation_prob"])
+        self.flip_prob = float(cfg["flip_prob"])
+        color = cfg["color_aug"]
         self.color_aug = {**COLOR_AUG_DEFAULTS, **(color if isinstance(color, dict) else {})} if color else None
         self.mean, self.std = tuple(mean), tuple(std)
 
@@ -245,10 +327,11 @@ class DepthEvalTransform:
     """Normalise the image ([NYU crop of both], [resize of the image only]); depth keeps its size."""
 
     def __init__(self, cfg: dict[str, Any], mean: Sequence[float], std: Sequence[float]) -> None:
-        self.fixed_crop = cfg.get("fixed_crop")
+        cfg = reader_options(DepthEvalConfig, cfg, "transform.eval", drop=())
+        self.fixed_crop = cfg["fixed_crop"]
         if self.fixed_crop not in (None, "nyu", "NYU", "full", "FULL"):
             raise ConfigError(f"transform fixed_crop={self.fixed_crop!r}: expected 'nyu' or None")
-        self.scale = cfg.get("scale")
+        self.scale = cfg["scale"]
         self.mean, self.std = tuple(mean), tuple(std)
 
     def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:

@@ -19,6 +19,7 @@ import io
 import json
 import logging
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -29,9 +30,24 @@ from dinobench.backbones.loading import sha256_file
 from dinobench.data.base import fingerprint_of, load_rgb
 from dinobench.data.dense import image_to_tensor
 from dinobench.errors import DataError
+from dinobench.typed_config import reader_options
 
 log = logging.getLogger(__name__)
 LABEL_MODES = ("category_id", "contiguous")
+
+
+@dataclass
+class COCOOptions:
+    """``dataset=dict(type="coco", ...)``: ``annotations/instances_<split>.json`` + ``<split>/`` per split."""
+
+    root: str | None = None  # --data-root wins over it
+    train_split: str = "train2017"  # names both the image folder and instances_<split>.json
+    val_split: str = "val2017"
+    # one of LABEL_MODES (checked by the reader, a DataError naming them): labels = COCO category ids
+    # (num_classes = max id + 1) or 0..K-1 in category-id order
+    label_mode: str = "category_id"
+    max_train_samples: int | None = None  # only the first N images (sorted ids); None = all
+    max_val_samples: int | None = None
 
 
 def load_coco(path: Path) -> Any:
@@ -138,19 +154,20 @@ def _check(coco: Any, ann_file: Path, image_dir: Path) -> dict[str, int]:
 
 def build_coco(cfg: dict[str, Any], data_root: str | None) -> dict[str, DetectionDataset]:
     """COCO 2017 layout: ``annotations/instances_{train,val}2017.json``, ``train2017/``, ``val2017/``."""
-    root = data_root or cfg.get("root")
+    cfg = reader_options(COCOOptions, cfg)
+    root = data_root or cfg["root"]
     expected = "annotations/instances_{train,val}2017.json + train2017/ + val2017/"
     if not root:
         raise DataError(f"dataset 'coco' needs a data root; pass --data-root DIR ({expected})")
     root = Path(root).expanduser()
     if not root.is_dir():
         raise DataError(f"{root}: data root does not exist; pass --data-root pointing at the COCO folder ({expected})")
-    mode = cfg.get("label_mode", "category_id")
+    mode = cfg["label_mode"]
     if mode not in LABEL_MODES:
         raise DataError(f"dataset.label_mode={mode!r}: expected one of {', '.join(LABEL_MODES)}")
     splits = {}
-    for key, default in (("train", "train2017"), ("val", "val2017")):
-        folder = str(cfg.get(f"{key}_split", default))
+    for key in ("train", "val"):
+        folder = cfg[f"{key}_split"]
         ann_file = root / "annotations" / f"instances_{folder}.json"
         coco = load_coco(ann_file)
         image_dir = root / folder
@@ -158,7 +175,7 @@ def build_coco(cfg: dict[str, Any], data_root: str | None) -> dict[str, Detectio
             raise DataError(f"{image_dir}: image folder missing; expected {expected}")
         skipped = _check(coco, ann_file, image_dir)
         ids = sorted(int(i) for i in coco.imgs)
-        limit = cfg.get(f"max_{key}_samples")
+        limit = cfg[f"max_{key}_samples"]
         if limit is not None:
             if not isinstance(limit, int) or limit < 1:
                 raise DataError(f"dataset.max_{key}_samples={limit!r}: expected a positive integer or None")

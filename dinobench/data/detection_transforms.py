@@ -10,6 +10,7 @@ eval transform records the resized ``size`` for post-processing back to ``orig_s
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import torch
@@ -18,6 +19,33 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
 from dinobench.errors import ConfigError
+from dinobench.typed_config import reader_options
+
+
+@dataclass
+class DetTrainConfig:
+    """``transform.train`` of detection: DETR's multi-scale COCO recipe."""
+
+    scales: int | list[int] = field(default_factory=lambda: list(range(480, 801, 32)))  # random short side
+    max_size: int = 1333  # longest side
+    crop: dict | None = None  # dict(resize=[...], min_size=..., max_size=...): DETR's resize + random crop branch
+    flip_prob: float = 0.5
+
+
+@dataclass
+class DetEvalConfig:
+    """``transform.eval`` of detection: short side ``scale``, long side at most ``max_size``."""
+
+    scale: int | list[int] = 800
+    max_size: int = 1333
+
+
+@dataclass
+class DetTransformConfig:
+    """The ``transform`` section of detection datasets (COCO)."""
+
+    train: DetTrainConfig = field(default_factory=DetTrainConfig)
+    eval: DetEvalConfig = field(default_factory=DetEvalConfig)
 
 
 def _randint(low: int, high: int) -> int:
@@ -71,23 +99,25 @@ def _ints(value: Any, key: str) -> list[int]:
 
 def build_det_train_transform(cfg: dict[str, Any], mean: Sequence[float], std: Sequence[float]) -> DetectionTransform:
     """DETR's multi-scale train augmentation from ``transform.train`` (see the module docstring)."""
-    scales = _ints(cfg.get("scales", list(range(480, 801, 32))), "train.scales")
-    max_size = int(cfg.get("max_size", 1333))
+    cfg = reader_options(DetTrainConfig, cfg, "transform.train", drop=(), typed=False)
+    scales = _ints(cfg["scales"], "train.scales")
+    max_size = int(cfg["max_size"])
     resize = v2.RandomShortestSize(scales, max_size=max_size)
-    crop = cfg.get("crop")
+    crop = cfg["crop"]
     if crop:
         pick = v2.RandomChoice([resize, v2.Compose([v2.RandomShortestSize(_ints(crop.get("resize"), "train.crop.resize")),
                                                     RandomSizeCrop(int(crop["min_size"]), int(crop["max_size"])),
                                                     v2.RandomShortestSize(scales, max_size=max_size)])])
     else:
         pick = resize
-    steps = [v2.RandomHorizontalFlip(float(cfg.get("flip_prob", 0.5))), pick,
+    steps = [v2.RandomHorizontalFlip(float(cfg["flip_prob"])), pick,
              v2.ClampBoundingBoxes(), v2.SanitizeBoundingBoxes(min_size=1.0), v2.Normalize(list(mean), list(std))]
     return DetectionTransform(v2.Compose(steps))
 
 
 def build_det_eval_transform(cfg: dict[str, Any], mean: Sequence[float], std: Sequence[float]) -> DetectionTransform:
     """Short side ``transform.eval.scale`` (default 800), long side at most ``max_size`` (1333); normalise."""
-    scale = _ints(cfg.get("scale", 800), "eval.scale")[0]
-    return DetectionTransform(v2.Compose([v2.Resize(scale, max_size=int(cfg.get("max_size", 1333))),
+    cfg = reader_options(DetEvalConfig, cfg, "transform.eval", drop=(), typed=False)
+    scale = _ints(cfg["scale"], "eval.scale")[0]
+    return DetectionTransform(v2.Compose([v2.Resize(scale, max_size=int(cfg["max_size"])),
                                           v2.Normalize(list(mean), list(std))]))

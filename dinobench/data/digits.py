@@ -6,12 +6,22 @@ Needs no download: the default dataset for tests and the demo.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from dinobench.data.base import ClassificationDataset, fingerprint_of
+from dinobench.typed_config import reader_options
+
+
+@dataclass
+class DigitsOptions:
+    """``dataset=dict(type="digits", ...)``: the seeded per-class train/val split of the bundled images."""
+
+    val_fraction: float = 0.2  # share of each class that goes to val
+    split_seed: int = 0
 
 
 class DigitsDataset(ClassificationDataset):
@@ -41,11 +51,12 @@ def stratified_split(targets: np.ndarray, val_fraction: float, seed: int) -> tup
 
 def build_digits(cfg: dict[str, Any], data_root: str | None = None) -> dict[str, ClassificationDataset]:
     """Train/val splits of ``sklearn.datasets.load_digits`` (``data_root`` is not used)."""
+    cfg = reader_options(DigitsOptions, cfg)
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
     images, targets = bunch.images.astype(np.float32), bunch.target.astype(np.int64)
-    val_fraction, seed = float(cfg.get("val_fraction", 0.2)), int(cfg.get("split_seed", 0))
+    val_fraction, seed = float(cfg["val_fraction"]), cfg["split_seed"]
     train_idx, val_idx = stratified_split(targets, val_fraction, seed)
     content_sha = hashlib.sha256(images.tobytes() + targets.tobytes()).hexdigest()
     content = fingerprint_of({"sha": content_sha, "val_fraction": val_fraction, "split_seed": seed})

@@ -15,6 +15,7 @@ original pixels).
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,28 @@ from dinobench.data.base import cache_fingerprint_of, fingerprint_of
 from dinobench.data.dense import _root
 from dinobench.data.square import SquareImages
 from dinobench.errors import DataError
+from dinobench.typed_config import reader_options
+
+
+@dataclass
+class VOCOptions:
+    """``dataset=dict(type="voc07" | "voc12", ...)``: a Pascal VOC folder's image list and annotations."""
+
+    root: str | None = None  # the VOC2007 / VOC2012 folder; --data-root wins over it
+    split: str = "trainval"  # the image list ImageSets/Main/<split>.txt (returned as split "trainval")
+    remove_difficult: bool = False  # leave out the boxes marked difficult
+    max_images: int | None = None  # only the first N listed images; None (or 0) = all
+
+
+@dataclass
+class COCO20kOptions:
+    """``dataset=dict(type="coco20k", ...)``: COCO 2014 train annotations, images and LOST's image list."""
+
+    root: str | None = None  # the COCO folder; --data-root wins over it
+    annotations: str = "instances_train2014.json"  # under <root>/annotations/
+    image_dir: str = "train2014"  # under the root
+    # under the root; when missing, every image of the json with a non-crowd box
+    list_file: str = "coco_20k_filenames.txt"
 
 
 class DiscoveryImages(SquareImages):
@@ -59,8 +82,9 @@ def _voc_boxes(path: Path, remove_difficult: bool) -> tuple[np.ndarray, tuple[in
 
 def build_voc(cfg: dict[str, Any], data_root: str | None, name: str) -> dict[str, DiscoveryImages]:
     """``trainval`` (``dataset.split``) of a VOC folder as split ``trainval``."""
+    cfg = reader_options(VOCOptions, cfg)
     root = _root(cfg, data_root, name, f"the {name.upper()} folder")
-    split = cfg.get("split", "trainval")
+    split = cfg["split"]
     listing = root / "ImageSets" / "Main" / f"{split}.txt"
     if not listing.is_file():
         raise DataError(f"{listing}: image list missing; --data-root must be the {name.upper()} folder "
@@ -71,11 +95,11 @@ def build_voc(cfg: dict[str, Any], data_root: str | None, name: str) -> dict[str
         path, xml = root / "JPEGImages" / f"{image_id}.jpg", root / "Annotations" / f"{image_id}.xml"
         if not path.is_file() or not xml.is_file():
             raise DataError(f"{path if not path.is_file() else xml}: listed in {listing.name} but missing")
-        image_boxes, size = _voc_boxes(xml, bool(cfg.get("remove_difficult", False)))
+        image_boxes, size = _voc_boxes(xml, cfg["remove_difficult"])
         images.append(str(path))
         boxes.append(image_boxes)
         sizes.append(size)
-    limit = cfg.get("max_images")
+    limit = cfg["max_images"]
     if limit:
         images, boxes, sizes = images[:limit], boxes[:limit], sizes[:limit]
     fingerprint = fingerprint_of({"images": [(Path(p).name, Path(p).stat().st_size) for p in images],
@@ -99,14 +123,15 @@ def build_coco20k(cfg: dict[str, Any], data_root: str | None) -> dict[str, Disco
     """COCO20k (LOST's subset of COCO 2014 train) as split ``trainval``."""
     from dinobench.data.detection import load_coco
 
+    cfg = reader_options(COCO20kOptions, cfg)
     root = _root(cfg, data_root, "coco20k", "the COCO folder holding annotations/ and train2014/")
-    annotations = root / "annotations" / cfg.get("annotations", "instances_train2014.json")
-    image_dir = root / cfg.get("image_dir", "train2014")
+    annotations = root / "annotations" / cfg["annotations"]
+    image_dir = root / cfg["image_dir"]
     if not annotations.is_file() or not image_dir.is_dir():
         raise DataError(f"{annotations}: COCO annotations missing; --data-root must hold annotations/"
                         f"instances_train2014.json and train2014/ (and coco_20k_filenames.txt)")
     coco = load_coco(annotations)
-    list_file = root / cfg.get("list_file", "coco_20k_filenames.txt")
+    list_file = root / cfg["list_file"]
     by_name = {info["file_name"]: image_id for image_id, info in coco.imgs.items()}
     if list_file.is_file():
         names = [Path(line.strip()).name for line in list_file.read_text().splitlines() if line.strip()]

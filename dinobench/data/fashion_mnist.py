@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import gzip
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from PIL import Image
 
 from dinobench.data.base import ClassificationDataset, fingerprint_of
 from dinobench.errors import ConfigError, DataError
+from dinobench.typed_config import reader_options
 
 #: where ``apt-get install dataset-fashion-mnist`` puts the files (``dpkg -L dataset-fashion-mnist``)
 DEBIAN_ROOT = Path("/usr/share/datasets/fashion-mnist")
@@ -29,6 +31,16 @@ FILES = {
 CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 #: idx magic numbers: 0x0000 (two zero bytes), 0x08 (unsigned byte data), then the number of dimensions
 IMAGES_MAGIC, LABELS_MAGIC = 0x00000803, 0x00000801
+
+
+@dataclass
+class FashionMNISTOptions:
+    """``dataset=dict(type="fashion_mnist", ...)``: where the idx files are and optional seeded subsets."""
+
+    root: str | None = None  # None: --data-root, else DEBIAN_ROOT
+    train_subset: int | None = None  # class-stratified subset size; None = the full split
+    val_subset: int | None = None
+    subset_seed: int = 0
 
 
 def read_idx(path: str | Path, magic: int) -> np.ndarray:
@@ -71,10 +83,14 @@ def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def stratified_subset(labels: np.ndarray, size: int | None, seed: int, key: str) -> np.ndarray:
-    """Sorted indices of a seeded class-stratified subset of ``size`` samples (all when None or >= N)."""
+def _check_subset_size(size: Any, key: str) -> None:
     if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
         raise ConfigError(f"dataset.{key} must be a positive integer or null (full split), got {size!r}")
+
+
+def stratified_subset(labels: np.ndarray, size: int | None, seed: int, key: str) -> np.ndarray:
+    """Sorted indices of a seeded class-stratified subset of ``size`` samples (all when None or >= N)."""
+    _check_subset_size(size, key)
     if size is None or size >= len(labels):
         return np.arange(len(labels))
     n_classes = len(np.unique(labels))
@@ -100,13 +116,16 @@ class FashionMNISTDataset(ClassificationDataset):
 
 def build_fashion_mnist(cfg: dict[str, Any], data_root: str | None = None) -> dict[str, ClassificationDataset]:
     """Train (60k) and val (official 10k test) splits, optionally subsetted per ``train_subset``/``val_subset``."""
-    root = Path(data_root or cfg.get("root") or DEBIAN_ROOT).expanduser()
+    for key in ("train_subset", "val_subset"):  # their own message (which names null) before the generic type check
+        _check_subset_size(dict(cfg or {}).get(key), key)
+    cfg = reader_options(FashionMNISTOptions, cfg)
+    root = Path(data_root or cfg["root"] or DEBIAN_ROOT).expanduser()
     if not root.is_dir():
         raise DataError(f"{root}: Fashion-MNIST folder not found; install the Debian package dataset-fashion-mnist "
                         f"(apt-get install dataset-fashion-mnist) or pass --data-root DIR with "
                         f"train-images-idx3-ubyte.gz and the three other idx files")
     paths = {split: tuple(_find(root, stem) for stem in stems) for split, stems in FILES.items()}
-    seed = int(cfg.get("subset_seed", 0))
+    seed = cfg["subset_seed"]
     splits: dict[str, ClassificationDataset] = {}
     for split, (images_path, labels_path) in paths.items():
         images, labels = read_idx(images_path, IMAGES_MAGIC), read_idx(labels_path, LABELS_MAGIC)
@@ -116,7 +135,7 @@ def build_fashion_mnist(cfg: dict[str, Any], data_root: str | None = None) -> di
         if labels.size and int(labels.max()) >= len(CLASSES):
             raise DataError(f"{labels_path}: label {int(labels.max())} outside 0..{len(CLASSES) - 1}")
         key = f"{split}_subset"
-        subset = cfg.get(key)
+        subset = cfg[key]
         indices = stratified_subset(labels, subset, seed, key)
         content = [_file_sha256(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in (images_path, labels_path)]
         fingerprint = fingerprint_of({"files": content, "subset": subset,

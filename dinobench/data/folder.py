@@ -8,13 +8,25 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from dinobench.data.base import ClassificationDataset, fingerprint_of
 from dinobench.errors import DataError
+from dinobench.typed_config import reader_options
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
+
+
+@dataclass
+class FolderOptions:
+    """``dataset=dict(type="folder" | "imagenet", ...)``: ``<root>/<train_split>/<class>/<images>`` and the same
+    for ``val_split``."""
+
+    root: str | None = None  # --data-root wins over it
+    train_split: str = "train"  # folder names of the two splits under the root
+    val_split: str = "val"
 
 
 def _scan_split(split_dir: Path) -> tuple[list[str], list[tuple[str, int]], list[Any]]:
@@ -43,17 +55,18 @@ def _scan_split(split_dir: Path) -> tuple[list[str], list[tuple[str, int]], list
 
 def build_folder_splits(cfg: dict[str, Any], data_root: str | None, name: str = "folder") -> dict[str, ClassificationDataset]:
     """Read ``train`` and ``val`` splits (names configurable) under ``data_root``."""
-    root = data_root or cfg.get("root")
+    cfg = reader_options(FolderOptions, cfg)
+    root = data_root or cfg["root"]
     if not root:
         raise DataError(f"dataset {name!r} needs a data root; pass --data-root DIR "
-                        f"(DIR/{cfg.get('train_split', 'train')}/<class>/*.jpg)")
+                        f"(DIR/{cfg['train_split']}/<class>/*.jpg)")
     root = Path(root).expanduser()
     if not root.is_dir():
         raise DataError(f"{root}: data root does not exist; pass --data-root pointing at the dataset folder")
     splits: dict[str, ClassificationDataset] = {}
     scanned = {}
     for split_key in ("train", "val"):
-        split_name = cfg.get(f"{split_key}_split", split_key)
+        split_name = cfg[f"{split_key}_split"]
         split_dir = root / split_name
         if not split_dir.is_dir():
             raise DataError(f"{split_dir}: split folder missing; expected {root}/{split_name}/<class>/<images>")

@@ -10,6 +10,7 @@ foreground fractions, next to its ``[h, w, D]`` patch features.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -23,6 +24,7 @@ from dinobench.data.base import cache_fingerprint_of, fingerprint_of, load_rgb
 from dinobench.data.dense import _file_listing, _images_in, _limit, _pair_by_stem, _require_dir, _root
 from dinobench.data.transforms import required_pixels
 from dinobench.errors import DataError
+from dinobench.typed_config import reader_options
 
 EXPECTED = "DIR/{train,val}/images/*.{jpg,png} + DIR/{train,val}/masks/<same stem>.png (255 = foreground)"
 
@@ -92,12 +94,24 @@ class ForegroundDataset(Dataset):
         return {"split": self.split, "size": len(self), "fingerprint": self.fingerprint}
 
 
+@dataclass
+class ForegroundFolderOptions:
+    """``dataset=dict(type="foreground_folder", ...)``: ``<root>/<split>/{images,masks}``."""
+
+    root: str | None = None  # --data-root wins over it
+    train_split: str = "train"  # folder names of the two splits under the root
+    val_split: str = "val"
+    max_train_samples: int | None = None  # only the first N pairs (sorted) of the split; None = all
+    max_val_samples: int | None = None
+
+
 def build_foreground_folder(cfg: dict[str, Any], data_root: str | None) -> dict[str, ForegroundDataset]:
     """``train`` and ``val`` splits of ``<root>/{train,val}/{images,masks}``."""
+    cfg = reader_options(ForegroundFolderOptions, cfg)
     root = _root(cfg, data_root, "foreground_folder", EXPECTED)
     splits = {}
     for split_key in ("train", "val"):
-        split_dir = root / cfg.get(f"{split_key}_split", split_key)
+        split_dir = root / cfg[f"{split_key}_split"]
         images = _images_in(_require_dir(split_dir / "images", f"{split_dir}/images/*.jpg ({EXPECTED})"))
         mask_dir = _require_dir(split_dir / "masks", f"{split_dir}/masks/<stem>.png ({EXPECTED})")
         pairs = _limit(_pair_by_stem(images, mask_dir, ".png", "mask"), cfg, split_key)

@@ -16,6 +16,7 @@ relevant items are the database images of its label (labels are matched by folde
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -23,7 +24,26 @@ from dinobench.data.base import ClassificationDataset, cache_fingerprint_of, fin
 from dinobench.data.dense import _root
 from dinobench.data.folder import IMAGE_EXTENSIONS
 from dinobench.errors import DataError
+from dinobench.typed_config import reader_options
 from dinobench.utils.safe_pickle import restricted_load
+
+
+@dataclass
+class RevisitedOptions:
+    """``dataset=dict(type="roxford5k" | "rparis6k", ...)``: the revisited layout (``gnd_<name>.pkl`` + images)."""
+
+    root: str | None = None  # the folder holding jpg/ and gnd_<name>.pkl; --data-root wins over it
+    image_dir: str = "jpg"  # under the root
+    suffix: str = ".jpg"  # image file = <image_dir>/<name in the ground truth><suffix>
+
+
+@dataclass
+class RetrievalFolderOptions:
+    """``dataset=dict(type="retrieval_folder", ...)``: ``<root>/<split>/<label>/<images>`` for query and database."""
+
+    root: str | None = None  # --data-root wins over it
+    query_split: str = "query"  # folder names of the two splits under the root
+    database_split: str = "database"
 
 
 class RetrievalImages(ClassificationDataset):
@@ -79,15 +99,16 @@ def _image_path(folder: Path, name: str, suffix: str) -> Path:
 
 def build_revisited(cfg: dict[str, Any], data_root: str | None, name: str) -> dict[str, RetrievalImages]:
     """``query`` (cropped to their boxes) and ``database`` splits of revisited ``name`` (roxford5k, rparis6k)."""
+    cfg = reader_options(RevisitedOptions, cfg)
     root = _root(cfg, data_root, name, f"the folder holding jpg/ and gnd_{name}.pkl")
-    gnd_path, jpg = root / f"gnd_{name}.pkl", root / cfg.get("image_dir", "jpg")
+    gnd_path, jpg = root / f"gnd_{name}.pkl", root / cfg["image_dir"]
     if not gnd_path.is_file():
         raise DataError(f"{gnd_path}: ground-truth file missing; --data-root must be the folder holding jpg/ and "
                         f"gnd_{name}.pkl")
     if not jpg.is_dir():
         raise DataError(f"{jpg}: image folder missing; expected {root}/jpg/<image>.jpg")
     imlist, qimlist, gnd = _check_gnd(gnd_path, restricted_load(gnd_path))
-    suffix = str(cfg.get("suffix", ".jpg"))
+    suffix = cfg["suffix"]
     db_paths = [_image_path(jpg, n, suffix) for n in imlist]
     q_paths = [_image_path(jpg, n, suffix) for n in qimlist]
     gnd_sha = hashlib.sha256(gnd_path.read_bytes()).hexdigest()
@@ -125,8 +146,9 @@ def _scan(split_dir: Path) -> list[tuple[str, Path]]:
 
 def build_retrieval_folder(cfg: dict[str, Any], data_root: str | None) -> dict[str, RetrievalImages]:
     """``query`` and ``database`` splits of ``<root>/{query,database}/<label>/<images>``."""
+    cfg = reader_options(RetrievalFolderOptions, cfg)
     root = _root(cfg, data_root, "retrieval_folder", "the folder holding query/ and database/")
-    scanned = {split: _scan(root / cfg.get(f"{split}_split", split)) for split in ("query", "database")}
+    scanned = {split: _scan(root / cfg[f"{split}_split"]) for split in ("query", "database")}
     classes = sorted({label for items in scanned.values() for label, _ in items})
     index = {label: i for i, label in enumerate(classes)}
     listing = {split: [(label, p.name, p.stat().st_size) for label, p in items] for split, items in scanned.items()}

@@ -3,12 +3,14 @@ the eval transform (features, cached) and the official train augmentation (linea
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from torchvision import transforms as T
 from torchvision.transforms import InterpolationMode
 
 from dinobench.errors import ConfigError
+from dinobench.typed_config import reader_options
 
 INTERPOLATIONS = {
     "bilinear": InterpolationMode.BILINEAR,
@@ -17,8 +19,46 @@ INTERPOLATIONS = {
 }
 
 
+# ----------------------------------------------------------------------------- transform sections
+# The ``transform`` section a task's datasets read, one dataclass per kind of sample (declared by each reader's
+# registration, ``registry.add(..., transform=...)``): the runner refuses a key none of them has, naming the
+# closest valid one. Sizes are pixels; their ranges are checked where the transform is built.
+
+
+@dataclass
+class ImageTransformConfig:
+    """Whole images (classification, retrieval, captions): resize -> centre crop, or the longer side."""
+
+    resize: int | None = None  # shorter side; None/0: no resize
+    crop: int | None = None  # centre crop side; None/0: no crop
+    max_size: int | None = None  # longer side, aspect kept (instance retrieval); instead of resize
+    interpolation: str = "bicubic"  # bilinear | bicubic | nearest
+
+
+@dataclass
+class ClipTransformConfig:
+    """Video clips: shorter side ``resize``, then ``crop`` (both needed, crop <= resize)."""
+
+    resize: int | None = None
+    crop: int | None = None
+
+
+@dataclass
+class SquareTransformConfig:
+    """Whole images resized to one ``size x size`` square (keypoint pairs, foreground, object discovery)."""
+
+    size: int | None = None  # needed: the square side in pixels
+
+
+@dataclass
+class FrameTransformConfig:
+    """Video frames for label propagation: shorter side ``short_side`` (rounded up to whole patches)."""
+
+    short_side: int | None = None  # needed: e.g. 960 (the official notebook)
+
+
 def _interpolation(cfg: dict[str, Any]) -> InterpolationMode:
-    name = cfg.get("interpolation", "bicubic")
+    name = cfg["interpolation"]
     if not isinstance(name, str) or name not in INTERPOLATIONS:
         raise ConfigError(f"transform.interpolation: {name!r} is not one of {', '.join(sorted(INTERPOLATIONS))}")
     return INTERPOLATIONS[name]
@@ -69,8 +109,9 @@ def build_eval_transform(cfg: dict[str, Any], mean: Sequence[float], std: Sequen
     (``mean``/``std`` of the backbone).
 
     ``cfg``: ``resize`` (int), ``crop`` (int), ``max_size`` (int: longer side, aspect kept; instead of
-    ``resize``), ``interpolation`` (bilinear|bicubic|nearest).
+    ``resize``), ``interpolation`` (bilinear|bicubic|nearest): :class:`ImageTransformConfig`.
     """
+    cfg = reader_options(ImageTransformConfig, cfg, "transform", drop=(), typed=False)
     interpolation = _interpolation(cfg)
     resize, crop, max_size = _size(cfg, "resize"), _size(cfg, "crop"), _size(cfg, "max_size")
     if max_size and resize:
@@ -91,6 +132,7 @@ def build_train_transform(cfg: dict[str, Any], mean: Sequence[float], std: Seque
                           scale: Sequence[float] = (0.08, 1.0), hflip_prob: float = 0.5) -> Callable:
     """Official classification train augmentation: RandomResizedCrop(``crop``, ``scale``) -> flip ->
     tensor -> normalise, at the eval crop size (``crop``, else ``resize``) and interpolation."""
+    cfg = reader_options(ImageTransformConfig, cfg, "transform", drop=(), typed=False)
     interpolation = _interpolation(cfg)
     size = _size(cfg, "crop") or _size(cfg, "resize")
     if not size:

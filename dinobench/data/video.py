@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -35,6 +36,7 @@ from dinobench.data.base import cache_fingerprint_of, fingerprint_of, load_rgb
 from dinobench.data.dense import _root
 from dinobench.data.folder import IMAGE_EXTENSIONS
 from dinobench.errors import ConfigError, DataError
+from dinobench.typed_config import reader_options
 
 VIDEO_EXTENSIONS = {".avi", ".mp4", ".webm", ".mkv", ".mov", ".m4v"}
 
@@ -179,9 +181,45 @@ def _resolve(path: Path) -> Path:
                     f"{path.with_suffix('')}/ exists)")
 
 
+@dataclass
+class ClipOptions:
+    """The clip sampling every video reader's section has (see the module docstring)."""
+
+    num_frames: int = 8  # frames per clip, sampled uniformly
+    test_clips: int = 1  # views per video of the splits other than train: test_clips x test_crops
+    test_crops: int = 1
+
+
+@dataclass
+class UCF101Options(ClipOptions):
+    """``dataset=dict(type="ucf101", ...)``: UCF-101 with one of its three official train/test lists."""
+
+    root: str | None = None  # the folder holding UCF-101/ and ucfTrainTestlist/; --data-root wins over it
+    video_dir: str = "UCF-101"  # under the root
+    split: int = 1  # ucfTrainTestlist/{trainlist,testlist}0<split>.txt: 1, 2 or 3
+
+
+@dataclass
+class VideoFolderOptions(ClipOptions):
+    """``dataset=dict(type="video_folder" | "kinetics400", ...)``: ``<root>/<split>/<class>/<videos>``."""
+
+    root: str | None = None  # --data-root wins over it
+    train_split: str = "train"  # folder names of the two splits under the root
+    val_split: str = "val"
+
+
+@dataclass
+class SSv2Options(ClipOptions):
+    """``dataset=dict(type="ssv2", ...)``: Something-Something-v2 videos + ``labels/*.json``."""
+
+    root: str | None = None  # the folder holding the video folder and labels/; --data-root wins over it
+    video_dir: str = "20bn-something-something-v2"  # under the root
+    suffix: str = ".webm"  # video file = <video_dir>/<id><suffix> (or a frame folder <id>/)
+
+
 def _views(cfg: dict[str, Any], split: str) -> dict[str, int]:
-    num_frames = int(cfg.get("num_frames", 8))
-    clips, crops = (1, 1) if split == "train" else (int(cfg.get("test_clips", 1)), int(cfg.get("test_crops", 1)))
+    num_frames = cfg["num_frames"]
+    clips, crops = (1, 1) if split == "train" else (cfg["test_clips"], cfg["test_crops"])
     if num_frames < 1 or clips < 1 or crops < 1:
         raise ConfigError("dataset.num_frames, dataset.test_clips and dataset.test_crops must be >= 1")
     return {"num_frames": num_frames, "n_clips": clips, "n_crops": crops}
@@ -201,9 +239,10 @@ def _dataset(name: str, split: str, samples: list[tuple[Path, int]], classes: li
 
 def build_ucf101(cfg: dict[str, Any], data_root: str | None) -> dict[str, VideoDataset]:
     """UCF-101 with the official train/test lists of ``split`` (1..3)."""
+    cfg = reader_options(UCF101Options, cfg)
     root = _root(cfg, data_root, "ucf101", "the folder holding UCF-101/ and ucfTrainTestlist/")
-    lists, videos = root / "ucfTrainTestlist", root / cfg.get("video_dir", "UCF-101")
-    split = int(cfg.get("split", 1))
+    lists, videos = root / "ucfTrainTestlist", root / cfg["video_dir"]
+    split = cfg["split"]
     class_file = lists / "classInd.txt"
     if not class_file.is_file() or not videos.is_dir():
         raise DataError(f"{root}: expected UCF-101/<Class>/<video>.avi and ucfTrainTestlist/classInd.txt")
@@ -233,10 +272,11 @@ def build_ucf101(cfg: dict[str, Any], data_root: str | None) -> dict[str, VideoD
 
 def build_video_folder(cfg: dict[str, Any], data_root: str | None, name: str = "video_folder") -> dict[str, VideoDataset]:
     """``{train,val}/<class>/<video file or frame folder>`` (Kinetics-400's class-folder layout)."""
+    cfg = reader_options(VideoFolderOptions, cfg)
     root = _root(cfg, data_root, name, "the folder holding train/<class>/<videos> and val/<class>/<videos>")
     scans = {}
     for key in ("train", "val"):
-        split_dir = root / cfg.get(f"{key}_split", key)
+        split_dir = root / cfg[f"{key}_split"]
         if not split_dir.is_dir():
             raise DataError(f"{split_dir}: split folder missing; expected {split_dir}/<class>/<videos>")
         scans[key] = {d.name: sorted(p for p in d.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS
@@ -260,8 +300,9 @@ def build_kinetics400(cfg: dict[str, Any], data_root: str | None) -> dict[str, V
 
 def build_ssv2(cfg: dict[str, Any], data_root: str | None) -> dict[str, VideoDataset]:
     """Something-Something-v2: webm videos + labels/{labels,train,validation}.json."""
+    cfg = reader_options(SSv2Options, cfg)
     root = _root(cfg, data_root, "ssv2", "the folder holding 20bn-something-something-v2/ and labels/")
-    videos, labels_dir = root / cfg.get("video_dir", "20bn-something-something-v2"), root / "labels"
+    videos, labels_dir = root / cfg["video_dir"], root / "labels"
     label_file = labels_dir / "labels.json"
     if not label_file.is_file() or not videos.is_dir():
         raise DataError(f"{root}: expected 20bn-something-something-v2/<id>.webm and labels/labels.json")
@@ -282,6 +323,6 @@ def build_ssv2(cfg: dict[str, Any], data_root: str | None) -> dict[str, VideoDat
             template = str(entry.get("template", "")).replace("[", "").replace("]", "")
             if template not in label_ids:
                 raise DataError(f"{path}: video {entry.get('id')} has template {template!r} that labels.json lacks")
-            samples.append((_resolve(videos / f"{entry['id']}{cfg.get('suffix', '.webm')}"), label_ids[template]))
+            samples.append((_resolve(videos / f"{entry['id']}{cfg['suffix']}"), label_ids[template]))
         out[key] = _dataset("ssv2", key, samples, classes, root, cfg)
     return out

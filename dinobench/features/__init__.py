@@ -12,15 +12,33 @@
 
 from __future__ import annotations
 
-from dinobench.features.cache import FeatureCache
-from dinobench.features.extract import compute_features, extract_features, feature_kind, load_or_extract
-from dinobench.features.keys import (DEFAULT_CHUNK_SIZE, FEATURE_CODE_VERSION, FEATURE_DTYPES, backbone_key_payload,
-                                     cache_key, cache_root, chunk_plan, entry_payload)
-from dinobench.features.kinds import FeatureCut
-from dinobench.features.targets import FeatureSet
+import importlib
+from typing import TYPE_CHECKING, Any
 
-__all__ = [
-    "DEFAULT_CHUNK_SIZE", "FEATURE_CODE_VERSION", "FEATURE_DTYPES", "FeatureCache", "FeatureCut", "FeatureSet",
-    "backbone_key_payload", "cache_key", "cache_root", "chunk_plan", "compute_features", "entry_payload",
-    "extract_features", "feature_kind", "load_or_extract",
-]
+#: name -> submodule; resolved on first use, so that ``dinobench.features.builtin`` (the built-in kinds' table,
+#: read by the plugin that registers them) imports no torch and ``dinobench list`` stays fast
+_EXPORTS = {
+    "FeatureCache": "cache", "compute_features": "extract", "extract_features": "extract",
+    "feature_kind": "extract", "load_or_extract": "extract", "DEFAULT_CHUNK_SIZE": "keys",
+    "FEATURE_CODE_VERSION": "keys", "FEATURE_DTYPES": "keys", "backbone_key_payload": "keys", "cache_key": "keys",
+    "cache_root": "keys", "chunk_plan": "keys", "entry_payload": "keys", "FeatureCut": "kinds",
+    "FeatureSet": "targets",
+}
+
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:
+    from dinobench.features.cache import FeatureCache
+    from dinobench.features.extract import compute_features, extract_features, feature_kind, load_or_extract
+    from dinobench.features.keys import (DEFAULT_CHUNK_SIZE, FEATURE_CODE_VERSION, FEATURE_DTYPES,
+                                         backbone_key_payload, cache_key, cache_root, chunk_plan, entry_payload)
+    from dinobench.features.kinds import FeatureCut
+    from dinobench.features.targets import FeatureSet
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'dinobench.features' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"dinobench.features.{_EXPORTS[name]}"), name)
+    globals()[name] = value
+    return value

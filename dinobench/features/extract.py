@@ -28,26 +28,38 @@ from dinobench.features.cache import FeatureCache
 from dinobench.features.keys import DEFAULT_CHUNK_SIZE, cache_root, check_dtype, chunk_plan, entry_payload
 from dinobench.features.sharding import all_gather, broadcast, raise_if_any_failed, rank_world
 from dinobench.features.targets import FeatureSet, Targets, concat_targets
-from dinobench.plugin_manager import get_registries
+from dinobench.features.builtin import BUILTIN_FEATURE_KINDS
 from dinobench.registry import FeatureKindSpec, resolve_object
 from dinobench.utils.precision import autocast_for, resolve_precision
 
 logger = logging.getLogger("dinobench")
 
 
-def feature_kind(kind: str) -> FeatureKindSpec:
-    """The registered feature kind ``kind``; unknown: a one-line ConfigError naming the registered ones."""
-    registry = get_registries().feature_kinds
-    if not isinstance(kind, str) or kind not in registry:
-        close = difflib.get_close_matches(kind, registry.names(), n=3, cutoff=0.5) if isinstance(kind, str) else []
+#: where a kind *name* is looked up: a registry (``in``, ``get``, ``names()``) or a plain name -> spec mapping
+KindTable = Any
+
+
+def feature_kind(kind: "str | FeatureKindSpec", kinds: KindTable | None = None) -> FeatureKindSpec:
+    """The feature kind ``kind``: a spec is returned as is; a name is looked up in ``kinds`` (the run's feature-kind
+    registry, which the runner resolved and passed in) or, without one, among the built-in kinds. An unknown name
+    is a one-line ConfigError naming the known ones. The cache layer never asks the plugin manager."""
+    if isinstance(kind, FeatureKindSpec):
+        return kind
+    table = kinds if kinds is not None else {spec.name: spec for spec in BUILTIN_FEATURE_KINDS}
+    names = sorted(table.names() if hasattr(table, "names") else table)
+    if not isinstance(kind, str) or kind not in table:
+        close = difflib.get_close_matches(kind, names, n=3, cutoff=0.5) if isinstance(kind, str) else []
         hint = "; did you mean " + " or ".join(map(repr, close)) + "?" if close else ""
-        raise ConfigError(f"unknown feature kind {kind!r}{hint} (registered: {', '.join(registry.names())})")
-    return registry.get(kind)
+        known = "registered" if kinds is not None else "built-in; pass kinds= for a plugin's"
+        raise ConfigError(f"unknown feature kind {kind!r}{hint} ({known}: {', '.join(names)})")
+    return table.get(kind) if hasattr(table, "names") else table[kind]
 
 
-def compute_features(model: nn.Module, images: Tensor, kind: str = "cls") -> Tensor:
-    """One batch ``[B, *shape]`` of features of the registered ``kind``."""
-    spec = feature_kind(kind)
+def compute_features(model: nn.Module, images: Tensor, kind: "str | FeatureKindSpec" = "cls",
+                     kinds: KindTable | None = None) -> Tensor:
+    """One batch ``[B, *shape]`` of features of ``kind`` (see :func:`feature_kind`)."""
+    spec = feature_kind(kind, kinds)
+    kind = spec.name
     out = resolve_object(spec.compute)(model, images)
     if not isinstance(out, Tensor) or out.ndim < 1 or out.shape[0] != images.shape[0]:
         got = f"shape {list(out.shape)}" if isinstance(out, Tensor) else type(out).__name__
@@ -77,7 +89,7 @@ def _collate(samples: list[Any], desc: str) -> Any:
 
 @torch.inference_mode()
 def _extract_chunks(model: nn.Module, dataset: Dataset, chunks: list[tuple[int, int]], *, batch_size: int,
-                    num_workers: int, device: torch.device | str, desc: str, kind: str,
+                    num_workers: int, device: torch.device | str, desc: str, kind: FeatureKindSpec,
                     dtype: str = "float32", precision: str | None = None) -> Iterator[tuple[int, Tensor, Targets]]:
     """Yield ``(position in chunks, features, targets)`` per chunk, in order; batches never span chunks."""
     batches, owner = [], []
@@ -101,7 +113,7 @@ def _extract_chunks(model: nn.Module, dataset: Dataset, chunks: list[tuple[int, 
             with autocast:
                 out = compute_features(model, images.to(device, non_blocking=True), kind)
             if feats and out.shape[1:] != feats[0].shape[1:]:
-                raise DataError(f"{desc}: feature kind {kind!r} gives per-sample shape {list(out.shape[1:])} "
+                raise DataError(f"{desc}: feature kind {kind.name!r} gives per-sample shape {list(out.shape[1:])} "
                                 f"and {list(feats[0].shape[1:])}; a cache entry needs one shape (fixed-size images)")
             feats.append(out.to(out_dtype).cpu())
             targets.append(batch_targets)
@@ -113,13 +125,15 @@ def _extract_chunks(model: nn.Module, dataset: Dataset, chunks: list[tuple[int, 
 
 
 def extract_features(model: nn.Module, dataset: Dataset, *, batch_size: int = 64, num_workers: int = 0,
-                     device: torch.device | str = "cpu", desc: str = "features", kind: str = "cls",
-                     dtype: str = "float32", precision: str | None = None) -> FeatureSet:
+                     device: torch.device | str = "cpu", desc: str = "features", kind: "str | FeatureKindSpec" = "cls",
+                     dtype: str = "float32", precision: str | None = None,
+                     kinds: KindTable | None = None) -> FeatureSet:
     """Features of ``kind`` (default: normalised CLS token) of every sample of ``dataset``, in memory, no cache.
 
     ``precision``: ``float32`` or ``bfloat16-autocast`` (None: the hardware's choice, :mod:`dinobench.utils.precision`).
+    ``kinds``: where a kind name is looked up (:func:`feature_kind`).
     """
-    feature_kind(kind)
+    kind = feature_kind(kind, kinds)
     check_dtype(dtype)
     if len(dataset) == 0:
         raise DataError(f"{desc}: the split is empty; nothing to extract")
@@ -131,18 +145,19 @@ def extract_features(model: nn.Module, dataset: Dataset, *, batch_size: int = 64
 
 def load_or_extract(model: nn.Module, dataset: Dataset, *, payload: dict[str, Any] | None,
                     cache_dir: str | Path | None = None, batch_size: int = 64, num_workers: int = 0,
-                    device: torch.device | str = "cpu", desc: str = "features", kind: str = "cls",
+                    device: torch.device | str = "cpu", desc: str = "features", kind: "str | FeatureKindSpec" = "cls",
                     chunk_size: int = DEFAULT_CHUNK_SIZE, dtype: str = "float32",
-                    precision: str | None = None) -> tuple[FeatureSet, bool]:
+                    precision: str | None = None, kinds: KindTable | None = None) -> tuple[FeatureSet, bool]:
     """Features of ``kind`` of ``dataset`` and whether they came from the cache.
 
     ``payload`` (JSON-able, see :func:`~dinobench.features.keys.backbone_key_payload`) identifies the
     features; None disables the disk cache. ``dtype``: storage (and returned) dtype, ``"float32"`` or
     ``"float16"`` (part of the key). ``precision``: the compute precision, as in :func:`extract_features`; with a
     ``payload`` it is the payload's ``precision`` (the key names what computed the features). Under
-    torch.distributed the work is sharded over ranks and every rank gets all rows.
+    torch.distributed the work is sharded over ranks and every rank gets all rows. ``kinds``: where a kind name
+    is looked up (:func:`feature_kind`; the run passes its registry).
     """
-    feature_kind(kind)
+    kind = feature_kind(kind, kinds)
     check_dtype(dtype)
     if len(dataset) == 0:
         raise DataError(f"{desc}: the split is empty; nothing to extract")
@@ -156,7 +171,7 @@ def load_or_extract(model: nn.Module, dataset: Dataset, *, payload: dict[str, An
         if world == 1:
             return extract_features(model, dataset, **options), False
         return _extract_distributed_in_memory(model, dataset, plan, rank, world, options), False
-    cache = FeatureCache(cache_dir if cache_dir is not None else cache_root(), entry_payload(payload, kind, dtype))
+    cache = FeatureCache(cache_dir if cache_dir is not None else cache_root(), entry_payload(payload, kind.name, dtype))
     with cache.lock() if rank == 0 else contextlib.nullcontext():  # rank 0 holds the lock for the job
         hit = cache.load() if rank == 0 else None
         if hit is None and rank == 0:
@@ -191,13 +206,13 @@ def load_or_extract(model: nn.Module, dataset: Dataset, *, payload: dict[str, An
         return result, False
 
 
-def _cut_from_source(cache: FeatureCache, model: nn.Module, payload: dict[str, Any], kind: str, dtype: str,
+def _cut_from_source(cache: FeatureCache, model: nn.Module, payload: dict[str, Any], kind: FeatureKindSpec, dtype: str,
                      num_rows: int, block_rows: int, desc: str) -> FeatureSet | None:
     """``cache``'s features cut from a finished entry of a kind ``kind`` can be cut from (same key otherwise),
     stored as ``cache``'s entry; None when there is none. Caller holds ``cache``'s lock (order: ``kind`` ->
     source; a plugin declaring cuts both ways between two kinds could deadlock two repairing processes)."""
     root = cache.dir.parent
-    for source_kind, plan_cut in feature_kind(kind).cut_from.items():
+    for source_kind, plan_cut in kind.cut_from.items():
         source = FeatureCache(root, entry_payload(payload, source_kind, dtype))
         if not source.manifest.is_file():  # absent, or still being extracted: extract ``kind`` ourselves
             continue
@@ -208,7 +223,7 @@ def _cut_from_source(cache: FeatureCache, model: nn.Module, payload: dict[str, A
         try:
             cut = resolve_object(plan_cut)(model, tuple(full.features.shape[1:]))
         except ValueError as exc:
-            logger.warning("dinobench: warning: %s: not cutting %s from %s (%s)", desc, kind, source.dir, exc)
+            logger.warning("dinobench: warning: %s: not cutting %s from %s (%s)", desc, kind.name, source.dir, exc)
             continue
         cache.derive(source, full, cut, block_rows)
         logger.info("dinobench: %s: cut from the cached %s features %s (%s), no forward", desc, source_kind,

@@ -88,6 +88,7 @@ class AttentiveProtocol(Protocol):
     version = "1"
     Config = AttentiveConfig
     runtime_keys = ("eval_batch_size",)
+    trains = True  # the probes, with the engine (the task's train section)
 
     def validate(self) -> None:
         """Range checks."""

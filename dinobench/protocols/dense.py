@@ -73,6 +73,7 @@ class DenseProtocol(Protocol):
 
     runtime_keys = ("num_visualizations",)
     eval_keys = ("inference",)
+    trains = True  # the head, with the engine (the task's train section)
     main_metric: ClassVar[str] = ""
     higher_is_better: ClassVar[bool] = True
     #: key prefixes an official checkpoint may put around the head's own keys (stripped when all keys have one)

@@ -44,9 +44,9 @@ def dinobench_register_tasks(registry):
         "task": {"description": "digits at 16 px, 1-NN and 5-NN (example plugin)"}, **DIGITS16,
     })
     registry.add("digits16-headprobe", {
-        "datasets": {"train": {"type": "digits", "split": "train"}, "val": {"type": "digits", "split": "val"},
+        "datasets": {"train": {"type": "digits", "from_split": "train"}, "val": {"type": "digits", "from_split": "val"},
                      # a third named dataset: another seeded split of the digits, its val part
-                     "holdout": {"type": "digits", "split": "val", "split_seed": 1, "val_fraction": 0.1}},
+                     "holdout": {"type": "digits", "from_split": "val", "split_seed": 1, "val_fraction": 0.1}},
         "protocol": {"type": "example_head_probe"},
         "train": {"max_iters": 60, "batch_size": 32, "checkpoint_every": 0, "eval_every": 0, "amp": None,
                   "optimizer": {"lr": 0.01, "weight_decay": 0.0}, "scheduler": {"type": "constant", "warmup_iters": 0}},

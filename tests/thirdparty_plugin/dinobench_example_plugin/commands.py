@@ -1,6 +1,6 @@
 """An example CLI subcommand: ``dinobench example-datasets TASK`` lists the named datasets of a task."""
 
-from dinobench.runner import build_datasets, resolve_task
+from dinobench.api import build_datasets, resolve_task
 
 
 def configure(parser):

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dinobench.heads.necks import Neck
+from dinobench.api import Neck
 
 
 class TokensAndThumbnail(Neck):

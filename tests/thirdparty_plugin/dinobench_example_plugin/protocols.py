@@ -7,10 +7,8 @@ import numpy as np
 import torch
 from sklearn.metrics import accuracy_score
 
-from dinobench.heads.model import BackboneNeckHead
-from dinobench.protocol import Protocol, ProtocolResult
-from dinobench.protocols.knn import knn_class_scores, topk_accuracy
-from dinobench.training import evaluate_sharded, train_head
+from dinobench.api import (BackboneNeckHead, Protocol, ProtocolResult, evaluate_sharded, knn_class_scores,
+                           topk_accuracy, train_head)
 
 from dinobench_example_plugin.heads import DictClassifierHead, TokensAndThumbnail
 
@@ -62,6 +60,7 @@ class HeadProbeProtocol(Protocol):
     version = "1"
     Config = HeadProbeConfig
     datasets = ("train", "val", "holdout")
+    trains = True  # reads the task's train section (checked against the engine's TrainConfig)
 
     def run(self, ctx):
         train_set = ctx.dataset("train")
