@@ -25,7 +25,7 @@ __all__ = ["PROJECT_NAME", "hookimpl", "hookspec"]
 
 if TYPE_CHECKING:
     from dinobench.registry import (BackboneRegistry, CommandRegistry, DatasetRegistry, FeatureKindRegistry,
-                                    HeadRegistry, ProtocolRegistry, TaskRegistry)
+                                    HeadRegistry, OptimizerRegistry, ProtocolRegistry, ScheduleRegistry, TaskRegistry)
     from dinobench.results import Result
 
 PROJECT_NAME = "dinobench"
@@ -112,6 +112,25 @@ def dinobench_register_heads(registry: "HeadRegistry") -> None:
     ``dinobench run --head NAME --head-weights FILE`` then evaluates the head without training: the task's config
     gets ``options`` (the head's architecture) and ``weights_key`` = FILE; the record names the head and its
     sha256, and the file's digest is part of the protocol hash, so only runs of the same head compare.
+    """
+
+
+@hookspec
+def dinobench_register_schedules(registry: "ScheduleRegistry") -> None:
+    """Add learning-rate schedules: ``registry.add(name, "module:fn", defaults={key: default}, description=...)``.
+
+    ``fn(cfg, base_lr, iteration, total) -> {"lr": float, ...}`` is a pure function of the step (exact resume);
+    ``cfg`` holds ``warmup_iters`` / ``warmup_ratio`` and the schedule's own keys, filled from ``defaults``. A task
+    then sets ``train.scheduler=dict(type=name, ...)``; a name the engine already has is refused.
+    """
+
+
+@hookspec
+def dinobench_register_optimizers(registry: "OptimizerRegistry") -> None:
+    """Add optimizers: ``registry.add(name, "module:build", defaults={"lr": ..., ...}, description=...)``.
+
+    ``build(param_groups, cfg) -> torch.optim.Optimizer``; the groups carry ``lr_multiplier`` / ``wd_multiplier``
+    that the engine applies each step. A task then sets ``train.optimizer=dict(type=name, ...)``.
     """
 
 

@@ -11,6 +11,7 @@ import functools
 import importlib
 import logging
 import os
+import pkgutil
 from importlib import metadata
 from typing import Any
 
@@ -22,30 +23,19 @@ from dinobench.tasks import register_task_dirs
 
 logger = logging.getLogger("dinobench")
 
-#: First-party plugins, registered exactly like third-party ones (pytest's way).
-BUILTIN_PLUGINS = (
-    "dinobench.plugins.backbones",
-    "dinobench.plugins.datasets",
-    "dinobench.plugins.dense_datasets",
-    "dinobench.plugins.knn",
-    "dinobench.plugins.segmentation",
-    "dinobench.plugins.depth",
-    "dinobench.plugins.detection",
-    "dinobench.plugins.text",
-    "dinobench.plugins.retrieval",
-    "dinobench.plugins.foreground",
-    "dinobench.plugins.attentive",
-    "dinobench.plugins.visualize",
-    "dinobench.plugins.tracking",
-    "dinobench.plugins.correspondence",
-    "dinobench.plugins.discovery",
-    "dinobench.plugins.logreg",
-    "dinobench.plugins.linear",
-    "dinobench.plugins.tasks",
-    "dinobench.plugins.feature_kinds",
-    "dinobench.plugins.canopy",
-    "dinobench.plugins.heads",
-)
+#: The package whose modules are the first-party plugins: every module in it is discovered and registered
+#: exactly like a third-party plugin (pytest's way); a new family is a new module there, no list to edit.
+BUILTIN_PACKAGE = "dinobench.plugins"
+
+
+@functools.lru_cache(maxsize=1)
+def builtin_plugins() -> tuple[str, ...]:
+    """The first-party plugin modules (``dinobench.plugins.<name>``), sorted by name."""
+    package = importlib.import_module(BUILTIN_PACKAGE)
+    return tuple(f"{BUILTIN_PACKAGE}.{info.name}" for info in sorted(pkgutil.iter_modules(package.__path__),
+                                                                     key=lambda info: info.name)
+                 if not info.name.startswith("_"))
+
 
 REGISTER_HOOKS = {
     "dinobench_register_backbones": "backbones",
@@ -55,6 +45,8 @@ REGISTER_HOOKS = {
     "dinobench_register_feature_kinds": "feature_kinds",
     "dinobench_register_commands": "commands",
     "dinobench_register_heads": "heads",
+    "dinobench_register_schedules": "schedules",
+    "dinobench_register_optimizers": "optimizers",
 }
 
 
@@ -108,7 +100,7 @@ def get_plugin_manager() -> pluggy.PluginManager:
     """The process-wide plugin manager (first-party plugins, then entry points)."""
     pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
     pm.add_hookspecs(hookspecs)
-    for module_name in BUILTIN_PLUGINS:
+    for module_name in builtin_plugins():
         pm.register(importlib.import_module(module_name), name=module_name)
     pm.check_pending()  # first-party plugins must be exact: fail loudly
     if not os.environ.get("DINOBENCH_DISABLE_PLUGIN_AUTOLOAD"):
@@ -135,7 +127,7 @@ def get_registries() -> Registries:
             try:
                 impl.function(registry=getattr(registries, attr))
             except Exception as exc:
-                if impl.plugin_name in BUILTIN_PLUGINS:
+                if impl.plugin_name in builtin_plugins():
                     raise
                 _unregister_source(registries, impl.plugin_name)
                 _warn(f"plugin {impl.plugin_name!r} ({_distribution_of(impl.plugin_name)}) "

@@ -132,6 +132,44 @@ class CommandSpec:
     source: str = ""
 
 
+@dataclass(frozen=True)
+class ScheduleEntry:
+    """A learning-rate schedule for ``train.scheduler.type``: ``fn(cfg, base_lr, iteration, total) -> {"lr": ...}``
+    and the defaults of its own keys (see :mod:`dinobench.training.schedules`)."""
+
+    name: str
+    fn: str | Callable[..., Any]
+    defaults: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class OptimizerEntry:
+    """An optimizer for ``train.optimizer.type``: ``build(param_groups, cfg) -> torch.optim.Optimizer`` and the
+    defaults of its keys (``lr`` among them; see :mod:`dinobench.training.optim`)."""
+
+    name: str
+    build: str | Callable[..., Any]
+    defaults: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+    source: str = ""
+
+
+def install_entries(table: dict[str, Any], installed: dict[str, Any], entries: Any, kind: str,
+                    make: Callable[[Any], Any]) -> None:
+    """Put plugin ``entries`` (with ``name`` and ``source``) into an engine's own ``table`` as ``make(entry)``;
+    ``installed`` remembers what came from where, so a second call is a no-op and a name the engine has built in
+    is a one-line PluginError (a plugin adds, never replaces)."""
+    for entry in entries:
+        if installed.get(entry.name) == entry:
+            continue
+        if entry.name in table and entry.name not in installed:
+            raise PluginError(f"{kind} {entry.name!r} (from {entry.source or '?'}) is a built-in {kind}; rename it")
+        table[entry.name] = make(entry)
+        installed[entry.name] = entry
+
+
 class Registry(Generic[T]):
     """Name -> spec mapping; duplicates are refused, unknown names get suggestions."""
 
@@ -279,6 +317,32 @@ class CommandRegistry(Registry[CommandSpec]):
         return self.register(CommandSpec(name=name, configure=configure, run=run, **meta))
 
 
+class ScheduleRegistry(Registry[ScheduleEntry]):
+    """Registry of learning-rate schedules a plugin adds to the engine's built-in ones."""
+
+    def __init__(self) -> None:
+        super().__init__("schedule")
+
+    def add(self, name: str, fn: str | Callable[..., Any], defaults: dict[str, Any] | None = None,
+            **meta: Any) -> ScheduleEntry:
+        """Register ``ScheduleEntry(name, fn, defaults, **meta)``."""
+        return self.register(ScheduleEntry(name=name, fn=fn, defaults=dict(defaults or {}), **meta))
+
+
+class OptimizerRegistry(Registry[OptimizerEntry]):
+    """Registry of optimizers a plugin adds to the engine's built-in ones (adamw, sgd)."""
+
+    def __init__(self) -> None:
+        super().__init__("optimizer")
+
+    def add(self, name: str, build: str | Callable[..., Any], defaults: dict[str, Any] | None = None,
+            **meta: Any) -> OptimizerEntry:
+        """Register ``OptimizerEntry(name, build, defaults, **meta)``; ``defaults`` must hold ``lr``."""
+        if "lr" not in (defaults or {}):
+            raise PluginError(f"optimizer {name!r}: its defaults must hold lr")
+        return self.register(OptimizerEntry(name=name, build=build, defaults=dict(defaults or {}), **meta))
+
+
 @dataclass
 class Registries:
     """All registries, filled once per process by the plugin manager."""
@@ -290,11 +354,13 @@ class Registries:
     feature_kinds: FeatureKindRegistry = field(default_factory=FeatureKindRegistry)
     commands: CommandRegistry = field(default_factory=CommandRegistry)
     heads: HeadRegistry = field(default_factory=HeadRegistry)
+    schedules: ScheduleRegistry = field(default_factory=ScheduleRegistry)
+    optimizers: OptimizerRegistry = field(default_factory=OptimizerRegistry)
 
     def all(self) -> tuple[Registry[Any], ...]:
         """Every registry."""
         return (self.backbones, self.datasets, self.protocols, self.tasks, self.feature_kinds, self.commands,
-                self.heads)
+                self.heads, self.schedules, self.optimizers)
 
     def set_source(self, source: str) -> None:
         """Attribute what gets registered next to plugin ``source``."""

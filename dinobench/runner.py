@@ -32,6 +32,8 @@ from dinobench.registry import resolve_object
 from dinobench.tasks import find_task, is_task_file, load_task_config
 from dinobench.results import MainMetric, Result, environment, safe_component, write_result
 from dinobench.training import RUNTIME_TRAIN_KEYS, train_config
+from dinobench.training.optim import use_registered as use_registered_optimizers
+from dinobench.training.schedules import use_registered as use_registered_schedules
 from dinobench.utils import distributed as ddp
 from dinobench.typed_config import merge_section, resolve_section
 from dinobench.utils.paths import check_writable, output_root
@@ -165,7 +167,10 @@ def _default_sections(cfg: dict[str, Any]) -> None:
 def resolve_task(task: str, options: Mapping[str, Any] | list[str] | None) -> dict[str, Any]:
     """The task's resolved config (a registered name or a task file, :func:`dinobench.tasks.find_task`): defaults
     filled in, ``options`` applied, every section checked; an error names the task (file) and the key."""
-    source = find_task(task, get_registries())
+    registries = get_registries()
+    use_registered_schedules(registries.schedules)  # plugins' schedules and optimizers, for the train section
+    use_registered_optimizers(registries.optimizers)
+    source = find_task(task, registries)
     cfg = load_task_config(source.config)
     _check_sections(cfg, source.where)
     _default_sections(cfg)

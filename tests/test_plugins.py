@@ -90,6 +90,8 @@ def test_example_plugin_trains_a_neck_and_dict_head_on_three_named_datasets(exam
     assert set(record["dataset"]["splits"]) == {"train", "val", "holdout"}
     assert record["dataset"]["splits"]["holdout"]["size"] == 179  # 10% of each class of another seeded split
     assert record["metrics"]["train_iterations"] == 60
+    # its own schedule, added to the engine through dinobench_register_schedules
+    assert record["config"]["train"]["scheduler"] == {"type": "example_step_down", "warmup_iters": 0, "at": 0.75}
     assert record["metrics"]["top1"] > 30 and record["metrics"]["holdout_top1"] > 30  # 10 classes: chance is 10
     assert {row["class"] for row in record["tables"]["holdout_per_class"]} == set(range(10))
     assert record["higher_is_better"]["top1"] is True and "train.checkpoint_every" in record["runtime_keys"]

@@ -237,3 +237,55 @@ def test_non_finite_loss_of_a_custom_recipe_names_the_recipe(tmp_path):
     with pytest.raises(TrainingDiverged, match=r"^iteration 0: toy training loss is inf \(mse=1\); stopped, last "
                                                r"good checkpoint kept: none yet -- lower toy.lr$"):
         _loop(Bad(), tmp_path).fit()
+
+
+def _halve_at(cfg, base_lr, iteration, total):
+    return {"lr": base_lr * (0.5 if iteration >= cfg["at"] * total else 1.0)}
+
+
+def _plain_sgd(groups, cfg):
+    return torch.optim.SGD(groups, lr=float(cfg["lr"]))
+
+
+def _engine_entries_plugin() -> SimpleNamespace:
+    """A plugin adding a schedule and an optimizer through the hooks (what a third-party package does)."""
+    from dinobench.api import hookimpl
+
+    @hookimpl
+    def dinobench_register_schedules(registry):
+        registry.add("test_halve_at", _halve_at, defaults={"at": 0.5})
+
+    @hookimpl
+    def dinobench_register_optimizers(registry):
+        registry.add("test_plain_sgd", _plain_sgd, defaults={"lr": 0.1})
+
+    return SimpleNamespace(dinobench_register_schedules=dinobench_register_schedules,
+                           dinobench_register_optimizers=dinobench_register_optimizers)
+
+
+def test_schedules_and_optimizers_come_from_the_hooks_through_the_runner():
+    from conftest import registered
+    from dinobench.runner import resolve_task
+    from dinobench.training.optim import optimizer_config
+
+    with registered(_engine_entries_plugin(), "engine-entries"):
+        options = {"train.scheduler": {"type": "test_halve_at", "at": 0.25}, "train.optimizer": {"type": "test_plain_sgd"}}
+        cfg = resolve_task("digits-attentive", options)  # the runner hands the entries to the engine
+        train = train_config(cfg["train"])
+        assert train["scheduler"]["at"] == 0.25 and train["optimizer"] == {"type": "test_plain_sgd", "lr": 0.1,
+                                                                          "weight_decay": 0.0}
+        assert [schedule_at(train["scheduler"], 1.0, t, 8)["lr"] for t in (0, 1, 2, 7)] == [1.0, 1.0, 0.5, 0.5]
+        optimizer = build_optimizer([{"params": [torch.nn.Parameter(torch.zeros(2))]}], optimizer_config(
+            {"type": "test_plain_sgd"}))
+        assert type(optimizer) is torch.optim.SGD
+        with pytest.raises(ConfigError, match=r"train\.scheduler\.att: unknown key \(did you mean at\?\)"):
+            train_config({"scheduler": {"type": "test_halve_at", "att": 0.1}})
+
+
+def test_a_plugin_schedule_may_not_replace_a_built_in_one():
+    from dinobench.errors import PluginError
+    from dinobench.registry import ScheduleEntry
+    from dinobench.training.schedules import use_registered
+
+    with pytest.raises(PluginError, match="schedule 'cosine' \\(from rogue\\) is a built-in schedule; rename it"):
+        use_registered([ScheduleEntry("cosine", "x:y", source="rogue")])

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from dinobench.errors import ConfigError
+from dinobench.registry import install_entries, resolve_object
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,18 @@ def register_optimizer(name: str, build: Callable[[list[dict[str, Any]], dict[st
                        **defaults: Any) -> None:
     """Make ``train.optimizer.type=name`` build ``build(groups, cfg)``; ``defaults`` must hold ``lr``."""
     OPTIMIZERS[name] = OptimizerSpec(build, {"weight_decay": 0.0, **defaults})
+
+
+#: name -> the registry entry it was installed from (a plugin's optimizer, see :func:`use_registered`)
+_INSTALLED: dict[str, Any] = {}
+
+
+def use_registered(entries: Iterable[Any]) -> None:
+    """Make the optimizers plugins registered (``dinobench_register_optimizers``: entries with ``name``, ``build`` as
+    a callable or ``"module:attr"``, ``defaults``, ``source``) available to ``train.optimizer.type``; ``build`` is
+    imported on first use. The runner hands the entries over (the engine never asks the plugin manager)."""
+    install_entries(OPTIMIZERS, _INSTALLED, entries, "optimizer", lambda entry: OptimizerSpec(
+        lambda groups, c, target=entry.build: resolve_object(target)(groups, c), {"weight_decay": 0.0, **entry.defaults}))
 
 
 def optimizer_config(section: dict[str, Any] | None, default_type: str = "adamw") -> dict[str, Any]:

@@ -13,9 +13,10 @@ from __future__ import annotations
 import difflib
 import math
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from dinobench.errors import ConfigError
+from dinobench.registry import install_entries, resolve_object
 
 ScheduleFn = Callable[[dict[str, Any], float, int, int], dict[str, float]]
 #: keys every schedule understands (linear warm-up)
@@ -40,6 +41,24 @@ def register_schedule(name: str, **defaults: Any) -> Callable[[ScheduleFn], Sche
         SCHEDULES[name] = ScheduleSpec(fn, dict(defaults))
         return fn
     return add
+
+
+#: name -> the registry entry it was installed from (a plugin's schedule, see :func:`use_registered`)
+_INSTALLED: dict[str, Any] = {}
+
+
+def use_registered(entries: Iterable[Any]) -> None:
+    """Make the schedules plugins registered (``dinobench_register_schedules``: entries with ``name``, ``fn`` as a
+    callable or ``"module:attr"``, ``defaults``, ``source``) available to ``train.scheduler.type``; the function is
+    imported on first use. The engine never asks the plugin manager: the runner hands the entries over."""
+    install_entries(SCHEDULES, _INSTALLED, entries, "schedule",
+                    lambda entry: ScheduleSpec(_lazy(entry.fn), dict(entry.defaults)))
+
+
+def _lazy(target: Any) -> ScheduleFn:
+    def call(cfg: dict[str, Any], base_lr: float, iteration: int, total: int) -> dict[str, float]:
+        return resolve_object(target)(cfg, base_lr, iteration, total)
+    return call
 
 
 def _known_keys() -> list[str]:

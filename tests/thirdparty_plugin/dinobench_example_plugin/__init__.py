@@ -1,11 +1,13 @@
-"""Example third-party dinobench plugin, using only the public extension contract (``dinobench.hookspecs``):
+"""Example third-party dinobench plugin, using only the public extension contract (``dinobench.hookspecs`` and
+``dinobench.api``):
 
 - backbone ``patchpool``;
 - protocols ``example_head_probe`` (a neck + dict-returning head with ``postprocess``, trained on dinobench's
   engine) and ``example_grid_knn`` (kNN on this plugin's feature kind);
 - feature kind ``pooled_grid`` (``[2, 2, D]`` per image, cached on disk as an N-D array);
 - tasks ``digits16-knn``, ``digits16-headprobe`` (three named datasets) and ``digits16-gridknn``;
-- CLI subcommand ``dinobench example-datasets TASK``.
+- CLI subcommand ``dinobench example-datasets TASK``;
+- learning-rate schedule ``example_step_down`` (used by ``digits16-headprobe``).
 
 Nothing in dinobench's core knows about it.
 """
@@ -49,7 +51,8 @@ def dinobench_register_tasks(registry):
                      "holdout": {"type": "digits", "from_split": "val", "split_seed": 1, "val_fraction": 0.1}},
         "protocol": {"type": "example_head_probe"},
         "train": {"max_iters": 60, "batch_size": 32, "checkpoint_every": 0, "eval_every": 0, "amp": None,
-                  "optimizer": {"lr": 0.01, "weight_decay": 0.0}, "scheduler": {"type": "constant", "warmup_iters": 0}},
+                  "optimizer": {"lr": 0.01, "weight_decay": 0.0},
+                  "scheduler": {"type": "example_step_down", "warmup_iters": 0, "at": 0.75}},
         "task": {"description": "a neck + dict head on digits, evaluated on val and a holdout (example plugin)"},
         **DIGITS16,
     })
@@ -58,6 +61,12 @@ def dinobench_register_tasks(registry):
         "protocol": {"type": "example_grid_knn"},
         "task": {"description": "kNN on 2x2-pooled patch tokens (example plugin)"}, **DIGITS16,
     })
+
+
+@hookimpl
+def dinobench_register_schedules(registry):
+    registry.add("example_step_down", "dinobench_example_plugin.schedules:step_down", defaults={"at": 0.8, "factor": 0.5},
+                 description="constant, then halved (example plugin)")
 
 
 @hookimpl
