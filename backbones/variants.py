@@ -75,6 +75,19 @@ DINOV2_VIT: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     for suffix, registers in (("", 0), ("_reg", 4))
 }
 
+#: parameter count of every variant at its registered size, so that ``dinobench list`` needs no torch;
+#: ``tests/test_backbone_registry.py`` checks each against the model built on the meta device.
+PARAMETER_COUNTS: dict[str, int] = {
+    "vits16": 21_601_152, "vits16plus": 28_697_472, "vitb16": 85_669_632, "vitl16": 303_154_176,
+    "vitl16plus": 403_915_776, "vith16plus": 840_633_600, "vit7b16": 6_716_043_264,
+    "vitl16_sat493m": 303_156_224, "vit7b16_sat493m": 6_716_043_264, "vit_tiny": 818_816,
+    "convnext_tiny": 27_820_128, "convnext_small": 49_454_688, "convnext_base": 87_566_464,
+    "convnext_large": 196_230_336,
+    "dinov2_vits14": 22_056_576, "dinov2_vits14_reg": 22_058_112, "dinov2_vitb14": 86_580_480,
+    "dinov2_vitb14_reg": 86_583_552, "dinov2_vitl14": 304_368_640, "dinov2_vitl14_reg": 304_372_736,
+    "dinov2_vitg14": 1_136_480_768, "dinov2_vitg14_reg": 1_136_486_912,
+}
+
 #: family name -> (variant table, module that builds it). The registration plugin and the
 #: checkpoint loader iterate over this.
 FAMILIES: dict[str, tuple[dict[str, tuple[dict[str, Any], dict[str, Any]]], str]] = {

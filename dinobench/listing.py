@@ -21,25 +21,29 @@ def list_rows(what: str) -> tuple[list[dict[str, Any]], list[str]]:
 
     reg = get_registries()
     if what == "backbones":
-        from dinobench.backbones.factory import count_parameters
-        from dinobench.report import format_params
+        from dinobench.utils.units import format_params
 
-        rows = [{"name": s.name, "family": s.family, "params": format_params(count_parameters(s.name), "-"),
+        def params(spec: Any) -> int | None:  # counted on the meta device (torch) only when not registered
+            if spec.params is not None or spec.source.startswith("dinobench."):
+                return spec.params
+            from dinobench.backbones.factory import count_parameters
+
+            return count_parameters(spec.name)
+
+        rows = [{"name": s.name, "family": s.family, "params": format_params(params(s), "-"),
                  "patch": s.patch_size or "-", "dim": s.embed_dim or "-", "source": s.source,
                  "description": s.description}
                 for s in reg.backbones]
         return rows, ["name", "family", "params", "patch", "dim", "source", "description"]
     if what == "tasks":
-        from dinobench.tasks import load_task_config
+        from dinobench.tasks import task_summary
 
         rows = []
         for s in reg.tasks:
-            cfg = load_task_config(s.config)
-            named = cfg.get("datasets") or {"": cfg.get("dataset", {})}
-            types = sorted({str(d.get("type", "?")) for d in named.values() if isinstance(d, dict)})
-            rows.append({"name": s.name, "protocol": cfg.get("protocol", {}).get("type", "?"),
-                         "dataset": "+".join(types) or "?", "source": s.source,
-                         "description": s.description or cfg.get("task", {}).get("description", "")})
+            summary = task_summary(s.config)
+            rows.append({"name": s.name, "protocol": summary["protocol"],
+                         "dataset": "+".join(summary["datasets"]) or "?", "source": s.source,
+                         "description": s.description or summary["description"]})
         return rows, ["name", "protocol", "dataset", "source", "description"]
     if what == "heads":
         rows = [{"name": s.name, "backbone": s.backbone, "tasks": ", ".join(s.tasks),

@@ -41,6 +41,8 @@ class BackboneSpec:
     embed_dim: int | None = None
     description: str = ""
     defaults: dict[str, Any] = field(default_factory=dict)  # constructor kwargs of this variant
+    #: parameter count, when known without building it (listings show it; None: counted on the meta device)
+    params: int | None = None
     source: str = ""  # plugin that registered it (filled in by the registry)
 
 

@@ -19,6 +19,7 @@ import pandas as pd
 
 from dinobench.leaderboard import Cell, CheckRow, Column, Detail, Leaderboard, Row, provenance
 from dinobench.utils.io import write_atomic
+from dinobench.utils.units import format_params
 
 FORMATS = ("md", "csv", "html")
 IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif"}
@@ -37,13 +38,6 @@ def format_cell(cell: Cell | None, decimals: int) -> str:
         return "–"
     text = f"{cell.mean:.{decimals}f}"
     return text + (f" ± {cell.std:.{decimals}f}" if cell.std is not None else "")
-
-
-def format_params(n: int | None, missing: str = "–") -> str:
-    """Parameter count as ``0.8M`` / ``1.10B`` (``missing`` when unknown)."""
-    if n is None:
-        return missing
-    return f"{n / 1e9:.2f}B" if n >= 1e9 else f"{n / 1e6:.1f}M"
 
 
 def format_speed(value: float | None) -> str:

@@ -129,3 +129,82 @@ def _absolute_bases(text: str, path: Path) -> str:
         start, end = node.lineno - 1, node.end_lineno or node.lineno
         return "".join([*lines[:start], f"_base_ = {resolved!r}\n", *lines[end:]])
     return text
+
+
+# ----------------------------------------------------------------------------- listing without mmengine
+class _NotLiteral(Exception):
+    """A config file that is more than literal assignments: the listing loads it with mmengine instead."""
+
+
+def _literal(node: ast.AST) -> Any:
+    """The value of a literal expression, ``dict(key=literal, ...)`` included."""
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "dict" and not node.args:
+        if any(k.arg is None for k in node.keywords):
+            raise _NotLiteral
+        return {k.arg: _literal(k.value) for k in node.keywords}
+    if isinstance(node, ast.Dict):
+        if any(k is None for k in node.keys):
+            raise _NotLiteral
+        return {_literal(k): _literal(v) for k, v in zip(node.keys, node.values)}  # type: ignore[arg-type]
+    if isinstance(node, (ast.List, ast.Tuple)):
+        return [_literal(e) for e in node.elts]
+    try:
+        return ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        raise _NotLiteral from None
+
+
+def _merge(base: dict[str, Any], child: Mapping[str, Any]) -> dict[str, Any]:
+    """mmengine's merge of a child config over its base: dicts merge key by key unless ``_delete_=True``."""
+    out = dict(base)
+    for key, value in child.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping) and not value.get("_delete_"):
+            out[key] = _merge(dict(out[key]), value)
+        else:
+            out[key] = {k: v for k, v in value.items() if k != "_delete_"} if isinstance(value, Mapping) else value
+    return out
+
+
+def _literal_config(path: Path, depth: int = 0) -> dict[str, Any]:
+    """The merged config of a file made only of literal top-level assignments (``_base_`` followed), else
+    :class:`_NotLiteral`."""
+    if depth > 16:
+        raise _NotLiteral
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    own: dict[str, Any] = {}
+    for node in tree.body:
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
+            continue  # a docstring
+        if not (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)):
+            raise _NotLiteral
+        own[node.targets[0].id] = _literal(node.value)
+    bases = own.pop("_base_", [])
+    merged: dict[str, Any] = {}
+    for base in [bases] if isinstance(bases, str) else bases:
+        if not isinstance(base, str) or "::" in base or "{{" in base:
+            raise _NotLiteral
+        merged = _merge(merged, _literal_config(path.parent / base, depth + 1))
+    return _merge(merged, own)
+
+
+def task_summary(source: str | Path | Mapping[str, Any]) -> dict[str, Any]:
+    """What ``dinobench list tasks`` shows of a task: ``protocol`` (type), ``datasets`` (reader types) and
+    ``description``. A config file of literal assignments is read with ``ast`` (no mmengine import: listing stays
+    fast); anything else is loaded like a run loads it. ``tests/test_typed_sections.py`` checks both agree on every
+    shipped task."""
+    cfg: dict[str, Any]
+    if isinstance(source, Mapping):
+        cfg = dict(source)
+    else:
+        try:
+            cfg = _literal_config(Path(source))
+        except (_NotLiteral, OSError, SyntaxError, UnicodeDecodeError):
+            cfg = load_task_config(source)
+    named = cfg.get("datasets") or {"": cfg.get("dataset", {})}
+    types = sorted({str(d.get("type", "?")) for d in named.values() if isinstance(d, Mapping)}) \
+        if isinstance(named, Mapping) else []
+    protocol = cfg.get("protocol")
+    task = cfg.get("task")
+    return {"protocol": str(protocol.get("type", "?")) if isinstance(protocol, Mapping) else "?",
+            "datasets": types,
+            "description": str(task.get("description", "")) if isinstance(task, Mapping) else ""}

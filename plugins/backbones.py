@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dinobench.backbones.variants import FAMILIES
+from dinobench.backbones.variants import FAMILIES, PARAMETER_COUNTS
 from dinobench.hookspecs import hookimpl
 from dinobench.registry import BackboneRegistry
 
@@ -20,6 +20,7 @@ def dinobench_register_backbones(registry: BackboneRegistry) -> None:
                 embed_dim=meta.get("embed_dim", kwargs.get("embed_dim")),
                 description=meta.get("description", ""),
                 defaults=kwargs,
+                params=PARAMETER_COUNTS[name],
             )
     registry.add("hf", "dinobench.backbones.factory:requires_weights", family="auto",
                  description="architecture read from a Hugging Face config.json: --weights DIR or repo id")
