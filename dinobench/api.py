@@ -34,12 +34,12 @@ _EXPORTS = {
     "resolve_section": "dinobench.typed_config",
     "train_head": "dinobench.training.head",
     "TrainConfig": "dinobench.training.config",
-    "evaluate_sharded": "dinobench.training.evaluation",
-    "MergeableMetric": "dinobench.training.evaluation",
+    "evaluate_sharded": "dinobench.metrics.sharded",
+    "MergeableMetric": "dinobench.metrics.sharded",
     "BackboneNeckHead": "dinobench.heads.model",
     "Neck": "dinobench.heads.necks",
     "check_backbone": "dinobench.backbones.contract",
-    "topk_accuracy": "dinobench.protocols.knn",
+    "topk_accuracy": "dinobench.metrics.classification",
     "knn_class_scores": "dinobench.protocols.knn",
     "resolve_task": "dinobench.runner",
     "build_datasets": "dinobench.runner",
@@ -59,10 +59,11 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time each name is i
     from dinobench.heads.necks import Neck
     from dinobench.hookspecs import hookimpl
     from dinobench.protocol import DatasetLike, EmptyConfig, Protocol, ProtocolResult, TrainedHead
-    from dinobench.protocols.knn import knn_class_scores, topk_accuracy
+    from dinobench.metrics.classification import topk_accuracy
+    from dinobench.protocols.knn import knn_class_scores
     from dinobench.runner import build_datasets, resolve_task
     from dinobench.training.config import TrainConfig
-    from dinobench.training.evaluation import MergeableMetric, evaluate_sharded
+    from dinobench.metrics.sharded import MergeableMetric, evaluate_sharded
     from dinobench.training.head import train_head
     from dinobench.typed_config import reader_options, resolve_section
 

@@ -12,7 +12,8 @@ import torch
 from dinobench.data.correspondence import build_pairs, build_spair
 from dinobench.data.synthetic_retrieval import write_synthetic_pairs
 from dinobench.errors import DataError
-from dinobench.protocols.correspondence import match_keypoints, pck_threshold
+from dinobench.metrics.correspondence import pck_threshold
+from dinobench.protocols.correspondence import match_keypoints
 from test_dense_tasks import run_task
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from dinobench.dense_metrics import (DEPTH_METRIC_NAMES, DepthMetric, SegmentationMetric, eigen_crop_box,
+from dinobench.metrics.dense import (DEPTH_METRIC_NAMES, DepthMetric, SegmentationMetric, eigen_crop_box,
                                      eigen_crop_mask)
 from dinobench.visualize import colorize_depth, colorize_mask, palette, side_by_side
 

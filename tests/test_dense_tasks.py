@@ -11,7 +11,7 @@ from PIL import Image
 
 from dinobench.data.dense import build_ade20k, build_nyu
 from dinobench.data.synthetic import write_synthetic_ade20k, write_synthetic_nyu, write_synthetic_seg_folder
-from dinobench.dense_metrics import DepthMetric, SegmentationMetric
+from dinobench.metrics.dense import DepthMetric, SegmentationMetric
 from dinobench.utils.paths import configs_dir
 from dinobench.runner import resolve_task
 

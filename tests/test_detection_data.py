@@ -15,7 +15,7 @@ import torch
 from dinobench.data.detection import build_coco
 from dinobench.data.detection_transforms import build_det_eval_transform, build_det_train_transform
 from dinobench.data.synthetic_coco import SYNTHETIC_COCO_CATEGORIES, write_synthetic_coco
-from dinobench.detection_metrics import CocoMetric
+from dinobench.metrics.detection import CocoMetric
 from dinobench.errors import DataError
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)

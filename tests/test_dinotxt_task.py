@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from dinobench.errors import ConfigError
-from dinobench.protocols.zeroshot import ZeroShotProtocol, openai_imagenet_classnames, openai_imagenet_templates
+from dinobench.protocols.zeroshot import ZeroShotProtocol
+from dinobench.text.inference import openai_imagenet_classnames, openai_imagenet_templates
 from dinobench.utils.paths import configs_dir
 from test_dense_tasks import smoke_options
 

@@ -10,7 +10,8 @@ import pytest
 from dinobench.data.discovery import build_coco20k, build_voc07
 from dinobench.data.synthetic_retrieval import write_synthetic_discovery
 from dinobench.errors import DataError
-from dinobench.protocols.discovery import box_iou, component_box, corloc, lost, to_pixels, tokencut
+from dinobench.metrics.discovery import box_iou, corloc
+from dinobench.protocols.discovery import component_box, lost, to_pixels, tokencut
 from test_dense_tasks import run_task
 
 

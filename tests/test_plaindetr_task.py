@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 from dinobench.data.synthetic_coco import write_synthetic_coco
-from dinobench.detection_metrics import STAT_NAMES
+from dinobench.metrics.detection import STAT_NAMES
 from test_dense_tasks import run_task, smoke_options
 
 TASK = "coco-plaindetr"

@@ -17,7 +17,7 @@ from dinobench.data.davis import build_davis2017, load_ids
 from dinobench.data.synthetic_video import write_synthetic_davis
 from dinobench.errors import DataError
 from dinobench.protocols.tracking import FrameTransform, TrackingProtocol, neighborhood_mask, propagate
-from dinobench.tracking_metrics import (boundary_f, davis_summary, region_similarity, seg2bmap, sequence_scores,
+from dinobench.metrics.tracking import (boundary_f, davis_summary, region_similarity, seg2bmap, sequence_scores,
                                         statistics)
 from test_dense_tasks import run_task
 

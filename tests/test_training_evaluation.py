@@ -14,7 +14,7 @@ import torch
 import torch.multiprocessing as mp
 from torch.utils.data import Dataset
 
-from dinobench.dense_metrics import DEPTH_METRIC_NAMES, DepthMetric, SegmentationMetric
+from dinobench.metrics.dense import DEPTH_METRIC_NAMES, DepthMetric, SegmentationMetric
 from dinobench.training import evaluate_sharded, shard_indices
 from dinobench.utils.distributed import to_device
 
@@ -139,7 +139,7 @@ def test_to_device_moves_nested_batches_and_keeps_the_rest():
 
 def test_a_metric_without_state_cannot_be_sharded(monkeypatch):
     from dinobench.errors import PluginError
-    from dinobench.training import evaluation
+    from dinobench.metrics import sharded as evaluation
 
     class Plain:
         def compute(self):

@@ -160,7 +160,7 @@ class DepthDataset(Dataset):
     """(image, depth PNG) pairs; ``__getitem__`` -> ``dict(image, depth, name)`` (metres, 0 = invalid).
 
     ``min_depth``/``max_depth`` is the valid range (metrics and losses mask outside it);
-    ``eigen_crop`` says evaluation uses the NYU Eigen crop (:func:`dinobench.dense_metrics.eigen_crop_box`).
+    ``eigen_crop`` says evaluation uses the NYU Eigen crop (:func:`dinobench.metrics.dense.eigen_crop_box`).
     """
 
     def __init__(self, name: str, split: str, samples: Sequence[tuple[str, str]], fingerprint: str,

@@ -23,3 +23,9 @@ BUILTIN_FEATURE_KINDS: tuple[FeatureKindSpec, ...] = (
     FeatureKindSpec("patch_tokens", f"{_KINDS}:patch_tokens",
                     description="normalised last-block patch tokens [h, w, D] (channels-last)"),
 )
+
+
+def descriptor_kind(multiscale: bool) -> str:
+    """The feature kind of a global retrieval descriptor: the multi-scale CLS (official revisited retrieval) or
+    the CLS token."""
+    return "cls_multiscale" if multiscale else "cls"

@@ -26,7 +26,7 @@ from dinobench.context import RunContext
 from dinobench.errors import ConfigError, DataError
 from dinobench.heads.attentive import ProbeGrid
 from dinobench.protocol import Protocol, ProtocolResult
-from dinobench.protocols.logreg import classification_metrics
+from dinobench.metrics.classification import classification_metrics
 from dinobench.training import train_head
 from dinobench.training.config import train_config
 

@@ -5,7 +5,7 @@ The head is the DPT depth decoder in the CHMv2 configuration (defaults below = `
 channels, 256 mixed-log bins over 0.001-96 m with the CHMv2 normalisation), on the SAT-493M ViT-L by default
 (its own image normalisation). Evaluation: the whole tile (padded to whole patches), prediction resized to the
 height map, clamped to ``[0, max_height]``; pixel-level MAE / RMSE / R² / bias in metres over every pixel with
-data (:class:`dinobench.dense_metrics.CanopyHeightMetric`); main metric MAE. ``--save-predictions`` draws
+data (:class:`dinobench.metrics.dense.CanopyHeightMetric`); main metric MAE. ``--save-predictions`` draws
 predicted and true height maps (viridis, 0 to the tile's 98th percentile).
 
 ``protocol.head_weights=FILE`` evaluates a released head (``dinobench run --head dinov3_vitl16_chmv2``).
@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from dinobench.context import RunContext
 from dinobench.data.canopy import CanopyTransform
-from dinobench.dense_metrics import CanopyHeightMetric
+from dinobench.metrics.dense import CanopyHeightMetric
 from dinobench.protocols.dense import transform_sections
 from dinobench.protocols.depth import DepthInferenceConfig, DPTDepthProtocol, DPTHeadConfig, predict_depth
 from dinobench.visualize import colorize_depth

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from dinobench.context import RunContext
 from dinobench.errors import ConfigError, DataError
+from dinobench.metrics.correspondence import pck, pck_threshold
 from dinobench.protocol import Protocol, ProtocolResult
 
 
@@ -77,14 +78,6 @@ def match_keypoints(source: Tensor, target: Tensor, keypoints: np.ndarray, sourc
     return predicted, (back == own).numpy()
 
 
-def pck_threshold(bbox: tuple[float, float, float, float] | None, target_size: tuple[int, int]) -> float:
-    """The PCK normaliser: the target box's larger side, else the target image's larger side."""
-    if bbox is None:
-        return float(max(target_size))
-    x1, y1, x2, y2 = bbox
-    return float(max(x2 - x1, y2 - y1))
-
-
 class CorrespondenceProtocol(Protocol):
     """Match every pair of the ``test`` split; PCK@alpha per pair, per keypoint and per category."""
 
@@ -131,7 +124,7 @@ class CorrespondenceProtocol(Protocol):
             error = np.linalg.norm(predicted - pair.target_keypoints, axis=1)
             normalised = error / pck_threshold(pair.target_bbox, trg_size)
             for alpha in cfg.alphas:
-                value = 100.0 * float((normalised <= alpha).mean())
+                value = pck(normalised, alpha)
                 per_pair[alpha].append(value)
                 per_category[pair.category][alpha].append(value)
             errors_norm.append(normalised)
@@ -141,7 +134,7 @@ class CorrespondenceProtocol(Protocol):
         metrics: dict[str, float] = {}
         for alpha in cfg.alphas:
             metrics[f"PCK@{alpha:g}"] = float(np.mean(per_pair[alpha]))
-            metrics[f"PCK@{alpha:g}_keypoints"] = 100.0 * float((all_norm <= alpha).mean())
+            metrics[f"PCK@{alpha:g}_keypoints"] = pck(all_norm, alpha)
         for t in cfg.pixel_thresholds:
             metrics[f"recall@{t:g}px"] = 100.0 * float((all_px <= t).mean())
         metrics["mutual_rate"] = 100.0 * float(np.concatenate(mutual).mean())

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from dinobench.context import RunContext
 from dinobench.data.dense_transforms import build_seg_eval_transform, build_seg_train_transform
-from dinobench.dense_metrics import SegmentationMetric
+from dinobench.metrics.dense import SegmentationMetric
 from dinobench.errors import ConfigError
 from dinobench.heads.model import BackboneNeckHead
 from dinobench.heads.necks import OFFICIAL_LAYER_SETS, IntermediateLayers, Neck, resolve_layers

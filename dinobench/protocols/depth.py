@@ -12,7 +12,7 @@ warm-up iterations) over pixels with ground truth, AdamW lr 3e-4, wd 1e-4, betas
 gradient clip 35, WarmupOneCycle (12.8k warm-up of 38.4k iterations, beta1 driven as official),
 batch 16. Evaluation: whole image with horizontal-flip TTA, prediction resized to the ground
 truth, clamped to the range, metrics inside the Eigen crop
-(:class:`dinobench.dense_metrics.DepthMetric`); main metric RMSE (lower is better).
+(:class:`dinobench.metrics.dense.DepthMetric`); main metric RMSE (lower is better).
 
 ``protocol.head_weights=FILE`` evaluates a given decoder without training: its keys are the official decoder's
 (a released ``*_dpt_head-*.pth``, an official run's ``model_final.pth`` or a head exported by ``dinobench
@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from dinobench.context import RunContext
 from dinobench.data.dense_transforms import build_depth_eval_transform, build_depth_train_transform
 from dinobench.dense_inference import dense_predict
-from dinobench.dense_metrics import DepthMetric
+from dinobench.metrics.dense import DepthMetric
 from dinobench.errors import ConfigError
 from dinobench.heads.depth import LinearDepthHead, SigLoss
 from dinobench.heads.dpt import DPTHead

@@ -26,7 +26,6 @@ from typing import Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-import torchvision
 from PIL import ImageDraw
 from scipy import ndimage
 from scipy.linalg import eigh
@@ -34,6 +33,7 @@ from tqdm.auto import tqdm
 
 from dinobench.context import RunContext
 from dinobench.errors import ConfigError, DataError
+from dinobench.metrics.discovery import corloc
 from dinobench.protocol import Protocol, ProtocolResult
 from dinobench.visualize import side_by_side
 
@@ -86,18 +86,6 @@ def lost(features: np.ndarray, k_patches: int = 100) -> tuple[np.ndarray, int]:
     potentials = order[:k_patches]
     similar = potentials[affinity[seed, potentials] > 0]
     return (affinity[similar].sum(axis=0) > 0).reshape(h, w), seed
-
-
-def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """IoU of one XYXY box with each of ``boxes`` ``[T, 4]`` (continuous coordinates; torchvision, float64)."""
-    one = torch.as_tensor(np.asarray(box, dtype=np.float64).reshape(1, 4))
-    return torchvision.ops.box_iou(one, torch.as_tensor(np.asarray(boxes, dtype=np.float64).reshape(-1, 4)))[0].numpy()
-
-
-def corloc(predictions: list[np.ndarray], truths: list[np.ndarray], threshold: float = 0.5) -> tuple[float, np.ndarray]:
-    """CorLoc in % and the per-image hits: a prediction hits when its IoU with any true box is >= ``threshold``."""
-    hits = np.array([bool(len(t)) and bool((box_iou(p, t) >= threshold).any()) for p, t in zip(predictions, truths)])
-    return 100.0 * float(hits.mean()) if len(hits) else 0.0, hits
 
 
 def to_pixels(cells: tuple[int, int, int, int], grid: tuple[int, int], size: tuple[int, int]) -> np.ndarray:

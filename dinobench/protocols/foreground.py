@@ -28,7 +28,7 @@ from sklearn.metrics import average_precision_score
 from tqdm.auto import tqdm
 
 from dinobench.context import RunContext
-from dinobench.dense_metrics import best_miou_threshold, binary_miou
+from dinobench.metrics.dense import best_miou_threshold, binary_miou
 from dinobench.errors import ConfigError, DataError
 from dinobench.protocol import Protocol, ProtocolResult
 from dinobench.visualize import colorize_scores, pca_map, side_by_side

@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from dinobench.context import RunContext
 from dinobench.errors import ConfigError
+from dinobench.metrics.classification import topk_accuracy
 from dinobench.protocol import Protocol, ProtocolResult
 
 logger = logging.getLogger("dinobench")
@@ -72,13 +73,6 @@ def _knn_class_scores(train_features: Tensor, train_labels: Tensor, query_featur
             class_scores = torch.zeros(query.shape[0], num_classes, dtype=weights.dtype, device=device)
             scores[k].append(class_scores.scatter_add_(1, neighbour_labels[:, :kk], weights[:, :kk]).cpu())
     return {k: torch.cat(v) for k, v in scores.items()}
-
-
-def topk_accuracy(scores: Tensor, labels: Tensor, k: int) -> float:
-    """Fraction of rows whose label is among the ``k`` highest scores (in %)."""
-    k = min(k, scores.shape[1])
-    hits = (scores.topk(k, dim=1).indices == labels[:, None]).any(dim=1)
-    return float(hits.double().mean() * 100)
 
 
 def few_shot_indices(labels: Tensor, n_per_class: float, seed: int) -> Tensor:

@@ -39,7 +39,7 @@ from dinobench.data.transforms import build_train_transform
 from dinobench.errors import ConfigError, DataError
 from dinobench.heads.linear_classifier import classifier_state, official_classifier_name, read_linear_classifier
 from dinobench.protocol import Protocol, ProtocolResult, TrainedHead
-from dinobench.protocols.logreg import classification_metrics
+from dinobench.metrics.classification import head_metrics
 
 logger = logging.getLogger("dinobench")
 #: official DINOv3 grid (``_DEFAULT_LR_LIST``), before scaling by batch_size / 256
@@ -167,12 +167,6 @@ def train_linear_heads(train_features: Tensor | Callable[[int], Tensor], train_l
             scheduler.step()
     heads.heads.eval()
     return float(loss.detach())
-
-
-def head_metrics(scores: Tensor, labels: Tensor, num_classes: int) -> dict[str, float]:
-    """top-1 (and top-5 above 5 classes) of one head's logits, from scikit-learn."""
-    scores_np = scores.double().numpy()
-    return classification_metrics(labels.numpy(), scores_np.argmax(axis=1), scores_np, num_classes)
 
 
 @dataclass

@@ -6,7 +6,7 @@ pixels as the official loss) by the training engine (:mod:`dinobench.training`):
 iterations + one-cycle cosine, 40k iterations, batch 16, random resize (0.5-2.0) crop 512 + flip.
 Evaluation: sliding windows (crop 512, stride 341; or whole image), logits resized to the
 original label, argmax, mIoU / aAcc / mAcc from mmseg's ``IoUMetric``
-(:class:`dinobench.dense_metrics.SegmentationMetric`). Reported: the final head's metrics (the
+(:class:`dinobench.metrics.dense.SegmentationMetric`). Reported: the final head's metrics (the
 official script reports the best of its periodic evaluations, a selection on the val set).
 ``protocol.head_weights=FILE`` evaluates a given head without training: an official ``model_final.pth`` (its
 ``segmentation_model.1.*`` entries) or a head exported by ``dinobench export``, loaded strictly.

@@ -32,12 +32,13 @@ import torch
 from joblib import Parallel, delayed
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import accuracy_score, top_k_accuracy_score
+from sklearn.metrics import accuracy_score
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from dinobench.context import RunContext
 from dinobench.errors import ConfigError, DataError
+from dinobench.metrics.classification import classification_metrics
 from dinobench.protocol import Protocol, ProtocolResult
 from dinobench.protocols.logreg_torch import fit_path
 
@@ -87,15 +88,6 @@ def class_probabilities(model: LogisticRegression, features: np.ndarray, num_cla
     proba = np.zeros((len(features), num_classes))
     proba[:, model.classes_] = model.predict_proba(np.asarray(features, dtype=np.float64))
     return proba
-
-
-def classification_metrics(labels: np.ndarray, predictions: np.ndarray, scores: np.ndarray,
-                           num_classes: int) -> dict[str, float]:
-    """``top1`` (and ``top5`` when there are more than 5 classes) in %, from scikit-learn."""
-    metrics = {"top1": 100.0 * float(accuracy_score(labels, predictions))}
-    if num_classes > 5:  # official reports top-5 from 5 classes on, where it is trivially 100
-        metrics["top5"] = 100.0 * float(top_k_accuracy_score(labels, scores, k=5, labels=np.arange(num_classes)))
-    return metrics
 
 
 def _grid_accuracy(fit_x: np.ndarray, fit_y: np.ndarray, select_x: np.ndarray, select_y: np.ndarray, C: float,

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from dinobench.context import RunContext
 from dinobench.data.detection_transforms import build_det_eval_transform, build_det_train_transform
-from dinobench.detection_metrics import CocoMetric
+from dinobench.metrics.detection import CocoMetric
 from dinobench.errors import ConfigError
 from dinobench.heads.plain_detr import PlainDetrCriterion, build_plain_detr, postprocess
 from dinobench.heads.plain_detr.boxes import xyxy_to_cxcywh

@@ -2,7 +2,7 @@
 
 Descriptors as in :mod:`dinobench.protocols.revisited_retrieval` (L2-normalised CLS, optionally
 multi-scale); a database item is relevant to a query when it has the query's label. Metrics from
-:func:`dinobench.retrieval_metrics.label_retrieval_metrics`; queries whose label has no database item
+:func:`dinobench.metrics.retrieval.label_retrieval_metrics`; queries whose label has no database item
 are left out (and counted).
 """
 
@@ -14,8 +14,8 @@ from typing import Literal
 from dinobench.context import RunContext
 from dinobench.errors import ConfigError
 from dinobench.protocol import Protocol, ProtocolResult
-from dinobench.protocols.revisited_retrieval import descriptor_kind
-from dinobench.retrieval_metrics import iter_rankings, label_retrieval_metrics
+from dinobench.features.builtin import descriptor_kind
+from dinobench.metrics.retrieval import iter_rankings, label_retrieval_metrics
 
 
 @dataclass

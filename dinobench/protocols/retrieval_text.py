@@ -18,7 +18,7 @@ from dinobench.context import RunContext
 from dinobench.data.transforms import build_eval_transform
 from dinobench.errors import ConfigError
 from dinobench.protocol import Protocol, ProtocolResult
-from dinobench.protocols.zeroshot import DinoTxtSizes, load_dinotxt
+from dinobench.text.inference import DinoTxtSizes, load_dinotxt
 from dinobench.text.tokenizer import tokenize
 
 

@@ -4,7 +4,7 @@ The descriptor of an image is its L2-normalised CLS token (``multiscale=True``: 
 normalised CLS tokens at scales 1, 1/sqrt(2), sqrt(2), normalised again: the ``cls_multiscale`` feature
 kind); queries are cropped to their boxes by the dataset; the database is ranked by cosine similarity
 in query chunks (``backend="faiss"`` for large databases gives the same ranking). Metrics follow the
-revisited protocol (:func:`dinobench.retrieval_metrics.revisited_metrics`): mAP and mP@k for Easy,
+revisited protocol (:func:`dinobench.metrics.retrieval.revisited_metrics`): mAP and mP@k for Easy,
 Medium and Hard with the junk images of each setting ignored; a per-query AP table.
 """
 
@@ -15,8 +15,9 @@ from typing import Literal
 
 from dinobench.context import RunContext
 from dinobench.errors import ConfigError, DataError
+from dinobench.features.builtin import descriptor_kind
+from dinobench.metrics.retrieval import iter_rankings, revisited_metrics
 from dinobench.protocol import Protocol, ProtocolResult
-from dinobench.retrieval_metrics import iter_rankings, revisited_metrics
 
 
 @dataclass
@@ -28,11 +29,6 @@ class RevisitedConfig:
     backend: Literal["torch", "faiss"] = "torch"  # same ranking either way
     chunk_size: int = 256  # queries per similarity chunk: memory only
     main_metric: str = "mAP_hard"
-
-
-def descriptor_kind(multiscale: bool) -> str:
-    """The feature kind of a global retrieval descriptor."""
-    return "cls_multiscale" if multiscale else "cls"
 
 
 class RevisitedRetrievalProtocol(Protocol):

@@ -9,7 +9,7 @@ similarity to the context patches within ``radius`` (12) patches (circle), the `
 ``softmax(sim / temperature)`` (0.2) weights the context probabilities; the propagated probabilities
 join the queue. For the metrics they are upsampled to the annotation size (``upsample``: nearest, as the
 notebook), min-max normalised per object and arg-maxed. Metrics: DAVIS J / F / J&F
-(:mod:`dinobench.tracking_metrics`), a per-object table. Frame features are cached per sequence.
+(:mod:`dinobench.metrics.tracking`), a per-object table. Frame features are cached per sequence.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from dinobench.data.davis import Sequence, load_ids
 from dinobench.data.transforms import required_pixels
 from dinobench.errors import ConfigError, DataError
 from dinobench.protocol import Protocol, ProtocolResult
-from dinobench.tracking_metrics import davis_summary, sequence_scores
+from dinobench.metrics.tracking import davis_summary, sequence_scores
 from dinobench.visualize import colorize_mask, side_by_side
 
 

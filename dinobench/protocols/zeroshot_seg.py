@@ -23,10 +23,10 @@ from torch import Tensor
 from dinobench.context import RunContext
 from dinobench.data.dense_transforms import build_seg_eval_transform
 from dinobench.dense_inference import dense_predict
-from dinobench.dense_metrics import SegmentationMetric
+from dinobench.metrics.dense import SegmentationMetric
 from dinobench.errors import ConfigError
 from dinobench.protocol import Protocol, ProtocolResult
-from dinobench.protocols.zeroshot import DinoTxtSizes, load_dinotxt, prompt_cache_payload, resolve_templates
+from dinobench.text.inference import DinoTxtSizes, load_dinotxt, prompt_cache_payload, resolve_templates
 from dinobench.text.cache import cached_embeddings
 from dinobench.text.tokenizer import tokenize
 from dinobench.training import evaluate_sharded

@@ -7,13 +7,13 @@
 - :mod:`~dinobench.training.schedules` / :mod:`~dinobench.training.optim`: schedule and optimizer
   registries, parameter groups; :mod:`~dinobench.training.config`: the ``train`` section.
 - :mod:`~dinobench.training.sampler`: the seeded, resumable data stream.
-- :mod:`~dinobench.training.evaluation`: :func:`evaluate_sharded` (each rank its share, metrics merged).
+- :mod:`~dinobench.metrics.sharded`: :func:`evaluate_sharded` (each rank its share, metrics merged).
 - :mod:`~dinobench.utils.distributed` / :mod:`~dinobench.training.checkpoint`: torch.distributed glue,
   checkpoint files.
 """
 
 from dinobench.training.config import RUNTIME_TRAIN_KEYS, TRAIN_DEFAULTS, TrainConfig, train_config
-from dinobench.training.evaluation import MergeableMetric, evaluate_sharded, shard_indices, sync_metric
+from dinobench.metrics.sharded import MergeableMetric, evaluate_sharded, shard_indices, sync_metric
 from dinobench.training.head import HeadRecipe, HeadTrainer, run_key, train_head, work_dir_for
 from dinobench.training.loop import LoopSettings, Recipe, TrainingDiverged, TrainingInterrupted, TrainingLoop
 from dinobench.training.optim import build_optimizer, param_groups, register_optimizer

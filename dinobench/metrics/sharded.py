@@ -3,7 +3,7 @@ every rank computes the same metrics a single process would.
 
 A mergeable metric has ``state() -> dict`` (picklable: tensors, numbers) and ``merge(states)``
 (replace its state by the combination of ``states``, one per rank in rank order) besides its own
-``update(...)`` and ``compute() -> dict``; :mod:`dinobench.dense_metrics` has two.
+``update(...)`` and ``compute() -> dict``; :mod:`dinobench.metrics.dense` has two.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def sync_metric(metric: MergeableMetric) -> None:
         return
     if not isinstance(metric, MergeableMetric):
         raise PluginError(f"{type(metric).__name__} has no state()/merge(): it cannot be evaluated on "
-                          f"{ddp.world_size()} ranks; implement them (see dinobench.training.evaluation)")
+                          f"{ddp.world_size()} ranks; implement them (see dinobench.metrics.sharded)")
     metric.merge(ddp.all_gather_objects(metric.state()))
 
 
