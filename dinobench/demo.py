@@ -80,7 +80,7 @@ def run_demo(output: str | Path = "demo-output", pretrain_overrides: Sequence[st
     ``dataset``: ``auto`` (Fashion-MNIST if installed, else digits), ``digits`` or ``fashion-mnist``.
     """
     import dinobench
-    from dinobench.data.synthetic import write_synthetic_ade20k
+    from dinobench.synthetic.dense import write_synthetic_ade20k
     from dinobench.leaderboard import build_leaderboard, scan
     from dinobench.report import write_report
 

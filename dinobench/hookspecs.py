@@ -25,7 +25,8 @@ __all__ = ["PROJECT_NAME", "hookimpl", "hookspec"]
 
 if TYPE_CHECKING:
     from dinobench.registry import (BackboneRegistry, CommandRegistry, DatasetRegistry, FeatureKindRegistry,
-                                    HeadRegistry, OptimizerRegistry, ProtocolRegistry, ScheduleRegistry, TaskRegistry)
+                                    HeadRegistry, OptimizerRegistry, ProtocolRegistry, ScheduleRegistry,
+                                    SyntheticWriterRegistry, TaskRegistry)
     from dinobench.results import Result
 
 PROJECT_NAME = "dinobench"
@@ -131,6 +132,15 @@ def dinobench_register_optimizers(registry: "OptimizerRegistry") -> None:
 
     ``build(param_groups, cfg) -> torch.optim.Optimizer``; the groups carry ``lr_multiplier`` / ``wd_multiplier``
     that the engine applies each step. A task then sets ``train.optimizer=dict(type=name, ...)``.
+    """
+
+
+@hookspec
+def dinobench_register_synthetic_writers(registry: "SyntheticWriterRegistry") -> None:
+    """Add procedural dataset writers in a reader's real layout: ``registry.add(kind, "module:writer", size=64,
+    fixed={...}, description=...)``; ``python -m dinobench.synthetic KIND OUT_DIR`` runs
+    ``writer(out_dir, n_train=, n_val=, size=, seed=, **fixed)`` and prints the data root it returns. Same
+    arguments, byte-identical files (seed every sample).
     """
 
 

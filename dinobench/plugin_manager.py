@@ -47,6 +47,7 @@ REGISTER_HOOKS = {
     "dinobench_register_heads": "heads",
     "dinobench_register_schedules": "schedules",
     "dinobench_register_optimizers": "optimizers",
+    "dinobench_register_synthetic_writers": "synthetic_writers",
 }
 
 

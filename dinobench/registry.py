@@ -172,6 +172,19 @@ def install_entries(table: dict[str, Any], installed: dict[str, Any], entries: A
         installed[entry.name] = entry
 
 
+@dataclass(frozen=True)
+class SyntheticWriterEntry:
+    """A procedural dataset writer in a reader's real layout (``python -m dinobench.synthetic KIND``):
+    ``writer(out_dir, n_train=, n_val=, size=, seed=, **fixed) -> data root``; ``size``: its default image size."""
+
+    name: str
+    writer: str | Callable[..., Any]
+    size: int | tuple[int, int] = 64
+    fixed: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+    source: str = ""
+
+
 class Registry(Generic[T]):
     """Name -> spec mapping; duplicates are refused, unknown names get suggestions."""
 
@@ -345,6 +358,19 @@ class OptimizerRegistry(Registry[OptimizerEntry]):
         return self.register(OptimizerEntry(name=name, build=build, defaults=dict(defaults or {}), **meta))
 
 
+class SyntheticWriterRegistry(Registry[SyntheticWriterEntry]):
+    """Registry of synthetic dataset writers (each family registers the ones of its readers)."""
+
+    def __init__(self) -> None:
+        super().__init__("synthetic writer")
+
+    def add(self, name: str, writer: str | Callable[..., Any], size: int | tuple[int, int] = 64,
+            fixed: dict[str, Any] | None = None, **meta: Any) -> SyntheticWriterEntry:
+        """Register ``SyntheticWriterEntry(name, writer, size, fixed, **meta)``."""
+        return self.register(SyntheticWriterEntry(name=name, writer=writer, size=size, fixed=dict(fixed or {}),
+                                                  **meta))
+
+
 @dataclass
 class Registries:
     """All registries, filled once per process by the plugin manager."""
@@ -358,11 +384,12 @@ class Registries:
     heads: HeadRegistry = field(default_factory=HeadRegistry)
     schedules: ScheduleRegistry = field(default_factory=ScheduleRegistry)
     optimizers: OptimizerRegistry = field(default_factory=OptimizerRegistry)
+    synthetic_writers: SyntheticWriterRegistry = field(default_factory=SyntheticWriterRegistry)
 
     def all(self) -> tuple[Registry[Any], ...]:
         """Every registry."""
         return (self.backbones, self.datasets, self.protocols, self.tasks, self.feature_kinds, self.commands,
-                self.heads, self.schedules, self.optimizers)
+                self.heads, self.schedules, self.optimizers, self.synthetic_writers)
 
     def set_source(self, source: str) -> None:
         """Attribute what gets registered next to plugin ``source``."""

@@ -2,7 +2,7 @@
 (:mod:`dinobench.data.video`)."""
 
 from dinobench.hookspecs import hookimpl
-from dinobench.registry import DatasetRegistry, ProtocolRegistry
+from dinobench.registry import DatasetRegistry, ProtocolRegistry, SyntheticWriterRegistry
 
 
 @hookimpl
@@ -32,3 +32,11 @@ def dinobench_register_datasets(registry: DatasetRegistry) -> None:
                  options="dinobench.data.video:VideoFolderOptions",
                  transform="dinobench.data.transforms:ClipTransformConfig",
                  description="your videos: {train,val}/<class>/<video file or frame folder>")
+
+
+@hookimpl
+def dinobench_register_synthetic_writers(registry: SyntheticWriterRegistry) -> None:
+    """Procedural datasets in the layouts of this family's readers (``python -m dinobench.synthetic KIND DIR``)."""
+    registry.add("ucf101", "dinobench.synthetic.video:write_synthetic_ucf101", size=(32, 40))
+    registry.add("kinetics400", "dinobench.synthetic.video:write_synthetic_kinetics400", size=(32, 40))
+    registry.add("ssv2", "dinobench.synthetic.video:write_synthetic_ssv2", size=(32, 40))

@@ -2,7 +2,7 @@
 :mod:`dinobench.data.canopy`)."""
 
 from dinobench.hookspecs import hookimpl
-from dinobench.registry import DatasetRegistry, ProtocolRegistry
+from dinobench.registry import DatasetRegistry, ProtocolRegistry, SyntheticWriterRegistry
 
 
 @hookimpl
@@ -20,3 +20,9 @@ def dinobench_register_datasets(registry: DatasetRegistry) -> None:
                  transform="dinobench.data.dense_transforms:CanopyTransformConfig",
                  description="canopy-height tiles: root/{train,val}/images/*.{tif,png,jpg} + heights/<stem>."
                              "{tif,npy,png} (metres; GeoTIFF nodata honoured)")
+
+
+@hookimpl
+def dinobench_register_synthetic_writers(registry: SyntheticWriterRegistry) -> None:
+    """Procedural datasets in the layouts of this family's readers (``python -m dinobench.synthetic KIND DIR``)."""
+    registry.add("canopy_folder", "dinobench.synthetic.canopy:write_synthetic_canopy", size=64)

@@ -2,7 +2,7 @@
 (:mod:`dinobench.data.correspondence`)."""
 
 from dinobench.hookspecs import hookimpl
-from dinobench.registry import DatasetRegistry, ProtocolRegistry
+from dinobench.registry import DatasetRegistry, ProtocolRegistry, SyntheticWriterRegistry
 
 
 @hookimpl
@@ -24,3 +24,10 @@ def dinobench_register_datasets(registry: DatasetRegistry) -> None:
                  options="dinobench.data.correspondence:PairsOptions",
                  transform="dinobench.data.transforms:SquareTransformConfig",
                  description="your image pairs: pairs.json with source/target images and corresponding keypoints")
+
+
+@hookimpl
+def dinobench_register_synthetic_writers(registry: SyntheticWriterRegistry) -> None:
+    """Procedural datasets in the layouts of this family's readers (``python -m dinobench.synthetic KIND DIR``)."""
+    registry.add("pairs", "dinobench.synthetic.retrieval:write_synthetic_pairs", size=(48, 64), fixed={"layout": "pairs"})
+    registry.add("spair", "dinobench.synthetic.retrieval:write_synthetic_pairs", size=(48, 64), fixed={"layout": "spair"})

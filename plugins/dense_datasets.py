@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dinobench.hookspecs import hookimpl
-from dinobench.registry import DatasetRegistry
+from dinobench.registry import DatasetRegistry, SyntheticWriterRegistry
 
 
 @hookimpl
@@ -27,3 +27,12 @@ def dinobench_register_datasets(registry: DatasetRegistry) -> None:
                  options="dinobench.data.dense:DepthFolderOptions",
                  transform="dinobench.data.dense_transforms:DepthTransformConfig",
                  description="your depth data: root/{train,val}/images/* + depth/<stem>.png (uint16 mm)")
+
+
+@hookimpl
+def dinobench_register_synthetic_writers(registry: SyntheticWriterRegistry) -> None:
+    """Procedural datasets in the layouts of this family's readers (``python -m dinobench.synthetic KIND DIR``)."""
+    registry.add("ade20k", "dinobench.synthetic.dense:write_synthetic_ade20k", size=64)
+    registry.add("nyu", "dinobench.synthetic.dense:write_synthetic_nyu", size=(48, 64))
+    registry.add("seg_folder", "dinobench.synthetic.dense:write_synthetic_seg_folder", size=64)
+    registry.add("depth_folder", "dinobench.synthetic.dense:write_synthetic_depth_folder", size=(48, 64))

@@ -2,7 +2,7 @@
 dataset reader (:mod:`dinobench.data.detection`)."""
 
 from dinobench.hookspecs import hookimpl
-from dinobench.registry import DatasetRegistry, ProtocolRegistry
+from dinobench.registry import DatasetRegistry, ProtocolRegistry, SyntheticWriterRegistry
 
 
 @hookimpl
@@ -21,3 +21,9 @@ def dinobench_register_datasets(registry: DatasetRegistry) -> None:
                  transform="dinobench.data.detection_transforms:DetTransformConfig",
                  description="COCO 2017 detection: annotations/instances_{train,val}2017.json + train2017/ + "
                              "val2017/ (pycocotools); labels = category ids (or contiguous)")
+
+
+@hookimpl
+def dinobench_register_synthetic_writers(registry: SyntheticWriterRegistry) -> None:
+    """Procedural datasets in the layouts of this family's readers (``python -m dinobench.synthetic KIND DIR``)."""
+    registry.add("coco", "dinobench.synthetic.coco:write_synthetic_coco", size=(64, 96))

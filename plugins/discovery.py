@@ -2,7 +2,7 @@
 (:mod:`dinobench.data.discovery`)."""
 
 from dinobench.hookspecs import hookimpl
-from dinobench.registry import DatasetRegistry, ProtocolRegistry
+from dinobench.registry import DatasetRegistry, ProtocolRegistry, SyntheticWriterRegistry
 
 
 @hookimpl
@@ -28,3 +28,10 @@ def dinobench_register_datasets(registry: DatasetRegistry) -> None:
                  options="dinobench.data.discovery:COCO20kOptions",
                  transform="dinobench.data.transforms:SquareTransformConfig",
                  description="COCO20k: annotations/instances_train2014.json + train2014/ + coco_20k_filenames.txt")
+
+
+@hookimpl
+def dinobench_register_synthetic_writers(registry: SyntheticWriterRegistry) -> None:
+    """Procedural datasets in the layouts of this family's readers (``python -m dinobench.synthetic KIND DIR``)."""
+    registry.add("voc", "dinobench.synthetic.retrieval:write_synthetic_discovery", size=(64, 80), fixed={"layout": "voc"})
+    registry.add("coco20k", "dinobench.synthetic.retrieval:write_synthetic_discovery", size=(64, 80), fixed={"layout": "coco20k"})

@@ -2,7 +2,7 @@
 (:mod:`dinobench.data.foreground`)."""
 
 from dinobench.hookspecs import hookimpl
-from dinobench.registry import DatasetRegistry, ProtocolRegistry
+from dinobench.registry import DatasetRegistry, ProtocolRegistry, SyntheticWriterRegistry
 
 
 @hookimpl
@@ -21,3 +21,9 @@ def dinobench_register_datasets(registry: DatasetRegistry) -> None:
                  transform="dinobench.data.transforms:SquareTransformConfig",
                  description="foreground masks: root/{train,val}/images/* + masks/<stem>.png (255 = foreground, "
                              "or the alpha channel)")
+
+
+@hookimpl
+def dinobench_register_synthetic_writers(registry: SyntheticWriterRegistry) -> None:
+    """Procedural datasets in the layouts of this family's readers (``python -m dinobench.synthetic KIND DIR``)."""
+    registry.add("foreground_folder", "dinobench.synthetic.retrieval:write_synthetic_foreground", size=64)

@@ -2,7 +2,7 @@
 label retrieval over folders (:mod:`dinobench.protocols.retrieval`) and their datasets (:mod:`dinobench.data.retrieval`)."""
 
 from dinobench.hookspecs import hookimpl
-from dinobench.registry import DatasetRegistry, ProtocolRegistry
+from dinobench.registry import DatasetRegistry, ProtocolRegistry, SyntheticWriterRegistry
 
 
 @hookimpl
@@ -30,3 +30,11 @@ def dinobench_register_datasets(registry: DatasetRegistry) -> None:
                  options="dinobench.data.retrieval:RetrievalFolderOptions",
                  transform="dinobench.data.transforms:ImageTransformConfig",
                  description="your retrieval set: root/{query,database}/<label>/<images>")
+
+
+@hookimpl
+def dinobench_register_synthetic_writers(registry: SyntheticWriterRegistry) -> None:
+    """Procedural datasets in the layouts of this family's readers (``python -m dinobench.synthetic KIND DIR``)."""
+    registry.add("roxford5k", "dinobench.synthetic.retrieval:write_synthetic_revisited", size=(48, 64), fixed={"name": "roxford5k"})
+    registry.add("rparis6k", "dinobench.synthetic.retrieval:write_synthetic_revisited", size=(48, 64), fixed={"name": "rparis6k"})
+    registry.add("retrieval_folder", "dinobench.synthetic.retrieval:write_synthetic_retrieval_folder", size=48)

@@ -2,7 +2,7 @@
 (:mod:`dinobench.data.davis`)."""
 
 from dinobench.hookspecs import hookimpl
-from dinobench.registry import DatasetRegistry, ProtocolRegistry
+from dinobench.registry import DatasetRegistry, ProtocolRegistry, SyntheticWriterRegistry
 
 
 @hookimpl
@@ -21,3 +21,9 @@ def dinobench_register_datasets(registry: DatasetRegistry) -> None:
                  transform="dinobench.data.transforms:FrameTransformConfig",
                  description="DAVIS-2017 semi-supervised: JPEGImages/480p/<seq>/ + Annotations/480p/<seq>/ + "
                              "ImageSets/2017/val.txt")
+
+
+@hookimpl
+def dinobench_register_synthetic_writers(registry: SyntheticWriterRegistry) -> None:
+    """Procedural datasets in the layouts of this family's readers (``python -m dinobench.synthetic KIND DIR``)."""
+    registry.add("davis2017", "dinobench.synthetic.video:write_synthetic_davis", size=(64, 96))

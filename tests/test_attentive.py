@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from dinobench.data.synthetic_video import (write_synthetic_kinetics400, write_synthetic_ssv2,
+from dinobench.synthetic.video import (write_synthetic_kinetics400, write_synthetic_ssv2,
                                             write_synthetic_ucf101)
 from dinobench.data.video import ClipTransform, build_ucf101, frame_indices, read_clip
 from dinobench.errors import DataError

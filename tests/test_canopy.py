@@ -13,7 +13,7 @@ from PIL import Image
 from sklearn.metrics import mean_absolute_error, r2_score, root_mean_squared_error
 
 from dinobench.data.canopy import build_canopy_folder, load_canopy_image, load_heights
-from dinobench.data.synthetic_canopy import GDAL_NODATA_TAG, write_synthetic_canopy
+from dinobench.synthetic.canopy import GDAL_NODATA_TAG, write_synthetic_canopy
 from dinobench.metrics.dense import CanopyHeightMetric
 from dinobench.errors import DataError
 

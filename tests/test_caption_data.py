@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from dinobench.data.captions import ClassPromptCaptions, build_caption_csv, build_coco_captions
-from dinobench.data.synthetic_coco import write_synthetic_coco
+from dinobench.synthetic.coco import write_synthetic_coco
 from dinobench.errors import DataError
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from dinobench.data.correspondence import build_pairs, build_spair
-from dinobench.data.synthetic_retrieval import write_synthetic_pairs
+from dinobench.synthetic.retrieval import write_synthetic_pairs
 from dinobench.errors import DataError
 from dinobench.metrics.correspondence import pck_threshold
 from dinobench.protocols.correspondence import match_keypoints

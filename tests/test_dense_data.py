@@ -10,7 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from dinobench.data import dense, dense_transforms as dt, synthetic
+from dinobench.data import dense, dense_transforms as dt
+from dinobench.synthetic import __main__ as synthetic_cli, dense as synthetic
 from dinobench.errors import ConfigError, DataError
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -100,10 +101,27 @@ def test_synthetic_writers_are_deterministic(tmp_path):
 
 
 def test_synthetic_cli_prints_data_root(tmp_path, capsys):
-    assert synthetic.main(["nyu", str(tmp_path / "x"), "--n-train", "2", "--n-val", "1", "--size", "24x32"]) == 0
+    assert synthetic_cli.main(["nyu", str(tmp_path / "x"), "--n-train", "2", "--n-val", "1", "--size", "24x32"]) == 0
     root = capsys.readouterr().out.strip()
     assert len(dense.build_nyu({}, root)["val"]) == 1
     assert dense.build_nyu({}, root)["val"][0]["depth"].shape == (24, 32)
+
+
+def test_every_registered_reader_kind_has_a_registered_synthetic_writer():
+    """Each family registers the writers of its readers through the hook (no central table); the writers' kinds
+    are reader names (``voc`` writes the layout voc07 and voc12 read)."""
+    from dinobench.plugin_manager import get_registries
+    from dinobench.registry import resolve_object
+
+    registries = get_registries()
+    writers = registries.synthetic_writers
+    for entry in writers:
+        assert callable(resolve_object(entry.writer)), entry.name
+        assert entry.source.startswith("dinobench.plugins."), entry.name
+    covered = {name for name in registries.datasets.names() if name in writers or name[:-2] in writers}
+    on_disk_only = {"digits", "imagenet", "folder", "fashion_mnist", "csv", "coco_captions", "karpathy_captions",
+                    "caption_csv", "video_folder"}  # real bundled data, or image folders written by the tests
+    assert set(registries.datasets.names()) - covered == on_disk_only
 
 
 def test_dense_datasets_are_registered():

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from dinobench.data.dense import build_ade20k, build_nyu
-from dinobench.data.synthetic import write_synthetic_ade20k, write_synthetic_nyu, write_synthetic_seg_folder
+from dinobench.synthetic.dense import write_synthetic_ade20k, write_synthetic_nyu, write_synthetic_seg_folder
 from dinobench.metrics.dense import DepthMetric, SegmentationMetric
 from dinobench.utils.paths import configs_dir
 from dinobench.runner import resolve_task

@@ -14,7 +14,7 @@ import torch
 
 from dinobench.data.detection import build_coco
 from dinobench.data.detection_transforms import build_det_eval_transform, build_det_train_transform
-from dinobench.data.synthetic_coco import SYNTHETIC_COCO_CATEGORIES, write_synthetic_coco
+from dinobench.synthetic.coco import SYNTHETIC_COCO_CATEGORIES, write_synthetic_coco
 from dinobench.metrics.detection import CocoMetric
 from dinobench.errors import DataError
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from dinobench.data.discovery import build_coco20k, build_voc07
-from dinobench.data.synthetic_retrieval import write_synthetic_discovery
+from dinobench.synthetic.retrieval import write_synthetic_discovery
 from dinobench.errors import DataError
 from dinobench.metrics.discovery import box_iou, corloc
 from dinobench.protocols.discovery import component_box, lost, to_pixels, tokencut

@@ -12,7 +12,7 @@ from PIL import Image
 from sklearn.metrics import average_precision_score
 
 from dinobench.data.foreground import ForegroundTransform, build_foreground_folder, load_foreground
-from dinobench.data.synthetic_retrieval import write_synthetic_foreground
+from dinobench.synthetic.retrieval import write_synthetic_foreground
 from dinobench.metrics.dense import best_miou_threshold, binary_miou
 from dinobench.protocols.foreground import ForegroundProtocol, clear_patches
 from test_dense_tasks import run_task

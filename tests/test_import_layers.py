@@ -30,7 +30,7 @@ LAYERS: dict[str, int] = {
     "dinobench.dense_inference": 2, "dinobench.visualize": 2,
     # 3: implementations (protocols, heads, necks, datasets) and the plugins registering them
     "dinobench.protocols": 3, "dinobench.heads": 3, "dinobench.data": 3, "dinobench.plugins": 3,
-    "dinobench.text": 3, "dinobench.figures": 3,
+    "dinobench.text": 3, "dinobench.figures": 3, "dinobench.synthetic": 3,
     # 4: the runner
     "dinobench.runner": 4,
     # 5: commands and what they print

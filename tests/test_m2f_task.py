@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from dinobench.data.synthetic import write_synthetic_ade20k
+from dinobench.synthetic.dense import write_synthetic_ade20k
 from dinobench.protocols.m2f_seg import tta_size
 from test_dense_tasks import run_task, smoke_options
 

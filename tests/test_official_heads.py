@@ -149,7 +149,7 @@ def chm_decoder_state() -> dict:
 
 
 def test_run_with_a_released_head_evaluates_without_training_and_names_the_head(run_cli, tmp_path):
-    from dinobench.data.synthetic_canopy import write_synthetic_canopy
+    from dinobench.synthetic.canopy import write_synthetic_canopy
 
     data = write_synthetic_canopy(tmp_path / "chm", n_train=2, n_val=3, size=48)
     torch.save(chm_decoder_state(), tmp_path / "dinov3_vitl16_chmv2_dpt_head.pth")
@@ -174,7 +174,7 @@ def test_run_with_a_released_head_evaluates_without_training_and_names_the_head(
 def test_export_of_a_trained_dpt_head_reloads_with_the_same_metrics_and_the_official_config(run_cli, tmp_path):
     import yaml
 
-    from dinobench.data.synthetic import write_synthetic_depth_folder
+    from dinobench.synthetic.dense import write_synthetic_depth_folder
     from dinobench.heads import build_depther
 
     data = write_synthetic_depth_folder(tmp_path / "depth", n_train=4, n_val=2, size=(32, 48))

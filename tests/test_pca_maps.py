@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 from sklearn.decomposition import PCA
 
-from dinobench.data.synthetic_retrieval import write_synthetic_foreground
+from dinobench.synthetic.retrieval import write_synthetic_foreground
 from dinobench.visualize import pca_map
 from conftest import TINY_OPTIONS
 

@@ -7,7 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
-from dinobench.data.synthetic_coco import write_synthetic_coco
+from dinobench.synthetic.coco import write_synthetic_coco
 from dinobench.metrics.detection import STAT_NAMES
 from test_dense_tasks import run_task, smoke_options
 

@@ -15,7 +15,7 @@ import torch
 from sklearn.metrics import average_precision_score
 
 from dinobench.data.retrieval import build_roxford5k
-from dinobench.data.synthetic_retrieval import write_synthetic_retrieval_folder, write_synthetic_revisited
+from dinobench.synthetic.retrieval import write_synthetic_retrieval_folder, write_synthetic_revisited
 from dinobench.errors import DataError
 from dinobench.metrics.retrieval import iter_rankings, label_retrieval_metrics, revisited_ap, revisited_metrics
 from dinobench.utils.safe_pickle import restricted_load, restricted_loads

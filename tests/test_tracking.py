@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from dinobench.data.davis import build_davis2017, load_ids
-from dinobench.data.synthetic_video import write_synthetic_davis
+from dinobench.synthetic.video import write_synthetic_davis
 from dinobench.errors import DataError
 from dinobench.protocols.tracking import FrameTransform, TrackingProtocol, neighborhood_mask, propagate
 from dinobench.metrics.tracking import (boundary_f, davis_summary, region_similarity, seg2bmap, sequence_scores,

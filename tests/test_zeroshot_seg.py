@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from dinobench.backbones import create_backbone
-from dinobench.data.synthetic import write_synthetic_ade20k
+from dinobench.synthetic.dense import write_synthetic_ade20k
 from dinobench.dense_inference import dense_predict
 from dinobench.protocols.zeroshot_seg import ZeroShotSegProtocol
 from dinobench.text import build_dinotxt, tokenize

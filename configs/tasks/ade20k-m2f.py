@@ -3,7 +3,7 @@ task = dict(description="Mask2Former segmentation on ADE20K (DINOv3's segmentor)
 # Resolution of the released segmentor (config-ade20k-m2f-inference.yaml): short side 896, windows of 896
 # every 596 px. The release's multi-scale evaluation: protocol.inference.scales=[0.9,0.95,1.0,1.05,1.1]
 # protocol.inference.flip=True (10 views). A released head: protocol.head_weights=<segmentor .pth>.
-# CPU smoke run on the synthetic ADE20K (python -m dinobench.data.synthetic ade20k /tmp/ade) with a tiny backbone:
+# CPU smoke run on the synthetic ADE20K (python -m dinobench.synthetic ade20k /tmp/ade) with a tiny backbone:
 #   dinobench run --backbone vit_tiny --task ade20k-m2f --data-root /tmp/ade/ADEChallengeData2016 --cfg-options \
 #     backbone.embed_dim=64 backbone.depth=4 backbone.num_heads=2 \
 #     protocol.head.hidden_dim=32 protocol.head.num_queries=8 protocol.head.nheads=2 \

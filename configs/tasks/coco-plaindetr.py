@@ -2,7 +2,7 @@ _base_ = ["../_base_/datasets/coco.py", "../_base_/protocols/plaindetr.py"]
 task = dict(description="Plain-DETR detection on COCO 2017 (DINOv3's detector); --data-root <coco folder>")
 # The release's detector: 1500 + 1500 queries, hidden dim 768, top-1500 detections; protocol.head.n_windows_sqrt=2
 # for ViT-L+ (3 for ViT-7B). A released head: protocol.head_weights=<dinov3_*_coco2017_detr_head-*.pth>.
-# CPU smoke run on the synthetic COCO set (python -m dinobench.data.synthetic coco /tmp/coco) with a tiny backbone:
+# CPU smoke run on the synthetic COCO set (python -m dinobench.synthetic coco /tmp/coco) with a tiny backbone:
 #   dinobench run --backbone vit_tiny --task coco-plaindetr --data-root /tmp/coco --cfg-options \
 #     backbone.embed_dim=64 backbone.depth=4 backbone.num_heads=2 \
 #     protocol.head.hidden_dim=64 protocol.head.nheads=2 protocol.head.dec_layers=2 protocol.head.dim_feedforward=64 \

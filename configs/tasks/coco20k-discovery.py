@@ -4,6 +4,6 @@ dataset = dict(type="coco20k", root=None)
 # both methods always run (CorLoc_tokencut, CorLoc_lost). Images are resized to transform.size square.
 protocol = dict(type="discovery")
 transform = dict(size=448)
-# CPU smoke run (python -m dinobench.data.synthetic coco20k /tmp/coco20k):
+# CPU smoke run (python -m dinobench.synthetic coco20k /tmp/coco20k):
 #   dinobench run --backbone vit_tiny --task coco20k-discovery --data-root /tmp/coco20k --cfg-options \
 #     backbone.embed_dim=64 backbone.depth=2 backbone.num_heads=2 transform.size=64

@@ -5,6 +5,6 @@ dataset = dict(type="davis2017", root=None, year=2017, split="val", resolution="
 protocol = dict(type="tracking")
 transform = dict(short_side=960)
 features = dict(batch_size=8)
-# CPU smoke run (python -m dinobench.data.synthetic davis2017 /tmp/davis):
+# CPU smoke run (python -m dinobench.synthetic davis2017 /tmp/davis):
 #   dinobench run --backbone vit_tiny --task davis2017-tracking --data-root /tmp/davis --cfg-options \
 #     backbone.embed_dim=64 backbone.depth=2 backbone.num_heads=2 transform.short_side=128 protocol.radius=4

@@ -4,6 +4,6 @@ dataset = dict(type="spair", root=None, split="test")
 # dinobench.protocols.correspondence.CorrespondenceConfig; e.g. protocol.resolution=224 protocol.refine=soft_argmax
 protocol = dict(type="correspondence")
 transform = dict(size=448)
-# CPU smoke run (python -m dinobench.data.synthetic spair /tmp/spair):
+# CPU smoke run (python -m dinobench.synthetic spair /tmp/spair):
 #   dinobench run --backbone vit_tiny --task spair-correspondence --data-root /tmp/spair --cfg-options \
 #     backbone.embed_dim=64 backbone.depth=2 backbone.num_heads=2 transform.size=64

@@ -4,6 +4,6 @@ dataset = dict(type="voc07", root=None)
 # both methods always run (CorLoc_tokencut, CorLoc_lost). Images are resized to transform.size square.
 protocol = dict(type="discovery")
 transform = dict(size=448)
-# CPU smoke run (python -m dinobench.data.synthetic voc /tmp/voc):
+# CPU smoke run (python -m dinobench.synthetic voc /tmp/voc):
 #   dinobench run --backbone vit_tiny --task voc07-discovery --data-root /tmp/voc --cfg-options \
 #     backbone.embed_dim=64 backbone.depth=2 backbone.num_heads=2 transform.size=64

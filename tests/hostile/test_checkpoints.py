@@ -15,7 +15,7 @@ from conftest import TINY, TINY_OPTIONS
 from test_dense_tasks import smoke_options
 
 import dinobench
-from dinobench.data.synthetic import write_synthetic_ade20k
+from dinobench.synthetic.dense import write_synthetic_ade20k
 from dinobench.errors import WeightsError
 from dinobench.utils.tensor_files import load_tensor_file
 

@@ -16,7 +16,7 @@ import numpy as np
 from conftest import TINY_OPTIONS
 from test_dense_tasks import smoke_options
 
-from dinobench.data.synthetic import write_synthetic_ade20k
+from dinobench.synthetic.dense import write_synthetic_ade20k
 
 #: ~8 s of extraction at 96 px in 28 chunks of 64 rows: long enough to be killed in the middle
 KNN = ["run", "--backbone", "vit_tiny", "--task", "digits-knn", "--cfg-options", *TINY_OPTIONS,

@@ -3,7 +3,7 @@
 category its own texture, with exact boxes (tight around the object's pixels) and areas.
 
 Category ids are non-contiguous (2, 5, 9) to exercise the id mapping; image 1 of each split also carries a
-crowd annotation and image 2 has no objects. ``python -m dinobench.data.synthetic coco OUT_DIR``.
+crowd annotation and image 2 has no objects. ``python -m dinobench.synthetic coco OUT_DIR``.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from dinobench.data.synthetic import _rng, _size_hw, _texture
+from dinobench.synthetic.dense import _rng, _size_hw, _texture
 
-#: (COCO category id, name, texture class of :func:`dinobench.data.synthetic._texture`)
+#: (COCO category id, name, texture class of :func:`dinobench.synthetic.dense._texture`)
 SYNTHETIC_COCO_CATEGORIES = ((2, "striped", 1), (5, "checkered", 3), (9, "dotted", 4))
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dinobench.data.synthetic import _rng, _size_hw
+from dinobench.synthetic.dense import _rng, _size_hw
 
 NODATA = -9999.0
 GDAL_NODATA_TAG = 42113

@@ -7,25 +7,23 @@
   floor; depth is exact (metres -> uint16 millimetre PNG), texture scale and brightness fall off
   with depth so a linear head can learn it; in the NYU/BTS layout with split files or the generic
   ``depth_folder`` layout;
-* detection: textured objects with exact boxes in the COCO layout (:mod:`dinobench.data.synthetic_coco`);
+* detection: textured objects with exact boxes in the COCO layout (:mod:`dinobench.synthetic.coco`);
 * retrieval (revisited Oxford/Paris, query/database folders) and foreground masks
-  (:mod:`dinobench.data.synthetic_retrieval`; for the revisited kinds ``--n-train`` is the database size
+  (:mod:`dinobench.synthetic.retrieval`; for the revisited kinds ``--n-train`` is the database size
   and ``--n-val`` the number of queries);
-* action videos in the UCF-101 / Kinetics-400 / SSv2 layouts (:mod:`dinobench.data.synthetic_video`, PyAV).
+* action videos in the UCF-101 / Kinetics-400 / SSv2 layouts (:mod:`dinobench.synthetic.video`, PyAV).
 
 Every sample is drawn from its own seeded generator (``seed``, split, index): the same call writes
 byte-identical files. Command line::
 
-    python -m dinobench.data.synthetic KIND OUT_DIR  (KIND: see WRITERS) \\
+    python -m dinobench.synthetic KIND OUT_DIR  (KIND: the registered writers) \\
         [--n-train N] [--n-val N] [--size S|HxW] [--seed S]
 """
 
 from __future__ import annotations
 
-import argparse
-import importlib
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 from PIL import Image
@@ -232,67 +230,3 @@ def write_synthetic_depth_folder(root: str | Path, n_train: int = 16, n_val: int
             Image.fromarray(image).save(root / split / "images" / f"{i:05d}.png")
             _save_depth_png(depth, root / split / "depth" / f"{i:05d}.png")
     return root
-
-
-def _lazy(target: str, **fixed: object) -> Callable[..., Path]:
-    """The writer ``"module:function"`` of :mod:`dinobench.data` (``fixed`` keywords bound), imported on use: those
-    modules build on this one's textures."""
-    module_name, function = target.split(":")
-
-    def write(*args: object, **kwargs: object) -> Path:
-        module = importlib.import_module(f"dinobench.data.{module_name}")
-        return getattr(module, function)(*args, **fixed, **kwargs)
-    return write
-
-
-WRITERS: dict[str, tuple[Callable[..., Path], int | tuple[int, int]]] = {
-    "roxford5k": (_lazy("synthetic_retrieval:write_synthetic_revisited", name="roxford5k"), (48, 64)),
-    "rparis6k": (_lazy("synthetic_retrieval:write_synthetic_revisited", name="rparis6k"), (48, 64)),
-    "retrieval_folder": (_lazy("synthetic_retrieval:write_synthetic_retrieval_folder"), 48),
-    "foreground_folder": (_lazy("synthetic_retrieval:write_synthetic_foreground"), 64),
-    "ucf101": (_lazy("synthetic_video:write_synthetic_ucf101"), (32, 40)),
-    "kinetics400": (_lazy("synthetic_video:write_synthetic_kinetics400"), (32, 40)),
-    "ssv2": (_lazy("synthetic_video:write_synthetic_ssv2"), (32, 40)),
-    "davis2017": (_lazy("synthetic_video:write_synthetic_davis"), (64, 96)),
-    "pairs": (_lazy("synthetic_retrieval:write_synthetic_pairs", layout="pairs"), (48, 64)),
-    "spair": (_lazy("synthetic_retrieval:write_synthetic_pairs", layout="spair"), (48, 64)),
-    "voc": (_lazy("synthetic_retrieval:write_synthetic_discovery", layout="voc"), (64, 80)),
-    "coco20k": (_lazy("synthetic_retrieval:write_synthetic_discovery", layout="coco20k"), (64, 80)),
-    "coco": (_lazy("synthetic_coco:write_synthetic_coco"), (64, 96)),
-    "canopy_folder": (_lazy("synthetic_canopy:write_synthetic_canopy"), 64),
-    "ade20k": (write_synthetic_ade20k, 64),
-    "nyu": (write_synthetic_nyu, (48, 64)),
-    "seg_folder": (write_synthetic_seg_folder, 64),
-    "depth_folder": (write_synthetic_depth_folder, (48, 64)),
-}
-
-
-def _parse_size(text: str) -> int | tuple[int, int]:
-    if "x" in text.lower():
-        h, w = text.lower().split("x", 1)
-        return int(h), int(w)
-    return int(text)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m dinobench.data.synthetic KIND OUT_DIR``: write a dataset, print its --data-root."""
-    parser = argparse.ArgumentParser(prog="python -m dinobench.data.synthetic",
-                                     description="Write a tiny procedural dense dataset in a real layout.")
-    parser.add_argument("kind", choices=sorted(WRITERS))
-    parser.add_argument("out_dir")
-    parser.add_argument("--n-train", type=int, default=16)
-    parser.add_argument("--n-val", type=int, default=8)
-    parser.add_argument("--size", type=_parse_size, default=None, help="S (square) or HxW; default per kind")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    writer, default_size = WRITERS[args.kind]
-    if args.n_train < 1 or args.n_val < 1:
-        parser.error("--n-train and --n-val must be >= 1")
-    path = writer(args.out_dir, n_train=args.n_train, n_val=args.n_val,
-                  size=args.size if args.size is not None else default_size, seed=args.seed)
-    print(path)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

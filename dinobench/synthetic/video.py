@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from dinobench.data.synthetic import _rng, _size_hw, _texture
-from dinobench.data.synthetic_retrieval import _clutter
+from dinobench.synthetic.dense import _rng, _size_hw, _texture
+from dinobench.synthetic.retrieval import _clutter
 
 MOTIONS = ("move_left", "move_right", "move_up", "move_down")
 _DIRECTIONS = {"move_left": (0, -1), "move_right": (0, 1), "move_up": (-1, 0), "move_down": (1, 0)}
@@ -132,7 +132,7 @@ def write_synthetic_davis(root: str | Path, n_train: int = 0, n_val: int = 2, si
     """A DAVIS-2017 tree of ``n_val`` sequences (``n_train`` is unused: the tracking task has no training split):
     ``n_objects`` textured shapes moving at constant speed over a static clutter background, exact palette
     annotations (ids 1..n, later objects in front); return root."""
-    from dinobench.data.synthetic import _shape_mask
+    from dinobench.synthetic.dense import _shape_mask
     from dinobench.visualize import palette
 
     h, w = _size_hw(size)

@@ -1,7 +1,7 @@
 """Procedural retrieval and foreground datasets in the real layouts (for tests and smoke runs).
 
 * revisited Oxford/Paris (``<out>/<name>/jpg/*.jpg`` + ``gnd_<name>.pkl``): "landmarks" are textured
-  shapes (the class textures of :mod:`dinobench.data.synthetic`) at fixed places; a database image is a
+  shapes (the class textures of :mod:`dinobench.synthetic.dense`) at fixed places; a database image is a
   view of one landmark - large (easy), small and noisy (hard), or cut by the border (junk) - or a
   distractor of clutter; each query is a view whose ``bbx`` frames the landmark;
 * label-retrieval folders (``<out>/{query,database}/<label>/*.png``): one textured object per image;
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from dinobench.data.synthetic import _rng, _shape_mask, _size_hw, _texture
+from dinobench.synthetic.dense import _rng, _shape_mask, _size_hw, _texture
 
 N_LANDMARKS = 3
 
