@@ -1,37 +1,26 @@
-"""``dinobench export --run RUN --output DIR``: a head trained by a dinobench run, in the files the official
-DINOv3 tools read.
+"""``dinobench export --run RUN --output DIR``: a head trained by a dinobench run, in the files the official tools
+read.
 
 A run that trained a head keeps it beside its record (``head.pth``: the official key layout; ``head.json``: its
-layout and official config). Exported:
-
-- classifier: ``linear_head.pth`` = ``{weight, bias}``, the hub head's layout (``dinov3_vit7b16_lc``), and
-  ``linear_classifiers.pth`` = an official ``eval/linear.py`` checkpoint holding that one head (its grid name);
-- linear segmentation: ``model_final.pth`` = ``{"model": {segmentation_model.1.*}}`` (as the official ADE20K
-  training writes it) and ``config.yaml`` with the official ``decoder_head`` section and ``load_from``;
-- Mask2Former: the same two files, ``model`` = the segmentor without its backbone (adapter + head);
-- depth (linear / DPT / CHMv2): ``model_final.pth`` = ``{"model": decoder state}`` (what
-  ``make_depther_from_config`` loads) and ``config.yaml`` with ``decoder_head`` = the ``DecoderConfig`` fields;
-- Plain-DETR: ``model_final.pth`` = ``{"model": detector without its backbone}`` (what the hub detector loads).
-
-Every exported file loads back with ``--cfg-options protocol.head_weights=FILE`` (same metrics). The folder is
-written in a staging directory and renamed: nothing half-written remains.
+layout and official config). The layout names a registered entry (``dinobench_register_head_layouts``; the
+first-party ones are in :mod:`dinobench.heads.export_layouts`) that turns them into files; every exported file
+loads back with ``--cfg-options protocol.head_weights=FILE`` (same metrics). The folder is written in a staging
+directory and renamed: nothing half-written remains.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from dinobench.errors import ConfigError, WeightsError
-from dinobench.heads.linear_classifier import grid_state
+from dinobench.registry import resolve_object
 from dinobench.results import Result
-from dinobench.utils.io import write_atomic, write_folder_atomic
+from dinobench.utils.io import safe_component, write_atomic, write_folder_atomic
 from dinobench.utils.tensor_files import load_tensor_file
-
-LAYOUTS = ("classifier", "segmentation", "depth", "detection")
-
 
 def _run_folder(run: str | Path) -> Path:
     """The run folder of ``run`` (the folder or its ``result.json``), checked to hold a trained head."""
@@ -46,30 +35,28 @@ def _run_folder(run: str | Path) -> Path:
     return folder
 
 
-def _yaml(data: dict) -> str:
-    import yaml
-
-    return yaml.safe_dump(data, sort_keys=False)
-
-
-def export_head(run: str | Path, output: str | Path) -> list[Path]:
-    """Write the official files of the head trained in ``run`` into the new folder ``output``; their paths."""
+def export_head(run: str | Path, output: str | Path, layouts: Any = None) -> list[Path]:
+    """Write the official files of the head trained in ``run`` into the new folder ``output``; their paths.
+    ``layouts``: the head-layout registry (default: the process's registries)."""
     folder, output = _run_folder(run), Path(output).expanduser()
     meta = json.loads((folder / "head.json").read_text())
     layout, config = meta.get("layout"), dict(meta.get("config") or {})
-    if layout not in LAYOUTS:
-        raise WeightsError(f"{folder / 'head.json'}: unknown head layout {layout!r} (expected {', '.join(LAYOUTS)})")
+    if layouts is None:
+        from dinobench.plugin_manager import get_registries
+
+        layouts = get_registries().head_layouts
+    if not isinstance(layout, str) or layout not in layouts:
+        raise WeightsError(f"{folder / 'head.json'}: unknown head layout {layout!r} (registered: "
+                           f"{', '.join(layouts.names())}); install the plugin that trained it")
     state = load_tensor_file(folder / "head.pth", "head checkpoint", mmap=False)
-    files: dict[str, object] = {}
-    if layout == "classifier":
-        if set(state) != {"weight", "bias"}:
-            raise WeightsError(f"{folder / 'head.pth'}: a classifier head holds weight and bias, found {sorted(state)[:4]}")
-        files["linear_head.pth"] = state
-        files["linear_classifiers.pth"] = {"iteration": 0, "linear_classifiers": grid_state(config["classifier"], state)}
-    else:
-        files["model_final.pth"] = {"model": state}
-        if layout != "detection":  # the official segmentation / depth evaluations read these two sections
-            files["config.yaml"] = _yaml({"decoder_head": config, "load_from": "model_final.pth"})
+    try:
+        files: dict[str, object] = resolve_object(layouts.get(layout).files)(state, config)
+    except WeightsError as exc:
+        raise WeightsError(f"{folder / 'head.pth'}: {exc}") from None
+    for name in files:
+        if safe_component(name) != name:
+            raise WeightsError(f"head layout {layout!r} names the file {name!r}; a file name is one plain path "
+                               "component")
 
     def fill(staging: Path) -> None:
         for name, content in files.items():

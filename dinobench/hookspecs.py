@@ -25,7 +25,7 @@ __all__ = ["PROJECT_NAME", "hookimpl", "hookspec"]
 
 if TYPE_CHECKING:
     from dinobench.registry import (BackboneRegistry, CommandRegistry, DatasetRegistry, FeatureKindRegistry,
-                                    HeadRegistry, OptimizerRegistry, ProtocolRegistry, ScheduleRegistry,
+                                    HeadLayoutRegistry, HeadRegistry, OptimizerRegistry, ProtocolRegistry, ScheduleRegistry,
                                     SyntheticWriterRegistry, TaskRegistry)
     from dinobench.results import Result
 
@@ -141,6 +141,16 @@ def dinobench_register_synthetic_writers(registry: "SyntheticWriterRegistry") ->
     fixed={...}, description=...)``; ``python -m dinobench.synthetic KIND OUT_DIR`` runs
     ``writer(out_dir, n_train=, n_val=, size=, seed=, **fixed)`` and prints the data root it returns. Same
     arguments, byte-identical files (seed every sample).
+    """
+
+
+@hookspec
+def dinobench_register_head_layouts(registry: "HeadLayoutRegistry") -> None:
+    """Add head export layouts: ``registry.add(layout, "module:files", description=...)``.
+
+    A protocol that trains a head returns ``ProtocolResult(head=TrainedHead(state, layout, config))``; the run keeps
+    it beside its record, and ``dinobench export --run RUN --output DIR`` writes ``files(state, config)`` (file
+    name -> text, or an object for ``torch.save``): the files the head's official tools read.
     """
 
 

@@ -48,6 +48,7 @@ REGISTER_HOOKS = {
     "dinobench_register_schedules": "schedules",
     "dinobench_register_optimizers": "optimizers",
     "dinobench_register_synthetic_writers": "synthetic_writers",
+    "dinobench_register_head_layouts": "head_layouts",
 }
 
 

@@ -185,6 +185,17 @@ class SyntheticWriterEntry:
     source: str = ""
 
 
+@dataclass(frozen=True)
+class HeadLayoutEntry:
+    """How a trained head of layout ``name`` (``TrainedHead.layout``) becomes the files its official tools read:
+    ``files(state, config) -> {file name: str (text) | object (torch.save)}`` (``dinobench export --run``)."""
+
+    name: str
+    files: str | Callable[..., Any]
+    description: str = ""
+    source: str = ""
+
+
 class Registry(Generic[T]):
     """Name -> spec mapping; duplicates are refused, unknown names get suggestions."""
 
@@ -371,6 +382,17 @@ class SyntheticWriterRegistry(Registry[SyntheticWriterEntry]):
                                                   **meta))
 
 
+class HeadLayoutRegistry(Registry[HeadLayoutEntry]):
+    """Registry of head export layouts (each family registers the ones its protocols save)."""
+
+    def __init__(self) -> None:
+        super().__init__("head layout")
+
+    def add(self, name: str, files: str | Callable[..., Any], **meta: Any) -> HeadLayoutEntry:
+        """Register ``HeadLayoutEntry(name, files, **meta)``."""
+        return self.register(HeadLayoutEntry(name=name, files=files, **meta))
+
+
 @dataclass
 class Registries:
     """All registries, filled once per process by the plugin manager."""
@@ -385,11 +407,12 @@ class Registries:
     schedules: ScheduleRegistry = field(default_factory=ScheduleRegistry)
     optimizers: OptimizerRegistry = field(default_factory=OptimizerRegistry)
     synthetic_writers: SyntheticWriterRegistry = field(default_factory=SyntheticWriterRegistry)
+    head_layouts: HeadLayoutRegistry = field(default_factory=HeadLayoutRegistry)
 
     def all(self) -> tuple[Registry[Any], ...]:
         """Every registry."""
         return (self.backbones, self.datasets, self.protocols, self.tasks, self.feature_kinds, self.commands,
-                self.heads, self.schedules, self.optimizers, self.synthetic_writers)
+                self.heads, self.schedules, self.optimizers, self.synthetic_writers, self.head_layouts)
 
     def set_source(self, source: str) -> None:
         """Attribute what gets registered next to plugin ``source``."""

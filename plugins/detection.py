@@ -2,7 +2,7 @@
 dataset reader (:mod:`dinobench.data.detection`)."""
 
 from dinobench.hookspecs import hookimpl
-from dinobench.registry import DatasetRegistry, ProtocolRegistry, SyntheticWriterRegistry
+from dinobench.registry import DatasetRegistry, HeadLayoutRegistry, ProtocolRegistry, SyntheticWriterRegistry
 
 
 @hookimpl
@@ -27,3 +27,10 @@ def dinobench_register_datasets(registry: DatasetRegistry) -> None:
 def dinobench_register_synthetic_writers(registry: SyntheticWriterRegistry) -> None:
     """Procedural datasets in the layouts of this family's readers (``python -m dinobench.synthetic KIND DIR``)."""
     registry.add("coco", "dinobench.synthetic.coco:write_synthetic_coco", size=(64, 96))
+
+
+@hookimpl
+def dinobench_register_head_layouts(registry: HeadLayoutRegistry) -> None:
+    """The official files of the heads this family trains (``dinobench export --run``)."""
+    registry.add("detection", "dinobench.heads.export_layouts:detector_files",
+                 description="Plain-DETR without its backbone: model_final.pth")

@@ -2,7 +2,7 @@
 :mod:`dinobench.protocols.m2f_seg`)."""
 
 from dinobench.hookspecs import hookimpl
-from dinobench.registry import ProtocolRegistry
+from dinobench.registry import HeadLayoutRegistry, ProtocolRegistry
 
 
 @hookimpl
@@ -14,3 +14,10 @@ def dinobench_register_protocols(registry: ProtocolRegistry) -> None:
     registry.add("m2f_seg", "dinobench.protocols.m2f_seg:M2FSegProtocol",
                  description="DINOv3's segmentor: frozen backbone, ViT-Adapter + Mask2Former head, Hungarian-"
                              "matched mask losses, slide (multi-scale) inference, mmseg mIoU")
+
+
+@hookimpl
+def dinobench_register_head_layouts(registry: HeadLayoutRegistry) -> None:
+    """The official files of the heads this family trains (``dinobench export --run``)."""
+    registry.add("segmentation", "dinobench.heads.export_layouts:decoder_files",
+                 description="linear / Mask2Former segmentation head: model_final.pth + config.yaml")
