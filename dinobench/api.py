@@ -6,6 +6,7 @@ module costs nothing and ``dinobench list`` stays fast; heavy parts (torch, the 
 actually runs.
 
 - hooks: :data:`hookimpl`
+- the two templates: :class:`TrainedHeadProtocol` (+ :class:`TrainedHeadConfig`) and :class:`FeatureProbeProtocol`
 - protocols: :class:`Protocol`, :class:`ProtocolResult`, :class:`TrainedHead`, :class:`EmptyConfig`,
   :class:`RunContext` (what ``Protocol.run(ctx)`` gets), :class:`DatasetLike` (what a reader returns)
 - typed sections: :func:`reader_options` (a reader's or transform's section against its dataclass),
@@ -30,6 +31,9 @@ _EXPORTS = {
     "ProtocolResult": "dinobench.protocol",
     "TrainedHead": "dinobench.protocol",
     "RunContext": "dinobench.context",
+    "TrainedHeadProtocol": "dinobench.templates.trained_head",
+    "TrainedHeadConfig": "dinobench.templates.trained_head",
+    "FeatureProbeProtocol": "dinobench.templates.feature_probe",
     "reader_options": "dinobench.typed_config",
     "resolve_section": "dinobench.typed_config",
     "train_head": "dinobench.training.head",
@@ -62,6 +66,8 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time each name is i
     from dinobench.metrics.classification import topk_accuracy
     from dinobench.protocols.knn import knn_class_scores
     from dinobench.runner import build_datasets, resolve_task
+    from dinobench.templates.feature_probe import FeatureProbeProtocol
+    from dinobench.templates.trained_head import TrainedHeadConfig, TrainedHeadProtocol
     from dinobench.training.config import TrainConfig
     from dinobench.metrics.sharded import MergeableMetric, evaluate_sharded
     from dinobench.training.head import train_head

@@ -30,7 +30,7 @@ LAYERS: dict[str, int] = {
     "dinobench.dense_inference": 2, "dinobench.visualize": 2,
     # 3: implementations (protocols, heads, necks, datasets) and the plugins registering them
     "dinobench.protocols": 3, "dinobench.heads": 3, "dinobench.data": 3, "dinobench.plugins": 3,
-    "dinobench.text": 3, "dinobench.figures": 3, "dinobench.synthetic": 3,
+    "dinobench.text": 3, "dinobench.figures": 3, "dinobench.synthetic": 3, "dinobench.templates": 3,
     # 4: the runner
     "dinobench.runner": 4,
     # 5: commands and what they print
@@ -248,9 +248,10 @@ def test_plugins_only_register():
         assert not heavy, f"{path.relative_to(ROOT)} imports {heavy}: move the implementation out of plugins/"
 
 
-#: protocol -> protocol imports that remain by design: the trained-head template (protocols.dense, to become
-#: TrainedHeadProtocol), a family's own base (canopy height is DPT depth with another head and metric) and a
-#: protocol's private solver module. Everything shared otherwise lives in metrics/, features/, text/ or data/.
+#: protocol -> protocol imports that remain by design: the dense families' base (protocols.dense: head and
+#: inference sections, segmentation's shared half), canopy height on DPT depth (another head and metric) and a
+#: protocol's private solver module. The templates live in dinobench/templates/; everything else shared lives in
+#: metrics/, features/, text/ or data/.
 ALLOWED_PROTOCOL_IMPORTS = {
     ("dinobench.protocols.depth", "dinobench.protocols.dense"),
     ("dinobench.protocols.linear_seg", "dinobench.protocols.dense"),

@@ -30,6 +30,7 @@ from dinobench.metrics.dense import CanopyHeightMetric
 from dinobench.protocols.dense import transform_sections
 from dinobench.protocols.depth import DepthInferenceConfig, DPTDepthProtocol, DPTHeadConfig, predict_depth
 from dinobench.visualize import colorize_depth
+from dinobench.templates.trained_head import TrainedHeadConfig
 
 
 @dataclass
@@ -58,13 +59,11 @@ class CanopyInferenceConfig(DepthInferenceConfig):
 
 
 @dataclass
-class CanopyConfig:
+class CanopyConfig(TrainedHeadConfig):
     """``protocol=dict(type="chm", head=dict(...), inference=dict(...), head_weights=None)``."""
 
     head: CanopyHeadConfig = field(default_factory=CanopyHeadConfig)
     inference: CanopyInferenceConfig = field(default_factory=CanopyInferenceConfig)
-    num_visualizations: int = 4
-    head_weights: str | None = None  # evaluate this decoder (official CHMv2 layout) instead of training
 
 
 class CanopyHeightProtocol(DPTDepthProtocol):

@@ -38,6 +38,7 @@ from dinobench.protocol import TrainedHead
 from dinobench.protocols.dense import (DenseHeadConfig, DenseProtocol, InferenceConfig, inference_kwargs,
                                        transform_sections)
 from dinobench.visualize import colorize_depth
+from dinobench.templates.trained_head import TrainedHeadConfig
 
 
 @dataclass
@@ -79,14 +80,12 @@ class DepthInferenceConfig(InferenceConfig):
 
 
 @dataclass
-class LinearDepthConfig:
+class LinearDepthConfig(TrainedHeadConfig):
     """``protocol=dict(type="linear_depth", head=dict(...), loss=dict(...), inference=dict(...))``."""
 
     head: LinearDepthHeadConfig = field(default_factory=LinearDepthHeadConfig)
     loss: DepthLossConfig = field(default_factory=DepthLossConfig)
     inference: DepthInferenceConfig = field(default_factory=DepthInferenceConfig)
-    num_visualizations: int = 4  # predictions drawn by --save-predictions
-    head_weights: str | None = None  # evaluate this decoder (official layout) instead of training
 
 
 @dataclass

@@ -30,7 +30,9 @@ from tqdm.auto import tqdm
 from dinobench.context import RunContext
 from dinobench.errors import ConfigError
 from dinobench.metrics.classification import topk_accuracy
-from dinobench.protocol import Protocol, ProtocolResult
+from dinobench.features.targets import FeatureSet
+from dinobench.protocol import ProtocolResult
+from dinobench.templates.feature_probe import FeatureProbeProtocol
 
 logger = logging.getLogger("dinobench")
 _WARNED: set[tuple[int, int]] = set()  # (k, train size) pairs already reported
@@ -119,7 +121,7 @@ class KNNConfig:
     main_metric: str = "top1"
 
 
-class KNNProtocol(Protocol):
+class KNNProtocol(FeatureProbeProtocol):
     """kNN of the val split onto the train split (plus few-shot runs when configured)."""
 
     name = "knn"
@@ -191,9 +193,9 @@ class KNNProtocol(Protocol):
             metrics[prefix + "best_k"] = float(best_k)
         return metrics
 
-    def run(self, ctx: RunContext) -> ProtocolResult:
+    def probe(self, ctx: RunContext, features: dict[str, FeatureSet]) -> ProtocolResult:
         """kNN from the train split onto the val split of ``ctx`` (plus the few-shot runs if configured)."""
-        train, val = ctx.features("train"), ctx.features("val")
+        train, val = features["train"], features["val"]
         num_classes = len(ctx.datasets["train"].classes)
         metrics = self.evaluate(train.features, train.labels, val.features, val.labels, num_classes, ctx.device)
         if self.few_shot_n:

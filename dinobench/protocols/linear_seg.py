@@ -24,6 +24,7 @@ from dinobench.heads.linear_seg import LinearSegHead, segmentation_loss
 from dinobench.protocol import TrainedHead
 from dinobench.protocols.dense import (DenseHeadConfig, InferenceConfig, SegmentationProtocol, inference_kwargs,
                                        official_layer_set)
+from dinobench.templates.trained_head import TrainedHeadConfig
 
 
 @dataclass
@@ -41,13 +42,11 @@ class SegInferenceConfig(InferenceConfig):
 
 
 @dataclass
-class LinearSegConfig:
+class LinearSegConfig(TrainedHeadConfig):
     """``protocol=dict(type="linear_seg", head=dict(...), inference=dict(...), num_visualizations=4)``."""
 
     head: LinearSegHeadConfig = field(default_factory=LinearSegHeadConfig)
     inference: SegInferenceConfig = field(default_factory=SegInferenceConfig)
-    num_visualizations: int = 4  # predictions drawn by --save-predictions
-    head_weights: str | None = None  # evaluate this head (official ``model_final.pth`` layout) instead of training
 
 
 def segmentation_logits(model: nn.Module, image: Tensor, num_classes: int, inference: InferenceConfig,

@@ -31,6 +31,7 @@ from dinobench.heads.necks import resolve_layers
 from dinobench.protocol import TrainedHead
 from dinobench.protocols.dense import InferenceConfig, SegmentationProtocol, official_layer_set, transform_sections
 from dinobench.utils.seeding import seed_from
+from dinobench.templates.trained_head import TrainedHeadConfig
 
 
 @dataclass
@@ -76,14 +77,12 @@ class M2FInferenceConfig(InferenceConfig):
 
 
 @dataclass
-class M2FConfig:
+class M2FConfig(TrainedHeadConfig):
     """``protocol=dict(type="m2f_seg", head=..., loss=..., inference=..., head_weights=None)``."""
 
     head: M2FHeadConfig = field(default_factory=M2FHeadConfig)
     loss: M2FLossConfig = field(default_factory=M2FLossConfig)
     inference: M2FInferenceConfig = field(default_factory=M2FInferenceConfig)
-    head_weights: str | None = None  # evaluate this segmentor checkpoint instead of training
-    num_visualizations: int = 4
 
 
 def tta_size(size: tuple[int, int], ratio: float) -> tuple[int, int]:

@@ -29,10 +29,11 @@ from dinobench.errors import ConfigError
 from dinobench.heads.plain_detr import PlainDetrCriterion, build_plain_detr, postprocess
 from dinobench.heads.plain_detr.boxes import xyxy_to_cxcywh
 from dinobench.protocol import TrainedHead
-from dinobench.protocols.dense import DenseProtocol, transform_sections
+from dinobench.protocols.dense import transform_sections
 from dinobench.training.head import frozen_prefixes
 from dinobench.utils.seeding import seed_from
 from dinobench.visualize import denormalize_image, draw_boxes
+from dinobench.templates.trained_head import TrainedHeadConfig, TrainedHeadProtocol
 
 
 @dataclass
@@ -91,14 +92,12 @@ class PlainDetrInferenceConfig:
 
 
 @dataclass
-class PlainDetrConfig:
+class PlainDetrConfig(TrainedHeadConfig):
     """``protocol=dict(type="plaindetr", head=..., loss=..., inference=..., head_weights=None)``."""
 
     head: PlainDetrHeadConfig = field(default_factory=PlainDetrHeadConfig)
     loss: PlainDetrLossConfig = field(default_factory=PlainDetrLossConfig)
     inference: PlainDetrInferenceConfig = field(default_factory=PlainDetrInferenceConfig)
-    head_weights: str | None = None  # evaluate this detector checkpoint instead of training
-    num_visualizations: int = 4
 
 
 def collate_detection(samples: list[dict[str, Any]], reparam: bool) -> dict[str, Any]:
@@ -117,13 +116,14 @@ def collate_detection(samples: list[dict[str, Any]], reparam: bool) -> dict[str,
             "orig_size": torch.tensor([list(s["orig_size"]) for s in samples])}
 
 
-class PlainDetrProtocol(DenseProtocol):
+class PlainDetrProtocol(TrainedHeadProtocol):
     """Train (or load) Plain-DETR, report COCO AP on ``val`` and per-category AP."""
 
     name = "plaindetr"
     version = "1"
     Config = PlainDetrConfig
     runtime_keys = ("num_visualizations", "head.decoder_use_checkpoint", "inference.draw_score_threshold")
+    eval_keys = ("inference",)
     eval_keys = ("inference",)
     file_keys = ("head_weights",)
     main_metric = "AP"

@@ -13,7 +13,9 @@ from typing import Literal
 
 from dinobench.context import RunContext
 from dinobench.errors import ConfigError
-from dinobench.protocol import Protocol, ProtocolResult
+from dinobench.features.targets import FeatureSet
+from dinobench.protocol import ProtocolResult
+from dinobench.templates.feature_probe import FeatureProbeProtocol
 from dinobench.features.builtin import descriptor_kind
 from dinobench.metrics.retrieval import iter_rankings, label_retrieval_metrics
 
@@ -29,7 +31,7 @@ class RetrievalConfig:
     main_metric: str = "mAP"
 
 
-class RetrievalProtocol(Protocol):
+class RetrievalProtocol(FeatureProbeProtocol):
     """Rank ``database`` for every ``query``; relevant = same label."""
 
     name = "retrieval"
@@ -47,10 +49,13 @@ class RetrievalProtocol(Protocol):
         if cfg.main_metric not in names:
             raise ConfigError(f"retrieval: protocol.main_metric={cfg.main_metric!r}; choose one of {', '.join(names)}")
 
-    def run(self, ctx: RunContext) -> ProtocolResult:
+    def kind(self) -> str:
+        """The global descriptor: the CLS token, or the multi-scale CLS with ``protocol.multiscale``."""
+        return descriptor_kind(self.config.multiscale)
+
+    def probe(self, ctx: RunContext, features: dict[str, FeatureSet]) -> ProtocolResult:
         """Descriptors of both splits -> rankings -> label metrics."""
-        kind = descriptor_kind(self.config.multiscale)
-        query, database = ctx.features("query", kind), ctx.features("database", kind)
+        query, database = features["query"], features["database"]
         rankings = iter_rankings(query.features, database.features, chunk_size=self.config.chunk_size,
                                  backend=self.config.backend)
         metrics = label_retrieval_metrics(rankings, query.labels.numpy(), database.labels.numpy(),

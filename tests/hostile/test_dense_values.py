@@ -6,7 +6,8 @@ from PIL import Image
 
 from conftest import TINY_OPTIONS
 
-from dinobench.data import dense, synthetic
+from dinobench.data import dense
+from dinobench.synthetic import dense as synthetic
 from dinobench.errors import DataError
 
 
