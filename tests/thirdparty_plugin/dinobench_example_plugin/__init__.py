@@ -7,7 +7,10 @@
 - feature kind ``pooled_grid`` (``[2, 2, D]`` per image, cached on disk as an N-D array);
 - tasks ``digits16-knn``, ``digits16-headprobe`` (three named datasets) and ``digits16-gridknn``;
 - CLI subcommand ``dinobench example-datasets TASK``;
-- learning-rate schedule ``example_step_down`` (used by ``digits16-headprobe``).
+- learning-rate schedule ``example_step_down`` (used by ``digits16-headprobe`` and ``blobs-maskhead``);
+- a whole trained-head family: reader ``example_blobs`` (typed options and transform section, a synthetic writer),
+  a joint ``tv_tensors`` transform, protocol ``example_mask_head`` on the trained-head template with a mergeable
+  metric, head layout ``example_mask_head`` (``dinobench export --run``), task ``blobs-maskhead``.
 
 Nothing in dinobench's core knows about it.
 """
@@ -30,6 +33,8 @@ def dinobench_register_protocols(registry):
                  description="neck + dict head trained on the shared engine, top-1 on two named datasets")
     registry.add("example_grid_knn", "dinobench_example_plugin.protocols:GridKNNProtocol",
                  description="kNN on pooled_grid features")
+    registry.add("example_mask_head", "dinobench_example_plugin.maskhead:MaskHeadProtocol",
+                 description="foreground from patch tokens: a trained-head family from outside dinobench")
 
 
 @hookimpl
@@ -56,11 +61,40 @@ def dinobench_register_tasks(registry):
         "task": {"description": "a neck + dict head on digits, evaluated on val and a holdout (example plugin)"},
         **DIGITS16,
     })
+    registry.add("blobs-maskhead", {
+        "dataset": {"type": "example_blobs", "root": None},
+        "protocol": {"type": "example_mask_head"},
+        "transform": {"size": 64, "flip_prob": 0.5},
+        "train": {"max_iters": 40, "batch_size": 8, "checkpoint_every": 0, "eval_every": 0,
+                  "optimizer": {"lr": 0.01, "weight_decay": 0.0},
+                  "scheduler": {"type": "example_step_down", "warmup_iters": 0}},
+        "task": {"description": "foreground IoU of a 1x1 head on patch tokens (example plugin; --data-root from "
+                                "python -m dinobench.synthetic example_blobs DIR)"},
+    })
     registry.add("digits16-gridknn", {
         "dataset": {"type": "digits", "val_fraction": 0.2, "split_seed": 0},
         "protocol": {"type": "example_grid_knn"},
         "task": {"description": "kNN on 2x2-pooled patch tokens (example plugin)"}, **DIGITS16,
     })
+
+
+@hookimpl
+def dinobench_register_datasets(registry):
+    registry.add("example_blobs", "dinobench_example_plugin.blobs:build_blobs",
+                 options="dinobench_example_plugin.blobs:BlobsOptions",
+                 transform="dinobench_example_plugin.blobs:BlobsTransformConfig",
+                 description="images with one coloured blob and its foreground mask (example plugin)")
+
+
+@hookimpl
+def dinobench_register_synthetic_writers(registry):
+    registry.add("example_blobs", "dinobench_example_plugin.blobs:write_blobs", size=64)
+
+
+@hookimpl
+def dinobench_register_head_layouts(registry):
+    registry.add("example_mask_head", "dinobench_example_plugin.maskhead:mask_head_files",
+                 description="mask_head.pth + mask_head.json (example plugin)")
 
 
 @hookimpl
