@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-LIST_SECTIONS = ["backbones", "tasks", "heads", "datasets", "protocols", "feature-kinds", "commands", "plugins"]
+LIST_SECTIONS = ["backbones", "tasks", "heads", "datasets", "protocols", "feature-kinds", "schedules", "optimizers",
+                 "head-layouts", "synthetic-writers", "commands", "plugins"]
 
 
 def text_table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
@@ -59,6 +60,10 @@ def list_rows(what: str) -> tuple[list[dict[str, Any]], list[str]]:
                 for s in reg.protocols], ["name", "source", "description"]
     if what == "feature-kinds":
         return [{"name": s.name, "source": s.source, "description": s.description} for s in reg.feature_kinds], \
+            ["name", "source", "description"]
+    if what in ("schedules", "optimizers", "head-layouts", "synthetic-writers"):
+        registry = getattr(reg, what.replace("-", "_"))
+        return [{"name": s.name, "source": s.source, "description": s.description} for s in registry], \
             ["name", "source", "description"]
     if what == "commands":
         return [{"name": s.name, "source": s.source, "description": s.help} for s in reg.commands], \

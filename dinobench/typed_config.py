@@ -55,6 +55,11 @@ def _describe(hint: Any) -> str:
     return getattr(hint, "__name__", str(hint))
 
 
+def describe_type(hint: Any) -> str:
+    """A type hint in words (``int or None``, ``a list of float``), as error messages and the reference show it."""
+    return _describe(hint)
+
+
 def _matches(value: Any, hint: Any) -> bool:
     """Whether ``value`` (plain config data) fits type hint ``hint``."""
     if hint is Any or hint is object:
