@@ -72,6 +72,8 @@ class RunContext:
     #: the feature kinds a protocol may ask for by name (the runner passes the registry it resolved; None: the
     #: built-in kinds only, :mod:`dinobench.features.builtin`)
     feature_kinds: Any = None
+    #: the run's :class:`dinobench.identity.RunIdentity` (protocol hash, runtime and eval-only keys), computed once
+    identity: Any = None
     _features: dict[tuple[str, str, str], Any] = field(default_factory=dict)
 
     @property

@@ -17,10 +17,10 @@ from typing import Any, Mapping
 
 from dinobench.backbones import create_backbone
 from dinobench.backbones.contract import backbone_normalisation
-from dinobench.backbones.loading import resolve_source, sha256_file, weights_sha256
-from dinobench.config import BACKBONE_PROTOCOL_KEYS, GLOBAL_RUNTIME_KEYS, apply_options, parse_options
-from dinobench.config import protocol_hash
-from dinobench.context import FEATURES_RUNTIME_KEYS, FeaturesConfig, RunContext
+from dinobench import identity
+from dinobench.backbones.loading import resolve_source, weights_sha256
+from dinobench.config import BACKBONE_PROTOCOL_KEYS, apply_options, parse_options
+from dinobench.context import FeaturesConfig, RunContext
 from dinobench.data.base import ClassificationDataset
 from dinobench.data.transforms import build_eval_transform
 from dinobench.figures import dataset_pca_figures
@@ -31,7 +31,7 @@ from dinobench.protocol import DatasetLike, Protocol, ProtocolResult
 from dinobench.registry import resolve_object
 from dinobench.tasks import find_task, is_task_file, load_task_config
 from dinobench.results import MainMetric, Result, environment, safe_component, write_result
-from dinobench.training import RUNTIME_TRAIN_KEYS, train_config
+from dinobench.training import train_config
 from dinobench.training.optim import use_registered as use_registered_optimizers
 from dinobench.training.schedules import use_registered as use_registered_schedules
 from dinobench.utils import distributed as ddp
@@ -46,54 +46,18 @@ def protocol_class(name: str) -> type[Protocol]:
 
 
 def runtime_keys(cfg: Mapping[str, Any]) -> tuple[str, ...]:
-    """Every dotted key of a resolved task config that cannot change a result (left out of its hash)."""
-    protocol = protocol_class(cfg["protocol"]["type"])
-    return (*GLOBAL_RUNTIME_KEYS, *FEATURES_RUNTIME_KEYS, *RUNTIME_TRAIN_KEYS,
-            *(f"protocol.{key}" for key in protocol.runtime_keys))
+    """Every dotted key of a resolved task config that cannot change a result (:func:`dinobench.identity.runtime_keys`)."""
+    return identity.runtime_keys(protocol_class(cfg["protocol"]["type"]))
 
 
 def eval_only_keys(cfg: Mapping[str, Any]) -> tuple[str, ...]:
-    """Keys that change evaluation but not what a protocol trains (left out of training run keys)."""
-    protocol = protocol_class(cfg["protocol"]["type"])
-    return (*runtime_keys(cfg), "transform.eval", *(f"protocol.{key}" for key in protocol.eval_keys))
-
-
-def input_files(cfg: Mapping[str, Any], protocol_cls: type[Protocol]) -> dict[str, dict[str, str]]:
-    """The protocol's ``file_keys`` that the config sets: dotted key -> {"path", "sha256"}; a missing file is a
-    one-line ConfigError."""
-    files = {}
-    for key in protocol_cls.file_keys:
-        value = cfg["protocol"].get(key)
-        if value in (None, ""):
-            continue
-        path = Path(str(value)).expanduser()
-        if not path.is_file():
-            raise ConfigError(f"protocol.{key}: {path} is not a file; pass an existing file (or leave it unset)")
-        files[f"protocol.{key}"] = {"path": str(path.resolve()), "sha256": sha256_file(path)}
-    return files
+    """Keys that change evaluation but not what a protocol trains (:func:`dinobench.identity.eval_only_keys`)."""
+    return identity.eval_only_keys(protocol_class(cfg["protocol"]["type"]))
 
 
 def hashed_config(cfg: dict[str, Any], files: Mapping[str, Mapping[str, str]]) -> dict[str, Any]:
-    """What the protocol hash sees of ``cfg``: each input file's path replaced by ``sha256:<digest>``, and the
-    protocol's file and optional keys left out while unset (None)."""
-    out = json.loads(json.dumps(cfg, default=str))
-
-    def parent(dotted: str) -> tuple[Any, str]:
-        *parents, leaf = dotted.split(".")
-        node = out
-        for part in parents:
-            node = node.get(part, {}) if isinstance(node, dict) else {}
-        return node, leaf
-
-    protocol = protocol_class(cfg["protocol"]["type"])
-    for dotted in (*protocol.file_keys, *protocol.optional_keys):
-        node, leaf = parent(f"protocol.{dotted}")
-        if isinstance(node, dict) and node.get(leaf, "") is None:
-            del node[leaf]
-    for dotted, entry in files.items():
-        node, leaf = parent(dotted)
-        node[leaf] = f"sha256:{entry['sha256']}"
-    return out
+    """What the protocol hash sees of ``cfg`` (:func:`dinobench.identity.hashed_config`)."""
+    return identity.hashed_config(cfg, files, protocol_class(cfg["protocol"]["type"]))
 
 
 def _check_sections(cfg: dict[str, Any], where: str) -> None:
@@ -236,14 +200,6 @@ def _check_device(device: str) -> str:
     return device
 
 
-def _backbone_identity(spec: Any) -> dict[str, Any]:
-    """What builds a registered backbone (factory, default args, providing package): part of the cache key."""
-    factory = spec.factory if isinstance(spec.factory, str) else (
-        f"{getattr(spec.factory, '__module__', '?')}:{getattr(spec.factory, '__qualname__', repr(spec.factory))}")
-    return {"factory": factory, "defaults": dict(getattr(spec, "defaults", None) or {}),
-            "provider": _distribution_of(spec.source) if spec.source else ""}
-
-
 def with_head(head: str | None, head_weights: str | None, backbone: str | None, task: str | None,
               options: Mapping[str, Any] | list[str] | None) -> tuple[str, str, dict[str, Any]]:
     """``(backbone, task, options)`` of a run that evaluates the released head ``head`` (``dinobench list heads``):
@@ -314,7 +270,7 @@ def _run(backbone: str, task: str, weights: str | None, data_root: str | None, o
     if weights is not None:  # local path, URL (torch.hub cache) or HF repo id -> a local path
         weights = str(resolve_source(weights))
 
-    files = input_files(cfg, protocol_cls)
+    files = identity.input_files(cfg, protocol_cls)
     datasets, dataset_types = build_datasets(cfg, data_root)  # every layout validated before any model is built
     missing = [name for name in protocol_cls.datasets if name not in datasets]
     if missing:
@@ -341,12 +297,15 @@ def _run(backbone: str, task: str, weights: str | None, data_root: str | None, o
     weights_sha = weights_sha256(weights) if weights is not None else None
     cache_payload = backbone_key_payload(
         backbone, weights_sha, seed, constructor_kwargs, cfg["transform"], mean, std, precision,
-        identity=_backbone_identity(backbone_spec))
+        identity=identity.backbone_identity(backbone_spec, _distribution_of(backbone_spec.source)
+                                            if backbone_spec.source else ""))
+    run_identity = identity.RunIdentity.of(cfg, protocol_cls, datasets, files)
     ctx = RunContext(task=task, cfg=cfg, backbone=model, datasets=datasets, device=device, seed=seed,
                      precision=precision,
                      cache_payload=cache_payload, output_dir=Path(output_dir), backbone_name=backbone,
-                     weights_sha256=weights_sha, dataset_types=dataset_types, eval_only_keys=eval_only_keys(cfg),
-                     input_files=files, feature_kinds=registries.feature_kinds,
+                     weights_sha256=weights_sha, dataset_types=dataset_types,
+                     eval_only_keys=run_identity.eval_only_keys, input_files=run_identity.input_files,
+                     feature_kinds=registries.feature_kinds, identity=run_identity,
                      eval_transforms=cached_transforms)
     if save_predictions:
         Path(output_dir).mkdir(parents=True, exist_ok=True)
@@ -403,15 +362,14 @@ def _record(task: str, cfg: dict[str, Any], protocol_cls: type[Protocol], protoc
     """The result record of one run (not yet written)."""
     metrics = outcome.metrics
     main_name = outcome.main_metric
-    fingerprint = "+".join(ds.fingerprint for _, ds in sorted(datasets.items()))
-    excluded = runtime_keys(cfg)
+    run_identity = ctx.identity
     types = sorted(set(dataset_types.values()))
     return Result(
         task=task,
         protocol=protocol_cls.name or protocol_spec.name,
         protocol_version=str(protocol_cls.version),
         protocol_plugin=protocol_spec.source,
-        protocol_hash=protocol_hash(hashed_config(cfg, ctx.input_files), fingerprint, excluded),
+        protocol_hash=run_identity.protocol_hash,
         backbone=backbone,
         weights=str(Path(weights).resolve()) if weights is not None else "random-init",
         weights_sha256=weights_sha,
@@ -420,7 +378,7 @@ def _record(task: str, cfg: dict[str, Any], protocol_cls: type[Protocol], protoc
         main_metric=MainMetric(main_name, metrics[main_name], outcome.direction(main_name)),
         config=cfg,
         dataset={"name": "+".join(types), "root": str(data_root) if data_root else None,
-                 "fingerprint": fingerprint, "splits": {k: ds.describe() for k, ds in datasets.items()},
+                 "fingerprint": run_identity.dataset_fingerprint, "splits": {k: ds.describe() for k, ds in datasets.items()},
                  "types": dataset_types},
         backbone_config={
             "family": backbone_spec.family, "source": backbone_spec.source, "overrides": cfg["backbone"],
@@ -432,6 +390,6 @@ def _record(task: str, cfg: dict[str, Any], protocol_cls: type[Protocol], protoc
         timings=ctx.timings,
         higher_is_better=outcome.directions(),
         tables=outcome.tables,
-        runtime_keys=list(excluded),
+        runtime_keys=list(run_identity.runtime_keys),
         input_files=dict(ctx.input_files),
     )

@@ -27,6 +27,7 @@ LAYERS: dict[str, int] = {
     "dinobench.backbones": 1, "dinobench.ssl": 1,
     # 2: the training engine, features and their cache, metrics, the run context, inference helpers, figures
     "dinobench.training": 2, "dinobench.features": 2, "dinobench.metrics": 2, "dinobench.context": 2,
+    "dinobench.identity": 2,
     "dinobench.dense_inference": 2, "dinobench.visualize": 2,
     # 3: implementations (protocols, heads, necks, datasets) and the plugins registering them
     "dinobench.protocols": 3, "dinobench.heads": 3, "dinobench.data": 3, "dinobench.plugins": 3,
