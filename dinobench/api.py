@@ -11,6 +11,8 @@ actually runs.
   :class:`RunContext` (what ``Protocol.run(ctx)`` gets), :class:`DatasetLike` (what a reader returns)
 - typed sections: :func:`reader_options` (a reader's or transform's section against its dataclass),
   :func:`resolve_section`
+- data layouts: :func:`root_folder`, :func:`require_dir`, :func:`images_in`, :func:`pair_by_stem` (one-line
+  DataErrors naming the path)
 - the engine: :func:`train_head`, :class:`TrainConfig`, :func:`evaluate_sharded`, :class:`MergeableMetric`
 - models: :class:`BackboneNeckHead`, :class:`Neck`, :func:`check_backbone`
 - metrics: :func:`topk_accuracy`, :func:`knn_class_scores`
@@ -35,6 +37,10 @@ _EXPORTS = {
     "TrainedHeadConfig": "dinobench.templates.trained_head",
     "FeatureProbeProtocol": "dinobench.templates.feature_probe",
     "reader_options": "dinobench.typed_config",
+    "root_folder": "dinobench.data.layout",
+    "require_dir": "dinobench.data.layout",
+    "images_in": "dinobench.data.layout",
+    "pair_by_stem": "dinobench.data.layout",
     "resolve_section": "dinobench.typed_config",
     "train_head": "dinobench.training.head",
     "TrainConfig": "dinobench.training.config",
@@ -58,6 +64,7 @@ __all__ = sorted(_EXPORTS)
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time each name is imported on first use
     from dinobench.backbones.contract import check_backbone
     from dinobench.context import RunContext
+    from dinobench.data.layout import images_in, pair_by_stem, require_dir, root_folder
     from dinobench.errors import ConfigError, DataError, DinobenchError, PluginError
     from dinobench.heads.model import BackboneNeckHead
     from dinobench.heads.necks import Neck

@@ -25,7 +25,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from dinobench.data.base import fingerprint_of
-from dinobench.data.dense import _file_listing, _limit, _require_dir, _root
+from dinobench.data.layout import file_listing, first_samples, require_dir, root_folder
 from dinobench.data.dense_transforms import normalize
 from dinobench.errors import ConfigError, DataError
 from dinobench.typed_config import reader_options
@@ -205,7 +205,7 @@ def _pairs(images_dir: Path, heights_dir: Path) -> list[tuple[str, str]]:
 def build_canopy_folder(cfg: dict[str, Any], data_root: str | None) -> dict[str, CanopyDataset]:
     """The ``train`` / ``val`` splits of a canopy-height folder (see the module docstring)."""
     cfg = reader_options(CanopyFolderOptions, cfg)
-    root = _root(cfg, data_root, "canopy_folder", EXPECTED)
+    root = root_folder(cfg, data_root, "canopy_folder", EXPECTED)
     scale, max_height = float(cfg["height_scale"]), float(cfg["max_height"])
     if scale <= 0 or max_height <= 0:
         raise ConfigError(f"dataset.height_scale={scale} / max_height={max_height}: both must be > 0")
@@ -213,10 +213,10 @@ def build_canopy_folder(cfg: dict[str, Any], data_root: str | None) -> dict[str,
     splits = {}
     for split in ("train", "val"):
         split_dir = root / cfg[f"{split}_split"]
-        images_dir = _require_dir(split_dir / "images", f"{split_dir}/images ({EXPECTED})")
-        heights_dir = _require_dir(split_dir / "heights", f"{split_dir}/heights ({EXPECTED})")
-        pairs = _limit(_pairs(images_dir, heights_dir), cfg, split)
-        fp = fingerprint_of({"files": _file_listing(pairs, root), "height_scale": scale, "nodata": nodata})
+        images_dir = require_dir(split_dir / "images", f"{split_dir}/images ({EXPECTED})")
+        heights_dir = require_dir(split_dir / "heights", f"{split_dir}/heights ({EXPECTED})")
+        pairs = first_samples(_pairs(images_dir, heights_dir), cfg, split)
+        fp = fingerprint_of({"files": file_listing(pairs, root), "height_scale": scale, "nodata": nodata})
         splits[split] = CanopyDataset(split, pairs, fp, max_height=max_height, height_scale=scale,
                                       nodata=None if nodata is None else float(nodata),
                                       image_max=cfg["image_max"])

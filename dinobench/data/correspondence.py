@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image
 
 from dinobench.data.base import cache_fingerprint_of, fingerprint_of
-from dinobench.data.dense import _root
+from dinobench.data.layout import root_folder
 from dinobench.data.square import SquareImages
 from dinobench.errors import DataError
 from dinobench.typed_config import reader_options
@@ -125,7 +125,7 @@ def _assemble(name: str, split: str, entries: list[dict[str, Any]], where: str) 
 def build_spair(cfg: dict[str, Any], data_root: str | None) -> dict[str, PairImages]:
     """SPair-71k pairs of ``dataset.split`` (trn, val or test; default test) as split ``test``."""
     cfg = reader_options(SPairOptions, cfg)
-    root = _root(cfg, data_root, "spair", "the SPair-71k folder")
+    root = root_folder(cfg, data_root, "spair", "the SPair-71k folder")
     split = cfg["split"]
     folder = root / "PairAnnotation" / split
     if not folder.is_dir() or not (root / "JPEGImages").is_dir():
@@ -154,7 +154,7 @@ def build_spair(cfg: dict[str, Any], data_root: str | None) -> dict[str, PairIma
 def build_pairs(cfg: dict[str, Any], data_root: str | None) -> dict[str, PairImages]:
     """The generic layout: ``<root>/pairs.json`` (file name: ``dataset.file``) as split ``test``."""
     cfg = reader_options(PairsOptions, cfg)
-    root = _root(cfg, data_root, "pairs", "the folder holding pairs.json")
+    root = root_folder(cfg, data_root, "pairs", "the folder holding pairs.json")
     path = root / cfg["file"]
     if not path.is_file():
         raise DataError(f"{path}: pairs file missing; --data-root must hold pairs.json "

@@ -17,7 +17,7 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from dinobench.data.base import fingerprint_of
-from dinobench.data.dense import _root
+from dinobench.data.layout import root_folder
 from dinobench.errors import DataError
 from dinobench.typed_config import reader_options
 
@@ -77,7 +77,7 @@ def build_davis2017(cfg: dict[str, Any], data_root: str | None) -> dict[str, Dav
     """The ``val`` split (``dataset.split``, ``dataset.year``, ``dataset.resolution`` configurable)."""
     cfg = reader_options(DavisOptions, cfg)
     expected = "the folder holding JPEGImages/, Annotations/ and ImageSets/"
-    root = _root(cfg, data_root, "davis2017", expected)
+    root = root_folder(cfg, data_root, "davis2017", expected)
     resolution, year, split = cfg["resolution"], str(cfg["year"]), cfg["split"]
     listing = root / "ImageSets" / year / f"{split}.txt"
     if not listing.is_file():

@@ -14,7 +14,6 @@ normalised, augmented one; the dense protocol sets it (the runner leaves ``trans
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -25,7 +24,7 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from dinobench.data.base import fingerprint_of, load_rgb
-from dinobench.data.folder import IMAGE_EXTENSIONS
+from dinobench.data.layout import file_listing, first_samples, images_in, pair_by_stem, require_dir, root_folder
 from dinobench.errors import DataError
 from dinobench.typed_config import reader_options
 
@@ -91,12 +90,6 @@ def reduce_zero_label(mask: np.ndarray, ignore_index: int = IGNORE_INDEX) -> np.
 
 
 # ----------------------------------------------------------------------------- datasets
-def _file_listing(pairs: Sequence[tuple[str, str]], root: Path) -> list[Any]:
-    """(relative path, size) of every image and target: the content part of a fingerprint."""
-    return [[os.path.relpath(a, root), os.path.getsize(a), os.path.relpath(b, root), os.path.getsize(b)]
-            for a, b in pairs]
-
-
 class SegmentationDataset(Dataset):
     """(image, label-mask) pairs; ``__getitem__`` -> ``dict(image, mask, name)`` (see module doc)."""
 
@@ -270,55 +263,6 @@ class DepthFolderOptions:
     max_val_samples: int | None = None
 
 
-# ----------------------------------------------------------------------------- layout validation
-def _root(cfg: dict[str, Any], data_root: str | None, name: str, expected: str) -> Path:
-    """``--data-root``, else ``dataset.root`` (``cfg``: a reader's merged options), as an existing folder."""
-    root = data_root or cfg["root"]
-    if not root:
-        raise DataError(f"dataset {name!r} needs a data root; pass --data-root DIR ({expected})")
-    root = Path(root).expanduser()
-    if not root.is_dir():
-        raise DataError(f"{root}: data root does not exist; pass --data-root pointing at the dataset folder "
-                        f"({expected})")
-    return root
-
-
-def _require_dir(path: Path, expected: str) -> Path:
-    if not path.is_dir():
-        raise DataError(f"{path}: folder missing; expected {expected}")
-    return path
-
-
-def _images_in(folder: Path) -> list[Path]:
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
-    if not files:
-        raise DataError(f"{folder}: no images ({', '.join(sorted(IMAGE_EXTENSIONS))}); put the split's images here")
-    return files
-
-
-def _pair_by_stem(images: list[Path], target_dir: Path, suffix: str, what: str) -> list[tuple[str, str]]:
-    pairs, missing = [], []
-    for image in images:
-        target = target_dir / (image.stem + suffix)
-        if target.is_file():
-            pairs.append((str(image), str(target)))
-        else:
-            missing.append(image.name)
-    if missing:
-        raise DataError(f"{target_dir}: {len(missing)} of {len(images)} images have no {what} "
-                        f"(<stem>{suffix}; first: {', '.join(missing[:3])}); add the {what}s or remove those images")
-    return pairs
-
-
-def _limit(pairs: list, cfg: dict[str, Any], split_key: str) -> list:
-    limit = cfg[f"max_{split_key}_samples"]
-    if limit is None:
-        return pairs
-    if not isinstance(limit, int) or limit < 1:
-        raise DataError(f"dataset.max_{split_key}_samples={limit!r}: expected a positive integer or None")
-    return pairs[:limit]
-
-
 def _depth_range(cfg: dict[str, Any]) -> tuple[float, float]:
     lo, hi = float(cfg["min_depth"]), float(cfg["max_depth"])
     if not 0 <= lo < hi:
@@ -331,17 +275,17 @@ def build_ade20k(cfg: dict[str, Any], data_root: str | None) -> dict[str, Segmen
     """ADE20K (SceneParsing 150): ``ADEChallengeData2016/{images,annotations}/{training,validation}``."""
     cfg = reader_options(ADE20KOptions, cfg)
     expected = "ADEChallengeData2016/images/{training,validation}/*.jpg + annotations/{training,validation}/*.png"
-    root = _root(cfg, data_root, "ade20k", expected)
+    root = root_folder(cfg, data_root, "ade20k", expected)
     if not (root / "images").is_dir() and (root / "ADEChallengeData2016").is_dir():
         root = root / "ADEChallengeData2016"  # the parent folder was given
     rzl = cfg["reduce_zero_label"]
     splits = {}
     for split_key in ("train", "val"):
         folder = cfg[f"{split_key}_split"]
-        images = _images_in(_require_dir(root / "images" / folder, f"{root}/images/{folder}/*.jpg ({expected})"))
-        ann_dir = _require_dir(root / "annotations" / folder, f"{root}/annotations/{folder}/*.png ({expected})")
-        pairs = _limit(_pair_by_stem(images, ann_dir, ".png", "annotation"), cfg, split_key)
-        fp = fingerprint_of({"files": _file_listing(pairs, root), "reduce_zero_label": rzl})
+        images = images_in(require_dir(root / "images" / folder, f"{root}/images/{folder}/*.jpg ({expected})"))
+        ann_dir = require_dir(root / "annotations" / folder, f"{root}/annotations/{folder}/*.png ({expected})")
+        pairs = first_samples(pair_by_stem(images, ann_dir, ".png", "annotation"), cfg, split_key)
+        fp = fingerprint_of({"files": file_listing(pairs, root), "reduce_zero_label": rzl})
         splits[split_key] = SegmentationDataset("ade20k", split_key, pairs, ADE20K_CLASSES, fp, reduce_zero_label=rzl)
     return splits
 
@@ -362,7 +306,7 @@ def build_seg_folder(cfg: dict[str, Any], data_root: str | None) -> dict[str, Se
     """User segmentation data: ``<root>/{train,val}/images/*`` + ``<root>/{train,val}/masks/<stem>.png``."""
     cfg = reader_options(SegFolderOptions, cfg)
     expected = "DIR/{train,val}/images/*.{jpg,png} + DIR/{train,val}/masks/<same stem>.png (+ DIR/classes.txt)"
-    root = _root(cfg, data_root, "seg_folder", expected)
+    root = root_folder(cfg, data_root, "seg_folder", expected)
     classes = _read_classes(cfg, root)
     rzl = cfg["reduce_zero_label"]
     if len(classes) > IGNORE_INDEX:
@@ -371,10 +315,10 @@ def build_seg_folder(cfg: dict[str, Any], data_root: str | None) -> dict[str, Se
     splits = {}
     for split_key in ("train", "val"):
         split_dir = root / cfg[f"{split_key}_split"]
-        images = _images_in(_require_dir(split_dir / "images", f"{split_dir}/images/*.jpg ({expected})"))
-        mask_dir = _require_dir(split_dir / "masks", f"{split_dir}/masks/<stem>.png ({expected})")
-        pairs = _limit(_pair_by_stem(images, mask_dir, ".png", "mask"), cfg, split_key)
-        fp = fingerprint_of({"files": _file_listing(pairs, root), "classes": classes, "reduce_zero_label": rzl})
+        images = images_in(require_dir(split_dir / "images", f"{split_dir}/images/*.jpg ({expected})"))
+        mask_dir = require_dir(split_dir / "masks", f"{split_dir}/masks/<stem>.png ({expected})")
+        pairs = first_samples(pair_by_stem(images, mask_dir, ".png", "mask"), cfg, split_key)
+        fp = fingerprint_of({"files": file_listing(pairs, root), "classes": classes, "reduce_zero_label": rzl})
         splits[split_key] = SegmentationDataset("seg_folder", split_key, pairs, classes, fp, reduce_zero_label=rzl)
     return splits
 
@@ -425,17 +369,17 @@ def build_nyu(cfg: dict[str, Any], data_root: str | None) -> dict[str, DepthData
     cfg = reader_options(NYUOptions, cfg)
     expected = ("DIR/sync/<scene>/*, DIR/official_splits/test/<scene>/*, "
                 "DIR/nyudepthv2_{train,test}_files_with_gt.txt")
-    root = _root(cfg, data_root, "nyu", expected)
+    root = root_folder(cfg, data_root, "nyu", expected)
     lo, hi = _depth_range(cfg)
     scale = float(cfg["depth_scale"])
     splits = {}
     for split_key in ("train", "val"):
-        data_dir = _require_dir(root / cfg[f"{split_key}_dir"], f"the BTS layout ({expected})")
+        data_dir = require_dir(root / cfg[f"{split_key}_dir"], f"the BTS layout ({expected})")
         split_file = _find_split_file(root, cfg[f"{split_key}_split_file"])
         pairs, names, no_gt = _read_split_file(split_file, data_dir)
-        keep = len(_limit(pairs, cfg, split_key))
+        keep = len(first_samples(pairs, cfg, split_key))
         pairs, names = pairs[:keep], names[:keep]
-        fp = fingerprint_of({"files": _file_listing(pairs, root), "depth_scale": scale})
+        fp = fingerprint_of({"files": file_listing(pairs, root), "depth_scale": scale})
         splits[split_key] = DepthDataset("nyu", split_key, pairs, fp, min_depth=lo, max_depth=hi,
                                          eigen_crop=cfg["eigen_crop"] and split_key == "val",
                                          depth_scale=scale, names=names, skipped_without_gt=no_gt)
@@ -447,7 +391,7 @@ def build_depth_folder(cfg: dict[str, Any], data_root: str | None) -> dict[str, 
     (16-bit, metres x ``dataset.depth_scale``; 1000 = millimetres)."""
     cfg = reader_options(DepthFolderOptions, cfg)
     expected = "DIR/{train,val}/images/*.{jpg,png} + DIR/{train,val}/depth/<same stem>.png (uint16 mm)"
-    root = _root(cfg, data_root, "depth_folder", expected)
+    root = root_folder(cfg, data_root, "depth_folder", expected)
     lo, hi = _depth_range(cfg)
     scale = float(cfg["depth_scale"])
     if scale <= 0:
@@ -455,10 +399,10 @@ def build_depth_folder(cfg: dict[str, Any], data_root: str | None) -> dict[str, 
     splits = {}
     for split_key in ("train", "val"):
         split_dir = root / cfg[f"{split_key}_split"]
-        images = _images_in(_require_dir(split_dir / "images", f"{split_dir}/images/* ({expected})"))
-        depth_dir = _require_dir(split_dir / "depth", f"{split_dir}/depth/<stem>.png ({expected})")
-        pairs = _limit(_pair_by_stem(images, depth_dir, ".png", "depth map"), cfg, split_key)
-        fp = fingerprint_of({"files": _file_listing(pairs, root), "depth_scale": scale})
+        images = images_in(require_dir(split_dir / "images", f"{split_dir}/images/* ({expected})"))
+        depth_dir = require_dir(split_dir / "depth", f"{split_dir}/depth/<stem>.png ({expected})")
+        pairs = first_samples(pair_by_stem(images, depth_dir, ".png", "depth map"), cfg, split_key)
+        fp = fingerprint_of({"files": file_listing(pairs, root), "depth_scale": scale})
         splits[split_key] = DepthDataset("depth_folder", split_key, pairs, fp, min_depth=lo, max_depth=hi,
                                          eigen_crop=cfg["eigen_crop"] and split_key == "val",
                                          depth_scale=scale)

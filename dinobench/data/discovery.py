@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from dinobench.data.base import cache_fingerprint_of, fingerprint_of
-from dinobench.data.dense import _root
+from dinobench.data.layout import root_folder
 from dinobench.data.square import SquareImages
 from dinobench.errors import DataError
 from dinobench.typed_config import reader_options
@@ -83,7 +83,7 @@ def _voc_boxes(path: Path, remove_difficult: bool) -> tuple[np.ndarray, tuple[in
 def build_voc(cfg: dict[str, Any], data_root: str | None, name: str) -> dict[str, DiscoveryImages]:
     """``trainval`` (``dataset.split``) of a VOC folder as split ``trainval``."""
     cfg = reader_options(VOCOptions, cfg)
-    root = _root(cfg, data_root, name, f"the {name.upper()} folder")
+    root = root_folder(cfg, data_root, name, f"the {name.upper()} folder")
     split = cfg["split"]
     listing = root / "ImageSets" / "Main" / f"{split}.txt"
     if not listing.is_file():
@@ -124,7 +124,7 @@ def build_coco20k(cfg: dict[str, Any], data_root: str | None) -> dict[str, Disco
     from dinobench.data.detection import load_coco
 
     cfg = reader_options(COCO20kOptions, cfg)
-    root = _root(cfg, data_root, "coco20k", "the COCO folder holding annotations/ and train2014/")
+    root = root_folder(cfg, data_root, "coco20k", "the COCO folder holding annotations/ and train2014/")
     annotations = root / "annotations" / cfg["annotations"]
     image_dir = root / cfg["image_dir"]
     if not annotations.is_file() or not image_dir.is_dir():

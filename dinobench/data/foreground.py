@@ -21,7 +21,7 @@ from torch.utils.data import Dataset
 from torchvision.transforms import functional as TF
 
 from dinobench.data.base import cache_fingerprint_of, fingerprint_of, load_rgb
-from dinobench.data.dense import _file_listing, _images_in, _limit, _pair_by_stem, _require_dir, _root
+from dinobench.data.layout import file_listing, first_samples, images_in, pair_by_stem, require_dir, root_folder
 from dinobench.data.transforms import required_pixels
 from dinobench.errors import DataError
 from dinobench.typed_config import reader_options
@@ -108,14 +108,14 @@ class ForegroundFolderOptions:
 def build_foreground_folder(cfg: dict[str, Any], data_root: str | None) -> dict[str, ForegroundDataset]:
     """``train`` and ``val`` splits of ``<root>/{train,val}/{images,masks}``."""
     cfg = reader_options(ForegroundFolderOptions, cfg)
-    root = _root(cfg, data_root, "foreground_folder", EXPECTED)
+    root = root_folder(cfg, data_root, "foreground_folder", EXPECTED)
     splits = {}
     for split_key in ("train", "val"):
         split_dir = root / cfg[f"{split_key}_split"]
-        images = _images_in(_require_dir(split_dir / "images", f"{split_dir}/images/*.jpg ({EXPECTED})"))
-        mask_dir = _require_dir(split_dir / "masks", f"{split_dir}/masks/<stem>.png ({EXPECTED})")
-        pairs = _limit(_pair_by_stem(images, mask_dir, ".png", "mask"), cfg, split_key)
-        listing = _file_listing(pairs, root)
+        images = images_in(require_dir(split_dir / "images", f"{split_dir}/images/*.jpg ({EXPECTED})"))
+        mask_dir = require_dir(split_dir / "masks", f"{split_dir}/masks/<stem>.png ({EXPECTED})")
+        pairs = first_samples(pair_by_stem(images, mask_dir, ".png", "mask"), cfg, split_key)
+        listing = file_listing(pairs, root)
         ds = ForegroundDataset("foreground_folder", split_key, pairs, fingerprint_of({"files": listing}))
         ds.cache_fingerprint = cache_fingerprint_of(ds.fingerprint, [p for pair in pairs for p in pair])
         splits[split_key] = ds

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from dinobench.data.base import ClassificationDataset, cache_fingerprint_of, fingerprint_of
-from dinobench.data.dense import _root
+from dinobench.data.layout import root_folder
 from dinobench.data.folder import IMAGE_EXTENSIONS
 from dinobench.errors import DataError
 from dinobench.typed_config import reader_options
@@ -100,7 +100,7 @@ def _image_path(folder: Path, name: str, suffix: str) -> Path:
 def build_revisited(cfg: dict[str, Any], data_root: str | None, name: str) -> dict[str, RetrievalImages]:
     """``query`` (cropped to their boxes) and ``database`` splits of revisited ``name`` (roxford5k, rparis6k)."""
     cfg = reader_options(RevisitedOptions, cfg)
-    root = _root(cfg, data_root, name, f"the folder holding jpg/ and gnd_{name}.pkl")
+    root = root_folder(cfg, data_root, name, f"the folder holding jpg/ and gnd_{name}.pkl")
     gnd_path, jpg = root / f"gnd_{name}.pkl", root / cfg["image_dir"]
     if not gnd_path.is_file():
         raise DataError(f"{gnd_path}: ground-truth file missing; --data-root must be the folder holding jpg/ and "
@@ -147,7 +147,7 @@ def _scan(split_dir: Path) -> list[tuple[str, Path]]:
 def build_retrieval_folder(cfg: dict[str, Any], data_root: str | None) -> dict[str, RetrievalImages]:
     """``query`` and ``database`` splits of ``<root>/{query,database}/<label>/<images>``."""
     cfg = reader_options(RetrievalFolderOptions, cfg)
-    root = _root(cfg, data_root, "retrieval_folder", "the folder holding query/ and database/")
+    root = root_folder(cfg, data_root, "retrieval_folder", "the folder holding query/ and database/")
     scanned = {split: _scan(root / cfg[f"{split}_split"]) for split in ("query", "database")}
     classes = sorted({label for items in scanned.values() for label, _ in items})
     index = {label: i for i, label in enumerate(classes)}

@@ -33,7 +33,7 @@ from torchvision.transforms import functional as TF
 from torchvision.transforms import InterpolationMode
 
 from dinobench.data.base import cache_fingerprint_of, fingerprint_of, load_rgb
-from dinobench.data.dense import _root
+from dinobench.data.layout import root_folder
 from dinobench.data.folder import IMAGE_EXTENSIONS
 from dinobench.errors import ConfigError, DataError
 from dinobench.typed_config import reader_options
@@ -240,7 +240,7 @@ def _dataset(name: str, split: str, samples: list[tuple[Path, int]], classes: li
 def build_ucf101(cfg: dict[str, Any], data_root: str | None) -> dict[str, VideoDataset]:
     """UCF-101 with the official train/test lists of ``split`` (1..3)."""
     cfg = reader_options(UCF101Options, cfg)
-    root = _root(cfg, data_root, "ucf101", "the folder holding UCF-101/ and ucfTrainTestlist/")
+    root = root_folder(cfg, data_root, "ucf101", "the folder holding UCF-101/ and ucfTrainTestlist/")
     lists, videos = root / "ucfTrainTestlist", root / cfg["video_dir"]
     split = cfg["split"]
     class_file = lists / "classInd.txt"
@@ -273,7 +273,7 @@ def build_ucf101(cfg: dict[str, Any], data_root: str | None) -> dict[str, VideoD
 def build_video_folder(cfg: dict[str, Any], data_root: str | None, name: str = "video_folder") -> dict[str, VideoDataset]:
     """``{train,val}/<class>/<video file or frame folder>`` (Kinetics-400's class-folder layout)."""
     cfg = reader_options(VideoFolderOptions, cfg)
-    root = _root(cfg, data_root, name, "the folder holding train/<class>/<videos> and val/<class>/<videos>")
+    root = root_folder(cfg, data_root, name, "the folder holding train/<class>/<videos> and val/<class>/<videos>")
     scans = {}
     for key in ("train", "val"):
         split_dir = root / cfg[f"{key}_split"]
@@ -301,7 +301,7 @@ def build_kinetics400(cfg: dict[str, Any], data_root: str | None) -> dict[str, V
 def build_ssv2(cfg: dict[str, Any], data_root: str | None) -> dict[str, VideoDataset]:
     """Something-Something-v2: webm videos + labels/{labels,train,validation}.json."""
     cfg = reader_options(SSv2Options, cfg)
-    root = _root(cfg, data_root, "ssv2", "the folder holding 20bn-something-something-v2/ and labels/")
+    root = root_folder(cfg, data_root, "ssv2", "the folder holding 20bn-something-something-v2/ and labels/")
     videos, labels_dir = root / cfg["video_dir"], root / "labels"
     label_file = labels_dir / "labels.json"
     if not label_file.is_file() or not videos.is_dir():
