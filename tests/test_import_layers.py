@@ -35,7 +35,7 @@ LAYERS: dict[str, int] = {
     # 4: the runner
     "dinobench.runner": 4,
     # 5: commands and what they print
-    "dinobench.cli": 5, "dinobench.head_export": 5, "dinobench.visualize_command": 5, "dinobench.listing": 5, "dinobench.reference": 5, "dinobench.demo": 5, "dinobench.report": 5, "dinobench.leaderboard": 5,
+    "dinobench.cli": 5, "dinobench.head_export": 5, "dinobench.commands": 5, "dinobench.listing": 5, "dinobench.reference": 5, "dinobench.demo": 5, "dinobench.report": 5, "dinobench.leaderboard": 5,
     "dinobench.__main__": 5, "dinobench": 5,
 }
 

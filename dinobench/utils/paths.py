@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent  # the dinobench package folder
@@ -49,3 +50,8 @@ def check_writable(folder: str | Path, what: str, fix: str) -> Path:
     except OSError as exc:
         raise DataError(f"{folder}: {what} is not writable ({exc.strerror or exc}); {fix}") from None
     return folder
+
+
+def default_results() -> list[str]:
+    """Where ``report`` and ``check`` look for results when given none: ``$DINOBENCH_OUTPUT`` or ``./outputs``."""
+    return [os.environ.get("DINOBENCH_OUTPUT", DEFAULT_OUTPUT)]

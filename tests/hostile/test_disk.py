@@ -65,12 +65,10 @@ def test_full_disk_at_the_final_write_keeps_the_record_and_prints_the_metric(run
 
 
 def test_enospc_anywhere_is_one_line(run_cli, tmp_path, monkeypatch):
-    import dinobench.cli as cli
-
     def full(args):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path / "x.tmp"))
 
-    monkeypatch.setitem(cli.COMMANDS, "report", full)
+    monkeypatch.setattr("dinobench.commands.report.run", full)  # what the registered command resolves to
     code, _, err = run_cli("report", str(tmp_path))
     assert code == 2 and err.strip() == (f"dinobench report: error: {tmp_path / 'x.tmp'}: No space left on device "
                                          f"(errno {errno.ENOSPC}); free space or choose another folder")
