@@ -4,6 +4,7 @@ install and a wheel installed into a fresh virtualenv."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -57,6 +58,21 @@ def _site_packages(python: Path | str) -> str:
     return subprocess.run([str(python), "-c", code], check=True, capture_output=True, text=True).stdout.strip()
 
 
+def _source_copy(dest: Path) -> Path:
+    """The checkout's source files (tracked, or new and not ignored) copied to ``dest``: no build/ leftovers."""
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO,
+                            capture_output=True, text=True)
+    if listed.returncode != 0:  # not a git checkout (an sdist): copy everything but build products
+        shutil.copytree(REPO, dest, ignore=shutil.ignore_patterns("build", "dist", ".venv", "*.egg-info", ".git"))
+        return dest
+    for name in filter(None, listed.stdout.splitlines()):
+        source = REPO / name
+        if source.is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest / name)
+    return dest
+
+
 @pytest.mark.slow
 def test_wheel_in_a_fresh_venv(tmp_path):
     """`pip install <wheel>` into a new venv, then list and run from another cwd.
@@ -68,12 +84,17 @@ def test_wheel_in_a_fresh_venv(tmp_path):
     every dependency from the package index instead.
     """
     dist = tmp_path / "dist"
+    # built from a copy of the source files: setuptools reuses a checkout's build/ folder, where a module deleted
+    # from the source (a renamed plugin) would survive and ship in the wheel
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(dist),
-                    str(REPO)], check=True, capture_output=True, text=True)
+                    str(_source_copy(tmp_path / "src"))], check=True, capture_output=True, text=True)
     (wheel,) = dist.glob("dinobench-*.whl")
     import zipfile
 
     names = zipfile.ZipFile(wheel).namelist()
+    stale = [n for n in names if n.startswith("dinobench/plugins/") and n.endswith(".py")
+             and not (REPO / "plugins" / n.removeprefix("dinobench/plugins/")).is_file()]
+    assert not stale, f"the wheel ships plugin modules the source no longer has: {stale}"
     for expected in ("dinobench/backbones/dinov3_vit.py", "dinobench/plugins/knn.py", "dinobench/heads/__init__.py",
                      "dinobench/configs/tasks/digits-knn.py", "dinobench/configs/_base_/protocols/knn.py"):
         assert expected in names, expected
