@@ -80,7 +80,10 @@ def generate() -> str:
     from dinobench.utils.units import format_params
 
     reg = get_registries()
-    first = [lambda spec: spec.source.startswith("dinobench.")][0]
+
+    def first(spec: Any) -> bool:  # a first-party entry
+        return spec.source.startswith("dinobench.")
+
     out = [HEADER]
     out += ["## Tasks", "", "| task | protocol | datasets | description |", "|---|---|---|---|"]
     for spec in filter(first, reg.tasks):

@@ -68,7 +68,7 @@ def _check_sections(cfg: dict[str, Any], where: str) -> None:
         raise ConfigError(f"{where}: config needs protocol=dict(type=...)")
     if ("dataset" in cfg) == ("datasets" in cfg):
         raise ConfigError(f"{where}: config needs either dataset=dict(type=...) or datasets=dict(<name>=dict(type=...))")
-    entries = {"dataset": cfg["dataset"]} if "dataset" in cfg else cfg["datasets"]
+    entries = _entries(cfg)
     if not isinstance(entries, dict) or not entries:
         raise ConfigError(f"{where}: datasets must be a non-empty dict of name=dict(type=..., from_split=...)")
     for name, entry in entries.items():
@@ -92,8 +92,9 @@ def _validated(cfg: dict[str, Any]) -> dict[str, Any]:
     return cfg
 
 
-def _entry_label(cfg: Mapping[str, Any], name: str) -> str:
-    return "dataset" if "dataset" in cfg else f"datasets.{name}"
+def _entries(cfg: Mapping[str, Any]) -> Any:
+    """The dataset entries of a task: ``{"dataset": ...}`` for the short form, else the ``datasets`` section."""
+    return {"dataset": cfg["dataset"]} if "dataset" in cfg else cfg["datasets"]
 
 
 def check_data_sections(cfg: Mapping[str, Any]) -> None:
@@ -102,22 +103,21 @@ def check_data_sections(cfg: Mapping[str, Any]) -> None:
     The sections are left as written (what protocol hashes see); each reader fills in its own defaults.
     Readers registered without ``options`` / ``transform`` are not checked."""
     registries = get_registries()
-    entries = {"dataset": cfg["dataset"]} if "dataset" in cfg else cfg["datasets"]
-    transforms: dict[str, type] = {}
-    for name, entry in entries.items():
+    named = "datasets" in cfg  # the named form: from_split is the runner's key, not the reader's
+    transforms: dict[type, None] = {}  # each reader's transform dataclass, once, in task order
+    for name, entry in _entries(cfg).items():
         spec = registries.datasets.get(entry["type"])
-        label = _entry_label(cfg, name)
-        given = {k: v for k, v in entry.items() if k != "type" and not (label != "dataset" and k == "from_split")}
+        label = f"datasets.{name}" if named else "dataset"
+        given = {k: v for k, v in entry.items() if k != "type" and not (named and k == "from_split")}
         if spec.options is not None:
             options = resolve_object(spec.options)
-            if "split" in given and label != "dataset" and "split" not in {f.name for f in fields(options)}:
+            if named and "split" in given and "split" not in {f.name for f in fields(options)}:
                 raise ConfigError(f"{label}.split: reader {spec.name!r} has no split option; to take one of the "
                                   f"splits it returns, write {label}.from_split")
             merge_section(options, given, label)
         if spec.transform is not None:
-            transform = resolve_object(spec.transform)
-            transforms.setdefault(f"{transform.__module__}.{transform.__qualname__}", transform)
-    for transform in transforms.values():
+            transforms[resolve_object(spec.transform)] = None
+    for transform in transforms:
         merge_section(transform, cfg.get("transform") or {}, "transform")
 
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from dinobench.config import load_config
 from dinobench.errors import ConfigError
+from dinobench.utils.paths import configs_dir
 
 if TYPE_CHECKING:
     from dinobench.registry import Registries, TaskRegistry
@@ -95,11 +96,21 @@ def load_task_config(source: str | Path | Mapping[str, Any]) -> dict[str, Any]:
             raise ConfigError(str(exc).replace(str(copy), str(path))) from None
 
 
+def _base_path(base: str, path: Path) -> Path:
+    """The file a ``_base_`` entry of ``path`` names: a shipped config for ``dinobench::<path under configs/>``
+    (missing: a one-line ConfigError), else a path relative to ``path``'s folder (or absolute)."""
+    if not base.startswith(SHIPPED_PREFIX):
+        return path.parent / base
+    target = configs_dir() / base[len(SHIPPED_PREFIX):]
+    if not target.is_file():
+        raise ConfigError(f"{path}: _base_ {base!r}: no such shipped config (they are under {configs_dir()}, "
+                          "e.g. dinobench::_base_/datasets/imagenet.py)")
+    return target
+
+
 def _absolute_bases(text: str, path: Path) -> str:
     """``text`` with its ``_base_`` entries made absolute (shipped ones from ``dinobench::``), so that a copy of the
     file elsewhere loads the same bases."""
-    from dinobench.utils.paths import configs_dir
-
     try:
         tree = ast.parse(text, filename=str(path))
     except SyntaxError as exc:
@@ -117,14 +128,7 @@ def _absolute_bases(text: str, path: Path) -> str:
         for base in bases:
             if not isinstance(base, str):
                 raise ConfigError(f"{path}: _base_ must be a string or a list of strings, got {base!r}")
-            if base.startswith(SHIPPED_PREFIX):
-                target = configs_dir() / base[len(SHIPPED_PREFIX):]
-                if not target.is_file():
-                    raise ConfigError(f"{path}: _base_ {base!r}: no such shipped config (they are under "
-                                      f"{configs_dir()}, e.g. dinobench::_base_/datasets/imagenet.py)")
-            else:
-                target = path.parent / base
-            resolved.append(str(target.resolve()))
+            resolved.append(str(_base_path(base, path).resolve()))
         lines = text.splitlines(keepends=True)
         start, end = node.lineno - 1, node.end_lineno or node.lineno
         return "".join([*lines[:start], f"_base_ = {resolved!r}\n", *lines[end:]])
@@ -181,9 +185,9 @@ def _literal_config(path: Path, depth: int = 0) -> dict[str, Any]:
     bases = own.pop("_base_", [])
     merged: dict[str, Any] = {}
     for base in [bases] if isinstance(bases, str) else bases:
-        if not isinstance(base, str) or "::" in base or "{{" in base:
+        if not isinstance(base, str) or "{{" in base or ("::" in base and not base.startswith(SHIPPED_PREFIX)):
             raise _NotLiteral
-        merged = _merge(merged, _literal_config(path.parent / base, depth + 1))
+        merged = _merge(merged, _literal_config(_base_path(base, path), depth + 1))
     return _merge(merged, own)
 
 

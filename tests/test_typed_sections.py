@@ -96,14 +96,13 @@ def test_a_typo_in_any_readers_section_is_one_line_with_the_closest_key(reader, 
 ])
 def test_a_typo_in_the_transform_section_names_the_closest_key(reader, key, typo):
     *parents, leaf = typo.split(".")
-    section = value = {leaf: 64}
+    section = {leaf: 64}
     for parent in reversed(parents):
         section = {parent: section}
     cfg = {"dataset": {"type": reader}, "protocol": {"type": "knn"}, "transform": section}
     with task_registered("typo-task", cfg):
         with pytest.raises(ConfigError, match=rf"^transform\.{typo}: unknown key \(did you mean {key.split('.')[-1]}\?\)$"):
             resolve_task("typo-task", None)
-    assert value  # the section was built as written
 
 
 def test_a_typo_in_the_train_section_of_a_shipped_config_names_the_closest_key(run_cli, tmp_path, no_compute):
