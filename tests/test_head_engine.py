@@ -14,7 +14,7 @@ from conftest import TINY
 import dinobench
 from dinobench.heads.model import BackboneNeckHead as DenseModel
 from dinobench.errors import ConfigError
-from dinobench.training import HeadTrainer, TrainingDiverged, TrainingInterrupted, schedule_at, train_config
+from dinobench.training import TrainingDiverged, TrainingInterrupted, head_training_loop, schedule_at, train_config
 from dinobench.utils.seeding import seed_from
 from dinobench.heads.linear_seg import LinearSegHead, segmentation_loss
 
@@ -56,15 +56,20 @@ def make_trainer(backbone, work_dir, loss_fn=seg_loss, evaluate=None, finetune=F
     torch.manual_seed(123)  # the same initial head every time
     head = LinearSegHead(64, num_classes=3, dropout=0.1)
     model = DenseModel(backbone, head, [1], finetune=finetune, layer_decay=0.5)
-    return HeadTrainer(model, ToySegmentation(), loss_fn, {**CFG, **cfg}, work_dir, evaluate=evaluate, seed=3,
-                       run_key="k")
+    return head_training_loop(model, ToySegmentation(), loss_fn, {**CFG, **cfg}, work_dir, evaluate=evaluate,
+                              seed=3, run_key="k")
+
+
+def head_state(loop):
+    """A copy of the trained head's weights."""
+    return {k: v.detach().clone() for k, v in loop.recipe.model.head.state_dict().items()}
 
 
 def test_kill_and_resume_gives_the_same_head_bit_for_bit(backbone, tmp_path):
     straight = make_trainer(backbone, tmp_path / "straight")
     straight.fit()
-    want = straight.head_state()
-    initial = make_trainer(backbone, tmp_path / "x").head_state()
+    want = head_state(straight)
+    initial = head_state(make_trainer(backbone, tmp_path / "x"))
     assert not all(torch.equal(want[k], initial[k]) for k in want)  # training changed the head
 
     def crashing(model, batch, iteration):  # the process dies in iteration 5 (checkpoint of iteration 3 on disk)
@@ -80,11 +85,12 @@ def test_kill_and_resume_gives_the_same_head_bit_for_bit(backbone, tmp_path):
     assert resumed.resume() and resumed.start_iter == 4
     summary = resumed.fit()
     assert summary["resumed_from"] == 4
-    got = resumed.head_state()
+    got = head_state(resumed)
     assert got.keys() == want.keys()
     for key in want:
         assert torch.equal(got[key], want[key]), key
-    assert resumed.optimizer.state_dict()["state"][0]["step"] == straight.optimizer.state_dict()["state"][0]["step"]
+    steps = [loop.recipe.optimizer.state_dict()["state"][0]["step"] for loop in (resumed, straight)]
+    assert steps[0] == steps[1]
     log = [json.loads(line) for line in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
     assert [r["iteration"] for r in log] == [0, 1, 2, 3, 4, 4, 5, 6]  # iteration 4 ran twice, 5 was lost
     ref = [json.loads(line) for line in (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()]
@@ -108,8 +114,8 @@ def test_sigterm_saves_a_checkpoint_and_resumes_exactly(backbone, tmp_path):
     resumed = make_trainer(backbone, tmp_path / "b", checkpoint_every=0)
     resumed.resume()
     resumed.fit()
-    for key, value in straight.head_state().items():
-        assert torch.equal(resumed.head_state()[key], value), key
+    for key, value in head_state(straight).items():
+        assert torch.equal(head_state(resumed)[key], value), key
 
 
 def test_evaluation_runs_periodically_without_shifting_training(backbone, tmp_path):
@@ -128,19 +134,19 @@ def test_evaluation_runs_periodically_without_shifting_training(backbone, tmp_pa
     assert [r["iteration"] for r in evals] == [3, 6, 7]
     plain = make_trainer(backbone, tmp_path / "p")
     plain.fit()
-    for key, value in plain.head_state().items():
-        assert torch.equal(with_eval.head_state()[key], value), key
+    for key, value in head_state(plain).items():
+        assert torch.equal(head_state(with_eval)[key], value), key
 
 
 def test_data_stream_depends_only_on_seed_and_iteration(backbone, tmp_path):
     a, b = make_trainer(backbone, tmp_path / "w0"), make_trainer(backbone, tmp_path / "w2", num_workers=2)
-    batches_a = [next(iter(a._loader())) for _ in range(2)]
+    batches_a = [next(iter(a.loader())) for _ in range(2)]
     torch.rand(5)  # the global RNG state does not matter
-    batches_b = [next(iter(b._loader())) for _ in range(2)]
+    batches_b = [next(iter(b.loader())) for _ in range(2)]
     for x, y in zip(batches_a, batches_b):
         assert torch.equal(x["image"], y["image"]) and x["name"] == y["name"]
     b.start_iter = 3
-    late = next(iter(b._loader()))
+    late = next(iter(b.loader()))
     a.fit()
     assert not torch.equal(late["image"], batches_a[0]["image"])
     assert seed_from(3, 1, 2) == seed_from(3, 1, 2) != seed_from(3, 2, 1)
@@ -149,7 +155,7 @@ def test_data_stream_depends_only_on_seed_and_iteration(backbone, tmp_path):
 def test_resume_refuses_a_folder_of_another_run(backbone, tmp_path):
     make_trainer(backbone, tmp_path / "r", max_iters=2).fit()
     other = make_trainer(backbone, tmp_path / "r", max_iters=2)
-    other.run_key = "another"
+    other.recipe.run_key = "another"
     with pytest.raises(ConfigError, match="holds a head-training run of another config"):
         other.resume()
 
@@ -168,7 +174,7 @@ def test_finetune_uses_layerwise_lr_decay_and_updates_the_backbone(tmp_path):
     bb = dinobench.create_backbone("vit_tiny", **TINY)
     before = bb.blocks[0].attn.qkv.weight.detach().clone()
     trainer = make_trainer(bb, tmp_path / "ft", finetune=True, max_iters=2)
-    mults = sorted({g["lr_multiplier"] for g in trainer.optimizer.param_groups})
+    mults = sorted({g["lr_multiplier"] for g in trainer.recipe.optimizer.param_groups})
     assert mults == [0.125, 0.25, 0.5, 1.0]  # 0.5 ** (depth + 1 - layer): embeddings, block 0, block 1, head/norm
     trainer.fit()
     assert not torch.equal(bb.blocks[0].attn.qkv.weight, before)
@@ -179,12 +185,12 @@ def test_finetune_uses_layerwise_lr_decay_and_updates_the_backbone(tmp_path):
 def test_frozen_backbone_is_untouched_and_not_checkpointed(backbone, tmp_path):
     before = {k: v.clone() for k, v in backbone.state_dict().items()}
     trainer = make_trainer(backbone, tmp_path / "fz", max_iters=2)
-    assert len(trainer.optimizer.param_groups) == 1
+    assert len(trainer.recipe.optimizer.param_groups) == 1
     trainer.fit()
     assert all(torch.equal(v, backbone.state_dict()[k]) for k, v in before.items())
     state = torch.load(trainer.checkpoints.latest_path(), weights_only=True)
     assert state["model"] and not any(k.startswith("backbone.") for k in state["model"])
-    assert trainer.optimizer.param_groups[0]["weight_decay"] == pytest.approx(1e-3)  # on every head parameter
+    assert trainer.recipe.optimizer.param_groups[0]["weight_decay"] == pytest.approx(1e-3)  # on every head parameter
 
 
 # ----------------------------------------------------------------------------- schedules
@@ -236,11 +242,11 @@ def test_other_schedules_and_config_validation():
     with pytest.raises(ConfigError, match="train.optimizer.type: unknown optimizer 'adam'"):
         train_config({"optimizer": {"type": "adam"}})
     # neutral engine defaults (recipes live in configs/_base_/train/): AdamW, no weight decay, constant lr
-    assert train_config({"optimizer": {"lr": 0.5}})["optimizer"] == {"type": "adamw", "lr": 0.5, "weight_decay": 0.0,
+    assert train_config({"optimizer": {"lr": 0.5}}).optimizer == {"type": "adamw", "lr": 0.5, "weight_decay": 0.0,
                                                                       "betas": [0.9, 0.999], "eps": 1e-8}
     filled = train_config({})
-    assert filled["scheduler"] == {"type": "constant", "warmup_iters": 0, "warmup_ratio": 0.0}
-    assert filled["amp"] is None and filled["grad_clip"] is None
+    assert filled.scheduler == {"type": "constant", "warmup_iters": 0, "warmup_ratio": 0.0}
+    assert filled.amp is None and filled.grad_clip is None
 
 
 # ----------------------------------------------------------------------------- DDP
@@ -254,10 +260,10 @@ def _ddp_worker(rank, world, port, work_dir, out_path):
     bb = dinobench.create_backbone("vit_tiny", **TINY)
     try:
         trainer = _plain_trainer(bb, work_dir)
-        assert trainer.world == 2 and trainer.batch_per_rank == 2
+        assert trainer.world == 2 and trainer.recipe.batch_per_rank == 2
         trainer.fit()
         if rank == 0:
-            torch.save(trainer.head_state(), out_path)
+            torch.save(head_state(trainer), out_path)
     finally:
         ddp.shutdown()
 
@@ -265,8 +271,8 @@ def _ddp_worker(rank, world, port, work_dir, out_path):
 def _plain_trainer(backbone, work_dir):
     torch.manual_seed(123)
     head = LinearSegHead(64, num_classes=3, dropout=0.0, use_batchnorm=False)  # no per-rank batch statistics
-    return HeadTrainer(DenseModel(backbone, head, [1]), ToySegmentation(), seg_loss,
-                       {**CFG, "max_iters": 4, "checkpoint_every": 0}, work_dir, seed=3)
+    return head_training_loop(DenseModel(backbone, head, [1]), ToySegmentation(), seg_loss,
+                              {**CFG, "max_iters": 4, "checkpoint_every": 0}, work_dir, seed=3)
 
 
 def test_ddp_two_ranks_train_like_one_process_on_the_global_batch(backbone, tmp_path):
@@ -282,6 +288,6 @@ def test_ddp_two_ranks_train_like_one_process_on_the_global_batch(backbone, tmp_
     mp.start_processes(_ddp_worker, args=(2, port, str(tmp_path / "ddp"), str(tmp_path / "head.pth")), nprocs=2,
                        join=True, start_method="spawn")
     got = torch.load(tmp_path / "head.pth", weights_only=True)
-    for key, value in single.head_state().items():
+    for key, value in head_state(single).items():
         torch.testing.assert_close(got[key], value, rtol=1e-5, atol=1e-6)
     assert sorted(p.name for p in (tmp_path / "ddp" / "checkpoints").iterdir()) == ["checkpoint_00000003.pth"]

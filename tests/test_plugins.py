@@ -52,7 +52,7 @@ def test_the_plugin_api_resolves_every_name_it_lists():
     for name in api.__all__:
         assert getattr(api, name) is not None, name
     with pytest.raises(AttributeError, match="a plugin uses only"):
-        api.HeadTrainer  # noqa: B018 - internal: not part of the plugin API
+        api.HeadRecipe  # noqa: B018 - internal: not part of the plugin API
 
 
 def test_installed_plugin_adds_a_backbone_and_a_task(example_plugin, tmp_path):

@@ -15,9 +15,9 @@ from torch.utils.data import Dataset
 
 from dinobench.config import load_config
 from dinobench.errors import ConfigError
-from dinobench.training import (RUNTIME_TRAIN_KEYS, TRAIN_DEFAULTS, HeadTrainer, LoopSettings, Recipe, SeededSamples,
+from dinobench.training import (RUNTIME_TRAIN_KEYS, TRAIN_DEFAULTS, LoopSettings, Recipe, SeededSamples,
                                 TrainConfig, TrainingDiverged, TrainingInterrupted, TrainingLoop, build_optimizer,
-                                evaluate_sharded, register_schedule, run_key, schedule_at, train_config, train_head,
+                                evaluate_sharded, head_training_loop, register_schedule, run_key, schedule_at, train_config, train_head,
                                 work_dir_for)
 from dinobench.training import ssl as ssl_recipe
 from dinobench.training.optim import apply_lr
@@ -151,9 +151,9 @@ def test_model_param_groups_and_a_nested_collate_fn(tmp_path):
     model = TwoGroups()
     frozen_before = model.frozen.weight.detach().clone()
     trained_before = model.trained.weight.detach().clone()
-    trainer = HeadTrainer(model, Nested(), loss_fn, {"max_iters": 3, "batch_size": 4, "optimizer": {"lr": 0.1}},
-                          tmp_path, collate_fn=nested_collate)
-    assert [g["lr_multiplier"] for g in trainer.optimizer.param_groups] == [1.0, 0.0]
+    trainer = head_training_loop(model, Nested(), loss_fn, {"max_iters": 3, "batch_size": 4, "optimizer": {"lr": 0.1}},
+                                 tmp_path, collate_fn=nested_collate)
+    assert [g["lr_multiplier"] for g in trainer.recipe.optimizer.param_groups] == [1.0, 0.0]
     trainer.fit()
     assert seen == [4, 4, 4]
     assert torch.equal(model.frozen.weight, frozen_before) and not torch.equal(model.trained.weight, trained_before)
@@ -162,8 +162,8 @@ def test_model_param_groups_and_a_nested_collate_fn(tmp_path):
 
 
 def test_neutral_engine_defaults_and_recipes_in_config_files():
-    assert TRAIN_DEFAULTS["max_iters"] != 40000 and TRAIN_DEFAULTS["scheduler"]["type"] == "constant"
-    assert TRAIN_DEFAULTS["optimizer"]["weight_decay"] == 0.0 and TRAIN_DEFAULTS["amp"] is None
+    assert TRAIN_DEFAULTS.max_iters != 40000 and TRAIN_DEFAULTS.scheduler["type"] == "constant"
+    assert TRAIN_DEFAULTS.optimizer["weight_decay"] == 0.0 and TRAIN_DEFAULTS.amp is None
     assert all(k.startswith("train.") and k[6:] in TrainConfig.__dataclass_fields__ for k in RUNTIME_TRAIN_KEYS)
     assert "train.max_iters" not in RUNTIME_TRAIN_KEYS and "train.num_workers" in RUNTIME_TRAIN_KEYS
     recipes = configs_dir() / "_base_" / "train"
@@ -186,12 +186,12 @@ def test_schedule_registry_accepts_a_plugin_schedule(monkeypatch):
         return {"lr": base_lr * 0.5 ** (t // cfg["every"])}
 
     cfg = train_config({"scheduler": {"type": "halving_test", "every": 5}})
-    assert cfg["scheduler"] == {"type": "halving_test", "warmup_iters": 0, "warmup_ratio": 0.0, "every": 5}
-    assert schedule_at(cfg["scheduler"], 1.0, 12, 100)["lr"] == 0.25
+    assert cfg.scheduler == {"type": "halving_test", "warmup_iters": 0, "warmup_ratio": 0.0, "every": 5}
+    assert schedule_at(cfg.scheduler, 1.0, 12, 100)["lr"] == 0.25
     with pytest.raises(ConfigError, match=r"train.scheduler.evry: unknown key \(did you mean every\?\)"):
         train_config({"scheduler": {"type": "halving_test", "evry": 5}})
     # keys of another registered schedule are tolerated: switching type keeps the recipe's other keys
-    assert train_config({"scheduler": {"type": "cosine", "div_factor": 25.0}})["scheduler"]["min_lr"] == 0.0
+    assert train_config({"scheduler": {"type": "cosine", "div_factor": 25.0}}).scheduler["min_lr"] == 0.0
 
 
 def test_wrong_types_are_one_line_errors():
@@ -272,9 +272,9 @@ def test_schedules_and_optimizers_come_from_the_hooks_through_the_runner():
         options = {"train.scheduler": {"type": "test_halve_at", "at": 0.25}, "train.optimizer": {"type": "test_plain_sgd"}}
         cfg = resolve_task("digits-attentive", options)  # the runner hands the entries to the engine
         train = train_config(cfg["train"])
-        assert train["scheduler"]["at"] == 0.25 and train["optimizer"] == {"type": "test_plain_sgd", "lr": 0.1,
+        assert train.scheduler["at"] == 0.25 and train.optimizer == {"type": "test_plain_sgd", "lr": 0.1,
                                                                           "weight_decay": 0.0}
-        assert [schedule_at(train["scheduler"], 1.0, t, 8)["lr"] for t in (0, 1, 2, 7)] == [1.0, 1.0, 0.5, 0.5]
+        assert [schedule_at(train.scheduler, 1.0, t, 8)["lr"] for t in (0, 1, 2, 7)] == [1.0, 1.0, 0.5, 0.5]
         optimizer = build_optimizer([{"params": [torch.nn.Parameter(torch.zeros(2))]}], optimizer_config(
             {"type": "test_plain_sgd"}))
         assert type(optimizer) is torch.optim.SGD

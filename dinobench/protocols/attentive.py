@@ -133,7 +133,7 @@ class AttentiveProtocol(Protocol):
         heads = cfg.num_heads or max(1, dim // 64)
         if dim % heads:
             raise ConfigError(f"attentive: protocol.num_heads={heads} does not divide the feature width {dim}")
-        base_lr = float(train_config(ctx.cfg.get("train"))["optimizer"]["lr"])
+        base_lr = float(train_config(ctx.cfg.get("train")).optimizer["lr"])
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(ctx.seed))
             model = ProbeGrid(cfg.learning_rates, base_lr, dim=dim, num_classes=num_classes, depth=cfg.depth,

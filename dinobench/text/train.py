@@ -34,7 +34,7 @@ from dinobench.ssl.schema import check_train_types
 from dinobench.text.loss import clip_loss
 from dinobench.text.model import DINOTxt, build_dinotxt
 from dinobench.text.tokenizer import tokenize
-from dinobench.training import HeadTrainer, train_config
+from dinobench.training import head_training_loop, train_config
 from dinobench.utils import distributed as ddp
 from dinobench.utils.io import write_atomic
 from dinobench.utils.seeding import seed_everything
@@ -127,14 +127,14 @@ def train_dinotxt(cfg: dict[str, Any], output: str | Path) -> dict[str, Any]:
     dataset = caption_dataset(cfg["data"])  # caption datasets apply their ``transform`` to the image
     dataset.transform = build_eval_transform({"resize": size, "crop": size}, mean, std)
     device = ddp.device()
-    trainer = HeadTrainer(model, dataset, contrastive_step, cfg["train"], output / "run", device=device,
-                          seed=int(cfg["seed"]), collate_fn=partial(collate_captions,
-                                                                    context_length=m["context_length"]))
-    with trainer.loop.exclusive():
-        trainer.resume()
-        summary = trainer.fit()
+    loop = head_training_loop(model, dataset, contrastive_step, cfg["train"], output / "run", device=device,
+                              seed=int(cfg["seed"]),
+                              collate_fn=partial(collate_captions, context_length=m["context_length"]))
+    with loop.exclusive():
+        loop.resume()
+        summary = loop.fit()
     path = output / "dinotxt_head.pth"
-    state = ddp.full_state_dict(trainer.model)  # collective when sharded (FSDP2); full on rank 0
+    state = ddp.full_state_dict(loop.recipe.model)  # collective when sharded (FSDP2); full on rank 0
     if ddp.rank() == 0:
         head = head_state(state)
         write_atomic(path, lambda fh: torch.save(head, fh))

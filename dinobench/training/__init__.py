@@ -14,15 +14,15 @@
 
 from dinobench.training.config import RUNTIME_TRAIN_KEYS, TRAIN_DEFAULTS, TrainConfig, train_config
 from dinobench.metrics.sharded import MergeableMetric, evaluate_sharded, shard_indices, sync_metric
-from dinobench.training.head import HeadRecipe, HeadTrainer, run_key, train_head, work_dir_for
+from dinobench.training.head import HeadRecipe, head_training_loop, run_key, train_head, work_dir_for
 from dinobench.training.loop import LoopSettings, Recipe, TrainingDiverged, TrainingInterrupted, TrainingLoop
 from dinobench.training.optim import build_optimizer, param_groups, register_optimizer
 from dinobench.training.sampler import SeededSamples, ShardedIterationSampler
 from dinobench.training.schedules import register_schedule, schedule_at
 
 __all__ = [
-    "HeadRecipe", "HeadTrainer", "LoopSettings", "MergeableMetric", "RUNTIME_TRAIN_KEYS", "Recipe", "SeededSamples",
+    "HeadRecipe", "LoopSettings", "MergeableMetric", "RUNTIME_TRAIN_KEYS", "Recipe", "SeededSamples",
     "ShardedIterationSampler", "TRAIN_DEFAULTS", "TrainConfig", "TrainingDiverged", "TrainingInterrupted",
-    "TrainingLoop", "build_optimizer", "evaluate_sharded", "param_groups", "register_optimizer", "register_schedule",
+    "TrainingLoop", "build_optimizer", "evaluate_sharded", "head_training_loop", "param_groups", "register_optimizer", "register_schedule",
     "run_key", "schedule_at", "shard_indices", "sync_metric", "train_config", "train_head", "work_dir_for",
 ]

@@ -7,10 +7,12 @@ Recipe values (the official ADE20K or NYU schedules, ...) live in config files
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from dinobench.errors import ConfigError
+from dinobench.training.loop import LoopSettings
 from dinobench.training.optim import optimizer_config
 from dinobench.training.schedules import schedule_at, scheduler_config
 from dinobench.typed_config import merge_section
@@ -36,6 +38,17 @@ class TrainConfig:
     resume: bool = True
     parallel: Literal["ddp", "fsdp"] = "ddp"  # under torchrun: DDP, or FSDP2 over the model's fsdp_units()
 
+    def loop_settings(self) -> LoopSettings:
+        """How :class:`~dinobench.training.loop.TrainingLoop` runs this section."""
+        return LoopSettings(max_iters=self.max_iters, grad_clip=self.grad_clip, amp=self.amp,
+                            checkpoint_every=int(self.checkpoint_every or 0), max_to_keep=self.max_to_keep,
+                            eval_every=int(self.eval_every or 0), log_every=int(self.log_every or 1),
+                            num_workers=self.num_workers, resume=self.resume)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The resolved section as plain data (stored in checkpoints, for humans)."""
+        return dataclasses.asdict(self)
+
 
 #: ``train.*`` keys that cannot change the trained weights: left out of run keys and protocol hashes
 RUNTIME_TRAIN_KEYS: tuple[str, ...] = tuple(
@@ -43,15 +56,16 @@ RUNTIME_TRAIN_KEYS: tuple[str, ...] = tuple(
                                  "work_dir", "resume", "parallel"))
 
 
-def train_config(section: dict[str, Any] | None) -> dict[str, Any]:
-    """The ``train`` section with defaults filled in and checked: an unknown key is a one-line ConfigError
+def train_config(section: dict[str, Any] | None) -> TrainConfig:
+    """The ``train`` section resolved to a :class:`TrainConfig` (defaults filled in, optimizer and scheduler
+    sections completed by their registered types) and checked: an unknown key is a one-line ConfigError
     naming the closest valid one, a value of the wrong type or range names the key."""
     section = dict(section or {})
     optimizer, scheduler = section.pop("optimizer", None), section.pop("scheduler", None)
     for name, value in (("optimizer", optimizer), ("scheduler", scheduler)):
         if value is not None and not isinstance(value, dict):
             raise ConfigError(f"train.{name} must be a dict (e.g. {name}=dict(type=...)), got {value!r}")
-    cfg = merge_section(TrainConfig, section, "train")
+    cfg = merge_section(TrainConfig, section, "train")  # names and types
     cfg["optimizer"] = optimizer_config(optimizer)
     cfg["scheduler"] = scheduler_config(scheduler)
     for key in ("max_iters", "batch_size"):
@@ -63,8 +77,8 @@ def train_config(section: dict[str, Any] | None) -> dict[str, Any]:
     warmup = cfg["scheduler"]["warmup_iters"]
     for t in (0, warmup if isinstance(warmup, int) else 0):  # checks the schedule's own values once
         schedule_at(cfg["scheduler"], 1.0, t, cfg["max_iters"])
-    return cfg
+    return TrainConfig(**cfg)
 
 
 #: the engine's defaults, filled in as :func:`train_config` fills in an empty section
-TRAIN_DEFAULTS: dict[str, Any] = train_config({})
+TRAIN_DEFAULTS: TrainConfig = train_config({})

@@ -23,8 +23,8 @@ from torch.utils.data import Dataset
 
 from dinobench.errors import ConfigError
 from dinobench.utils import distributed as ddp
-from dinobench.training.config import RUNTIME_TRAIN_KEYS, train_config
-from dinobench.training.loop import EvalFn, LoopSettings, Recipe, TrainingLoop
+from dinobench.training.config import RUNTIME_TRAIN_KEYS, TrainConfig, train_config
+from dinobench.training.loop import EvalFn, Recipe, TrainingLoop
 from dinobench.training.optim import apply_lr, build_optimizer, param_groups
 from dinobench.training.sampler import SeededSamples
 from dinobench.training.schedules import schedule_at
@@ -57,35 +57,36 @@ def frozen_prefixes(model: nn.Module) -> tuple[str, ...]:
 
 
 class HeadRecipe(Recipe):
-    """``loss_fn(model, batch, iteration) -> (loss, logs)`` on ``dataset`` with the ``train`` section ``cfg``
-    (filled in by :func:`~dinobench.training.config.train_config`)."""
+    """``loss_fn(model, batch, iteration) -> (loss, logs)`` on ``dataset`` with the resolved ``train`` section
+    ``cfg`` (:func:`~dinobench.training.config.train_config`)."""
 
     name = "head training"
     desc = "train head"
     divergence_hint = "lower train.optimizer.lr"
 
-    def __init__(self, model: nn.Module, dataset: Dataset, loss_fn: LossFn, cfg: dict[str, Any], *,
+    def __init__(self, model: nn.Module, dataset: Dataset, loss_fn: LossFn, cfg: TrainConfig, *,
                  device: torch.device, seed: int, run_key: str = "", collate_fn: Callable | None = None) -> None:
-        self.config, self.loss_fn, self.run_key, self.collate_fn = cfg, loss_fn, run_key, collate_fn
+        self.train, self.loss_fn, self.run_key, self.collate_fn = cfg, loss_fn, run_key, collate_fn
+        self.config = cfg.as_dict()
         world = ddp.world_size()
-        if cfg["batch_size"] % world:
-            raise ConfigError(f"train.batch_size={cfg['batch_size']} is not divisible by the {world} ranks; "
+        if cfg.batch_size % world:
+            raise ConfigError(f"train.batch_size={cfg.batch_size} is not divisible by the {world} ranks; "
                               f"use a multiple of {world}")
-        if len(dataset) < cfg["batch_size"]:  # type: ignore[arg-type]
-            raise ConfigError(f"train.batch_size={cfg['batch_size']} is larger than the training split "
+        if len(dataset) < cfg.batch_size:  # type: ignore[arg-type]
+            raise ConfigError(f"train.batch_size={cfg.batch_size} is larger than the training split "
                               f"({len(dataset)} samples); lower train.batch_size")  # type: ignore[arg-type]
-        self.batch_per_rank = cfg["batch_size"] // world
+        self.batch_per_rank = cfg.batch_size // world
         self.dataset = SeededSamples(dataset, seed)
         self.model = model.to(device)
         self.train_model: nn.Module = self.model
-        if world > 1 and cfg.get("parallel", "ddp") == "fsdp":  # FSDP2: the model's units, then the root
+        if world > 1 and cfg.parallel == "fsdp":  # FSDP2: the model's units, then the root
             ddp.shard_model(self.model, device)
         elif world > 1:  # DDP; BatchNorm statistics synchronised across GPUs as in the official heads
             if device.type == "cuda":
                 self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
             self.train_model = DistributedDataParallel(
                 self.model, device_ids=[device.index] if device.type == "cuda" else None)
-        self.optimizer = build_optimizer(self.param_groups(), cfg["optimizer"])
+        self.optimizer = build_optimizer(self.param_groups(), cfg.optimizer)
 
     def param_groups(self) -> list[dict[str, Any]]:
         """The model's own groups (``model.param_groups()``), else the official dense-head groups over
@@ -111,8 +112,8 @@ class HeadRecipe(Recipe):
         return groups
 
     def apply_schedule(self, iteration: int) -> dict[str, float]:
-        opt = self.config["optimizer"]
-        values = schedule_at(self.config["scheduler"], float(opt["lr"]), iteration, self.config["max_iters"])
+        opt = self.train.optimizer
+        values = schedule_at(self.train.scheduler, float(opt["lr"]), iteration, self.train.max_iters)
         apply_lr(self.optimizer.param_groups, values["lr"], float(opt["weight_decay"]), values.get("beta1"))
         return {"lr": values["lr"]}
 
@@ -156,77 +157,23 @@ class HeadRecipe(Recipe):
                               f"{state.get('run_key')} != {self.run_key}); choose another train.work_dir or delete it")
 
 
-def loop_settings(cfg: dict[str, Any]) -> LoopSettings:
-    """The loop part of a filled-in ``train`` section."""
-    return LoopSettings(max_iters=cfg["max_iters"], grad_clip=cfg["grad_clip"], amp=cfg["amp"],
-                        checkpoint_every=int(cfg["checkpoint_every"] or 0), max_to_keep=cfg["max_to_keep"],
-                        eval_every=int(cfg["eval_every"] or 0), log_every=int(cfg["log_every"] or 1),
-                        num_workers=cfg["num_workers"], resume=cfg["resume"])
-
-
-class HeadTrainer:
-    """Trains ``model`` (a :class:`~dinobench.dense_inference.DenseModel`-like module) on ``dataset``.
+def head_training_loop(model: nn.Module, dataset: Dataset, loss_fn: LossFn, train: TrainConfig | dict[str, Any] | None,
+                       work_dir: str | Path, *, evaluate: EvalFn | None = None, device: str | torch.device = "cpu",
+                       seed: int = 0, run_key: str = "", collate_fn: Callable | None = None) -> TrainingLoop:
+    """The :class:`TrainingLoop` that trains ``model`` (a :class:`~dinobench.dense_inference.DenseModel`-like
+    module) on ``dataset`` with the ``train`` section (resolved by :func:`train_config` when a dict).
 
     ``loss_fn(model, batch, iteration) -> (loss, logs)``; ``evaluate(model) -> metrics`` runs every
-    ``train.eval_every`` iterations and at the end (under a forked RNG, so it never shifts training).
-    ``work_dir`` gets ``metrics.jsonl`` and ``checkpoints/``.
+    ``train.eval_every`` iterations and at the end (under a forked RNG, so it never shifts training);
+    ``work_dir`` gets ``metrics.jsonl`` and ``checkpoints/``. Call ``resume()`` then ``fit()`` (inside
+    ``exclusive()`` when another process may train into the same folder).
     """
-
-    def __init__(self, model: nn.Module, dataset: Dataset, loss_fn: LossFn, cfg: dict[str, Any] | None,
-                 work_dir: str | Path, *, evaluate: EvalFn | None = None, device: str | torch.device = "cpu",
-                 seed: int = 0, run_key: str = "", collate_fn: Callable | None = None) -> None:
-        ddp.init_from_env()
-        self.cfg = train_config(cfg)
-        device = torch.device(device)
-        self.recipe = HeadRecipe(model, dataset, loss_fn, self.cfg, device=device, seed=seed, run_key=run_key,
-                                 collate_fn=collate_fn)
-        self.loop = TrainingLoop(self.recipe, loop_settings(self.cfg), work_dir, device=device, seed=seed,
-                                 evaluate=evaluate)
-
-    model = property(lambda self: self.recipe.model, doc="The trained module (unwrapped).")
-    optimizer = property(lambda self: self.recipe.optimizer, doc="The optimizer.")
-    checkpoints = property(lambda self: self.loop.checkpoints, doc="The run's checkpoint folder.")
-    work_dir = property(lambda self: self.loop.work_dir, doc="The run folder.")
-    world = property(lambda self: self.loop.world, doc="Number of ranks.")
-    batch_per_rank = property(lambda self: self.recipe.batch_per_rank, doc="This rank's share of a batch.")
-    resumed_from = property(lambda self: self.loop.resumed_from, doc="First iteration after resuming, or None.")
-
-    @property
-    def start_iter(self) -> int:
-        """The first iteration :meth:`fit` runs."""
-        return self.loop.start_iter
-
-    @start_iter.setter
-    def start_iter(self, value: int) -> None:
-        self.loop.start_iter = value
-
-    @property
-    def run_key(self) -> str:
-        """The run key checkpoints are tied to."""
-        return self.recipe.run_key
-
-    @run_key.setter
-    def run_key(self, value: str) -> None:
-        self.recipe.run_key = value
-
-    def resume(self) -> bool:
-        """Continue from the newest checkpoint in ``work_dir`` (if any and ``train.resume``)."""
-        return self.loop.resume()
-
-    def fit(self) -> dict[str, Any]:
-        """Train to ``train.max_iters`` and evaluate; the summary of :meth:`TrainingLoop.fit`."""
-        return self.loop.fit()
-
-    def evaluate(self, iteration: int) -> dict[str, float]:
-        """Evaluate now (logged at ``iteration``)."""
-        return self.loop.evaluate(iteration)
-
-    def _loader(self) -> Any:
-        return self.loop.loader()
-
-    def head_state(self) -> dict[str, Tensor]:
-        """The trained head's weights (for tests and export)."""
-        return {k: v.detach().clone() for k, v in getattr(self.model, "head", self.model).state_dict().items()}
+    ddp.init_from_env()
+    cfg = train if isinstance(train, TrainConfig) else train_config(train)
+    device = torch.device(device)
+    recipe = HeadRecipe(model, dataset, loss_fn, cfg, device=device, seed=seed, run_key=run_key,
+                        collate_fn=collate_fn)
+    return TrainingLoop(recipe, cfg.loop_settings(), work_dir, device=device, seed=seed, evaluate=evaluate)
 
 
 # ------------------------------------------------------------------------------------ run folder
@@ -286,10 +233,10 @@ def train_head(ctx: Any, model: nn.Module, dataset: Dataset, loss_fn: LossFn, ev
     checkpoint of the same run key), evaluate; the summary of :meth:`TrainingLoop.fit` (``metrics``,
     ``work_dir``, ``resumed_from``, ``iterations``, ``train_s``)."""
     key = run_key(ctx)
-    trainer = HeadTrainer(model, dataset, loss_fn, ctx.cfg.get("train", {}), work_dir_for(ctx, key),
-                          evaluate=evaluate, device=ctx.device, seed=ctx.seed, run_key=key, collate_fn=collate_fn)
-    with trainer.loop.exclusive():
-        trainer.resume()
-        summary = trainer.fit()
+    loop = head_training_loop(model, dataset, loss_fn, ctx.cfg.get("train", {}), work_dir_for(ctx, key),
+                              evaluate=evaluate, device=ctx.device, seed=ctx.seed, run_key=key, collate_fn=collate_fn)
+    with loop.exclusive():
+        loop.resume()
+        summary = loop.fit()
     ctx.timings["train_head_s"] = summary["train_s"]
     return summary

@@ -15,7 +15,7 @@ from test_ssl_train import CONFIG, FAST
 import dinobench
 from dinobench.heads.linear_seg import LinearSegHead
 from dinobench.heads.model import BackboneNeckHead
-from dinobench.training import HeadTrainer
+from dinobench.training import head_training_loop
 from dinobench.training.checkpoint import CheckpointManager
 from dinobench.training.loop import TrainingLoop
 
@@ -92,12 +92,12 @@ def head_attempt(backbone, work_dir: Path):
     def attempt():
         torch.manual_seed(123)  # a new process builds the same initial head
         model = BackboneNeckHead(backbone, LinearSegHead(64, num_classes=3, dropout=0.1), [1])
-        trainer = HeadTrainer(model, ToySegmentation(), seg_loss, {**CFG, "max_iters": 12, "checkpoint_every": 2},
-                              work_dir, seed=3, run_key="k")
-        with trainer.loop.exclusive():
-            trainer.resume()
-            trainer.fit()
-        return trainer.head_state()
+        loop = head_training_loop(model, ToySegmentation(), seg_loss, {**CFG, "max_iters": 12, "checkpoint_every": 2},
+                                  work_dir, seed=3, run_key="k")
+        with loop.exclusive():
+            loop.resume()
+            loop.fit()
+        return {k: v.detach().clone() for k, v in loop.recipe.model.head.state_dict().items()}
     return attempt
 
 
