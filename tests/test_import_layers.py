@@ -251,7 +251,7 @@ def test_plugins_only_register():
 
 #: protocol -> protocol imports that remain by design: the dense families' base (protocols.dense: head and
 #: inference sections, segmentation's shared half), canopy height on DPT depth (another head and metric) and a
-#: protocol's private solver module. The templates live in dinobench/templates/; everything else shared lives in
+#: protocol's private solver or trainer module. The templates live in dinobench/templates/; everything else shared lives in
 #: metrics/, features/, text/ or data/.
 ALLOWED_PROTOCOL_IMPORTS = {
     ("dinobench.protocols.depth", "dinobench.protocols.dense"),
@@ -261,6 +261,7 @@ ALLOWED_PROTOCOL_IMPORTS = {
     ("dinobench.protocols.canopy", "dinobench.protocols.dense"),
     ("dinobench.protocols.canopy", "dinobench.protocols.depth"),
     ("dinobench.protocols.logreg", "dinobench.protocols.logreg_torch"),
+    ("dinobench.protocols.linear", "dinobench.protocols.linear_heads"),  # its grid of heads on the engine
 }
 
 

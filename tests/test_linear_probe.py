@@ -12,8 +12,9 @@ from conftest import TINY
 import dinobench
 from dinobench.errors import ConfigError
 from dinobench.features import FeatureSet, extract_features
-from dinobench.protocols.linear import (LinearHeads, LinearProbeProtocol, infinite_batches, linear_input_columns,
-                                      train_linear_heads)
+from dinobench.protocols.linear import LinearProbeProtocol
+from dinobench.protocols.linear_heads import LinearHeads, linear_input_columns, seeded_batches, train_linear_heads
+from dinobench.training import TrainingDiverged, TrainingInterrupted
 
 EMBED = 8  # features are [N, 5 * EMBED] like "cls4_avgpool"
 
@@ -49,7 +50,7 @@ def test_training_matches_a_float64_momentum_sgd_cosine_reference():
     trained = LinearHeads(5 * EMBED, EMBED, n_blocks, lrs, 4, torch.Generator().manual_seed(seed))
     train_linear_heads(x, y, trained, batch_size=batch, iterations=iterations, seed=seed)
 
-    batches = infinite_batches(len(y), batch, torch.Generator().manual_seed(seed))
+    batches = seeded_batches(len(y), batch, seed)
     order = [next(batches).numpy() for _ in range(iterations)]
     assert sorted(np.concatenate(order[:4])[:50]) == list(range(50))  # the first 50 samples = a permutation
     xs, ys = x.double().numpy(), y.numpy()
@@ -167,7 +168,14 @@ def test_too_shallow_backbone_is_one_clean_line(run_cli, tmp_path):
     assert not list(tmp_path.rglob("result.json"))
 
 
-def test_run_requests_cls4_avgpool_of_each_split():
+def _ctx(tmp_path, **fields):
+    """The parts of a RunContext the linear protocol reads (its run folder goes under ``tmp_path``)."""
+    return SimpleNamespace(cfg={}, task="t", backbone_name="toy", weights_sha256=None, output_dir=str(tmp_path),
+                           timings={}, seed=0, device="cpu", backbone=SimpleNamespace(embed_dim=EMBED, n_blocks=12),
+                           **fields)
+
+
+def test_run_requests_cls4_avgpool_of_each_split(tmp_path):
     x, y = _features(100)
     requested = []
 
@@ -175,13 +183,16 @@ def test_run_requests_cls4_avgpool_of_each_split():
         requested.append((split, kind))
         return FeatureSet(x, y)
 
-    ctx = SimpleNamespace(features=features, datasets={"train": SimpleNamespace(classes=list("abcdef")), "val": None},
-                          backbone=SimpleNamespace(embed_dim=EMBED, n_blocks=12), seed=0, device="cpu")
+    ctx = _ctx(tmp_path, features=features,
+               datasets={"train": SimpleNamespace(classes=list("abcdef"), fingerprint="f"), "val": None})
     out = LinearProbeProtocol({"epochs": 1, "learning_rates": [0.1], "n_last_blocks": [1]}).run(ctx)
     assert requested == [("train", "cls4_avgpool"), ("val", "cls4_avgpool")] and out.main_metric == "top1"
+    (run,) = (tmp_path / ".runs" / "toy" / "t").iterdir()  # the engine's run folder: checkpoint + metrics
+    assert [p.name for p in (run / "checkpoints").iterdir()] == ["checkpoint_00000000.pth"]
+    assert (run / "metrics.jsonl").is_file() and ctx.timings["train_head_s"] >= 0
 
 
-def test_train_augmentation_embeds_a_new_view_every_epoch():
+def test_train_augmentation_embeds_a_new_view_every_epoch(tmp_path):
     """With ``train_augmentation`` the heads see fresh features each epoch, never the cached train split."""
     x, y = _features(256)
     requested, views = [], []
@@ -195,10 +206,9 @@ def test_train_augmentation_embeds_a_new_view_every_epoch():
         return FeatureSet(x + 0.1 * torch.randn(x.shape, generator=torch.Generator().manual_seed(len(views))), y)
 
     train = SimpleNamespace(classes=list("abcdef"), labels=y.tolist())
-    ctx = SimpleNamespace(features=features, transformed_features=transformed_features, task="t",
-                          datasets={"train": train, "val": None}, cfg={"transform": {"crop": 16}},
-                          image_mean=(0.5,) * 3, image_std=(0.2,) * 3,
-                          backbone=SimpleNamespace(embed_dim=EMBED, n_blocks=12), seed=0, device="cpu")
+    ctx = _ctx(tmp_path, features=features, transformed_features=transformed_features,
+               datasets={"train": train, "val": None}, image_mean=(0.5,) * 3, image_std=(0.2,) * 3)
+    ctx.cfg = {"transform": {"crop": 16}}
     protocol = LinearProbeProtocol({"epochs": 3, "learning_rates": [0.1], "n_last_blocks": [1],
                                     "batch_size": 64, "train_augmentation": True})
     out = protocol.run(ctx)
@@ -230,3 +240,87 @@ def test_digits_linear_with_train_augmentation_end_to_end(run_cli, tmp_path):
     assert tops[0] == tops[1]  # same seed, same augmented views, same heads
     # crops down to 8% of an 8x8 digit mostly erase it: the augmented heads differ (and learn less here)
     assert tops[0] != tops[2] and 0 < tops[0]["top1"] < 100 and tops[0]["iterations"] == tops[2]["iterations"]
+
+
+# ----------------------------------------------------------------------------- the one engine
+def test_seeded_batches_start_anywhere_in_the_same_stream():
+    stream = seeded_batches(50, 16, seed=7)
+    first = [next(stream) for _ in range(12)]
+    for start in (1, 3, 4, 11):  # 3 and 4 straddle a permutation boundary (48, 64 > 50)
+        assert torch.equal(next(seeded_batches(50, 16, seed=7, start_iteration=start)), first[start])
+
+
+def _grid(seed=5):
+    return LinearHeads(5 * EMBED, EMBED, [1, 4], [0.5, 3.0], 4, torch.Generator().manual_seed(seed))
+
+
+def test_sigterm_checkpoints_the_grid_and_the_same_command_resumes_bit_for_bit(tmp_path):
+    import os
+    import signal
+
+    x, y = _features(64, num_classes=4)
+    straight = _grid()
+    train_linear_heads(x, y, straight, batch_size=16, iterations=12, seed=5, epoch_length=4)
+
+    def terminated_in_epoch_2(epoch):  # per-epoch features: a SIGTERM arrives while epoch 1 starts
+        if epoch == 1 and not calls:
+            calls.append(epoch)
+            os.kill(os.getpid(), signal.SIGTERM)
+        return x
+
+    calls = []
+    with pytest.raises(TrainingInterrupted, match="after iteration 4"):
+        train_linear_heads(terminated_in_epoch_2, y, _grid(), batch_size=16, iterations=12, seed=5, epoch_length=4,
+                           work_dir=tmp_path, run_key="k")
+    assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["checkpoint_00000004.pth"]
+    resumed = _grid(seed=99)  # another init: the checkpoint's weights must replace it
+    summary = train_linear_heads(terminated_in_epoch_2, y, resumed, batch_size=16, iterations=12, seed=5,
+                                 epoch_length=4, work_dir=tmp_path, run_key="k")
+    assert summary["resumed_from"] == 5
+    for key, value in straight.state_dict().items():
+        assert torch.equal(resumed.state_dict()[key], value), key
+    with pytest.raises(ConfigError, match="linear-probe run of another config"):
+        train_linear_heads(x, y, _grid(), batch_size=16, iterations=12, seed=5, work_dir=tmp_path, run_key="other")
+
+
+def test_a_non_finite_loss_stops_the_probe(tmp_path):
+    x, y = _features(64, num_classes=4)
+    x[10:] = float("nan")
+    with pytest.raises(TrainingDiverged, match="linear probe loss is nan.*protocol.learning_rates"):
+        train_linear_heads(x, y, _grid(), batch_size=16, iterations=6, seed=5, work_dir=tmp_path)
+
+
+def _ddp_linear_worker(rank, world, port, out_path):
+    import os
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank), DINOBENCH_DIST_BACKEND="gloo")
+    from dinobench.utils import distributed as ddp
+
+    torch.set_num_threads(1)
+    x, y = _features(64, num_classes=4)
+    heads = _grid()
+    try:
+        train_linear_heads(x, y, heads, batch_size=16, iterations=8, seed=5, work_dir=f"{out_path}.run")
+        if rank == 0:
+            torch.save(heads.state_dict(), out_path)
+    finally:
+        ddp.shutdown()
+
+
+def test_two_ranks_train_the_grid_like_one_process(tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    x, y = _features(64, num_classes=4)
+    single = _grid()
+    train_linear_heads(x, y, single, batch_size=16, iterations=8, seed=5)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.start_processes(_ddp_linear_worker, args=(2, port, str(tmp_path / "heads.pth")), nprocs=2, join=True,
+                       start_method="spawn")
+    got = torch.load(tmp_path / "heads.pth", weights_only=True)
+    for key, value in single.state_dict().items():
+        torch.testing.assert_close(got[key], value, rtol=1e-5, atol=1e-6)

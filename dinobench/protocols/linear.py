@@ -13,9 +13,11 @@ otherwise on val (the official ImageNet protocol selects and reports on val).
 By default heads train on cached features (eval transform, no augmentation: fast, and shared with
 kNN/logreg). ``protocol.train_augmentation=True`` trains them as the official code does, on the
 fly: every epoch the frozen backbone embeds a new RandomResizedCrop(0.08-1) + flip view of each
-train image (seeded per epoch, never cached). Differences from the official code: one process
-trains the heads; DINOv3's default is ``n_last_blocks=(1,)``, we default to DINOv2's ``(1, 4)``
-grid as the benchmark issue asks.
+train image (seeded per epoch, never cached). The heads train on the one engine
+(:mod:`dinobench.protocols.linear_heads`): a killed or SIGTERM'd run resumes exactly from its run
+folder, a non-finite loss stops it, under torchrun each rank takes its slice of every batch.
+Difference from the official code: DINOv3's default is ``n_last_blocks=(1,)``, we default to
+DINOv2's ``(1, 4)`` grid as the benchmark issue asks.
 
 ``protocol.head_weights=FILE`` evaluates a given classifier instead (the hub head ``dinov3_vit7b16_lc``, an
 official ``linear.py`` checkpoint with ``protocol.classifier=NAME``, or a head exported by ``dinobench export``).
@@ -24,149 +26,25 @@ official ``linear.py`` checkpoint with ``protocol.classifier=NAME``, or a head e
 from __future__ import annotations
 
 import logging
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Sequence
+from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from sklearn.metrics import accuracy_score
-from torch import Tensor, nn
-from tqdm.auto import tqdm
+from torch import Tensor
 
 from dinobench.context import RunContext
 from dinobench.data.transforms import build_train_transform
 from dinobench.errors import ConfigError, DataError
 from dinobench.heads.linear_classifier import classifier_state, official_classifier_name, read_linear_classifier
-from dinobench.protocol import Protocol, ProtocolResult, TrainedHead
 from dinobench.metrics.classification import head_metrics
+from dinobench.protocol import Protocol, ProtocolResult, TrainedHead
+from dinobench.protocols.linear_heads import LinearHeads, TrainFeatures, linear_input_columns, train_linear_heads
+from dinobench.training.head import run_key, work_dir_for
 
 logger = logging.getLogger("dinobench")
 #: official DINOv3 grid (``_DEFAULT_LR_LIST``), before scaling by batch_size / 256
 DEFAULT_LEARNING_RATES = (1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2, 0.1)
-
-
-def linear_input_columns(total_dim: int, embed_dim: int, n_blocks: int) -> slice:
-    """Columns of a ``cls4_avgpool`` feature that form the official linear input for ``n_blocks``."""
-    if n_blocks == 4:
-        return slice(0, total_dim)
-    if n_blocks == 1 or (total_dim == 5 * embed_dim and 1 <= n_blocks <= 4):
-        return slice(total_dim - (n_blocks + 1) * embed_dim, total_dim)
-    raise ConfigError(f"linear: protocol.n_last_blocks value {n_blocks} is not available; use 1 or 4 "
-                      "(2 and 3 only for ViTs, whose blocks all have width embed_dim)")
-
-
-def infinite_batches(n_samples: int, batch_size: int, generator: torch.Generator) -> Iterator[Tensor]:
-    """Index batches of a seeded infinite shuffle (consecutive permutations, batches may straddle two)."""
-    buffer = torch.empty(0, dtype=torch.long)
-    while True:
-        while len(buffer) < batch_size:
-            buffer = torch.cat([buffer, torch.randperm(n_samples, generator=generator)])
-        yield buffer[:batch_size]
-        buffer = buffer[batch_size:]
-
-
-class LinearHeads:
-    """One ``nn.Linear`` per (n_blocks, lr); heads with the same ``n_blocks`` share an input slice."""
-
-    def __init__(self, total_dim: int, embed_dim: int, n_last_blocks: Sequence[int],
-                 learning_rates: Sequence[float], num_classes: int, generator: torch.Generator) -> None:
-        self.specs: list[tuple[int, float]] = [(int(n), float(lr)) for n in n_last_blocks for lr in learning_rates]
-        self.columns = {n: linear_input_columns(total_dim, embed_dim, n) for n, _ in self.specs}
-        self.heads = nn.ModuleList()
-        for n, _ in self.specs:
-            cols = self.columns[n]
-            head = nn.Linear(cols.stop - cols.start, num_classes)
-            head.weight.data.normal_(mean=0.0, std=0.01, generator=generator)
-            head.bias.data.zero_()
-            self.heads.append(head)
-
-    def logits(self, features: Tensor) -> list[Tensor]:
-        """Logits ``[B, C]`` of every head for a batch of ``cls4_avgpool`` features.
-
-        Heads sharing an input are evaluated as one matmul on their stacked weights (the stack is
-        differentiable, so each head keeps its own parameters and optimizer param group).
-        """
-        out: list[Tensor | None] = [None] * len(self.specs)
-        for n, cols in self.columns.items():
-            members = [i for i, (m, _) in enumerate(self.specs) if m == n]
-            weight = torch.stack([self.heads[i].weight for i in members])  # [H, C, D]
-            bias = torch.stack([self.heads[i].bias for i in members])  # [H, C]
-            logits = torch.einsum("bd,hcd->hbc", features[:, cols], weight) + bias[:, None, :]
-            for i, logit in zip(members, logits):
-                out[i] = logit
-        return out  # type: ignore[return-value]
-
-    def predict_labels(self, features: Tensor, device: str, chunk_size: int = 1024) -> list[Tensor]:
-        """Every head's predicted class ``[N]`` (argmax of its logits) for all rows of ``features``."""
-        outputs: list[list[Tensor]] = [[] for _ in self.specs]
-        with torch.inference_mode():
-            for start in range(0, len(features), chunk_size):
-                batch = features[start:start + chunk_size].to(device).float()
-                for out, logit in zip(outputs, self.logits(batch)):
-                    out.append(logit.argmax(dim=1).cpu())
-        return [torch.cat(out) for out in outputs]
-
-    def scores(self, index: int, features: Tensor, device: str, chunk_size: int = 1024) -> Tensor:
-        """Logits ``[N, C]`` (CPU, float32) of head ``index`` for all rows of ``features``."""
-        with torch.inference_mode():  # the same batched path as predict_labels, so argmaxes agree exactly
-            return torch.cat([self.logits(features[start:start + chunk_size].to(device).float())[index].float().cpu()
-                              for start in range(0, len(features), chunk_size)])
-
-
-#: below this many multiply-adds per SGD step, CPU training runs on one thread: for small heads
-#: OpenMP synchronisation costs more than it saves (30x slower on a loaded 2-core machine)
-SINGLE_THREAD_MACS = 50_000_000
-
-
-@contextmanager
-def _cpu_threads(device: str, macs_per_step: int) -> Iterator[None]:
-    previous = torch.get_num_threads()
-    single = str(device).startswith("cpu") and macs_per_step < SINGLE_THREAD_MACS
-    if single:
-        torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        if single:
-            torch.set_num_threads(previous)
-
-
-def train_linear_heads(train_features: Tensor | Callable[[int], Tensor], train_labels: Tensor,
-                       heads: LinearHeads, *, batch_size: int, iterations: int, seed: int, device: str = "cpu",
-                       epoch_length: int | None = None) -> float:
-    """SGD (momentum 0.9, wd 0, per-head lr scaled by batch/256) + cosine to 0; returns the last summed loss.
-
-    ``train_features``: one tensor for every iteration, or ``epoch -> tensor`` (augmented views, asked
-    for once per ``epoch_length`` iterations); the batch order is the same seeded stream either way.
-    """
-    heads.heads.to(device).train()
-    groups = [{"params": head.parameters(), "lr": lr * batch_size / 256.0}
-              for head, (_, lr) in zip(heads.heads, heads.specs)]
-    optimizer = torch.optim.SGD(groups, momentum=0.9, weight_decay=0.0)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=iterations, eta_min=0.0)
-    batches = infinite_batches(len(train_labels), batch_size, torch.Generator().manual_seed(int(seed)))
-    loss = torch.zeros(())
-    macs = 3 * batch_size * sum(head.weight.numel() for head in heads.heads)  # forward + backward
-    per_epoch = callable(train_features)
-    if per_epoch and not epoch_length:
-        raise ValueError("train_linear_heads: per-epoch features need epoch_length")
-    epoch_features, epoch = None if per_epoch else train_features, -1
-    with _cpu_threads(device, macs):
-        for iteration in tqdm(range(iterations), desc="linear heads", unit="it", leave=False):
-            if per_epoch and iteration // epoch_length != epoch:
-                epoch = iteration // epoch_length
-                epoch_features = train_features(epoch)
-            idx = next(batches)
-            features = epoch_features[idx].to(device, non_blocking=True).float()
-            labels = train_labels[idx].to(device, non_blocking=True)
-            loss = sum(F.cross_entropy(logit, labels) for logit in heads.logits(features))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-    heads.heads.eval()
-    return float(loss.detach())
 
 
 @dataclass
@@ -215,30 +93,34 @@ class LinearProbeProtocol(Protocol):
         epoch_length = self.epoch_length or max(1, n_train // self.batch_size)
         return self.epochs * epoch_length
 
-    def train(self, train_features: Tensor | Callable[[int], Tensor], train_labels: Tensor, num_classes: int,
-              embed_dim: int, seed: int, device: str = "cpu", feature_dim: int | None = None) -> LinearHeads:
+    def train(self, train_features: TrainFeatures, train_labels: Tensor, num_classes: int,
+              embed_dim: int, seed: int, device: str = "cpu", feature_dim: int | None = None,
+              work_dir: str | None = None, key: str = "") -> LinearHeads:
         """Every (n_blocks, lr) head trained on the train features (or ``epoch -> features``, then with
-        ``feature_dim``); init and batch order seeded by ``seed``."""
+        ``feature_dim``); init and batch order seeded by ``seed``. ``work_dir``: the run folder (a checkpoint
+        of run key ``key`` there is resumed); None: a temporary one."""
         if len(train_labels) == 0:
             raise DataError("linear: the train split is empty; nothing to train the heads on")
         width = feature_dim if callable(train_features) else train_features.shape[1]
         heads = LinearHeads(int(width), embed_dim, self.n_last_blocks, self.learning_rates,
                             num_classes, torch.Generator().manual_seed(int(seed)))
         iterations = self.iterations(len(train_labels))
-        final_loss = train_linear_heads(train_features, train_labels, heads, batch_size=self.batch_size,
-                                        iterations=iterations, seed=seed, device=device,
-                                        epoch_length=iterations // self.epochs)
+        summary = train_linear_heads(train_features, train_labels, heads, batch_size=self.batch_size,
+                                     iterations=iterations, seed=seed, device=device,
+                                     epoch_length=iterations // self.epochs, work_dir=work_dir, run_key=key)
+        self.train_summary = summary
         logger.info("linear: %d heads, %d iterations, final summed train loss %.4g", len(heads.specs), iterations,
-                    final_loss)
+                    summary["last"].get("loss", float("nan")))
         return heads
 
-    def evaluate(self, train_features: Tensor | Callable[[int], Tensor], train_labels: Tensor,
+    def evaluate(self, train_features: TrainFeatures, train_labels: Tensor,
                  val_features: Tensor, val_labels: Tensor, num_classes: int, embed_dim: int, seed: int,
                  device: str = "cpu", test_features: Tensor | None = None,
-                 test_labels: Tensor | None = None) -> dict[str, float]:
-        """Train every head, pick the best val top-1, report it on test (if given) or val."""
+                 test_labels: Tensor | None = None, work_dir: str | None = None, key: str = "") -> dict[str, float]:
+        """Train every head (in ``work_dir``, resuming run ``key``), pick the best val top-1, report it on test
+        (if given) or val."""
         heads = self.train(train_features, train_labels, num_classes, embed_dim, seed, device,
-                           feature_dim=val_features.shape[1])
+                           feature_dim=val_features.shape[1], work_dir=work_dir, key=key)
         iterations = self.iterations(len(train_labels))
         val_predictions = heads.predict_labels(val_features, device, self.chunk_size)
         val_top1 = [100.0 * float(accuracy_score(val_labels.numpy(), p.numpy())) for p in val_predictions]
@@ -278,10 +160,13 @@ class LinearProbeProtocol(Protocol):
             train_features, train_labels = train.features, train.labels
         val = ctx.features("val", "cls4_avgpool")
         test = ctx.features("test", "cls4_avgpool") if "test" in ctx.datasets else None
+        key = run_key(ctx)
         metrics = self.evaluate(train_features, train_labels, val.features, val.labels, num_classes,
                                 int(ctx.backbone.embed_dim), ctx.seed, ctx.device,
                                 test_features=None if test is None else test.features,
-                                test_labels=None if test is None else test.labels)
+                                test_labels=None if test is None else test.labels,
+                                work_dir=str(work_dir_for(ctx, key)), key=key)
+        ctx.timings["train_head_s"] = self.train_summary["train_s"]
         return ProtocolResult(metrics, "top1", higher_is_better=True, head=self.trained)
 
     def _evaluate_given_head(self, ctx: RunContext, num_classes: int) -> ProtocolResult:

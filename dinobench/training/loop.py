@@ -78,6 +78,14 @@ class Recipe:
     #: exactly: the RNG states are checkpointed.
     model_rng: str = "per_rank"
 
+    def loader(self, start_iteration: int, *, world: int, rank: int, seed: int, num_workers: int,
+               pin_memory: bool) -> Any:
+        """The infinite data stream from ``start_iteration`` on (this rank's share of each batch); a pure
+        function of ``(seed, iteration)``. Default: ``dataset`` through the seeded iteration sampler."""
+        return iteration_loader(self.dataset, self.batch_per_rank, world_size=world, rank=rank, seed=seed,
+                                start_iteration=start_iteration, num_workers=num_workers,
+                                collate_fn=self.collate_fn, pin_memory=pin_memory)
+
     def apply_schedule(self, iteration: int) -> dict[str, float]:
         """Set this iteration's lr etc. on the optimizer; returns the values to log."""
         return {}
@@ -195,10 +203,9 @@ class TrainingLoop:
     # ----------------------------------------------------------------- loop
     def loader(self) -> Any:
         """The recipe's infinite data stream from ``start_iter`` on (this rank's share of each batch)."""
-        recipe = self.recipe
-        return iteration_loader(recipe.dataset, recipe.batch_per_rank, world_size=self.world, rank=self.rank,
-                                seed=self.seed, start_iteration=self.start_iter, num_workers=self.settings.num_workers,
-                                collate_fn=recipe.collate_fn, pin_memory=self.device.type == "cuda")
+        return self.recipe.loader(self.start_iter, world=self.world, rank=self.rank, seed=self.seed,
+                                  num_workers=int(self.settings.num_workers or 0),
+                                  pin_memory=self.device.type == "cuda")
 
     def log(self, record: dict[str, Any]) -> None:
         """Append one JSON line to ``metrics.jsonl`` (rank 0)."""
