@@ -15,11 +15,11 @@ one the evaluation tasks rebuild.
 
 from __future__ import annotations
 
-import copy
 import json
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -30,43 +30,74 @@ from dinobench.config import apply_options, load_config, parse_options
 from dinobench.data.captions import DEFAULT_PROMPT, ClassPromptCaptions, build_caption_csv, build_coco_captions
 from dinobench.data.transforms import build_eval_transform
 from dinobench.errors import ConfigError
-from dinobench.ssl.schema import check_train_types
 from dinobench.text.loss import clip_loss
 from dinobench.text.model import DINOTxt, build_dinotxt
 from dinobench.text.tokenizer import tokenize
 from dinobench.training import head_training_loop, train_config
+from dinobench.typed_config import merge_section
 from dinobench.utils import distributed as ddp
 from dinobench.utils.io import write_atomic
 from dinobench.utils.seeding import seed_everything
 
 BACKBONE_PREFIX = "visual_model.backbone."
-MODEL_DEFAULTS: dict[str, Any] = dict(backbone="vitl16", backbone_kwargs={}, weights=None, embed_dim=2048,
-                                      text_dim=1280, text_heads=20, text_layers=24, context_length=77,
-                                      vocab_size=49408, vision_head_blocks=2, vision_head_drop_path=0.3)
-DATA_DEFAULTS: dict[str, Any] = dict(type="coco_captions", root=None, dataset=None, prompt=DEFAULT_PROMPT,
-                                     image_size=224)
+
+
+@dataclass
+class DinoTxtModelConfig:
+    """``model.*``: the frozen backbone and the sizes of :func:`~dinobench.text.build_dinotxt` (release: ViT-L)."""
+
+    backbone: str = "vitl16"
+    backbone_kwargs: dict = field(default_factory=dict)  # create_backbone overrides
+    weights: str | None = None
+    embed_dim: int = 2048
+    text_dim: int = 1280
+    text_heads: int = 20
+    text_layers: int = 24
+    context_length: int = 77
+    vocab_size: int = 49408
+    vision_head_blocks: int = 2
+    vision_head_drop_path: float = 0.3
+
+
+@dataclass
+class DinoTxtDataConfig:
+    """``data.*``: where the captions come from."""
+
+    type: Literal["coco_captions", "caption_csv", "class_prompts"] = "coco_captions"
+    root: str | None = None
+    dataset: dict | None = None  # class_prompts: the labelled dataset section, dict(type=...)
+    prompt: str = DEFAULT_PROMPT
+    image_size: int = 224
+
+
+#: the typed sections of a dino.txt training config
+SECTIONS = {"model": DinoTxtModelConfig, "data": DinoTxtDataConfig}
+
+
+def _merged(cfg: dict[str, Any], where: str) -> None:
+    """``model`` and ``data`` merged over their dataclasses in place; one line naming ``where`` and the key."""
+    for section, cls in SECTIONS.items():
+        try:
+            cfg[section] = merge_section(cls, cfg.get(section) or {}, section)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
 
 
 def resolve_dinotxt_config(path: str | Path, overrides: list[str] | None = None,
                            data_root: str | None = None) -> dict[str, Any]:
-    """The config with defaults filled in and ``key=value`` overrides applied; unknown keys are errors."""
+    """The config with defaults filled in and ``key=value`` overrides applied; unknown keys and values of the
+    wrong type are one-line errors naming the file (or the overrides) and the closest valid key."""
     cfg = load_config(path)
     for section in ("model", "data", "train"):
         if cfg.get(section) is not None and not isinstance(cfg[section], dict):
             raise ConfigError(f"{path}: {section} must be a section (dict(...)), got {cfg[section]!r:.60}")
-    for section, defaults in (("model", MODEL_DEFAULTS), ("data", DATA_DEFAULTS)):
-        given = dict(cfg.get(section) or {})
-        unknown = sorted(set(given) - set(defaults))
-        if unknown:
-            raise ConfigError(f"{path}: {section}.{unknown[0]} is not a dino.txt option (valid: {sorted(defaults)})")
-        cfg[section] = {**copy.deepcopy(defaults), **given}
+    _merged(cfg, str(path))
     cfg.setdefault("train", {})
     cfg.setdefault("seed", 0)
     cfg = apply_options(cfg, parse_options(overrides), where=str(path), open_sections=("train", "data", "model"))
     if data_root is not None:
         cfg["data"]["root"] = data_root
-    for section, defaults in (("model", MODEL_DEFAULTS), ("data", DATA_DEFAULTS)):
-        check_train_types(cfg[section], path, where=str(path), schema=defaults, section=section)
+    _merged(cfg, f"{path} (override)" if overrides else str(path))
     train_config(cfg["train"])  # a typo in the train section is an error now, not after the backbone is built
     return cfg
 

@@ -75,7 +75,11 @@ DINOTXT_CONFIG = SSL_CONFIG.with_name("dinotxt_vit_tiny_digits.py")
     (f'_base_ = ["{SSL_CONFIG}"]\n', ["crops=2"], "crops is a section ("),
     (f'_base_ = ["{SSL_CONFIG}"]\n', ["optim.epochs=[1,2]"], "(override): optim.epochs must be a number"),
     (f'_base_ = ["{DINOTXT_CONFIG}"]\ntrain = 3\n', [], "train must be a section (dict(...)), got 3"),
-    (f'_base_ = ["{DINOTXT_CONFIG}"]\n', ["model.context_length=abc"], "model.context_length must be a number"),
+    (f'_base_ = ["{DINOTXT_CONFIG}"]\n', ["model.context_length=abc"],
+     "(override): model.context_length='abc': expected int"),
+    (f'_base_ = ["{DINOTXT_CONFIG}"]\nmodel = dict(embed_dimm=8)\n', [],
+     "bad.py: model.embed_dimm: unknown key (did you mean embed_dim?)"),
+    (f'_base_ = ["{DINOTXT_CONFIG}"]\ndata = dict(type="captions")\n', [], "data.type='captions': expected"),
 ])
 def test_malformed_training_configs_are_one_line_before_anything_is_built(run_cli, tmp_path, body, overrides,
                                                                            expected):
