@@ -113,7 +113,7 @@ class ProtocolResult:
 class TrainedHead:
     """A head a run trained, as the official tools read it: ``state`` (official key layout, CPU tensors),
     ``layout`` (a registered head layout, ``dinobench_register_head_layouts``: which official files it becomes;
-    first-party: ``classifier``, ``segmentation``, ``depth``, ``detection``) and ``config`` (the official decoder
+    ``dinobench list`` shows them) and ``config`` (the official decoder
     config's fields, e.g. a depth ``DecoderConfig``)."""
 
     state: dict[str, Any]

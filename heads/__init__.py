@@ -1,4 +1,4 @@
-"""Task heads (pure PyTorch, CPU-runnable): linear segmentation, depth, DPT, Mask2Former, Plain-DETR."""
+"""Task heads (pure PyTorch, CPU-runnable), one folder or module per head family, and the parts they share."""
 
 
 def build_depther(backbone, **cfg):  # noqa: ANN001, ANN201 - thin lazy wrapper, see dinobench.heads.depther

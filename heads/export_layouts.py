@@ -7,8 +7,9 @@ registered by the families' plugins (``dinobench_register_head_layouts``):
   writes it; Mask2Former: the segmentor without its backbone) and ``config.yaml`` with the official
   ``decoder_head`` section and ``load_from``;
 - ``depth`` (linear / DPT / CHMv2): ``model_final.pth`` = ``{"model": decoder state}`` (what
-  ``make_depther_from_config`` loads) and ``config.yaml`` with ``decoder_head`` = the ``DecoderConfig`` fields;
-- ``detection`` (Plain-DETR): ``model_final.pth`` = ``{"model": detector without its backbone}``.
+  ``make_depther_from_config`` loads) and ``config.yaml`` with ``decoder_head`` = the ``DecoderConfig`` fields.
+
+A family whose head has a layout of its own keeps it beside the head and registers it from its plugin.
 """
 
 from __future__ import annotations
@@ -37,8 +38,3 @@ def decoder_files(state: dict[str, Any], config: dict[str, Any]) -> dict[str, ob
     """``model_final.pth`` and the ``config.yaml`` the official segmentation / depth evaluations read."""
     return {"model_final.pth": {"model": state},
             "config.yaml": _yaml({"decoder_head": config, "load_from": "model_final.pth"})}
-
-
-def detector_files(state: dict[str, Any], config: dict[str, Any]) -> dict[str, object]:
-    """``model_final.pth`` as the hub detector loads it."""
-    return {"model_final.pth": {"model": state}}

@@ -1,5 +1,5 @@
 """One-to-one query/target assignment (scipy's Hungarian ``linear_sum_assignment``), shared by the set-prediction
-criteria (Mask2Former, Plain-DETR): each supplies its cost matrix."""
+criteria: each supplies its cost matrix."""
 
 from __future__ import annotations
 

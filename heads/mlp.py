@@ -1,5 +1,4 @@
-"""The small MLP the query-based heads share (official name ``layers``): Mask2Former's mask embedding and
-Plain-DETR's box heads."""
+"""The small MLP the query-based heads share (official name ``layers``), e.g. Mask2Former's mask embedding."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 dataset reader (:mod:`dinobench.data.detection`)."""
 
 from dinobench.hookspecs import hookimpl
-from dinobench.registry import DatasetRegistry, HeadLayoutRegistry, ProtocolRegistry, SyntheticWriterRegistry
+from dinobench.registry import DatasetRegistry, HeadLayoutRegistry, HeadRegistry, ProtocolRegistry, SyntheticWriterRegistry
 
 
 @hookimpl
@@ -32,5 +32,16 @@ def dinobench_register_synthetic_writers(registry: SyntheticWriterRegistry) -> N
 @hookimpl
 def dinobench_register_head_layouts(registry: HeadLayoutRegistry) -> None:
     """The official files of the heads this family trains (``dinobench export --run``)."""
-    registry.add("detection", "dinobench.heads.export_layouts:detector_files",
+    registry.add("detection", "dinobench.heads.plain_detr.export:detector_files",
                  description="Plain-DETR without its backbone: model_final.pth")
+
+
+@hookimpl
+def dinobench_register_heads(registry: HeadRegistry) -> None:
+    """The released COCO Plain-DETR detector: the official ``hubconf.py`` entry, its
+    ``--cfg-options`` building the released architecture as the official hub builder does."""
+    registry.add("dinov3_vit7b16_de", backbone="vit7b16", tasks=["coco-plaindetr"],
+                 options={"protocol.head.n_windows_sqrt": 3},
+                 file="dinov3_vit7b16_coco2017_detr_head-b0235ff7.pth",
+                 backbone_file="dinov3_vit7b16_pretrain_lvd1689m-*.pth",
+                 description="COCO Plain-DETR detector (1500 + 1500 queries, 3x3 windows)")

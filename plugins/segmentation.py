@@ -2,7 +2,7 @@
 :mod:`dinobench.protocols.m2f_seg`)."""
 
 from dinobench.hookspecs import hookimpl
-from dinobench.registry import HeadLayoutRegistry, ProtocolRegistry
+from dinobench.registry import HeadLayoutRegistry, HeadRegistry, ProtocolRegistry
 
 
 @hookimpl
@@ -21,3 +21,14 @@ def dinobench_register_head_layouts(registry: HeadLayoutRegistry) -> None:
     """The official files of the heads this family trains (``dinobench export --run``)."""
     registry.add("segmentation", "dinobench.heads.export_layouts:decoder_files",
                  description="linear / Mask2Former segmentation head: model_final.pth + config.yaml")
+
+
+@hookimpl
+def dinobench_register_heads(registry: HeadRegistry) -> None:
+    """The released ADE20K Mask2Former segmentor: the official ``hubconf.py`` entry, its
+    ``--cfg-options`` building the released architecture as the official hub builder does."""
+    registry.add("dinov3_vit7b16_ms", backbone="vit7b16", tasks=["ade20k-m2f"],
+                 options={"protocol.head.hidden_dim": 2048},
+                 file="dinov3_vit7b16_ade20k_m2f_head-bf307cb1.pth",
+                 backbone_file="dinov3_vit7b16_pretrain_lvd1689m-*.pth",
+                 description="ADE20K Mask2Former segmentor with ViT-Adapter (hidden dim 2048)")

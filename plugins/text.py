@@ -3,7 +3,7 @@
 and the caption datasets (:mod:`dinobench.data.captions`)."""
 
 from dinobench.hookspecs import hookimpl
-from dinobench.registry import DatasetRegistry, ProtocolRegistry
+from dinobench.registry import DatasetRegistry, HeadRegistry, ProtocolRegistry
 
 
 @hookimpl
@@ -35,3 +35,14 @@ def dinobench_register_datasets(registry: DatasetRegistry) -> None:
                  options="dinobench.data.captions:CaptionCSVOptions",
                  transform="dinobench.data.transforms:ImageTransformConfig",
                  description="your captions: root/{train,val}.csv with image_path,caption")
+
+
+@hookimpl
+def dinobench_register_heads(registry: HeadRegistry) -> None:
+    """The released dino.txt vision head and text encoder: the official ``hubconf.py`` entry, its
+    ``--cfg-options`` building the released architecture as the official hub builder does."""
+    registry.add("dinov3_vitl16_dinotxt_tet1280d20h24l", backbone="vitl16",
+                 tasks=["imagenet-zeroshot", "ade20k-zeroshot", "coco-retrieval", "flickr30k-retrieval"],
+                 file="dinov3_vitl16_dinotxt_vision_head_and_text_encoder-a442d8f5.pth",
+                 backbone_file="dinov3_vitl16_pretrain_lvd1689m-*.pth",
+                 description="dino.txt vision head + 1280-d text encoder (zero-shot, retrieval, open-vocab seg)")

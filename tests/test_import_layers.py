@@ -257,7 +257,6 @@ ALLOWED_PROTOCOL_IMPORTS = {
     ("dinobench.protocols.depth", "dinobench.protocols.dense"),
     ("dinobench.protocols.linear_seg", "dinobench.protocols.dense"),
     ("dinobench.protocols.m2f_seg", "dinobench.protocols.dense"),
-    ("dinobench.protocols.plaindetr", "dinobench.protocols.dense"),
     ("dinobench.protocols.canopy", "dinobench.protocols.dense"),
     ("dinobench.protocols.canopy", "dinobench.protocols.depth"),
     ("dinobench.protocols.logreg", "dinobench.protocols.logreg_torch"),

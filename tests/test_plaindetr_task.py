@@ -65,3 +65,14 @@ def test_bad_detection_data_is_a_one_line_error(run_cli, tmp_path, output):
                            str(output), "--cfg-options", *smoke_options(TASK))
     assert code != 0 and "instances_val2017.json: annotation file missing" in err
     assert len(err.strip().splitlines()) == 1 and not list(Path(output).glob("vit_tiny/*/*/result.json"))
+
+
+def test_the_family_registers_its_head_layout_and_released_detector():
+    from dinobench.plugin_manager import get_registries
+    from dinobench.registry import resolve_object
+
+    registries = get_registries()
+    layout = registries.head_layouts.get("detection")
+    assert layout.source == "dinobench.plugins.detection"
+    assert resolve_object(layout.files)({"w": 1}, {}) == {"model_final.pth": {"model": {"w": 1}}}
+    assert registries.heads.get("dinov3_vit7b16_de").source == "dinobench.plugins.detection"

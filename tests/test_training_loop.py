@@ -118,7 +118,7 @@ class Nested(Dataset):
 
 
 def nested_collate(samples):
-    """A batch nested two levels deep (like detection targets): dict -> list of dicts of tensors."""
+    """A batch nested two levels deep (e.g. per-image box targets): dict -> list of dicts of tensors."""
     return {"inputs": {"x": torch.stack([s[0] for s in samples])},
             "targets": [{"label": torch.tensor([s[1]])} for s in samples]}
 

@@ -14,9 +14,6 @@ a joint ``transform`` (:mod:`dinobench.data.detection_transforms`) maps it to th
 
 from __future__ import annotations
 
-import contextlib
-import io
-import json
 import logging
 import math
 from dataclasses import dataclass
@@ -28,6 +25,7 @@ from torch.utils.data import Dataset
 
 from dinobench.backbones.loading import sha256_file
 from dinobench.data.base import fingerprint_of, load_rgb
+from dinobench.data.coco_format import load_coco
 from dinobench.data.dense import image_to_tensor
 from dinobench.errors import DataError
 from dinobench.typed_config import reader_options
@@ -48,23 +46,6 @@ class COCOOptions:
     label_mode: str = "category_id"
     max_train_samples: int | None = None  # only the first N images (sorted ids); None = all
     max_val_samples: int | None = None
-
-
-def load_coco(path: Path) -> Any:
-    """``pycocotools.coco.COCO`` of an annotation file (its progress prints silenced); one-line errors."""
-    from pycocotools.coco import COCO
-
-    if not path.is_file():
-        raise DataError(f"{path}: annotation file missing; expected a COCO instances json (annotations/"
-                        f"instances_<split>.json)")
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            return COCO(str(path))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: not valid JSON ({exc}); re-export the annotations") from None
-    except (KeyError, TypeError, AssertionError) as exc:
-        raise DataError(f"{path}: not a COCO instances file (missing {exc}); needs images, annotations, "
-                        f"categories") from None
 
 
 class DetectionDataset(Dataset):

@@ -121,7 +121,7 @@ def build_voc12(cfg: dict[str, Any], data_root: str | None) -> dict[str, Discove
 
 def build_coco20k(cfg: dict[str, Any], data_root: str | None) -> dict[str, DiscoveryImages]:
     """COCO20k (LOST's subset of COCO 2014 train) as split ``trainval``."""
-    from dinobench.data.detection import load_coco
+    from dinobench.data.coco_format import load_coco
 
     cfg = reader_options(COCO20kOptions, cfg)
     root = root_folder(cfg, data_root, "coco20k", "the COCO folder holding annotations/ and train2014/")

@@ -27,10 +27,9 @@ from torch import Tensor, nn
 from dinobench.context import RunContext
 from dinobench.data.canopy import CanopyTransform
 from dinobench.metrics.dense import CanopyHeightMetric
-from dinobench.protocols.dense import transform_sections
 from dinobench.protocols.depth import DepthInferenceConfig, DPTDepthProtocol, DPTHeadConfig, predict_depth
 from dinobench.visualize import colorize_depth
-from dinobench.templates.trained_head import TrainedHeadConfig
+from dinobench.templates.trained_head import TrainedHeadConfig, transform_sections
 
 
 @dataclass

@@ -13,10 +13,9 @@ from torch import Tensor, nn
 
 from dinobench.context import RunContext
 from dinobench.data.dense_transforms import build_seg_eval_transform, build_seg_train_transform
-from dinobench.errors import ConfigError
 from dinobench.heads.necks import OFFICIAL_LAYER_SETS, resolve_layers
 from dinobench.metrics.dense import SegmentationMetric
-from dinobench.templates.trained_head import TrainedHeadProtocol
+from dinobench.templates.trained_head import TrainedHeadProtocol, transform_sections
 from dinobench.visualize import colorize_mask
 
 
@@ -37,16 +36,6 @@ class InferenceConfig:
     mode: Literal["whole", "slide"] = "whole"
     crop_size: int | list[int] = 512
     stride: int | list[int] = 341
-
-
-def transform_sections(cfg: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """``transform.train`` and ``transform.eval`` of a dense task config (both required)."""
-    transform = cfg.get("transform") or {}
-    missing = [k for k in ("train", "eval") if not isinstance(transform.get(k), dict)]
-    if missing:
-        raise ConfigError(f"dense task config needs transform=dict(train=dict(...), eval=dict(...)); "
-                          f"missing transform.{missing[0]}")
-    return transform
 
 
 class DenseProtocol(TrainedHeadProtocol):

@@ -29,11 +29,10 @@ from dinobench.errors import ConfigError
 from dinobench.heads.plain_detr import PlainDetrCriterion, build_plain_detr, postprocess
 from dinobench.heads.plain_detr.boxes import xyxy_to_cxcywh
 from dinobench.protocol import TrainedHead
-from dinobench.protocols.dense import transform_sections
 from dinobench.training.head import frozen_prefixes
 from dinobench.utils.seeding import seed_from
 from dinobench.visualize import denormalize_image, draw_boxes
-from dinobench.templates.trained_head import TrainedHeadConfig, TrainedHeadProtocol
+from dinobench.templates.trained_head import TrainedHeadConfig, TrainedHeadProtocol, transform_sections
 
 
 @dataclass

@@ -7,7 +7,6 @@
   floor; depth is exact (metres -> uint16 millimetre PNG), texture scale and brightness fall off
   with depth so a linear head can learn it; in the NYU/BTS layout with split files or the generic
   ``depth_folder`` layout;
-* detection: textured objects with exact boxes in the COCO layout (:mod:`dinobench.synthetic.coco`);
 * retrieval (revisited Oxford/Paris, query/database folders) and foreground masks
   (:mod:`dinobench.synthetic.retrieval`; for the revisited kinds ``--n-train`` is the database size
   and ``--n-val`` the number of queries);

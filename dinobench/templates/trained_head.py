@@ -1,7 +1,7 @@
 """The trained-head template: data -> joint transform -> backbone / neck / head -> the one engine -> sharded metric
 -> figures -> the head in its official layout.
 
-Linear segmentation, Mask2Former, linear and DPT depth, canopy height and Plain-DETR are this skeleton with
+Every first-party trained-head family (segmentation, depth, canopy height, ...) is this skeleton with
 different transforms, heads, losses and metrics. A family subclasses :class:`TrainedHeadProtocol` (its ``Config``
 subclassing :class:`TrainedHeadConfig`) and fills in
 
@@ -32,6 +32,7 @@ from PIL import Image
 from torch import Tensor, nn
 
 from dinobench.context import RunContext
+from dinobench.errors import ConfigError
 from dinobench.heads.model import BackboneNeckHead
 from dinobench.heads.necks import IntermediateLayers, Neck
 from dinobench.heads.weights import load_head_state, read_head_state
@@ -41,6 +42,17 @@ from dinobench.training.head import frozen_prefixes
 from dinobench.utils.io import safe_component
 from dinobench.utils.seeding import seed_from
 from dinobench.visualize import denormalize_image, side_by_side
+
+
+def transform_sections(cfg: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """``transform.train`` and ``transform.eval`` of a trained-head task config (both required): the joint
+    transforms of training and evaluation."""
+    transform = cfg.get("transform") or {}
+    missing = [k for k in ("train", "eval") if not isinstance(transform.get(k), dict)]
+    if missing:
+        raise ConfigError(f"a trained-head task config needs transform=dict(train=dict(...), eval=dict(...)); "
+                          f"missing transform.{missing[0]}")
+    return transform
 
 
 @dataclass
@@ -136,7 +148,7 @@ class TrainedHeadProtocol(Protocol):
     def build_model(self, ctx: RunContext, train_set: Any) -> nn.Module:
         """The one model hook (default ``BackboneNeckHead(make_neck(), make_head())``); the head's initial weights
         depend on the seed only; ``backbone.finetune`` / ``backbone.layer_decay`` from the config. A family whose
-        model is not backbone -> neck -> head (a segmentor, a detector) overrides this and gives its model the
+        model is not backbone -> neck -> head (e.g. a segmentor) overrides this and gives its model the
         duck contract the engine reads: ``frozen_backbone``, ``trainable_modules()``, ``param_groups()``."""
         neck = self.make_neck(ctx.backbone)
         with torch.random.fork_rng(devices=[]):
@@ -200,7 +212,7 @@ class TrainedHeadProtocol(Protocol):
 
     def official_state(self, model: nn.Module) -> dict[str, Any]:
         """The trained part's state dict on CPU: ``model.head``'s for backbone -> neck -> head models, else the
-        model's without its frozen backbone (a segmentor or detector in the official layout)."""
+        model's without its frozen backbone (e.g. a segmentor in the official layout)."""
         if isinstance(model, BackboneNeckHead):
             state, frozen = model.head.state_dict(), ()
         else:

@@ -44,7 +44,7 @@ def _finetuned(model: nn.Module) -> bool:
 
 
 def frozen_prefixes(model: nn.Module) -> tuple[str, ...]:
-    """State-dict prefixes of the frozen backbone - ``model.frozen_backbone`` if the model names it (a detector
+    """State-dict prefixes of the frozen backbone - ``model.frozen_backbone`` if the model names it (a model
     whose ``backbone`` wraps it with trainable parts), else ``model.backbone`` - wherever it is registered
     (``backbone.``, or e.g. ``segmentation_model.0.backbone.``): not part of a head checkpoint."""
     backbone = getattr(model, "frozen_backbone", None)
