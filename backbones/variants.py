@@ -76,7 +76,7 @@ DINOV2_VIT: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
 }
 
 #: parameter count of every variant at its registered size, so that ``dinobench list`` needs no torch;
-#: ``tests/test_backbone_registry.py`` checks each against the model built on the meta device.
+#: ``tests/backbones/test_backbone_registry.py`` checks each against the model built on the meta device.
 PARAMETER_COUNTS: dict[str, int] = {
     "vits16": 21_601_152, "vits16plus": 28_697_472, "vitb16": 85_669_632, "vitl16": 303_154_176,
     "vitl16plus": 403_915_776, "vith16plus": 840_633_600, "vit7b16": 6_716_043_264,

@@ -194,7 +194,7 @@ def _literal_config(path: Path, depth: int = 0) -> dict[str, Any]:
 def task_summary(source: str | Path | Mapping[str, Any]) -> dict[str, Any]:
     """What ``dinobench list tasks`` shows of a task: ``protocol`` (type), ``datasets`` (reader types) and
     ``description``. A config file of literal assignments is read with ``ast`` (no mmengine import: listing stays
-    fast); anything else is loaded like a run loads it. ``tests/test_typed_sections.py`` checks both agree on every
+    fast); anything else is loaded like a run loads it. ``tests/core/test_typed_sections.py`` checks both agree on every
     shipped task."""
     cfg: dict[str, Any]
     if isinstance(source, Mapping):

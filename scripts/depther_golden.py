@@ -7,7 +7,7 @@ design, the CHMv2 head's design and its exact released configuration, and a line
 ``make_depther_from_config(backbone, DecoderConfig(**cfg))`` around a tiny dinobench ViT (patch 16, dim 64,
 4 blocks), fills the decoder with :func:`dinobench.testing.deterministic_fill` (values depend on key names only),
 runs its forward in float32 without autocast on a fixed odd-sized batch (centre padding is exercised), and saves
-the decoder's key layout and the depth maps. tests/test_depther.py builds the same models with
+the decoder's key layout and the depth maps. tests/depth/test_depther.py builds the same models with
 ``dinobench.heads.build_depther``, fills them the same way and compares. Needs ``torchmetrics`` and ``omegaconf``.
 """
 

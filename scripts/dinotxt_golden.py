@@ -7,7 +7,7 @@ at toy size - a tiny dinobench DINOv3 ViT (patch 16, dim 64, 4 blocks) and an of
 (dim 64, 2 heads, 2 layers, context 77) - fills every tensor with :func:`dinobench.testing.deterministic_fill`,
 and records in float32 on the CPU: the key layout, ``encode_image``, ``encode_image_with_patch_tokens`` and
 ``encode_text`` outputs on fixed inputs, and the official tokenizer's ids for a varied set of strings (the
-vocabulary: the copy in ``open_clip_torch``). tests/test_dinotxt.py rebuilds it with dinobench's code and
+vocabulary: the copy in ``open_clip_torch``). tests/text/test_dinotxt.py rebuilds it with dinobench's code and
 compares. Needs ``torchmetrics`` and ``omegaconf`` (imported by the official package), not a GPU.
 """
 

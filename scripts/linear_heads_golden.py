@@ -12,7 +12,7 @@ Two released linear layouts on a tiny dinobench ViT (patch 16, dim 64, 4 blocks,
   over the last layer's patch map; saved: its keys under ``segmentation_model.1.`` (as ``model_final.pth`` holds
   them) and its ``predict`` logits.
 
-tests/test_official_heads.py fills dinobench's models the same way and compares. Needs ``omegaconf``.
+tests/core/test_official_heads.py fills dinobench's models the same way and compares. Needs ``omegaconf``.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ CUDA) is replaced by the same argmax of ``predict_proba``. Needs ``torchmetrics`
   thread count moves the smallest top-2 probability margin, 1.5e-5, by 3e-11).
 - ``ill_conditioned``: :func:`ill_conditioned_features`, where lbfgs stops at ``max_iter`` for large C, so its end
   point follows the CPU's BLAS kernels (top-1 88.0 on an AVX-512 Xeon, 89.33 on an AMD EPYC, same C). Only the
-  machine-independent part is stored (the held-out rows, in order); tests/test_logreg.py checks on its own
+  machine-independent part is stored (the held-out rows, in order); tests/classification/test_logreg.py checks on its own
   machine that dinobench takes the official code's path there (same fits, same order, same numbers).
 """
 

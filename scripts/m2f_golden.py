@@ -6,7 +6,7 @@ Builds the official ``build_segmentation_decoder(backbone, decoder_type="m2f", h
 around a tiny dinobench DINOv3 ViT (patch 16, dim 64, 4 blocks), fills every tensor with
 :func:`dinobench.testing.deterministic_fill` (values depend on key names only), runs the official
 ``predict`` on fixed inputs in float32 on the CPU, and saves the key layout (names and shapes) and the
-outputs. tests/test_mask2former.py rebuilds the same model with dinobench's code, fills it the same way and
+outputs. tests/segmentation/test_mask2former.py rebuilds the same model with dinobench's code, fills it the same way and
 compares. Needs ``torchmetrics`` and ``omegaconf`` (imported by the official eval package), not a GPU.
 """
 

@@ -9,14 +9,14 @@ proposals; the official global decoder needs two-stage box references), builds t
 4 blocks), fills every tensor with :func:`dinobench.testing.deterministic_fill`, and records on the CPU: the
 state-dict key layout, the eval-mode outputs of all queries on two differently sized images (padding exercised),
 the hub's inference outputs (one-to-one queries only) and the official ``PostProcess`` results.
-tests/test_plain_detr.py rebuilds each with dinobench's code and compares. Needs ``torchmetrics`` and
+tests/detection/test_plain_detr.py rebuilds each with dinobench's code and compares. Needs ``torchmetrics`` and
 ``omegaconf`` (imported by the official eval package), not a GPU.
 
 The outputs are computed in float64 (:data:`DTYPE`, model and images): in float32 this random-weight detector's
 rounding error reaches 1.8e-3 on box coordinates of ~90 px (float32 vs float64 of the same code), so float32
 values differ between CPUs by up to 7.9e-4 (an AVX-512 Xeon against an AMD EPYC, same code) and no tolerance
 could tell a real difference from a CPU's. In float64 dinobench equals the official code bit for bit on one
-machine, and the tolerances of tests/test_plain_detr.py (see ``TOLERANCES`` there) are justified by measured
+machine, and the tolerances of tests/detection/test_plain_detr.py (see ``TOLERANCES`` there) are justified by measured
 float64 differences between CPU kernels.
 """
 

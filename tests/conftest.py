@@ -12,8 +12,13 @@ os.environ.setdefault("DINOBENCH_PRECISION", "float32")
 
 import atexit  # noqa: E402
 from contextlib import contextmanager  # noqa: E402
+from pathlib import Path  # noqa: E402
 import shutil  # noqa: E402
 import tempfile  # noqa: E402
+
+#: the repository root and the shared golden fixtures (tests live in tests/<family>/)
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = REPO / "tests" / "fixtures"
 
 # never ~/.cache in tests: a forward-counting test must not see a hit left by an earlier session;
 # removed at exit so that repeated runs do not fill the disk

@@ -17,7 +17,7 @@ Splits: with a ``test`` split, select on ``val`` and report on ``test``; otherwi
 official train/val only) hold out 10% of train per class (official ``split_train_val_datasets``: a seed-0
 shuffle, ``protocol.split_seed``), fit in the shuffled order, refit on fit + held-out rows in that order, report
 on ``val``. The C values are the official float32 grid's. On the same features the selected C and predictions
-equal the official code's (tests/test_logreg.py, golden fixture from scripts/logreg_golden.py).
+equal the official code's (tests/classification/test_logreg.py, golden fixture from scripts/logreg_golden.py).
 """
 
 from __future__ import annotations

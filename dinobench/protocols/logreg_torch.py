@@ -10,7 +10,7 @@ once on the device (float64 on CPU; float32 or float64 on GPU) with all cores in
 
 Stopping: scipy's rule (relative objective decrease ``<= ftol``) measured over windows of 10 iterations, with
 ``ftol = 1e-10`` instead of scikit-learn's ``64 * eps``: on well-conditioned features every C's selection accuracy
-then equals scikit-learn's (tests/test_logreg.py); max-abs gradient ``<= gtol``; or ``max_iter`` iterations.
+then equals scikit-learn's (tests/classification/test_logreg.py); max-abs gradient ``<= gtol``; or ``max_iter`` iterations.
 """
 
 from __future__ import annotations

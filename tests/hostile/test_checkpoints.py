@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import save_file
 
 from conftest import TINY, TINY_OPTIONS
-from test_dense_tasks import smoke_options
+from helpers import smoke_options
 
 import dinobench
 from dinobench.synthetic.dense import write_synthetic_ade20k

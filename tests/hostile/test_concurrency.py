@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from conftest import TINY_OPTIONS
-from test_dense_tasks import smoke_options
+from helpers import smoke_options
 
 from dinobench.synthetic.dense import write_synthetic_ade20k
 

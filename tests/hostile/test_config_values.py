@@ -53,7 +53,7 @@ def test_k_above_the_train_split_is_said_once(caplog):
 
 @pytest.mark.parametrize("tolerance", ["top1=abc", "top1=-1", "top1=nan", "top1=inf", "=2", "top1"])
 def test_check_tolerance_values_are_typed(run_cli, tmp_path, tolerance):
-    from test_leaderboard import make_result
+    from helpers import make_result
 
     from dinobench.results import write_jsonl
 

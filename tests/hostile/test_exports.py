@@ -4,7 +4,7 @@ import csv
 import io
 import re
 
-from test_leaderboard import make_result
+from helpers import make_result
 
 from dinobench.report import csv_safe, md_escape
 from dinobench.results import write_result

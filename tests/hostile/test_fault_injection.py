@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from conftest import TINY
-from test_head_engine import CFG, ToySegmentation, seg_loss
-from test_ssl_train import CONFIG, FAST
+from helpers import CFG, ToySegmentation, seg_loss
+from helpers import CONFIG, FAST
 
 import dinobench
 from dinobench.heads.linear_seg import LinearSegHead

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from test_leaderboard import make_result
+from helpers import make_result
 
 from dinobench.config import GLOBAL_RUNTIME_KEYS, apply_options, parse_options, protocol_hash
 from dinobench.errors import ConfigError

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from test_leaderboard import make_result
+from helpers import make_result
 
 from dinobench.results import Result, validate_record, write_jsonl
 
