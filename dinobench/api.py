@@ -13,6 +13,8 @@ actually runs.
   :func:`resolve_section`
 - data layouts: :func:`root_folder`, :func:`require_dir`, :func:`images_in`, :func:`pair_by_stem` (one-line
   DataErrors naming the path)
+- joint transforms (torchvision v2 over ``tv_tensors``): :class:`JointTransform` and the steps the first-party
+  families use, :class:`Rescale`, :class:`RandomCrop`, :class:`PadTo`, :class:`RandomRotation`, :class:`ImageOnly`
 - the engine: :func:`train_head`, :class:`TrainConfig`, :func:`evaluate_sharded`, :class:`MergeableMetric`
 - models: :class:`BackboneNeckHead`, :class:`Neck`, :func:`check_backbone`
 - metrics: :func:`topk_accuracy`, :func:`knn_class_scores`
@@ -42,6 +44,12 @@ _EXPORTS = {
     "images_in": "dinobench.data.layout",
     "pair_by_stem": "dinobench.data.layout",
     "resolve_section": "dinobench.typed_config",
+    "JointTransform": "dinobench.data.joint",
+    "Rescale": "dinobench.data.joint",
+    "RandomCrop": "dinobench.data.joint",
+    "PadTo": "dinobench.data.joint",
+    "RandomRotation": "dinobench.data.joint",
+    "ImageOnly": "dinobench.data.joint",
     "train_head": "dinobench.training.head",
     "TrainConfig": "dinobench.training.config",
     "evaluate_sharded": "dinobench.metrics.sharded",
@@ -64,6 +72,7 @@ __all__ = sorted(_EXPORTS)
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time each name is imported on first use
     from dinobench.backbones.contract import check_backbone
     from dinobench.context import RunContext
+    from dinobench.data.joint import ImageOnly, JointTransform, PadTo, RandomCrop, RandomRotation, Rescale
     from dinobench.data.layout import images_in, pair_by_stem, require_dir, root_folder
     from dinobench.errors import ConfigError, DataError, DinobenchError, PluginError
     from dinobench.heads.model import BackboneNeckHead

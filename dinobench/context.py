@@ -65,16 +65,23 @@ class RunContext:
     eval_transforms: dict[str, Any] = field(default_factory=dict)
     #: dataset name -> registered dataset type (part of its cache key)
     dataset_types: dict[str, str] = field(default_factory=dict)
-    #: dotted config keys that change evaluation only (left out of training run keys)
-    eval_only_keys: tuple[str, ...] = ()
-    #: dotted ``file_keys`` of the protocol -> {"path", "sha256"} (the runner checks and hashes them)
-    input_files: dict[str, dict[str, str]] = field(default_factory=dict)
     #: the feature kinds a protocol may ask for by name (the runner passes the registry it resolved; None: the
     #: built-in kinds only, :mod:`dinobench.features.builtin`)
     feature_kinds: Any = None
     #: the run's :class:`dinobench.identity.RunIdentity` (protocol hash, runtime and eval-only keys), computed once
     identity: Any = None
     _features: dict[tuple[str, str, str], Any] = field(default_factory=dict)
+
+    @property
+    def eval_only_keys(self) -> tuple[str, ...]:
+        """Dotted config keys that change evaluation only (left out of training run keys): the run identity's."""
+        return () if self.identity is None else tuple(self.identity.eval_only_keys)
+
+    @property
+    def input_files(self) -> dict[str, dict[str, str]]:
+        """Dotted ``file_keys`` of the protocol -> {"path", "sha256"} (checked and hashed by the runner): the run
+        identity's."""
+        return {} if self.identity is None else self.identity.input_files
 
     @property
     def image_mean(self) -> tuple[float, ...]:

@@ -29,7 +29,7 @@ from dinobench.features import backbone_key_payload, cache_root
 from dinobench.plugin_manager import _distribution_of, get_plugin_manager, get_registries
 from dinobench.protocol import DatasetLike, Protocol, ProtocolResult
 from dinobench.registry import resolve_object
-from dinobench.tasks import find_task, is_task_file, load_task_config
+from dinobench.tasks import TaskSource, find_task, load_task_config
 from dinobench.results import MainMetric, Result, environment, safe_component, write_result
 from dinobench.training import train_config
 from dinobench.training.optim import use_registered as use_registered_optimizers
@@ -131,10 +131,14 @@ def _default_sections(cfg: dict[str, Any]) -> None:
 def resolve_task(task: str, options: Mapping[str, Any] | list[str] | None) -> dict[str, Any]:
     """The task's resolved config (a registered name or a task file, :func:`dinobench.tasks.find_task`): defaults
     filled in, ``options`` applied, every section checked; an error names the task (file) and the key."""
+    return _resolve(find_task(task, get_registries()), options)
+
+
+def _resolve(source: TaskSource, options: Mapping[str, Any] | list[str] | None) -> dict[str, Any]:
+    """:func:`resolve_task` of a found task."""
     registries = get_registries()
     use_registered_schedules(registries.schedules)  # plugins' schedules and optimizers, for the train section
     use_registered_optimizers(registries.optimizers)
-    source = find_task(task, registries)
     cfg = load_task_config(source.config)
     _check_sections(cfg, source.where)
     _default_sections(cfg)
@@ -145,7 +149,7 @@ def resolve_task(task: str, options: Mapping[str, Any] | list[str] | None) -> di
         _check_sections(cfg, source.where)
         return _validated(cfg)
     except ConfigError as exc:  # a user's own task file: the error names it first
-        if not is_task_file(task) or str(exc).startswith(source.where):
+        if not source.user_file or str(exc).startswith(source.where):
             raise
         raise ConfigError(f"{source.where}: {exc}") from None
 
@@ -258,8 +262,8 @@ def _run(backbone: str, task: str, weights: str | None, data_root: str | None, o
     t_start = time.perf_counter()
     registries = get_registries()
     backbone_spec = registries.backbones.get(backbone)  # fail fast on unknown names
-    cfg = resolve_task(task, options)
-    task = find_task(task, registries).name  # a task file's name is its stem
+    source = find_task(task, registries)  # a registered name or a task file (whose name is its stem)
+    cfg, task = _resolve(source, options), source.name
     protocol_cls = protocol_class(cfg["protocol"]["type"])
     protocol_spec = registries.protocols.get(cfg["protocol"]["type"])
     protocol = protocol_cls(cfg["protocol"])  # value checks before any data is read
@@ -301,12 +305,9 @@ def _run(backbone: str, task: str, weights: str | None, data_root: str | None, o
                                             if backbone_spec.source else ""))
     run_identity = identity.RunIdentity.of(cfg, protocol_cls, datasets, files)
     ctx = RunContext(task=task, cfg=cfg, backbone=model, datasets=datasets, device=device, seed=seed,
-                     precision=precision,
-                     cache_payload=cache_payload, output_dir=Path(output_dir), backbone_name=backbone,
-                     weights_sha256=weights_sha, dataset_types=dataset_types,
-                     eval_only_keys=run_identity.eval_only_keys, input_files=run_identity.input_files,
-                     feature_kinds=registries.feature_kinds, identity=run_identity,
-                     eval_transforms=cached_transforms)
+                     precision=precision, cache_payload=cache_payload, output_dir=Path(output_dir),
+                     backbone_name=backbone, weights_sha256=weights_sha, dataset_types=dataset_types,
+                     feature_kinds=registries.feature_kinds, identity=run_identity, eval_transforms=cached_transforms)
     if save_predictions:
         Path(output_dir).mkdir(parents=True, exist_ok=True)
         ctx.predictions_dir = Path(tempfile.mkdtemp(prefix=".predictions-", dir=output_dir))

@@ -35,6 +35,7 @@ class TaskSource:
     name: str
     config: str | Path | Mapping[str, Any]
     where: str
+    user_file: bool = False  # given as ``--task PATH.py`` (errors name the file first)
 
 
 def is_task_file(task: str) -> bool:
@@ -73,7 +74,7 @@ def find_task(task: str, registries: "Registries") -> TaskSource:
         if not path.is_file():
             raise ConfigError(f"--task {task}: no such task file; pass an existing .py task config or a task name "
                               "(dinobench list tasks)")
-        return TaskSource(path.stem, path.resolve(), f"task file {path}")
+        return TaskSource(path.stem, path.resolve(), f"task file {path}", user_file=True)
     spec = registries.tasks.get(task)
     where = f"task {task!r}" + ("" if isinstance(spec.config, Mapping) else f" ({spec.config})")
     return TaskSource(spec.name, spec.config, where)

@@ -1,6 +1,6 @@
 """Registers dino.txt evaluation: zero-shot classification (:mod:`dinobench.protocols.zeroshot`) and segmentation
 (:mod:`dinobench.protocols.zeroshot_seg`), image <-> text retrieval (:mod:`dinobench.protocols.retrieval_text`)
-and the caption datasets (:mod:`dinobench.data.captions`)."""
+and the caption datasets (:mod:`dinobench.text.captions`)."""
 
 from dinobench.hookspecs import hookimpl
 from dinobench.registry import DatasetRegistry, HeadRegistry, ProtocolRegistry
@@ -22,17 +22,17 @@ def dinobench_register_protocols(registry: ProtocolRegistry) -> None:
 @hookimpl
 def dinobench_register_datasets(registry: DatasetRegistry) -> None:
     """Image-caption datasets."""
-    registry.add("coco_captions", "dinobench.data.captions:build_coco_captions",
-                 options="dinobench.data.captions:COCOCaptionsOptions",
+    registry.add("coco_captions", "dinobench.text.captions:build_coco_captions",
+                 options="dinobench.text.captions:COCOCaptionsOptions",
                  transform="dinobench.data.transforms:ImageTransformConfig",
                  description="COCO Captions: annotations/captions_{train,val}2017.json + train2017/ + val2017/")
-    registry.add("karpathy_captions", "dinobench.data.captions:build_karpathy_captions",
-                 options="dinobench.data.captions:KarpathyCaptionsOptions",
+    registry.add("karpathy_captions", "dinobench.text.captions:build_karpathy_captions",
+                 options="dinobench.text.captions:KarpathyCaptionsOptions",
                  transform="dinobench.data.transforms:ImageTransformConfig",
                  description="Karpathy splits: dataset_flickr30k.json + flickr30k-images/ (or dataset_coco.json, "
                              "COCO 5k); val = the test split")
-    registry.add("caption_csv", "dinobench.data.captions:build_caption_csv",
-                 options="dinobench.data.captions:CaptionCSVOptions",
+    registry.add("caption_csv", "dinobench.text.captions:build_caption_csv",
+                 options="dinobench.text.captions:CaptionCSVOptions",
                  transform="dinobench.data.transforms:ImageTransformConfig",
                  description="your captions: root/{train,val}.csv with image_path,caption")
 

@@ -23,10 +23,11 @@ import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
+from torchvision.transforms import v2
 
 from dinobench.data.base import fingerprint_of
+from dinobench.data.joint import JointTransform, RandomCrop, normalize
 from dinobench.data.layout import file_listing, first_samples, require_dir, root_folder
-from dinobench.data.dense_transforms import normalize
 from dinobench.errors import ConfigError, DataError
 from dinobench.typed_config import reader_options
 
@@ -165,27 +166,16 @@ class CanopyDataset(Dataset):
                 "height_scale": self.height_scale, "nodata": self.nodata}
 
 
-class CanopyTransform:
+class CanopyTransform(JointTransform):
     """Normalise the image; in training also flip (h / v) and randomly crop image and heights together."""
 
     def __init__(self, mean: Sequence[float], std: Sequence[float], train: bool = False,
                  crop_size: int | None = None) -> None:
-        self.mean, self.std, self.train, self.crop_size = tuple(mean), tuple(std), train, crop_size
-
-    def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
-        image, height = sample["image"], sample["height"]
-        if self.train:
-            for dim in (-1, -2):
-                if torch.rand(()) < 0.5:
-                    image, height = image.flip(dim), height.flip(dim)
-            if self.crop_size:
-                h, w = height.shape
-                side_h, side_w = min(self.crop_size, h), min(self.crop_size, w)
-                top = int(torch.randint(0, h - side_h + 1, ()))
-                left = int(torch.randint(0, w - side_w + 1, ()))
-                image = image[:, top:top + side_h, left:left + side_w]
-                height = height[top:top + side_h, left:left + side_w]
-        return {**sample, "image": normalize(image, self.mean, self.std).contiguous(), "height": height.contiguous()}
+        self.train, self.crop_size = train, crop_size
+        steps: list[Any] = [v2.RandomHorizontalFlip(0.5), v2.RandomVerticalFlip(0.5)] if train else []
+        if train and crop_size:
+            steps.append(RandomCrop((int(crop_size), int(crop_size))))
+        super().__init__([*steps, normalize(mean, std)], keys=("image", "height"))
 
 
 def _pairs(images_dir: Path, heights_dir: Path) -> list[tuple[str, str]]:

@@ -1,8 +1,9 @@
 """Joint image + target transforms for the dense protocols (DINOv3 / mmseg semantics, torch RNG).
 
 They act on the sample dicts of :mod:`dinobench.data.dense` (``image`` float [3, H, W] in [0, 1],
-``mask`` long [H, W] or ``depth`` float [H, W]) and return a new dict. All randomness comes from
-torch's global RNG (DataLoader workers get derived seeds), so a seeded run repeats exactly.
+``mask`` long [H, W] or ``depth`` float [H, W]) and return a new dict; each is a pipeline of the one
+joint-transform system (:mod:`dinobench.data.joint`: torchvision v2 over ``tv_tensors.Image`` / ``Mask``).
+All randomness comes from torch's global RNG (seeded per sample by the engine), so a seeded run repeats exactly.
 
 Segmentation, train (DINOv3 ADE20K linear): resize -> random crop (``cat_max_ratio``) -> flip ->
 photometric distortion -> normalise -> pad to ``crop_size`` (image 0, mask ``ignore_index``).
@@ -22,11 +23,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-import torch
-import torch.nn.functional as F
-from torchvision.transforms import InterpolationMode
-from torchvision.transforms import functional as TF
+from functools import partial
 
+import torch
+from torchvision.transforms import functional as TF
+from torchvision.transforms import v2
+
+from dinobench.data.joint import (CatMaxRatioCrop, FixedCrop, ImageOnly, JointTransform, PadTo, RandomCrop,
+                                  RandomRotation, Rescale, coin, uniform)
+from dinobench.data.joint import normalize as joint_normalize
 from dinobench.errors import ConfigError
 from dinobench.typed_config import reader_options
 
@@ -119,14 +124,6 @@ class CanopyTransformConfig:
 
 
 # ----------------------------------------------------------------------------- helpers
-def _uniform(lo: float, hi: float) -> float:
-    return float(lo + (hi - lo) * torch.rand(()).item())
-
-
-def _coin(p: float) -> bool:
-    return bool(torch.rand(()).item() < p)
-
-
 def _pair(value: Any, key: str) -> tuple[int, int]:
     if isinstance(value, int):
         return value, value
@@ -151,70 +148,66 @@ def scaled_size(height: int, width: int, scale: Any, ratio: float = 1.0) -> tupl
     raise ConfigError(f"transform scale={scale!r}: expected an int (short side), [long, short] or None")
 
 
-def resize_image(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Bilinear (antialiased) resize of a [C, H, W] float image."""
-    if tuple(image.shape[-2:]) == tuple(size):
-        return image
-    return TF.resize(image, list(size), interpolation=InterpolationMode.BILINEAR, antialias=True)
-
-
-def resize_nearest(target: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Nearest-neighbour resize of an [H, W] mask or depth map (no value is invented)."""
-    if tuple(target.shape[-2:]) == tuple(size):
-        return target
-    out = F.interpolate(target[None, None].float(), size=size, mode="nearest")[0, 0]
-    return out.to(target.dtype)
+def _scale_to(scale: Any) -> Any:
+    """``(H, W, ratio) -> size`` of ``scale`` for :class:`~dinobench.data.joint.Rescale` (checked now)."""
+    scaled_size(64, 64, scale)
+    return lambda height, width, ratio: scaled_size(height, width, scale, ratio)
 
 
 def normalize(image: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """``(image - mean) / std`` per channel (``mean``/``std`` on the [0, 1] scale)."""
+    """``(image - mean) / std`` per channel (``mean``/``std`` on the [0, 1] scale), for a plain tensor."""
     m = torch.as_tensor(mean, dtype=image.dtype).view(-1, 1, 1)
     s = torch.as_tensor(std, dtype=image.dtype).view(-1, 1, 1)
     return (image - m) / s
 
 
-def _random_offsets(height: int, width: int, crop: tuple[int, int]) -> tuple[int, int]:
-    oy = int(torch.randint(0, max(height - crop[0], 0) + 1, ()).item())
-    ox = int(torch.randint(0, max(width - crop[1], 0) + 1, ()).item())
-    return oy, ox
-
-
-def _pad_to(t: torch.Tensor, size: tuple[int, int], value: float) -> torch.Tensor:
-    dh, dw = max(size[0] - t.shape[-2], 0), max(size[1] - t.shape[-1], 0)
-    return F.pad(t, (0, dw, 0, dh), value=value) if dh or dw else t
-
-
 def photometric_distortion(image: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
     """DINOv3/mmseg PhotoMetricDistortion on a [0, 1] image: brightness, contrast (first or last),
-    saturation, hue -- each applied with probability 0.5."""
+    saturation, hue -- each applied with probability 0.5. (torchvision's v1 colour kernels: v2's differ by
+    one float32 ulp, and these keep the released numbers bit for bit.)"""
     p = {**PHOTOMETRIC_DEFAULTS, **params}
-    if _coin(0.5):
-        image = (image + _uniform(-p["brightness_delta"], p["brightness_delta"]) / 255.0).clamp(0, 1)
-    contrast_first = _coin(0.5)
+    if coin(0.5):
+        image = (image + uniform(-p["brightness_delta"], p["brightness_delta"]) / 255.0).clamp(0, 1)
+    contrast_first = coin(0.5)
 
     def contrast(img: torch.Tensor) -> torch.Tensor:
-        return (img * _uniform(*p["contrast_range"])).clamp(0, 1) if _coin(0.5) else img
+        return (img * uniform(*p["contrast_range"])).clamp(0, 1) if coin(0.5) else img
 
     if contrast_first:
         image = contrast(image)
-    if _coin(0.5):
-        image = TF.adjust_saturation(image, _uniform(*p["saturation_range"])).clamp(0, 1)
-    if _coin(0.5):
-        image = TF.adjust_hue(image, _uniform(*p["hue_range"]))
+    if coin(0.5):
+        image = TF.adjust_saturation(image, uniform(*p["saturation_range"])).clamp(0, 1)
+    if coin(0.5):
+        image = TF.adjust_hue(image, uniform(*p["hue_range"]))
     if not contrast_first:
         image = contrast(image)
     return image
 
 
-def nyu_fixed_crop(t: torch.Tensor) -> torch.Tensor:
-    """DINOv3's NYUCrop (x 43:608, y 45:472 on 480x640), bounds scaled proportionally to the size."""
-    h, w = t.shape[-2:]
-    x1, y1, x2, y2 = NYU_TRAIN_CROP_480x640
-    return t[..., int(y1 / 480 * h):int(y2 / 480 * h), int(x1 / 640 * w):int(x2 / 640 * w)]
+def color_aug(image: torch.Tensor, c: dict[str, Any]) -> torch.Tensor:
+    """DINOv3's depth ColorAug: with probability ``prob``, gamma, brightness and per-channel colour factors."""
+    if not coin(c["prob"]):
+        return image
+    s = float(c["gamma_scale"])
+    image = (image * s) ** uniform(*c["gamma_range"]) / s
+    image = image * uniform(*c["brightness_range"])
+    colours = torch.tensor([uniform(*c["color_range"]) for _ in range(3)], dtype=image.dtype)
+    return (image * colours.view(3, 1, 1)).clamp(0, 1)
+
+
+#: DINOv3's NYUCrop as fractions (x1, y1, x2, y2) of the frame (43:608, 45:472 on 480x640)
+NYU_CROP_FRACTIONS = (NYU_TRAIN_CROP_480x640[0] / 640, NYU_TRAIN_CROP_480x640[1] / 480,
+                      NYU_TRAIN_CROP_480x640[2] / 640, NYU_TRAIN_CROP_480x640[3] / 480)
+
+
+def _fixed_crop(value: Any) -> list[Any]:
+    if value not in (None, "nyu", "NYU", "full", "FULL"):
+        raise ConfigError(f"transform fixed_crop={value!r}: expected 'nyu' or None")
+    return [FixedCrop(NYU_CROP_FRACTIONS)] if value in ("nyu", "NYU") else []
 
 
 # ----------------------------------------------------------------------------- segmentation
-class SegTrainTransform:
+class SegTrainTransform(JointTransform):
     """Random resize (ratio range) -> crop with ``cat_max_ratio`` -> flip -> photometric -> normalise -> pad."""
 
     def __init__(self, cfg: dict[str, Any], mean: Sequence[float], std: Sequence[float]) -> None:
@@ -227,120 +220,55 @@ class SegTrainTransform:
         photometric = cfg["photometric"]
         self.photometric = dict(photometric) if isinstance(photometric, dict) else ({} if photometric else None)
         self.ignore_index = int(cfg["ignore_index"])
-        self.mean, self.std = tuple(mean), tuple(std)
-        scaled_size(64, 64, self.scale)  # validate early
-
-    def _crop_box(self, mask: torch.Tensor) -> tuple[int, int]:
-        h, w = mask.shape
-        oy, ox = _random_offsets(h, w, self.crop_size)
-        if self.cat_max_ratio < 1.0:  # mmseg: up to 10 tries for a crop no class dominates
-            for _ in range(10):
-                crop = mask[oy:oy + self.crop_size[0], ox:ox + self.crop_size[1]]
-                _, counts = torch.unique(crop[crop != self.ignore_index], return_counts=True)
-                if len(counts) > 1 and counts.max().item() / counts.sum().item() < self.cat_max_ratio:
-                    break
-                oy, ox = _random_offsets(h, w, self.crop_size)
-        return oy, ox
-
-    def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
-        image, mask = sample["image"], sample["mask"]
-        size = scaled_size(*image.shape[-2:], self.scale, _uniform(*self.ratio_range))
-        image, mask = resize_image(image, size), resize_nearest(mask, size)
-        oy, ox = self._crop_box(mask)
-        ch, cw = self.crop_size
-        image, mask = image[:, oy:oy + ch, ox:ox + cw], mask[oy:oy + ch, ox:ox + cw]
-        if _coin(self.flip_prob):
-            image, mask = image.flip(-1), mask.flip(-1)
+        steps: list[Any] = [Rescale(_scale_to(self.scale), self.ratio_range),
+                            CatMaxRatioCrop(self.crop_size, self.cat_max_ratio, self.ignore_index),
+                            v2.RandomHorizontalFlip(self.flip_prob)]
         if self.photometric is not None:
-            image = photometric_distortion(image, self.photometric)
-        image = normalize(image, self.mean, self.std)
-        image, mask = _pad_to(image, self.crop_size, 0.0), _pad_to(mask, self.crop_size, self.ignore_index)
-        return {**sample, "image": image.contiguous(), "mask": mask.contiguous()}
+            steps.append(ImageOnly(partial(photometric_distortion, params=self.photometric)))
+        steps += [joint_normalize(mean, std), PadTo(self.crop_size, self.ignore_index)]
+        super().__init__(steps, keys=("image", "mask"))
 
 
-class SegEvalTransform:
+class SegEvalTransform(JointTransform):
     """Resize the image to ``scale`` (keep ratio; None = keep) and normalise; the mask is untouched."""
 
     def __init__(self, cfg: dict[str, Any], mean: Sequence[float], std: Sequence[float]) -> None:
         self.scale = reader_options(SegEvalConfig, cfg, "transform.eval", drop=())["scale"]
-        self.mean, self.std = tuple(mean), tuple(std)
-        scaled_size(64, 64, self.scale)
-
-    def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
-        image = resize_image(sample["image"], scaled_size(*sample["image"].shape[-2:], self.scale))
-        return {**sample, "image": normalize(image, self.mean, self.std)}
+        super().__init__([Rescale(_scale_to(self.scale)), joint_normalize(mean, std)], keys=("image",))
 
 
 # ----------------------------------------------------------------------------- depth
-class DepthTrainTransform:
+class DepthTrainTransform(JointTransform):
     """[NYU crop] -> [resize] -> rotation (p=0.5) -> flip -> random crop -> colour aug -> normalise."""
 
     def __init__(self, cfg: dict[str, Any], mean: Sequence[float], std: Sequence[float]) -> None:
         cfg = reader_options(DepthTrainConfig, cfg, "transform.train", drop=())
-        self.fixed_crop = cfg["fixed_crop"]
-        if self.fixed_crop not in (None, "nyu", "NYU", "full", "FULL"):
-            raise ConfigError(f"transform fixed_crop={self.fixed_crop!r}: expected 'nyu' or None")
+        steps = _fixed_crop(cfg["fixed_crop"])
         self.scale = cfg["scale"]
         self.crop_size = _pair(cfg["crop_size"], "crop_size") if cfg["crop_size"] else None
-        self.rotation_deg = float(cfg["rotation_deg"])
-        self.rotation_prob = float(cfg["rotation_prob"])
-        self.flip_prob = float(cfg["flip_prob"])
-        color = cfg["color_aug"]
-        self.color_aug = {**COLOR_AUG_DEFAULTS, **(color if isinstance(color, dict) else {})} if color else None
-        self.mean, self.std = tuple(mean), tuple(std)
-
-    def _color(self, image: torch.Tensor) -> torch.Tensor:
-        c = self.color_aug
-        if not _coin(c["prob"]):
-            return image
-        s = float(c["gamma_scale"])
-        image = (image * s) ** _uniform(*c["gamma_range"]) / s
-        image = image * _uniform(*c["brightness_range"])
-        colours = torch.tensor([_uniform(*c["color_range"]) for _ in range(3)], dtype=image.dtype)
-        return (image * colours.view(3, 1, 1)).clamp(0, 1)
-
-    def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
-        image, depth = sample["image"], sample["depth"]
-        if self.fixed_crop in ("nyu", "NYU"):
-            image, depth = nyu_fixed_crop(image), nyu_fixed_crop(depth)
         if self.scale is not None:
-            size = scaled_size(*image.shape[-2:], self.scale)
-            image, depth = resize_image(image, size), resize_nearest(depth, size)
-        if self.rotation_deg > 0 and _coin(self.rotation_prob):
-            angle = _uniform(-self.rotation_deg, self.rotation_deg)
-            image = TF.rotate(image, angle, interpolation=InterpolationMode.BILINEAR, fill=[0.0])
-            depth = TF.rotate(depth[None], angle, interpolation=InterpolationMode.NEAREST, fill=[0.0])[0]
-        if _coin(self.flip_prob):
-            image, depth = image.flip(-1), depth.flip(-1)
+            steps.append(Rescale(_scale_to(self.scale)))
+        steps += [RandomRotation(float(cfg["rotation_deg"]), float(cfg["rotation_prob"])),
+                  v2.RandomHorizontalFlip(float(cfg["flip_prob"]))]
         if self.crop_size is not None:  # smaller images are padded (image 0, depth 0 = invalid)
-            image, depth = _pad_to(image, self.crop_size, 0.0), _pad_to(depth, self.crop_size, 0.0)
-            oy, ox = _random_offsets(*image.shape[-2:], self.crop_size)
-            ch, cw = self.crop_size
-            image, depth = image[:, oy:oy + ch, ox:ox + cw], depth[oy:oy + ch, ox:ox + cw]
-        if self.color_aug is not None:
-            image = self._color(image)
-        image = normalize(image, self.mean, self.std)
-        return {**sample, "image": image.contiguous(), "depth": depth.contiguous()}
+            steps += [PadTo(self.crop_size, 0.0), RandomCrop(self.crop_size)]
+        color = cfg["color_aug"]
+        if color:
+            steps.append(ImageOnly(partial(color_aug, c={**COLOR_AUG_DEFAULTS, **(color if isinstance(color, dict)
+                                                                                  else {})})))
+        super().__init__([*steps, joint_normalize(mean, std)], keys=("image", "depth"))
 
 
-class DepthEvalTransform:
+class DepthEvalTransform(JointTransform):
     """Normalise the image ([NYU crop of both], [resize of the image only]); depth keeps its size."""
 
     def __init__(self, cfg: dict[str, Any], mean: Sequence[float], std: Sequence[float]) -> None:
         cfg = reader_options(DepthEvalConfig, cfg, "transform.eval", drop=())
-        self.fixed_crop = cfg["fixed_crop"]
-        if self.fixed_crop not in (None, "nyu", "NYU", "full", "FULL"):
-            raise ConfigError(f"transform fixed_crop={self.fixed_crop!r}: expected 'nyu' or None")
+        steps = _fixed_crop(cfg["fixed_crop"])
         self.scale = cfg["scale"]
-        self.mean, self.std = tuple(mean), tuple(std)
-
-    def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
-        image, depth = sample["image"], sample["depth"]
-        if self.fixed_crop in ("nyu", "NYU"):
-            image, depth = nyu_fixed_crop(image), nyu_fixed_crop(depth)
         if self.scale is not None:
-            image = resize_image(image, scaled_size(*image.shape[-2:], self.scale))
-        return {**sample, "image": normalize(image, self.mean, self.std).contiguous(), "depth": depth}
+            steps.append(Rescale(_scale_to(self.scale), images_only=True))
+        super().__init__([*steps, joint_normalize(mean, std)], keys=("image", "depth"))
 
 
 def build_seg_train_transform(cfg: dict[str, Any], mean: Sequence[float], std: Sequence[float]) -> SegTrainTransform:

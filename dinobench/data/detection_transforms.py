@@ -1,5 +1,5 @@
-"""Joint image + box transforms for detection (torchvision ``transforms.v2`` with ``tv_tensors.BoundingBoxes``,
-so boxes move with the pixels): DETR's COCO recipe.
+"""Joint image + box transforms for detection on the one joint-transform system (:mod:`dinobench.data.joint`:
+torchvision ``transforms.v2`` with ``tv_tensors.BoundingBoxes``, so boxes move with the pixels): DETR's COCO recipe.
 
 Train: horizontal flip; then either a random short side from ``scales`` (long side at most ``max_size``) or -
 with ``crop`` - resize to a short side in ``crop.resize``, random crop of ``crop.min_size``..``crop.max_size``
@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import torch
-from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
+from dinobench.data.joint import JointTransform
 from dinobench.errors import ConfigError
 from dinobench.typed_config import reader_options
 
@@ -70,23 +70,16 @@ class RandomSizeCrop(v2.Transform):
         return self._call_kernel(F.crop, inpt, **params)
 
 
-def _to_tv(sample: dict[str, Any]) -> tuple[tv_tensors.Image, dict[str, Any]]:
-    image = tv_tensors.Image(sample["image"])
-    boxes = tv_tensors.BoundingBoxes(sample["boxes"], format="XYXY", canvas_size=tuple(image.shape[-2:]))
-    return image, {"boxes": boxes, "labels": sample["labels"]}
-
-
-class DetectionTransform:
-    """Apply a v2 pipeline to a detection sample; adds ``size`` (the transformed image's (H, W))."""
+class DetectionTransform(JointTransform):
+    """A v2 pipeline over a detection sample (image and XYXY boxes move together, labels follow the boxes the
+    sanitiser keeps); adds ``size`` (the transformed image's (H, W))."""
 
     def __init__(self, pipeline: v2.Transform) -> None:
-        self.pipeline = pipeline
+        super().__init__(pipeline, keys=("image", "boxes"), record_size=True)
 
     def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:  # noqa: D102
-        image, target = self.pipeline(*_to_tv(sample))
-        out = dict(sample)
-        out.update(image=image.as_subclass(torch.Tensor), boxes=target["boxes"].as_subclass(torch.Tensor).float(),
-                   labels=target["labels"], size=tuple(image.shape[-2:]))
+        out = super().__call__(sample)
+        out["boxes"] = out["boxes"].float()
         return out
 
 

@@ -12,21 +12,24 @@ from typing import Any, Sequence
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
-from torchvision.transforms import functional as TF
+from torchvision.transforms import v2
 
 from dinobench.data.base import load_rgb
+from dinobench.data.joint import ToFloatImage, normalize
 from dinobench.data.transforms import required_pixels
 
 
 class SquareTransform:
-    """Resize to ``size x size`` (bicubic), to tensor, normalise."""
+    """Resize to ``size x size`` (bicubic, antialiased), to a float image, normalise (a v2 pipeline of the joint
+    system, :mod:`dinobench.data.joint`)."""
 
     def __init__(self, size: int, mean: Sequence[float], std: Sequence[float]) -> None:
-        self.size, self.mean, self.std = int(size), list(mean), list(std)
+        self.size = int(size)
+        self.pipeline = v2.Compose([v2.Resize([self.size, self.size], interpolation=v2.InterpolationMode.BICUBIC,
+                                              antialias=True), ToFloatImage(), normalize(mean, std)])
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
-        resized = TF.resize(image, [self.size, self.size], interpolation=TF.InterpolationMode.BICUBIC, antialias=True)
-        return TF.normalize(TF.to_tensor(resized), self.mean, self.std)
+        return self.pipeline(image).as_subclass(torch.Tensor)
 
 
 class SquareImages(Dataset):

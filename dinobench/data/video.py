@@ -29,10 +29,12 @@ from typing import Any, Sequence
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
-from torchvision.transforms import functional as TF
-from torchvision.transforms import InterpolationMode
+from torchvision import tv_tensors
+from torchvision.transforms import InterpolationMode, v2
+from torchvision.transforms.v2 import functional as F
 
 from dinobench.data.base import cache_fingerprint_of, fingerprint_of, load_rgb
+from dinobench.data.joint import ToFloatImage, normalize
 from dinobench.data.layout import root_folder
 from dinobench.data.folder import IMAGE_EXTENSIONS
 from dinobench.errors import ConfigError, DataError
@@ -108,25 +110,26 @@ def read_clip(source: str, num_frames: int, clip: int, n_clips: int) -> list[Ima
 
 class ClipTransform:
     """Frames -> ``[T, 3, crop, crop]``: resize the shorter side, crop ``crop_index`` of ``n_crops`` along the
-    longer side (centre for one), to tensor, normalise."""
+    longer side (centre for one), to tensor, normalise - one set of parameters for every frame of the clip (the
+    joint system, :mod:`dinobench.data.joint`, with the frames as one ``tv_tensors.Video``)."""
 
     def __init__(self, resize: int, crop: int, mean: Sequence[float], std: Sequence[float]) -> None:
-        self.resize, self.crop, self.mean, self.std = int(resize), int(crop), list(mean), list(std)
+        self.resize, self.crop = int(resize), int(crop)
+        self.resize_step = v2.Resize(self.resize, interpolation=InterpolationMode.BICUBIC, antialias=True)
+        self.to_image, self.normalize = ToFloatImage(), normalize(mean, std)
 
     def __call__(self, frames: list[Image.Image], crop_index: int = 0, n_crops: int = 1) -> torch.Tensor:
-        out = []
-        for frame in frames:
-            frame = TF.resize(frame, self.resize, interpolation=InterpolationMode.BICUBIC, antialias=True)
-            width, height = frame.size
-            if n_crops == 1:
-                top, left = (height - self.crop) // 2, (width - self.crop) // 2
-            else:
-                step = crop_index / (n_crops - 1)
-                top = round(step * (height - self.crop)) if height > width else (height - self.crop) // 2
-                left = round(step * (width - self.crop)) if width >= height else (width - self.crop) // 2
-            frame = TF.crop(frame, top, left, self.crop, self.crop)
-            out.append(TF.normalize(TF.to_tensor(frame), self.mean, self.std))
-        return torch.stack(out)
+        frames = self.resize_step(list(frames))
+        width, height = frames[0].size
+        if n_crops == 1:
+            top, left = (height - self.crop) // 2, (width - self.crop) // 2
+        else:
+            step = crop_index / (n_crops - 1)
+            top = round(step * (height - self.crop)) if height > width else (height - self.crop) // 2
+            left = round(step * (width - self.crop)) if width >= height else (width - self.crop) // 2
+        clip = tv_tensors.Video(torch.stack([self.to_image(F.crop(frame, top, left, self.crop, self.crop))
+                                             for frame in frames]))
+        return self.normalize(clip).as_subclass(torch.Tensor)
 
 
 class VideoDataset(Dataset):

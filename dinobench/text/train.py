@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from dinobench.backbones import create_backbone
 from dinobench.backbones.contract import backbone_normalisation
 from dinobench.config import apply_options, load_config, parse_options
-from dinobench.data.captions import DEFAULT_PROMPT, ClassPromptCaptions, build_caption_csv, build_coco_captions
+from dinobench.text.captions import DEFAULT_PROMPT, ClassPromptCaptions, build_caption_csv, build_coco_captions
 from dinobench.data.transforms import build_eval_transform
 from dinobench.errors import ConfigError
 from dinobench.text.loss import clip_loss

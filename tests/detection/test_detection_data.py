@@ -14,6 +14,7 @@ import torch
 
 from dinobench.data.detection import build_coco
 from dinobench.data.detection_transforms import build_det_eval_transform, build_det_train_transform
+from dinobench.data.joint import JointTransform
 from dinobench.synthetic.coco import SYNTHETIC_COCO_CATEGORIES, write_synthetic_coco
 from dinobench.metrics.detection import CocoMetric
 from dinobench.errors import DataError
@@ -83,6 +84,7 @@ def test_augmentations_move_boxes_with_the_pixels(coco_root):
     sample = train[0]
     torch.manual_seed(0)
     flip = build_det_train_transform({"scales": [64], "max_size": 1000, "flip_prob": 1.0}, MEAN, STD)
+    assert isinstance(flip, JointTransform)  # the one joint-transform system (image + BoundingBoxes)
     out = flip(dict(sample))
     _, h, w = sample["image"].shape
     assert out["size"] == (64, 96) and out["image"].shape == (3, 64, 96)

@@ -8,7 +8,7 @@ import json
 import pytest
 from PIL import Image
 
-from dinobench.data.captions import ClassPromptCaptions, build_caption_csv, build_coco_captions
+from dinobench.text.captions import ClassPromptCaptions, build_caption_csv, build_coco_captions
 from dinobench.synthetic.coco import write_synthetic_coco
 from dinobench.errors import DataError
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from dinobench.data.captions import build_karpathy_captions
+from dinobench.text.captions import build_karpathy_captions
 from dinobench.errors import DataError
 from dinobench.protocols.retrieval_text import recall_at_k
 

@@ -2,7 +2,7 @@
 
 - reader ``example_blobs`` with typed options (:class:`BlobsOptions`) and its own transform section
   (:class:`BlobsTransformConfig`): ``root/{train,val}/images/<n>.png`` + ``root/{train,val}/masks/<n>.png``;
-- a joint transform on torchvision's ``tv_tensors`` (the mask moves with the image);
+- a joint transform (``JointTransform``: torchvision v2 over ``tv_tensors``, the mask moves with the image);
 - a synthetic writer in that layout (``python -m dinobench.synthetic example_blobs DIR``).
 """
 
@@ -13,10 +13,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from dinobench.api import DataError, reader_options
+from dinobench.api import DataError, JointTransform, reader_options
 
 
 @dataclass
@@ -49,12 +48,10 @@ class BlobMasks:
         return len(self.images)
 
     def __getitem__(self, index):
-        image = tv_tensors.Image(torch.from_numpy(np.array(Image.open(self.images[index]).convert("RGB"))).permute(2, 0, 1))
-        mask = tv_tensors.Mask(torch.from_numpy((np.array(Image.open(self.masks[index])) > 127).astype(np.int64)))
-        if self.transform is not None:
-            image, mask = self.transform(image, mask)
-        return {"image": image.as_subclass(torch.Tensor), "mask": mask.as_subclass(torch.Tensor).long(),
-                "name": Path(self.images[index]).stem}
+        image = torch.from_numpy(np.array(Image.open(self.images[index]).convert("RGB"))).permute(2, 0, 1)
+        mask = torch.from_numpy((np.array(Image.open(self.masks[index])) > 127).astype(np.int64))
+        sample = {"image": image, "mask": mask, "name": Path(self.images[index]).stem}
+        return self.transform(sample) if self.transform is not None else sample
 
     def describe(self):
         return {"size": len(self), "split": self.split}
@@ -80,12 +77,13 @@ def build_blobs(cfg, data_root):
 
 
 def blob_transforms(transform_cfg, mean, std):
-    """(train, eval) joint transforms of the task's ``transform`` section (v2 moves the mask with the image)."""
+    """(train, eval) joint transforms of the task's ``transform`` section: dinobench's joint system wraps the sample's
+    image and mask as ``tv_tensors`` so that every v2 step moves the mask with the image."""
     cfg = reader_options(BlobsTransformConfig, transform_cfg, "transform", drop=())
     size = [cfg["size"], cfg["size"]]
     tail = [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))]
-    train = v2.Compose([v2.Resize(size), v2.RandomHorizontalFlip(cfg["flip_prob"]), *tail])
-    return train, v2.Compose([v2.Resize(size), *tail])
+    train = JointTransform([v2.Resize(size), v2.RandomHorizontalFlip(cfg["flip_prob"]), *tail])
+    return train, JointTransform([v2.Resize(size), *tail])
 
 
 def write_blobs(out_dir, n_train=16, n_val=8, size=64, seed=0):

@@ -21,6 +21,7 @@ from torch.utils.data import Dataset
 
 from dinobench.data.base import fingerprint_of, load_rgb
 from dinobench.errors import DataError
+from dinobench.text.tokenizer import default_tokenizer
 from dinobench.typed_config import reader_options
 
 log = logging.getLogger(__name__)
@@ -83,8 +84,6 @@ class CaptionDataset(Dataset):
 def _checked(name: str, split: str, source: Path, rows: list[tuple[str, str, int]],
              context_length: int = 77) -> CaptionDataset:
     """Validate images, skip empty captions, count over-long ones; the dataset."""
-    from dinobench.text.tokenizer import default_tokenizer
-
     missing = sorted({path for path, _, _ in rows if not Path(path).is_file()})
     if missing:
         raise DataError(f"{source}: {len(missing)} captioned images are missing (first: {', '.join(missing[:3])}); "
