@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import ast
+import re
 import copy
 import difflib
 from pathlib import Path
@@ -62,9 +64,30 @@ def parse_options(items: list[str] | Mapping[str, Any] | None) -> dict[str, Any]
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"--cfg-options: {item!r} is not key=value (e.g. protocol.temperature=0.1)")
-        value = DictAction._parse_iterable(raw)
-        options[key.strip()] = value
+        options[key.strip()] = _option_value(key.strip(), raw, DictAction._parse_iterable)
     return options
+
+
+def _option_value(key: str, raw: str, mmengine_parse: Any) -> Any:
+    """A ``--cfg-options`` value: a Python literal as written (quoted strings keep their spaces:
+    ``templates=["a photo of {}."]``), else mmengine's DictAction reading (``true``, bare words, ``a,b`` lists);
+    text that DictAction would change by dropping its spaces is refused (one line: quote it)."""
+    text = raw.strip()
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        value = _NOT_A_LITERAL
+    if isinstance(value, tuple) and not text.startswith("("):
+        value = list(value)  # ``a=1,2``: DictAction's list
+    if value is not _NOT_A_LITERAL and isinstance(value, (str, int, float, bool, list, tuple, dict, type(None))):
+        return value
+    if re.search(r"\s", re.sub(r"\s*([\[\](),])\s*", r"\1", text)):  # a space inside a word would be dropped
+        raise ConfigError(f"--cfg-options {key}={raw!r:.80}: a value with spaces must be quoted, e.g. "
+                          f"{key}=\"'a b'\" or {key}='[\"a b\", \"c\"]' (unquoted, its spaces would be dropped)")
+    return mmengine_parse(raw)
+
+
+_NOT_A_LITERAL = object()
 
 
 def apply_options(cfg: dict[str, Any], options: Mapping[str, Any], where: str = "config",

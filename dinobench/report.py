@@ -24,6 +24,8 @@ from dinobench.utils.units import format_params
 FORMATS = ("md", "csv", "html")
 IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif"}
 MAX_FIGURES_PER_RUN, MAX_FIGURES, MAX_FIGURE_BYTES = 6, 48, 5 * 2**20
+#: what PIL must recognise a file as for its mime type (an artifact embedded in a report decodes as what it claims)
+_PIL_FORMATS = {"image/png": ("png",), "image/jpeg": ("jpeg", "mpo"), "image/gif": ("gif",)}
 
 
 def decimals_for(values: Sequence[float]) -> int:
@@ -258,6 +260,30 @@ def plots(lb: Leaderboard) -> list[tuple[str, bytes]]:
     return figures
 
 
+def _run_image(run_dir: Path, name: Any) -> tuple[str, bytes] | None:
+    """(mime type, bytes) of artifact ``name`` if it is a regular file inside ``run_dir`` (no absolute path, no
+    ``..``, no symlink leading out), of an image type, small enough, and decodes as that image; else None (a
+    results folder someone hands you cannot pull other files into a published report)."""
+    if not isinstance(name, str) or not name or Path(name).is_absolute():
+        return None
+    base = run_dir.resolve()
+    path = (run_dir / name).resolve()
+    mime = IMAGE_TYPES.get(path.suffix.lower())
+    if mime is None or base not in path.parents or not path.is_file() or path.stat().st_size > MAX_FIGURE_BYTES:
+        return None
+    content = path.read_bytes()
+    try:
+        from PIL import Image
+
+        with Image.open(io.BytesIO(content)) as image:
+            if (image.format or "").lower() not in _PIL_FORMATS.get(mime, ()):
+                return None
+            image.verify()
+    except Exception:  # noqa: BLE001 - anything that does not decode as the image it claims to be is left out
+        return None
+    return mime, content
+
+
 def prediction_figures(lb: Leaderboard) -> list[tuple[str, str, bytes]]:
     """(caption, mime type, bytes) of saved prediction images listed in the results' ``artifacts``."""
     found = []
@@ -268,12 +294,12 @@ def prediction_figures(lb: Leaderboard) -> list[tuple[str, str, bytes]]:
         run_dir = Path(record.path).parent
         shown = 0
         for name in record.artifacts:
-            path = run_dir / name
-            mime = IMAGE_TYPES.get(path.suffix.lower())
-            if mime is None or not path.is_file() or path.stat().st_size > MAX_FIGURE_BYTES:
+            data = _run_image(run_dir, name)
+            if data is None:
                 continue
+            mime, content = data
             caption = f"{run['column']} · {run['model']} [{run['weights_id']}] · seed {run['seed']} · {name}"
-            found.append((caption, mime, path.read_bytes()))
+            found.append((caption, mime, content))
             shown += 1
             if shown >= MAX_FIGURES_PER_RUN or len(found) >= MAX_FIGURES:
                 break

@@ -8,8 +8,36 @@ from typing import Any, Callable, Sequence
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
-from dinobench.errors import DataError
+from dinobench.errors import ConfigError, DataError
 from dinobench.utils.hashing import fingerprint_of  # also the datasets' fingerprint helper (re-exported)
+
+#: the decompression-bomb limit of every image, tile and video-frame reader: PIL's default (~89.5 Mpx), raised or
+#: lowered with ``$DINOBENCH_MAX_IMAGE_PIXELS`` when you trust larger files
+DEFAULT_MAX_PIXELS = 89_478_485
+
+
+def max_pixels() -> int:
+    """The pixel limit (width x height) a reader decodes: ``$DINOBENCH_MAX_IMAGE_PIXELS`` or PIL's default."""
+    import os
+
+    raw = os.environ.get("DINOBENCH_MAX_IMAGE_PIXELS", "")
+    if not raw:
+        return DEFAULT_MAX_PIXELS
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ConfigError(f"$DINOBENCH_MAX_IMAGE_PIXELS={raw!r}: expected a positive number of pixels")
+    return value
+
+
+def check_pixels(path: str | Path, width: int, height: int, what: str = "image") -> None:
+    """One DataError line when a ``width x height`` ``what`` is above :func:`max_pixels` (checked before decoding)."""
+    limit = max_pixels()
+    if int(width) * int(height) > limit:
+        raise DataError(f"{path}: {what} of {width}x{height} pixels is above the decompression-bomb limit of {limit}; "
+                        f"resize it, or set DINOBENCH_MAX_IMAGE_PIXELS if you trust the file")
 
 
 def cache_fingerprint_of(fingerprint: str, paths: Sequence[str | Path], **extra: Any) -> str:
@@ -28,6 +56,7 @@ def load_rgb(path: str | Path) -> Image.Image:
     to 8 bits (PIL's ``convert`` would clip every value above 255)."""
     try:
         with Image.open(path) as img:
+            check_pixels(path, *img.size)  # before decoding (PIL itself refuses only at twice its limit)
             if img.mode in _SIXTEEN_BIT:
                 import numpy as np
 

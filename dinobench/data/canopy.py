@@ -25,7 +25,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
-from dinobench.data.base import fingerprint_of
+from dinobench.data.base import check_pixels, fingerprint_of
 from dinobench.data.joint import JointTransform, RandomCrop, normalize
 from dinobench.data.layout import file_listing, first_samples, require_dir, root_folder
 from dinobench.errors import ConfigError, DataError
@@ -62,6 +62,7 @@ def read_raster(path: str | Path) -> tuple[np.ndarray, float | None]:
         if tifffile is not None:
             with tifffile.TiffFile(path) as tif:
                 page = tif.pages[0]
+                check_pixels(path, page.imagewidth, page.imagelength, "GeoTIFF tile")
                 tag = page.tags.get("GDAL_NODATA")
                 array, axes = page.asarray(), str(page.axes)
                 nodata = float(str(tag.value).strip("\x00 ")) if tag is not None else None
@@ -73,6 +74,7 @@ def read_raster(path: str | Path) -> tuple[np.ndarray, float | None]:
         except ImportError as exc:
             raise DataError(f"{path}: reading GeoTIFF needs tifffile (pip install tifffile) or rasterio") from exc
         with rasterio.open(path) as src:
+            check_pixels(path, src.width, src.height, "GeoTIFF tile")
             array, nodata = src.read(), src.nodata
         return (np.moveaxis(array, 0, -1) if array.shape[0] > 1 else array[0]), nodata
     except DataError:
@@ -99,7 +101,10 @@ def load_canopy_image(path: str | Path, image_max: float | None = None) -> torch
     else:
         try:
             with Image.open(path) as img:
+                check_pixels(path, *img.size)
                 scaled = np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
+        except DataError:
+            raise
         except Exception as exc:
             raise DataError(f"{path}: cannot read image ({type(exc).__name__}: {exc})") from exc
     return torch.from_numpy(np.ascontiguousarray(scaled)).permute(2, 0, 1).clamp_(0.0, 1.0)

@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image
 
 from dinobench.data.base import cache_fingerprint_of, fingerprint_of
-from dinobench.data.layout import root_folder
+from dinobench.data.layout import listed_path, name_component, root_folder
 from dinobench.data.square import SquareImages
 from dinobench.errors import DataError
 from dinobench.typed_config import reader_options
@@ -140,9 +140,10 @@ def build_spair(cfg: dict[str, Any], data_root: str | None) -> dict[str, PairIma
             category = record["category"]
             if categories and category not in categories:
                 continue
+            images = root / "JPEGImages" / name_component(category, path, "category")
             entries.append({"name": path.stem, "category": category,
-                            "source": str(root / "JPEGImages" / category / record["src_imname"]),
-                            "target": str(root / "JPEGImages" / category / record["trg_imname"]),
+                            "source": str(listed_path(images, record["src_imname"], path, "src_imname")),
+                            "target": str(listed_path(images, record["trg_imname"], path, "trg_imname")),
                             "source_keypoints": record["src_kps"], "target_keypoints": record["trg_kps"],
                             "target_bbox": record["trg_bndbox"]})
         except (ValueError, KeyError, TypeError) as exc:
@@ -161,7 +162,9 @@ def build_pairs(cfg: dict[str, Any], data_root: str | None) -> dict[str, PairIma
                         f'({{"pairs": [{{"source", "target", "source_keypoints", "target_keypoints"}}]}})')
     try:
         pairs = json.loads(path.read_text())["pairs"]
-        entries = [{**p, "source": str(root / p["source"]), "target": str(root / p["target"])} for p in pairs]
+        entries = [{**p, "source": str(listed_path(root, p["source"], path, f"pairs[{i}].source")),
+                    "target": str(listed_path(root, p["target"], path, f"pairs[{i}].target"))}
+                   for i, p in enumerate(pairs)]
     except (ValueError, KeyError, TypeError) as exc:
         raise DataError(f"{path}: not a pairs file ({type(exc).__name__}: {exc}); expected "
                         f'{{"pairs": [{{"source", "target", "source_keypoints", "target_keypoints"}}]}}') from exc

@@ -27,6 +27,7 @@ from dinobench.backbones.loading import sha256_file
 from dinobench.data.base import fingerprint_of, load_rgb
 from dinobench.data.coco_format import load_coco
 from dinobench.data.dense import image_to_tensor
+from dinobench.data.layout import listed_path
 from dinobench.errors import DataError
 from dinobench.typed_config import reader_options
 
@@ -123,6 +124,8 @@ def _check(coco: Any, ann_file: Path, image_dir: Path) -> dict[str, int]:
             skipped["crowd"] += 1
         elif not _valid_box(ann.get("bbox")):
             skipped["degenerate_boxes"] += 1
+    for info in coco.imgs.values():  # a path in the json stays inside the image folder
+        listed_path(image_dir, info.get("file_name"), ann_file, f"image {info.get('id')!r:.20} file_name")
     missing = [info["file_name"] for info in coco.imgs.values() if not (image_dir / info["file_name"]).is_file()]
     if missing:
         raise DataError(f"{image_dir}: {len(missing)} of {len(coco.imgs)} images listed in {ann_file.name} are "

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from dinobench.data.base import cache_fingerprint_of, fingerprint_of
-from dinobench.data.layout import root_folder
+from dinobench.data.layout import name_component, root_folder
 from dinobench.data.square import SquareImages
 from dinobench.errors import DataError
 from dinobench.typed_config import reader_options
@@ -89,7 +89,8 @@ def build_voc(cfg: dict[str, Any], data_root: str | None, name: str) -> dict[str
     if not listing.is_file():
         raise DataError(f"{listing}: image list missing; --data-root must be the {name.upper()} folder "
                         f"(JPEGImages/, Annotations/, ImageSets/Main/{split}.txt)")
-    ids = [line.split()[0] for line in listing.read_text().splitlines() if line.strip()]
+    ids = [name_component(line.split()[0], listing, "image id") for line in listing.read_text().splitlines()
+           if line.strip()]
     images, boxes, sizes = [], [], []
     for image_id in ids:
         path, xml = root / "JPEGImages" / f"{image_id}.jpg", root / "Annotations" / f"{image_id}.xml"

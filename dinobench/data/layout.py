@@ -69,3 +69,31 @@ def file_listing(pairs: Sequence[tuple[str, str]], root: Path) -> list[Any]:
     """(relative path, size) of every image and target: the content part of a fingerprint."""
     return [[os.path.relpath(a, root), os.path.getsize(a), os.path.relpath(b, root), os.path.getsize(b)]
             for a, b in pairs]
+
+
+def listed_path(root: Path, entry: Any, source: Path | str, what: str = "image") -> Path:
+    """``root / entry`` for a path listed in a dataset file (``source``: a COCO ``file_name``, an id in a list file,
+    a ``pairs.json`` field, ...): a non-empty relative path that stays inside ``root`` after resolving ``..`` and
+    symlinks; anything else (absolute, ``../``, a symlink out of the data root, not a string) is one DataError line
+    naming the file and the entry. The file itself need not exist yet (readers check that separately)."""
+    if not isinstance(entry, str) or not entry.strip() or "\x00" in entry:
+        raise DataError(f"{source}: {what} entry {entry!r:.80} is not a file name; fix the file")
+    candidate = Path(entry)
+    if candidate.is_absolute() or candidate.drive:
+        raise DataError(f"{source}: {what} entry {entry!r:.80} is an absolute path; entries are relative to "
+                        f"{root}")
+    base = Path(root).resolve()
+    path = (base / candidate).resolve()
+    if path != base and base not in path.parents:
+        raise DataError(f"{source}: {what} entry {entry!r:.80} leads outside the data root {base}; fix the file")
+    return Path(root) / candidate
+
+
+def name_component(entry: Any, source: Path | str, what: str = "name") -> str:
+    """``entry`` if it is a single path component (a sequence or split name read from a dataset file and later used
+    to name a folder or an output file): no separator, not ``.`` / ``..``, not empty; else one DataError line."""
+    if (not isinstance(entry, str) or not entry.strip() or entry in (".", "..") or "/" in entry or "\\" in entry
+            or "\x00" in entry or (os.altsep and os.altsep in entry)):
+        raise DataError(f"{source}: {what} {entry!r:.80} is not a plain name (no '/', '..' or empty names); fix the "
+                        f"file")
+    return entry

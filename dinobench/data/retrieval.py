@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from dinobench.data.base import ClassificationDataset, cache_fingerprint_of, fingerprint_of
-from dinobench.data.layout import root_folder
+from dinobench.data.layout import listed_path, root_folder
 from dinobench.data.folder import IMAGE_EXTENSIONS
 from dinobench.errors import DataError
 from dinobench.typed_config import reader_options
@@ -90,8 +90,8 @@ def _check_gnd(gnd_path: Path, data: Any) -> tuple[list[str], list[str], list[di
     return [str(n) for n in imlist], [str(n) for n in qimlist], gnd
 
 
-def _image_path(folder: Path, name: str, suffix: str) -> Path:
-    path = folder / (name if Path(name).suffix else name + suffix)
+def _image_path(folder: Path, name: str, suffix: str, gnd_path: Path) -> Path:
+    path = listed_path(folder, name if Path(name).suffix else name + suffix, gnd_path, "imlist")
     if not path.is_file():
         raise DataError(f"{path}: image listed in the ground truth is missing; the dataset folder is incomplete")
     return path
@@ -109,8 +109,8 @@ def build_revisited(cfg: dict[str, Any], data_root: str | None, name: str) -> di
         raise DataError(f"{jpg}: image folder missing; expected {root}/jpg/<image>.jpg")
     imlist, qimlist, gnd = _check_gnd(gnd_path, restricted_load(gnd_path))
     suffix = cfg["suffix"]
-    db_paths = [_image_path(jpg, n, suffix) for n in imlist]
-    q_paths = [_image_path(jpg, n, suffix) for n in qimlist]
+    db_paths = [_image_path(jpg, n, suffix, gnd_path) for n in imlist]
+    q_paths = [_image_path(jpg, n, suffix, gnd_path) for n in qimlist]
     gnd_sha = hashlib.sha256(gnd_path.read_bytes()).hexdigest()
     listing = {"gnd": gnd_sha, "db": [(p.name, p.stat().st_size) for p in db_paths],
                "q": [(p.name, p.stat().st_size) for p in q_paths]}

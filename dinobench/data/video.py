@@ -33,9 +33,9 @@ from torchvision import tv_tensors
 from torchvision.transforms import InterpolationMode, v2
 from torchvision.transforms.v2 import functional as F
 
-from dinobench.data.base import cache_fingerprint_of, fingerprint_of, load_rgb
+from dinobench.data.base import cache_fingerprint_of, check_pixels, fingerprint_of, load_rgb
 from dinobench.data.joint import ToFloatImage, normalize
-from dinobench.data.layout import root_folder
+from dinobench.data.layout import listed_path, name_component, root_folder
 from dinobench.data.folder import IMAGE_EXTENSIONS
 from dinobench.errors import ConfigError, DataError
 from dinobench.typed_config import reader_options
@@ -61,15 +61,18 @@ def _decode(path: Path, wanted: Sequence[int] | None) -> tuple[int, dict[int, Im
     count = 0
     try:
         with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            check_pixels(path, stream.codec_context.width or 0, stream.codec_context.height or 0, "video frame")
             keep = None if wanted is None else set(wanted)
             last = None if wanted is None else max(wanted)
             for count, frame in enumerate(container.decode(video=0), start=1):
                 index = count - 1
+                check_pixels(path, frame.width, frame.height, "video frame")  # a stream may change size
                 if keep is None or index in keep:
                     frames[index] = frame.to_image().convert("RGB")
                 if last is not None and index >= last:
                     break
-    except (av.error.FFmpegError, OSError, ValueError) as exc:
+    except (av.error.FFmpegError, OSError, ValueError, IndexError) as exc:
         raise DataError(f"{path}: cannot decode video ({type(exc).__name__}: {exc}); fix or remove the file") from exc
     if count == 0:
         raise DataError(f"{path}: video has no decodable frames; fix or remove the file")
@@ -268,7 +271,7 @@ def build_ucf101(cfg: dict[str, Any], data_root: str | None) -> dict[str, VideoD
             class_name = relative.split("/")[0]
             if class_name not in index:
                 raise DataError(f"{list_file}: {relative} names class {class_name!r} that classInd.txt lacks")
-            samples.append((_resolve(videos / relative), index[class_name]))
+            samples.append((_resolve(listed_path(videos, relative, list_file, "video")), index[class_name]))
         out[key] = _dataset("ucf101", key, samples, classes, root, cfg)
     return out
 
@@ -326,6 +329,7 @@ def build_ssv2(cfg: dict[str, Any], data_root: str | None) -> dict[str, VideoDat
             template = str(entry.get("template", "")).replace("[", "").replace("]", "")
             if template not in label_ids:
                 raise DataError(f"{path}: video {entry.get('id')} has template {template!r} that labels.json lacks")
-            samples.append((_resolve(videos / f"{entry['id']}{cfg['suffix']}"), label_ids[template]))
+            video = name_component(f"{entry['id']}{cfg['suffix']}", path, "video id")
+            samples.append((_resolve(videos / video), label_ids[template]))
         out[key] = _dataset("ssv2", key, samples, classes, root, cfg)
     return out

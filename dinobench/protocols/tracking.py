@@ -37,6 +37,7 @@ from dinobench.data.transforms import required_pixels
 from dinobench.errors import ConfigError, DataError
 from dinobench.protocol import Protocol, ProtocolResult
 from dinobench.metrics.tracking import davis_summary, sequence_scores
+from dinobench.utils.io import safe_component
 from dinobench.visualize import colorize_mask, side_by_side
 
 
@@ -205,6 +206,6 @@ class TrackingProtocol(Protocol):
             panels += [(f"frame {t}", load_rgb(sequence.frames[t])),
                        ("truth", colorize_mask(truth[t].astype(np.int64) - 1, n_ids, ignore_index=254)),
                        ("prediction", colorize_mask(prediction[t].astype(np.int64) - 1, n_ids, ignore_index=254))]
-        name = f"tracking_{sequence.name}.png"
+        name = f"tracking_{safe_component(sequence.name)}.png"  # a name from the data: one component
         side_by_side(panels, Path(out_dir) / name)
         return name

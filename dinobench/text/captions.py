@@ -20,6 +20,7 @@ from typing import Any, Callable, Sequence
 from torch.utils.data import Dataset
 
 from dinobench.data.base import fingerprint_of, load_rgb
+from dinobench.data.layout import listed_path
 from dinobench.errors import DataError
 from dinobench.text.tokenizer import default_tokenizer
 from dinobench.typed_config import reader_options
@@ -127,14 +128,15 @@ def build_coco_captions(cfg: dict[str, Any], data_root: str | None) -> dict[str,
             image_id = int(ann.get("image_id", -1))
             if image_id not in files:
                 raise DataError(f"{path}: caption {ann.get('id')} names unknown image_id {image_id}")
-            rows.append((str(root / folder / files[image_id]), ann.get("caption", ""), order[image_id]))
+            image = listed_path(root / folder, files[image_id], path, f"image {image_id} file_name")
+            rows.append((str(image), ann.get("caption", ""), order[image_id]))
         splits[key] = _checked("coco_captions", key, path, rows)
     return splits
 
 
 def build_caption_csv(cfg: dict[str, Any], data_root: str | None) -> dict[str, CaptionDataset]:
     """``--data-root`` holding ``train.csv`` and ``val.csv`` (header ``image_path,caption``; image paths relative
-    to the CSV's folder or absolute); rows naming the same image share its index."""
+    to the CSV's folder, inside it); rows naming the same image share its index."""
     cfg = reader_options(CaptionCSVOptions, cfg)
     root = Path(data_root or cfg["root"] or "").expanduser()
     splits = {}
@@ -150,8 +152,7 @@ def build_caption_csv(cfg: dict[str, Any], data_root: str | None) -> dict[str, C
         index: dict[str, int] = {}
         rows = []
         for record in records:
-            image = Path(record["image_path"] or "")
-            image = image if image.is_absolute() else path.parent / image
+            image = listed_path(path.parent, record["image_path"] or "", path, "image_path")
             rows.append((str(image), record["caption"] or "", index.setdefault(str(image), len(index))))
         splits[key] = _checked("caption_csv", key, path, rows)
     return splits
@@ -181,7 +182,8 @@ def build_karpathy_captions(cfg: dict[str, Any], data_root: str | None) -> dict[
         rows = []
         picked = [img for img in images if img.get("split") in wanted]
         for index, img in enumerate(picked):
-            image = folder / img.get("filepath", "") / img["filename"]
+            image = listed_path(folder, str(Path(str(img.get("filepath", ""))) / str(img.get("filename", ""))),
+                                path, "filepath/filename")
             rows += [(str(image), sentence.get("raw", ""), index) for sentence in img.get("sentences", [])]
         if not rows:
             raise DataError(f"{path}: no images in split(s) {sorted(wanted)}")

@@ -15,8 +15,10 @@ logger = logging.getLogger("dinobench")
 
 
 def safe_component(name: str) -> str:
-    """A backbone/task name usable as one path component (``org/model`` -> ``org--model``)."""
-    return re.sub(r"[^A-Za-z0-9._+-]+", "--", name).strip("-") or "unnamed"
+    """A name (backbone, task, or one read from data) usable as one path component inside a folder:
+    ``org/model`` -> ``org--model``, ``../x`` -> ``..--x``; ``.``, ``..`` and empty names become ``unnamed``."""
+    out = re.sub(r"[^A-Za-z0-9._+-]+", "--", str(name)).strip("-")
+    return "unnamed" if out in ("", ".", "..") else out
 
 
 def make_public(path: Path) -> None:

@@ -103,3 +103,15 @@ def test_none_turns_a_section_off_or_back_to_its_defaults(run_cli, tmp_path):
 
     cfg = resolve_task("digits-knn", [*TINY_OPTIONS, "transform=None", "features=None"])
     assert cfg["transform"] == {} and cfg["features"]["batch_size"] >= 1  # defaults, not a crash
+
+
+def test_cfg_options_keep_quoted_strings_verbatim_and_refuse_what_they_would_change():
+    from dinobench.config import parse_options
+
+    got = parse_options(['protocol.templates=["a photo of the digit {}."]', "a='x  y'", "b=1,2", "c=[a, b]",
+                         "d=true", "e=(1, 2)", "f=0.1"])
+    assert got == {"protocol.templates": ["a photo of the digit {}."], "a": "x  y", "b": [1, 2], "c": ["a", "b"],
+                   "d": True, "e": (1, 2), "f": 0.1}
+    for bad in ("a=a photo of {}", "a=[a photo, b]"):
+        with pytest.raises(ConfigError, match="a value with spaces must be quoted"):
+            parse_options([bad])

@@ -1,0 +1,208 @@
+"""Hardening II, first class: nothing read outside the data root, nothing written outside the output folder, no
+crash from a forged ground-truth pickle, no foreign file pulled into a report."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from dinobench.data.correspondence import build_pairs
+from dinobench.data.davis import build_davis2017
+from dinobench.data.layout import listed_path, name_component
+from dinobench.data.retrieval import build_roxford5k
+from dinobench.errors import DataError
+from dinobench.synthetic.retrieval import write_synthetic_pairs, write_synthetic_revisited
+from dinobench.synthetic.video import write_synthetic_davis
+from dinobench.text.captions import build_caption_csv
+from dinobench.utils.io import safe_component
+from dinobench.utils.safe_pickle import MAX_NODES, restricted_loads
+
+MULTIARRAY = getattr(np, "_core", None) or np.core  # numpy 2 names it numpy._core
+
+
+# ----------------------------------------------------------------------------- the unpickler
+class _Forged:
+    """Pickles as numpy's own array recipe (placeholder + BUILD) with the dtype and raw bytes we choose."""
+
+    def __init__(self, dtype, raw=b"\x41" * 8, shape=(1,), placeholder=(0,)):
+        self.dtype, self.raw, self.shape, self.placeholder = np.dtype(dtype), raw, shape, placeholder
+
+    def __reduce__(self):
+        return (MULTIARRAY.multiarray._reconstruct, (np.ndarray, self.placeholder, b"b"),
+                (1, self.shape, self.dtype, False, self.raw))
+
+
+class _Call:
+    def __init__(self, fn, *args):
+        self.fn, self.args = fn, args
+
+    def __reduce__(self):
+        return self.fn, self.args
+
+
+@pytest.mark.parametrize("payload, why", [
+    (_Forged("O"), "dtype '|O'"),  # the element would be read as a pointer: the interpreter died here before
+    (_Forged("V8"), "dtype '|V8'"),
+    (_Forged([("a", "<i4"), ("b", "<i4")]), "only numeric arrays"),
+    (_Forged("<i8", raw=b"\x00" * 8, shape=(10**13,)), "10000000000000 elements"),
+    (_Forged("<i8", placeholder=(10**12,)), "placeholder of shape"),
+    (_Call(MULTIARRAY.multiarray.scalar, np.dtype("O"), b"\x41" * 8), "dtype '|O'"),
+    (_Call(bytes, 10**12), "bytes(...) with arguments"),
+    (_Call(bytearray, 10**12), "bytearray(n)"),
+])
+def test_forged_allowed_global_pickles_are_refused_before_use(payload, why):
+    data = pickle.dumps(payload, protocol=2)
+    with pytest.raises(DataError, match="gnd.pkl: refused") as info:
+        restricted_loads(data, "gnd.pkl")
+    assert why in str(info.value) and "\n" not in str(info.value)
+
+
+def test_shared_reference_bombs_and_cycles_are_refused():
+    dag: list = []
+    for _ in range(64):  # 2^64 nodes when expanded, a few hundred bytes on disk
+        dag = [dag, dag]
+    cycle: list = []
+    cycle.append(cycle)
+    for obj in (dag, cycle):
+        with pytest.raises(DataError, match=f"more than {MAX_NODES} nodes"):
+            restricted_loads(pickle.dumps(obj, protocol=2), "gnd.pkl")
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_benign_ground_truth_with_empty_and_fortran_arrays_loads_under_every_protocol(protocol):
+    gnd = {"imlist": ["a", "b"], "qimlist": ["q"],
+           "gnd": [{"bbx": np.array([1.0, 2.0, 30.0, 40.0]), "easy": np.array([0, 1]),
+                    "hard": np.array([], dtype=np.int64), "junk": np.asfortranarray(np.zeros((2, 2)))}],
+           "scalar": np.float32(2.5), "empty": b"", "set": {1, 2}}
+    back = restricted_loads(pickle.dumps(gnd, protocol=protocol))
+    entry = back["gnd"][0]
+    assert entry["hard"].size == 0 and entry["easy"].tolist() == [0, 1] and back["scalar"] == np.float32(2.5)
+    assert back["empty"] == b"" and back["set"] == {1, 2} and entry["junk"].shape == (2, 2)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=300))
+def test_any_bytes_unpickle_to_data_or_one_line(data):
+    try:
+        restricted_loads(b"\x80\x02" + data, "gnd.pkl")
+    except DataError as exc:
+        assert "\n" not in str(exc) and str(exc).startswith("gnd.pkl: ")
+
+
+def test_the_projects_own_synthetic_revisited_set_still_loads(tmp_path):
+    root = write_synthetic_revisited(tmp_path, n_train=6, n_val=2)
+    splits = build_roxford5k({}, str(root))
+    assert len(splits["query"]) == 2 and len(splits["database"]) == 6
+
+
+# ----------------------------------------------------------------------------- paths read from data files
+@pytest.mark.parametrize("entry", ["../outside.png", "a/../../outside.png", "/etc/passwd", "", "x\x00.png", 7, None])
+def test_a_listed_path_that_leaves_the_data_root_is_one_line(tmp_path, entry):
+    with pytest.raises(DataError, match="list.json: image entry") as info:
+        listed_path(tmp_path / "root", entry, "list.json")
+    assert "\n" not in str(info.value)
+
+
+def test_a_symlink_out_of_the_data_root_is_refused_and_inside_ones_are_fine(tmp_path):
+    root = tmp_path / "root"
+    (root / "sub").mkdir(parents=True)
+    (tmp_path / "secret.png").write_bytes(b"x")
+    os.symlink(tmp_path / "secret.png", root / "link.png")
+    os.symlink(root / "sub", root / "inner")
+    with pytest.raises(DataError, match="leads outside the data root"):
+        listed_path(root, "link.png", "list.txt")
+    assert listed_path(root, "inner/a.png", "list.txt") == root / "inner" / "a.png"
+    assert listed_path(root, "sub/./a.png", "list.txt") == root / "sub" / "a.png"
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.text(max_size=40))
+def test_any_listed_text_stays_inside_the_root_or_is_one_line(tmp_path, entry):
+    root = tmp_path / "root"
+    try:
+        path = listed_path(root, entry, "list.txt")
+    except DataError as exc:
+        assert "\n" not in str(exc).replace("\\n", "") or "\n" in entry
+        return
+    assert root.resolve() in path.resolve().parents or path.resolve() == root.resolve()
+
+
+@pytest.mark.parametrize("name", ["..", ".", "", "a/b", "..\\x", "x\x00"])
+def test_names_used_for_output_files_are_single_components(name):
+    with pytest.raises(DataError, match="is not a plain name"):
+        name_component(name, "val.txt", "sequence name")
+    assert "/" not in safe_component(name) and safe_component(name) not in (".", "..", "")
+
+
+def test_davis_sequence_names_cannot_climb_out(tmp_path):
+    root = write_synthetic_davis(tmp_path / "davis", n_val=1, n_frames=3)
+    listing = root / "ImageSets" / "2017" / "val.txt"
+    listing.write_text("../../../escape\n")
+    with pytest.raises(DataError, match=r"val.txt: sequence name '\.\./\.\./\.\./escape' is not a plain name"):
+        build_davis2017({}, str(root))
+
+
+def test_pairs_and_caption_files_cannot_name_files_outside_the_root(tmp_path):
+    root = write_synthetic_pairs(tmp_path / "pairs", n_val=1)
+    data = json.loads((root / "pairs.json").read_text())
+    data["pairs"][0]["source"] = str(tmp_path / "outside.png")
+    (root / "pairs.json").write_text(json.dumps(data))
+    with pytest.raises(DataError, match=r"pairs.json: pairs\[0\].source entry .* is an absolute path"):
+        build_pairs({}, str(root))
+    captions = tmp_path / "captions"
+    captions.mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "outside.png")
+    for split in ("train", "val"):
+        (captions / f"{split}.csv").write_text("image_path,caption\n../outside.png,a square\n")
+    with pytest.raises(DataError, match="train.csv: image_path entry '../outside.png' leads outside the data root"):
+        build_caption_csv({}, str(captions))
+
+
+def test_revisited_imlist_entries_cannot_climb_out(tmp_path):
+    root = write_synthetic_revisited(tmp_path, n_train=3, n_val=1)
+    gnd_path = root / "gnd_roxford5k.pkl"
+    gnd = restricted_loads(gnd_path.read_bytes())
+    gnd["imlist"][0] = "../../outside"
+    gnd_path.write_bytes(pickle.dumps(gnd, protocol=2))
+    with pytest.raises(DataError, match="gnd_roxford5k.pkl: imlist entry '../../outside.jpg' leads outside"):
+        build_roxford5k({}, str(root))
+
+
+# ----------------------------------------------------------------------------- report artifacts
+def test_the_report_embeds_only_real_images_inside_the_run_folder(tmp_path):
+    from helpers import make_result
+
+    from dinobench.leaderboard import build_leaderboard, scan
+    from dinobench.report import prediction_figures
+    from dinobench.results import write_result
+
+    outside = tmp_path / "private.png"
+    Image.new("RGB", (4, 4), (200, 0, 0)).save(outside)
+    record = make_result(50.0)
+    path = write_result(record, tmp_path / "results")
+    run_dir = Path(path).parent
+    Image.new("RGB", (4, 4), (0, 200, 0)).save(run_dir / "ok.png")
+    (run_dir / "fake.png").write_text("not an image at all")
+    (run_dir / "jpeg_named.png").write_bytes(_jpeg())
+    os.symlink(outside, run_dir / "link.png")
+    data = json.loads(Path(path).read_text())
+    data["artifacts"] = [str(outside), "../../private.png", "link.png", "fake.png", "jpeg_named.png", "ok.png"]
+    Path(path).write_text(json.dumps(data))
+    figures = prediction_figures(build_leaderboard(scan([tmp_path / "results"])))
+    assert [caption.rsplit(" · ", 1)[1] for caption, _, _ in figures] == ["ok.png"]
+    assert figures[0][2] == (run_dir / "ok.png").read_bytes()
+
+
+def _jpeg() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (4, 4)).save(buffer, format="JPEG")
+    return buffer.getvalue()

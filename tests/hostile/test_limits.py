@@ -1,0 +1,48 @@
+"""Hardening II: every image, tile and video-frame reader refuses what is above the decompression-bomb limit
+(PIL's default, one environment variable to change it) before decoding, in one line."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dinobench.data.base import DEFAULT_MAX_PIXELS, load_rgb, max_pixels
+from dinobench.data.canopy import load_canopy_image
+from dinobench.errors import ConfigError, DataError
+
+
+@pytest.fixture
+def small_limit(monkeypatch):
+    monkeypatch.setenv("DINOBENCH_MAX_IMAGE_PIXELS", "100")
+
+
+def test_the_limit_is_pils_default_and_one_variable_changes_it(monkeypatch):
+    assert max_pixels() == DEFAULT_MAX_PIXELS == Image.MAX_IMAGE_PIXELS
+    monkeypatch.setenv("DINOBENCH_MAX_IMAGE_PIXELS", "12")
+    assert max_pixels() == 12
+    monkeypatch.setenv("DINOBENCH_MAX_IMAGE_PIXELS", "lots")
+    with pytest.raises(ConfigError, match="DINOBENCH_MAX_IMAGE_PIXELS"):
+        max_pixels()
+
+
+def test_images_and_tiles_above_the_limit_are_refused_before_decoding(tmp_path, small_limit):
+    Image.new("RGB", (20, 10)).save(tmp_path / "a.png")
+    with pytest.raises(DataError, match=r"a.png: image of 20x10 pixels is above the decompression-bomb limit of 100"):
+        load_rgb(tmp_path / "a.png")
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "t.tif", np.zeros((10, 20, 3), dtype=np.uint8))
+    with pytest.raises(DataError, match=r"t.tif: GeoTIFF tile of 20x10 pixels is above"):
+        load_canopy_image(tmp_path / "t.tif")
+    Image.new("RGB", (5, 5)).save(tmp_path / "ok.png")
+    assert load_rgb(tmp_path / "ok.png").size == (5, 5)  # at or below the limit: read as before
+
+
+def test_video_frames_above_the_limit_are_refused(tmp_path, small_limit):
+    from dinobench.data.video import read_clip
+    from dinobench.synthetic.video import write_video
+
+    path = write_video(np.zeros((3, 16, 16, 3), dtype=np.uint8), tmp_path / "v.mp4")
+    with pytest.raises(DataError, match=r"v.mp4: video frame of 16x16 pixels is above"):
+        read_clip(str(path), 2, 0, 1)
