@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
-from dinobench.data.base import cache_fingerprint_of, fingerprint_of
+from dinobench.data.base import cache_fingerprint_of, check_pixels, fingerprint_of
 from dinobench.data.layout import listed_path, name_component, root_folder
 from dinobench.data.square import SquareImages
 from dinobench.errors import DataError
@@ -78,12 +78,35 @@ class PairImages(SquareImages):
                 "keypoints": int(sum(len(p.source_keypoints) for p in self.pairs)), "fingerprint": self.fingerprint}
 
 
-def _keypoints(value: Any, where: str, key: str) -> np.ndarray:
+def _keypoints(value: Any, where: str, key: str, size: tuple[int, int]) -> np.ndarray:
+    """``[N, 2]`` finite (x, y) points inside an image of ``size`` (width, height); else one DataError line."""
     try:
         points = np.asarray(value, dtype=np.float64).reshape(-1, 2)
-    except (TypeError, ValueError) as exc:
-        raise DataError(f"{where}: {key} must be a list of [x, y] points ({exc})") from exc
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise DataError(f"{where}: {key} must be a list of [x, y] points ({type(exc).__name__})") from None
+    width, height = size
+    bad = ~np.isfinite(points).all(axis=1) | (points[:, 0] < 0) | (points[:, 0] > width) | (points[:, 1] < 0) \
+        | (points[:, 1] > height)
+    if bad.any():
+        raise DataError(f"{where}: {key}[{int(np.argmax(bad))}] = {points[bad][0].tolist()} is not a point inside the "
+                        f"{width}x{height} image; fix the annotation")
     return points
+
+
+def _box(value: Any, where: str, size: tuple[int, int]) -> tuple[float, float, float, float] | None:
+    """The target box (x1, y1, x2, y2): four finite numbers, x2 > x1, y2 > y1, inside the image (1 px tolerance)."""
+    if value is None:
+        return None
+    try:
+        box = tuple(float(v) for v in value)
+    except (TypeError, ValueError, OverflowError):
+        box = ()
+    width, height = size
+    if len(box) != 4 or not all(np.isfinite(box)) or box[2] <= box[0] or box[3] <= box[1] or box[0] < -1 \
+            or box[1] < -1 or box[2] > width + 1 or box[3] > height + 1:
+        raise DataError(f"{where}: target_bbox {value!r:.60} is not a box (x1, y1, x2, y2) with x2 > x1, y2 > y1 "
+                        f"inside the {width}x{height} target image (an inverted box would make PCK meaningless)")
+    return box  # type: ignore[return-value]
 
 
 def _assemble(name: str, split: str, entries: list[dict[str, Any]], where: str) -> PairImages:
@@ -99,18 +122,23 @@ def _assemble(name: str, split: str, entries: list[dict[str, Any]], where: str) 
             if path not in index:
                 if not Path(path).is_file():
                     raise DataError(f"{where}: pair {entry.get('name', n)} names image {path}, which does not exist")
-                with Image.open(path) as img:
-                    sizes.append(img.size)
+                try:
+                    with Image.open(path) as img:
+                        check_pixels(path, *img.size)
+                        sizes.append(img.size)
+                except (UnidentifiedImageError, OSError) as exc:
+                    raise DataError(f"{path}: cannot read image ({type(exc).__name__}); fix or remove it") from None
                 index[path] = len(images)
                 images.append(path)
             ids.append(index[path])
-        src = _keypoints(entry["source_keypoints"], where, "source_keypoints")
-        trg = _keypoints(entry["target_keypoints"], where, "target_keypoints")
+        label = f"{where}: pair {entry.get('name', n)}"
+        src = _keypoints(entry.get("source_keypoints"), label, "source_keypoints", sizes[ids[0]])
+        trg = _keypoints(entry.get("target_keypoints"), label, "target_keypoints", sizes[ids[1]])
         if len(src) != len(trg) or not len(src):
             raise DataError(f"{where}: pair {entry.get('name', n)} has {len(src)} source and {len(trg)} target "
                             f"keypoints; they must correspond one to one (and be at least one)")
-        bbox = entry.get("target_bbox")
-        pairs.append(Pair(ids[0], ids[1], src, trg, None if bbox is None else tuple(float(v) for v in bbox),
+        bbox = _box(entry.get("target_bbox"), label, sizes[ids[1]])
+        pairs.append(Pair(ids[0], ids[1], src, trg, bbox,
                           str(entry.get("category", "all")), str(entry.get("name", n))))
     if not pairs:
         raise DataError(f"{where}: no pairs")

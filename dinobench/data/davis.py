@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
-from dinobench.data.base import fingerprint_of
+from dinobench.data.base import check_pixels, fingerprint_of
 from dinobench.data.layout import name_component, root_folder
 from dinobench.errors import DataError
 from dinobench.typed_config import reader_options
@@ -47,11 +47,44 @@ def load_ids(path: str | Path) -> np.ndarray:
     """Object ids ``[H, W]`` (uint8) of a palette (or grey) annotation PNG."""
     try:
         with Image.open(path) as img:
+            check_pixels(path, *img.size)
             if img.mode not in ("P", "L"):
                 raise DataError(f"{path}: annotation is {img.mode}; DAVIS annotations are palette PNGs of object ids")
             return np.asarray(img, dtype=np.uint8).copy()
     except (UnidentifiedImageError, OSError) as exc:
         raise DataError(f"{path}: cannot read annotation ({exc}); fix or remove the file") from exc
+
+
+def _size(path: str | Path) -> tuple[int, int]:
+    """(width, height) of an image from its header, within the decompression-bomb limit."""
+    try:
+        with Image.open(path) as img:
+            check_pixels(path, *img.size)
+            return img.size
+    except (UnidentifiedImageError, OSError) as exc:
+        raise DataError(f"{path}: cannot read image ({type(exc).__name__}); fix or remove the file") from None
+
+
+def check_sequence(name: str, frames: list[Path], annotations: list[Path]) -> None:
+    """One DataError line unless every frame and annotation of sequence ``name`` has one size, the first annotation
+    holds objects 1..K (contiguous, at least one: the evaluation scores objects 1..max id) and no later frame an id
+    above K (255 is void)."""
+    size = _size(frames[0])
+    for path in [*frames[1:], *annotations]:
+        if _size(path) != size:
+            raise DataError(f"{path}: {_size(path)[0]}x{_size(path)[1]} but sequence {name!r} is {size[0]}x{size[1]}; "
+                            f"frames and annotations of a sequence share one size")
+    first = set(np.unique(load_ids(annotations[0])).tolist()) - {0, 255}
+    count = max(first, default=0)
+    if not first or first != set(range(1, count + 1)):
+        raise DataError(f"{annotations[0]}: the first annotation of {name!r} holds object ids {sorted(first)[:8]}; it "
+                        f"needs objects 1..K without gaps (the evaluation scores ids 1..max id); relabel it")
+    for path in annotations[1:]:
+        ids = load_ids(path)
+        later = int(ids[ids != 255].max(initial=0))
+        if later > count:
+            raise DataError(f"{path}: object id {later} of {name!r} is not in its first annotation (ids 1..{count}); "
+                            f"relabel it")
 
 
 class DavisSequences(Dataset):
@@ -100,6 +133,7 @@ def build_davis2017(cfg: dict[str, Any], data_root: str | None) -> dict[str, Dav
         if not frames or missing:
             raise DataError(f"{ann_dir}: {len(missing)} of {len(frames)} frames have no annotation (first: "
                             f"{missing[:1]})" if frames else f"{frame_dir}: no frames")
+        check_sequence(name, frames, annotations)
         fingerprint = fingerprint_of({"name": name, "files": [(p.name, p.stat().st_size) for p in frames + annotations]})
         sequences.append(Sequence(name, tuple(map(str, frames)), tuple(map(str, annotations)), fingerprint))
     return {"val": DavisSequences("davis2017", split, sequences)}

@@ -206,3 +206,60 @@ def _jpeg() -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", (4, 4)).save(buffer, format="JPEG")
     return buffer.getvalue()
+
+
+# ----------------------------------------------------------------------------- values that would move a number
+def _davis(tmp_path):
+    root = write_synthetic_davis(tmp_path / "davis", n_val=1, n_frames=3, n_objects=2)
+    (sequence,) = sorted((root / "Annotations" / "480p").iterdir())
+    return root, sorted(sequence.iterdir())
+
+
+def _relabel(path, mapping=None, size=None):
+    with Image.open(path) as img:
+        palette, ids = img.getpalette(), np.asarray(img).copy()
+    for old, new in (mapping or {}).items():
+        ids[np.asarray(Image.open(path)) == old] = new
+    out = Image.fromarray(ids, mode="P")
+    out.putpalette(palette)
+    (out.resize(size, Image.NEAREST) if size else out).save(path)
+
+
+@pytest.mark.parametrize("case, message", [
+    ("gap", r"holds object ids \[1, 200\]; it needs objects 1..K without gaps"),
+    ("empty", r"holds object ids \[\]"),
+    ("later", "object id 7 of .* is not in its first annotation"),
+    ("size", "frames and annotations of a sequence share one size"),
+])
+def test_davis_annotations_that_would_move_j_and_f_are_one_line(tmp_path, case, message):
+    root, annotations = _davis(tmp_path)
+    if case == "gap":
+        _relabel(annotations[0], {2: 200})
+    elif case == "empty":
+        _relabel(annotations[0], {1: 0, 2: 0})
+    elif case == "later":
+        _relabel(annotations[1], {2: 7})
+    else:
+        _relabel(annotations[1], size=(32, 20))
+    with pytest.raises(DataError, match=message) as info:
+        build_davis2017({}, str(root))
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("target_bbox", [40, 30, 5, 5], "is not a box"),
+    ("target_bbox", [1, 1, float("nan"), 9], "is not a box"),
+    ("target_keypoints", [[1000.0, 3.0]], "is not a point inside"),
+    ("source_keypoints", [[float("nan"), 3.0]], "is not a point inside"),
+])
+def test_pair_boxes_and_keypoints_are_checked_before_pck(tmp_path, field, value, message):
+    root = write_synthetic_pairs(tmp_path / "pairs", n_val=1)
+    data = json.loads((root / "pairs.json").read_text())
+    pair = data["pairs"][0]
+    if field != "target_bbox":  # as many points as before, all of them bad
+        value = value * len(pair[field])
+    pair[field] = value
+    (root / "pairs.json").write_text(json.dumps(data))
+    with pytest.raises(DataError, match=message) as info:
+        build_pairs({}, str(root))
+    assert "\n" not in str(info.value)
