@@ -50,6 +50,16 @@ def cache_fingerprint_of(fingerprint: str, paths: Sequence[str | Path], **extra:
 _SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N")
 
 
+def image_size(path: str | Path) -> tuple[int, int]:
+    """(width, height) of an image from its header (nothing decoded), within the decompression-bomb limit."""
+    try:
+        with Image.open(path) as img:
+            check_pixels(path, *img.size)
+            return img.size
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise DataError(f"{path}: cannot read image ({type(exc).__name__}); fix or remove the file") from None
+
+
 def load_rgb(path: str | Path) -> Image.Image:
     """Open an image file as RGB; a corrupt, unreadable or oversized (decompression bomb) file, or a 32-bit
     integer / float image whose range is unknown, raises :class:`DataError` naming it. 16-bit images are scaled

@@ -46,7 +46,7 @@ class CanopyFolderOptions:
     height_scale: float = 1.0  # PNG heights: stored integer x height_scale = metres (0.01: centimetres); > 0
     nodata: float | None = None  # stored value of missing heights, beside a GeoTIFF's own GDAL_NODATA
     max_height: float = 96.0  # metres; the range the head's bins cover; > 0
-    image_max: float | None = None  # integer (uint16) tiles are divided by it (None: the type's maximum)
+    image_max: float | None = None  # integer tiles are divided by it (None: the type's maximum), float tiles too (None: 1)
     max_train_samples: int | None = None  # only the first N tiles (sorted) of the split; None = all
     max_val_samples: int | None = None
 
@@ -84,7 +84,8 @@ def read_raster(path: str | Path) -> tuple[np.ndarray, float | None]:
 
 
 def load_canopy_image(path: str | Path, image_max: float | None = None) -> torch.Tensor:
-    """An RGB tile as float ``[3, H, W]`` in [0, 1] (uint8 / 255, uint16 / ``image_max``, floats as they are)."""
+    """An RGB tile as float ``[3, H, W]`` in [0, 1] (uint8 / 255, uint16 / ``image_max``, floats / ``image_max`` or as
+    they are; a float tile outside [0, 1] is one DataError line, never clamped silently)."""
     path = Path(path)
     if path.suffix.lower() in (".tif", ".tiff"):
         array, _ = read_raster(path)
@@ -96,8 +97,12 @@ def load_canopy_image(path: str | Path, image_max: float | None = None) -> torch
         elif np.issubdtype(array.dtype, np.integer):
             top = float(image_max or np.iinfo(array.dtype).max)
             scaled = array.astype(np.float32) / top
-        else:
-            scaled = array.astype(np.float32)
+        else:  # float tiles: already reflectances in [0, 1], or scaled by image_max
+            scaled = array.astype(np.float32) / float(image_max or 1.0)
+            finite = scaled[np.isfinite(scaled)]
+            if finite.size and (finite.max() > 1.0 + 1e-6 or finite.min() < -1e-6):
+                raise DataError(f"{path}: float tile values span {float(finite.min()):.4g}..{float(finite.max()):.4g}, "
+                                f"outside [0, 1]; set dataset.image_max to the value that means full brightness")
     else:
         try:
             with Image.open(path) as img:

@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
-from dinobench.data.base import check_pixels, fingerprint_of
+from dinobench.data.base import check_pixels, fingerprint_of, image_size
 from dinobench.data.layout import name_component, root_folder
 from dinobench.errors import DataError
 from dinobench.typed_config import reader_options
@@ -55,25 +55,16 @@ def load_ids(path: str | Path) -> np.ndarray:
         raise DataError(f"{path}: cannot read annotation ({exc}); fix or remove the file") from exc
 
 
-def _size(path: str | Path) -> tuple[int, int]:
-    """(width, height) of an image from its header, within the decompression-bomb limit."""
-    try:
-        with Image.open(path) as img:
-            check_pixels(path, *img.size)
-            return img.size
-    except (UnidentifiedImageError, OSError) as exc:
-        raise DataError(f"{path}: cannot read image ({type(exc).__name__}); fix or remove the file") from None
-
-
 def check_sequence(name: str, frames: list[Path], annotations: list[Path]) -> None:
     """One DataError line unless every frame and annotation of sequence ``name`` has one size, the first annotation
     holds objects 1..K (contiguous, at least one: the evaluation scores objects 1..max id) and no later frame an id
     above K (255 is void)."""
-    size = _size(frames[0])
+    size = image_size(frames[0])
     for path in [*frames[1:], *annotations]:
-        if _size(path) != size:
-            raise DataError(f"{path}: {_size(path)[0]}x{_size(path)[1]} but sequence {name!r} is {size[0]}x{size[1]}; "
-                            f"frames and annotations of a sequence share one size")
+        other = image_size(path)
+        if other != size:
+            raise DataError(f"{path}: {other[0]}x{other[1]} but sequence {name!r} is {size[0]}x{size[1]}; frames and "
+                            f"annotations of a sequence share one size")
     first = set(np.unique(load_ids(annotations[0])).tolist()) - {0, 255}
     count = max(first, default=0)
     if not first or first != set(range(1, count + 1)):

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from dinobench.data.base import cache_fingerprint_of, fingerprint_of
+from dinobench.data.base import cache_fingerprint_of, fingerprint_of, image_size
 from dinobench.data.layout import name_component, root_folder
 from dinobench.data.square import SquareImages
 from dinobench.errors import DataError
@@ -56,11 +56,12 @@ class DiscoveryImages(SquareImages):
                  sizes: list[tuple[int, int]], fingerprint: str) -> None:
         super().__init__(name, split, images, sizes, fingerprint)
         self.boxes = boxes
+        self.skipped: dict[str, int] = {}
 
     def describe(self) -> dict[str, Any]:
         """What the record stores about this split."""
         return {"split": self.split, "images": len(self), "boxes": int(sum(len(b) for b in self.boxes)),
-                "fingerprint": self.fingerprint}
+                **({"skipped": dict(self.skipped)} if self.skipped else {}), "fingerprint": self.fingerprint}
 
 
 def _voc_boxes(path: Path, remove_difficult: bool) -> tuple[np.ndarray, tuple[int, int]]:
@@ -77,7 +78,16 @@ def _voc_boxes(path: Path, remove_difficult: bool) -> tuple[np.ndarray, tuple[in
             boxes.append([x1 - 1, y1 - 1, x2, y2])
     except (ET.ParseError, AttributeError, TypeError, ValueError) as exc:
         raise DataError(f"{path}: not a Pascal VOC annotation ({type(exc).__name__}: {exc})") from exc
-    return np.asarray(boxes, dtype=np.float64).reshape(-1, 4), (width, height)
+    if width < 1 or height < 1:
+        raise DataError(f"{path}: <size> {width}x{height} is not an image size")
+    array = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    bad = ~np.isfinite(array).all(axis=1) | (array[:, 2] <= array[:, 0]) | (array[:, 3] <= array[:, 1]) \
+        | (array[:, 0] < -1) | (array[:, 1] < -1) | (array[:, 2] > width + 1) | (array[:, 3] > height + 1)
+    if bad.any():
+        x1, y1, x2, y2 = array[bad][0]
+        raise DataError(f"{path}: object box ({x1 + 1:g}, {y1 + 1:g}, {x2:g}, {y2:g}) is not inside the {width}x{height} "
+                        f"image with xmax > xmin and ymax > ymin; fix the annotation")
+    return array, (width, height)
 
 
 def build_voc(cfg: dict[str, Any], data_root: str | None, name: str) -> dict[str, DiscoveryImages]:
@@ -92,11 +102,19 @@ def build_voc(cfg: dict[str, Any], data_root: str | None, name: str) -> dict[str
     ids = [name_component(line.split()[0], listing, "image id") for line in listing.read_text().splitlines()
            if line.strip()]
     images, boxes, sizes = [], [], []
+    without_objects = 0
     for image_id in ids:
         path, xml = root / "JPEGImages" / f"{image_id}.jpg", root / "Annotations" / f"{image_id}.xml"
         if not path.is_file() or not xml.is_file():
             raise DataError(f"{path if not path.is_file() else xml}: listed in {listing.name} but missing")
         image_boxes, size = _voc_boxes(xml, cfg["remove_difficult"])
+        actual = image_size(path)
+        if actual != size:
+            raise DataError(f"{xml}: <size> {size[0]}x{size[1]} but {path.name} is {actual[0]}x{actual[1]}; the boxes "
+                            f"would be drawn and scored on another image size - fix the annotation")
+        if not len(image_boxes):  # LOST skips images without (non-difficult) objects: not counted as misses
+            without_objects += 1
+            continue
         images.append(str(path))
         boxes.append(image_boxes)
         sizes.append(size)
@@ -105,7 +123,10 @@ def build_voc(cfg: dict[str, Any], data_root: str | None, name: str) -> dict[str
         images, boxes, sizes = images[:limit], boxes[:limit], sizes[:limit]
     fingerprint = fingerprint_of({"images": [(Path(p).name, Path(p).stat().st_size) for p in images],
                                   "boxes": [b.tolist() for b in boxes]})
+    if not images:
+        raise DataError(f"{listing}: no listed image has an object box (all {len(ids)} skipped)")
     ds = DiscoveryImages(name, split, images, boxes, sizes, fingerprint)
+    ds.skipped = {"no_objects": without_objects}
     ds.cache_fingerprint = cache_fingerprint_of(fingerprint, images)
     return {"trainval": ds}
 

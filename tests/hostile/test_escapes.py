@@ -263,3 +263,45 @@ def test_pair_boxes_and_keypoints_are_checked_before_pck(tmp_path, field, value,
     with pytest.raises(DataError, match=message) as info:
         build_pairs({}, str(root))
     assert "\n" not in str(info.value)
+
+
+def _voc(tmp_path):
+    from dinobench.synthetic.retrieval import write_synthetic_discovery
+
+    root = write_synthetic_discovery(tmp_path / "voc", n_train=3, size=(40, 50))
+    return root, sorted((root / "Annotations").glob("*.xml"))
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda xml: xml.replace("<width>50</width>", "<width>80</width>"), r"<size> 80x40 but .* is 50x40"),
+    (lambda xml: _set_box(xml, "30", "5", "10", "20"), "is not inside the 50x40 image with xmax > xmin"),
+    (lambda xml: _set_box(xml, "1", "1", "90", "20"), "is not inside the 50x40 image"),
+    (lambda xml: _set_box(xml, "nan", "1", "10", "20"), "is not inside the 50x40 image"),
+])
+def test_voc_annotations_that_would_move_corloc_are_one_line(tmp_path, edit, message):
+    from dinobench.data.discovery import build_voc07
+
+    root, xmls = _voc(tmp_path)
+    xmls[0].write_text(edit(xmls[0].read_text()))
+    with pytest.raises(DataError, match=message) as info:
+        build_voc07({}, str(root))
+    assert "\n" not in str(info.value)
+
+
+def test_voc_images_without_objects_are_skipped_and_counted_not_scored_as_misses(tmp_path):
+    import re
+
+    from dinobench.data.discovery import build_voc07
+
+    root, xmls = _voc(tmp_path)
+    xmls[0].write_text(re.sub(r"<object>.*</object>", "", xmls[0].read_text(), flags=re.S))
+    split = build_voc07({}, str(root))["trainval"]
+    assert len(split) == 2 and split.describe()["skipped"] == {"no_objects": 1}
+
+
+def _set_box(xml: str, xmin: str, ymin: str, xmax: str, ymax: str) -> str:
+    import re
+
+    for key, value in (("xmin", xmin), ("ymin", ymin), ("xmax", xmax), ("ymax", ymax)):
+        xml = re.sub(f"<{key}>[^<]*</{key}>", f"<{key}>{value}</{key}>", xml, count=1)
+    return xml

@@ -46,3 +46,12 @@ def test_video_frames_above_the_limit_are_refused(tmp_path, small_limit):
     path = write_video(np.zeros((3, 16, 16, 3), dtype=np.uint8), tmp_path / "v.mp4")
     with pytest.raises(DataError, match=r"v.mp4: video frame of 16x16 pixels is above"):
         read_clip(str(path), 2, 0, 1)
+
+
+def test_float_tiles_outside_zero_one_are_one_line_unless_scaled(tmp_path):
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "f.tif", np.full((4, 4, 3), 300.0, dtype=np.float32))
+    with pytest.raises(DataError, match=r"f.tif: float tile values span 300..300, outside \[0, 1\]; set dataset.image_max"):
+        load_canopy_image(tmp_path / "f.tif")
+    assert float(load_canopy_image(tmp_path / "f.tif", image_max=600.0).max()) == pytest.approx(0.5)
