@@ -21,6 +21,8 @@ def load_coco(path: Path) -> Any:
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             return COCO(str(path))
+    except RecursionError:
+        raise DataError(f"{path}: nested too deeply to read; not a genuine COCO file") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: not valid JSON ({exc}); re-export the annotations") from None
     except (KeyError, TypeError, AssertionError) as exc:

@@ -18,7 +18,6 @@ holds the annotations. The eval transform resizes every image to ``transform.siz
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -27,7 +26,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from dinobench.data.base import cache_fingerprint_of, check_pixels, fingerprint_of
-from dinobench.data.layout import listed_path, name_component, root_folder
+from dinobench.data.layout import listed_path, name_component, read_json, root_folder
 from dinobench.data.square import SquareImages
 from dinobench.errors import DataError
 from dinobench.typed_config import reader_options
@@ -164,7 +163,7 @@ def build_spair(cfg: dict[str, Any], data_root: str | None) -> dict[str, PairIma
     entries = []
     for path in files:
         try:
-            record = json.loads(path.read_text())
+            record = read_json(path, "pair annotation")
             category = record["category"]
             if categories and category not in categories:
                 continue
@@ -189,7 +188,7 @@ def build_pairs(cfg: dict[str, Any], data_root: str | None) -> dict[str, PairIma
         raise DataError(f"{path}: pairs file missing; --data-root must hold pairs.json "
                         f'({{"pairs": [{{"source", "target", "source_keypoints", "target_keypoints"}}]}})')
     try:
-        pairs = json.loads(path.read_text())["pairs"]
+        pairs = read_json(path, "pairs file")["pairs"]
         entries = [{**p, "source": str(listed_path(root, p["source"], path, f"pairs[{i}].source")),
                     "target": str(listed_path(root, p["target"], path, f"pairs[{i}].target"))}
                    for i, p in enumerate(pairs)]

@@ -97,3 +97,19 @@ def name_component(entry: Any, source: Path | str, what: str = "name") -> str:
         raise DataError(f"{source}: {what} {entry!r:.80} is not a plain name (no '/', '..' or empty names); fix the "
                         f"file")
     return entry
+
+
+def read_json(path: Path | str, what: str = "file") -> Any:
+    """The JSON document in ``path``; unreadable, not UTF-8, not JSON or nested too deeply (a 200k-deep document
+    would otherwise end in a RecursionError traceback) is one DataError line naming the file."""
+    import json
+
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read the {what} ({exc.strerror or type(exc).__name__})") from None
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise DataError(f"{path}: the {what} is not valid UTF-8 JSON ({type(exc).__name__}: {str(exc)[:80]}); "
+                        f"fix or re-export it") from None
+    except RecursionError:
+        raise DataError(f"{path}: the {what} is nested too deeply to read; it is not a genuine one") from None

@@ -16,9 +16,12 @@ relevant items are the database images of its label (labels are matched by folde
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
+
+import numpy as np
 
 from dinobench.data.base import ClassificationDataset, cache_fingerprint_of, fingerprint_of
 from dinobench.data.layout import listed_path, root_folder
@@ -70,24 +73,40 @@ class RetrievalImages(ClassificationDataset):
 
 
 def _check_gnd(gnd_path: Path, data: Any) -> tuple[list[str], list[str], list[dict[str, Any]]]:
-    """``(imlist, qimlist, gnd)`` of a revisited ground-truth dict, its structure checked (one line each)."""
+    """``(imlist, qimlist, gnd)`` of a revisited ground-truth dict, its structure and types checked (one line each)."""
     if not isinstance(data, dict) or not {"imlist", "qimlist", "gnd"} <= set(data):
         raise DataError(f"{gnd_path}: not a revisited ground-truth file (expected a dict with imlist, qimlist, gnd)")
-    imlist, qimlist, gnd = list(data["imlist"]), list(data["qimlist"]), list(data["gnd"])
+    lists = []
+    for key in ("imlist", "qimlist", "gnd"):
+        if not isinstance(data[key], (list, tuple)):
+            raise DataError(f"{gnd_path}: {key} is a {type(data[key]).__name__}, not a list")
+        lists.append(list(data[key]))
+    imlist, qimlist, gnd = lists
+    for key, names in (("imlist", imlist), ("qimlist", qimlist)):
+        bad = next((i for i, n in enumerate(names) if not isinstance(n, str)), None)
+        if bad is not None:
+            raise DataError(f"{gnd_path}: {key}[{bad}] is a {type(names[bad]).__name__}, not an image name")
     if len(gnd) != len(qimlist):
         raise DataError(f"{gnd_path}: {len(qimlist)} query names but {len(gnd)} ground-truth entries")
     for q, entry in enumerate(gnd):
         if not isinstance(entry, dict) or "bbx" not in entry:
             raise DataError(f"{gnd_path}: gnd[{q}] has no bbx (query box x1, y1, x2, y2)")
-        box = [float(v) for v in entry["bbx"]]
-        if len(box) != 4 or box[2] <= box[0] or box[3] <= box[1]:
-            raise DataError(f"{gnd_path}: gnd[{q}]['bbx'] = {box} is not a box (x1, y1, x2, y2 with x2 > x1, y2 > y1)")
+        try:
+            box = [float(v) for v in np.asarray(entry["bbx"]).reshape(-1)]
+        except (TypeError, ValueError):
+            box = []
+        if len(box) != 4 or not all(math.isfinite(v) for v in box) or box[2] <= box[0] or box[3] <= box[1]:
+            raise DataError(f"{gnd_path}: gnd[{q}]['bbx'] = {entry['bbx']!r:.60} is not a box (x1, y1, x2, y2 with "
+                            f"x2 > x1, y2 > y1)")
         for key in ("easy", "hard", "junk"):
-            bad = [int(i) for i in entry.get(key, []) if not 0 <= int(i) < len(imlist)]
+            values = np.asarray(entry.get(key, []))
+            if values.dtype.kind not in "iu" and values.size:
+                raise DataError(f"{gnd_path}: gnd[{q}]['{key}'] holds {values.dtype} values, not database indices")
+            bad = [int(i) for i in values.reshape(-1) if not 0 <= int(i) < len(imlist)]
             if bad:
                 raise DataError(f"{gnd_path}: gnd[{q}]['{key}'] holds database index {bad[0]} outside "
                                 f"0..{len(imlist) - 1}")
-    return [str(n) for n in imlist], [str(n) for n in qimlist], gnd
+    return imlist, qimlist, gnd
 
 
 def _image_path(folder: Path, name: str, suffix: str, gnd_path: Path) -> Path:

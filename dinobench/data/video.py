@@ -20,7 +20,6 @@ Layouts (``--data-root``):
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +34,7 @@ from torchvision.transforms.v2 import functional as F
 
 from dinobench.data.base import cache_fingerprint_of, check_pixels, fingerprint_of, load_rgb
 from dinobench.data.joint import ToFloatImage, normalize
-from dinobench.data.layout import listed_path, name_component, root_folder
+from dinobench.data.layout import listed_path, name_component, read_json, root_folder
 from dinobench.data.folder import IMAGE_EXTENSIONS
 from dinobench.errors import ConfigError, DataError
 from dinobench.typed_config import reader_options
@@ -177,6 +176,14 @@ class VideoDataset(Dataset):
                 "num_classes": len(self.classes), "fingerprint": self.fingerprint}
 
 
+def _text_lines(path: Path) -> list[str]:
+    """The non-empty lines of a list file (UTF-8); unreadable or not text is one DataError line."""
+    try:
+        return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot read the list ({type(exc).__name__}); it must be UTF-8 text") from None
+
+
 def _resolve(path: Path) -> Path:
     """A video file, or the frame folder at the same path without extension; DataError naming it if neither."""
     if path.is_file():
@@ -252,11 +259,15 @@ def build_ucf101(cfg: dict[str, Any], data_root: str | None) -> dict[str, VideoD
     class_file = lists / "classInd.txt"
     if not class_file.is_file() or not videos.is_dir():
         raise DataError(f"{root}: expected UCF-101/<Class>/<video>.avi and ucfTrainTestlist/classInd.txt")
-    index = {}
-    for line in class_file.read_text().splitlines():
-        if line.strip():
-            number, name = line.split()
-            index[name] = int(number) - 1
+    index: dict[str, int] = {}
+    for number, line in enumerate(_text_lines(class_file), 1):
+        fields = line.split()
+        if len(fields) != 2 or not fields[0].isdigit() or int(fields[0]) < 1 or fields[1] in index:
+            raise DataError(f"{class_file}: line {number} {line.strip()!r:.60} is not '<index from 1> <ClassName>' "
+                            f"(each class once)")
+        index[fields[1]] = int(fields[0]) - 1
+    if sorted(index.values()) != list(range(len(index))):
+        raise DataError(f"{class_file}: class indices are not 1..{len(index)} without gaps")
     classes = [name for name, _ in sorted(index.items(), key=lambda kv: kv[1])]
     out = {}
     for key, list_name in (("train", f"trainlist0{split}.txt"), ("val", f"testlist0{split}.txt")):
@@ -264,9 +275,7 @@ def build_ucf101(cfg: dict[str, Any], data_root: str | None) -> dict[str, VideoD
         if not list_file.is_file():
             raise DataError(f"{list_file}: split list missing (dataset.split={split}: 1, 2 or 3)")
         samples = []
-        for line in list_file.read_text().splitlines():
-            if not line.strip():
-                continue
+        for line in _text_lines(list_file):
             relative = line.split()[0]
             class_name = relative.split("/")[0]
             if class_name not in index:
@@ -313,19 +322,23 @@ def build_ssv2(cfg: dict[str, Any], data_root: str | None) -> dict[str, VideoDat
     if not label_file.is_file() or not videos.is_dir():
         raise DataError(f"{root}: expected 20bn-something-something-v2/<id>.webm and labels/labels.json")
     try:
-        label_ids = {name: int(i) for name, i in json.loads(label_file.read_text()).items()}
-    except (ValueError, AttributeError) as exc:
-        raise DataError(f"{label_file}: not a {{template: id}} JSON object ({exc})") from exc
+        label_ids = {name: int(i) for name, i in read_json(label_file, "label file").items()}
+    except (ValueError, AttributeError, TypeError) as exc:
+        raise DataError(f"{label_file}: not a {{template: id}} JSON object ({type(exc).__name__})") from None
     classes = [name for name, _ in sorted(label_ids.items(), key=lambda kv: kv[1])]
     out = {}
     for key, file_name in (("train", "train.json"), ("val", "validation.json")):
         path = labels_dir / file_name
         try:
-            entries = json.loads(path.read_text())
+            entries = read_json(path, "split file")
         except (OSError, ValueError) as exc:
             raise DataError(f"{path}: cannot read the split ({exc})") from exc
         samples = []
-        for entry in entries:
+        if not isinstance(entries, list):
+            raise DataError(f"{path}: expected a JSON list of {{\"id\", \"template\"}} entries")
+        for index, entry in enumerate(entries):
+            if not isinstance(entry, dict) or "id" not in entry or "template" not in entry:
+                raise DataError(f"{path}: entry {index} is not an object with \"id\" and \"template\"")
             template = str(entry.get("template", "")).replace("[", "").replace("]", "")
             if template not in label_ids:
                 raise DataError(f"{path}: video {entry.get('id')} has template {template!r} that labels.json lacks")

@@ -20,7 +20,7 @@ from typing import Any, Callable, Sequence
 from torch.utils.data import Dataset
 
 from dinobench.data.base import fingerprint_of, load_rgb
-from dinobench.data.layout import listed_path
+from dinobench.data.layout import listed_path, read_json
 from dinobench.errors import DataError
 from dinobench.text.tokenizer import default_tokenizer
 from dinobench.typed_config import reader_options
@@ -116,7 +116,7 @@ def build_coco_captions(cfg: dict[str, Any], data_root: str | None) -> dict[str,
         if not path.is_file():
             raise DataError(f"{path}: caption file missing; expected COCO captions json (annotations/captions_<split>.json)")
         try:
-            payload = json.loads(path.read_text())
+            payload = read_json(path, "caption file")
             files = {int(img["id"]): img["file_name"] for img in payload["images"]}
             anns = payload["annotations"]
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
@@ -170,7 +170,7 @@ def build_karpathy_captions(cfg: dict[str, Any], data_root: str | None) -> dict[
         raise DataError(f"{root}: no Karpathy split file ({' or '.join(names)}); pass --data-root holding it and "
                         f"the images")
     try:
-        images = json.loads(path.read_text())["images"]
+        images = read_json(path, "split file")["images"]
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
         raise DataError(f"{path}: not a Karpathy split file ({type(exc).__name__}: {exc})") from None
     image_dir = cfg["image_dir"]

@@ -305,3 +305,30 @@ def _set_box(xml: str, xmin: str, ymin: str, xmax: str, ymax: str) -> str:
     for key, value in (("xmin", xmin), ("ymin", ymin), ("xmax", xmax), ("ymax", ymax)):
         xml = re.sub(f"<{key}>[^<]*</{key}>", f"<{key}>{value}</{key}>", xml, count=1)
     return xml
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda g: g.update(imlist="db_0000"), "imlist is a str, not a list"),
+    (lambda g: g["imlist"].__setitem__(0, 7), r"imlist\[0\] is a int, not an image name"),
+    (lambda g: g["gnd"][0].update(bbx=["a", "b", "c", "d"]), "is not a box"),
+    (lambda g: g["gnd"][0].update(bbx=[1.0, 1.0, float("inf"), 5.0]), "is not a box"),
+    (lambda g: g["gnd"][0].update(easy=np.array([0.5])), "holds float64 values, not database indices"),
+    (lambda g: g["gnd"].__setitem__(0, "x"), r"gnd\[0\] has no bbx"),
+])
+def test_revisited_ground_truth_of_the_wrong_types_is_one_line(tmp_path, edit, message):
+    root = write_synthetic_revisited(tmp_path, n_train=3, n_val=1)
+    gnd_path = root / "gnd_roxford5k.pkl"
+    gnd = restricted_loads(gnd_path.read_bytes())
+    edit(gnd)
+    gnd_path.write_bytes(pickle.dumps(gnd, protocol=2))
+    with pytest.raises(DataError, match=message) as info:
+        build_roxford5k({}, str(root))
+    assert "\n" not in str(info.value)
+
+
+def test_deeply_nested_json_is_one_line(tmp_path):
+    from dinobench.data.layout import read_json
+
+    (tmp_path / "deep.json").write_text("[" * 200_000 + "]" * 200_000)
+    with pytest.raises(DataError, match="deep.json: the pairs file is (nested too deeply|not valid)"):
+        read_json(tmp_path / "deep.json", "pairs file")
