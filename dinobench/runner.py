@@ -223,6 +223,9 @@ def with_head(head: str | None, head_weights: str | None, backbone: str | None, 
     if not head_weights:
         raise ConfigError(f"--head {head}: pass its weights with --head-weights FILE"
                           + (f" (the released file is {spec.file})" if spec.file else ""))
+    if spec.weights_key in options and str(options[spec.weights_key]) != str(head_weights):
+        raise ConfigError(f"--head-weights {head_weights} and --cfg-options {spec.weights_key}="
+                          f"{options[spec.weights_key]} name different files; give the head's weights once")
     return backbone or spec.backbone, task, {**spec.options, spec.weights_key: str(head_weights), **options}
 
 

@@ -160,6 +160,18 @@ class CanopyDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
+    def check_ground_truth(self) -> None:
+        """DataError unless some height map of the split has a valid height (finite, not nodata, in
+        ``[0, max_height]``): a split without one would train on NaN losses - a data problem, not the learning
+        rate's. Stops at the first valid map."""
+        for _, height_path in self.samples:
+            heights = load_heights(height_path, self.height_scale, self.nodata)
+            if (np.isfinite(heights) & (heights <= self.max_depth)).any():
+                return
+        raise DataError(f"canopy {self.split}: none of the {len(self)} height maps has a valid height in [0, "
+                        f"{self.max_depth:g}] m (height_scale {self.height_scale:g}, nodata {self.nodata}); check the "
+                        f"height files, dataset.height_scale, dataset.nodata and dataset.max_height")
+
     def __getitem__(self, index: int) -> dict[str, Any]:
         image_path, height_path = self.samples[index]
         image = load_canopy_image(image_path, self.image_max)

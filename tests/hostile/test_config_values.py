@@ -115,3 +115,13 @@ def test_cfg_options_keep_quoted_strings_verbatim_and_refuse_what_they_would_cha
     for bad in ("a=a photo of {}", "a=[a photo, b]"):
         with pytest.raises(ConfigError, match="a value with spaces must be quoted"):
             parse_options([bad])
+
+
+def test_head_weights_given_twice_with_different_files_is_one_line():
+    from dinobench.runner import with_head
+
+    with pytest.raises(ConfigError, match="--head-weights a.pth and --cfg-options protocol.head_weights=b.pth name "
+                                          "different files"):
+        with_head("dinov3_vit7b16_lc", "a.pth", None, None, ["protocol.head_weights=b.pth"])
+    _, _, options = with_head("dinov3_vit7b16_lc", "a.pth", None, None, ["protocol.head_weights=a.pth"])
+    assert options["protocol.head_weights"] == "a.pth"

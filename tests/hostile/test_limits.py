@@ -55,3 +55,18 @@ def test_float_tiles_outside_zero_one_are_one_line_unless_scaled(tmp_path):
     with pytest.raises(DataError, match=r"f.tif: float tile values span 300..300, outside \[0, 1\]; set dataset.image_max"):
         load_canopy_image(tmp_path / "f.tif")
     assert float(load_canopy_image(tmp_path / "f.tif", image_max=600.0).max()) == pytest.approx(0.5)
+
+
+def test_a_canopy_split_without_any_valid_height_is_refused_as_data_not_as_a_learning_rate(tmp_path):
+    import tifffile
+
+    from dinobench.data.canopy import build_canopy_folder
+    from dinobench.synthetic.canopy import write_synthetic_canopy
+
+    root = write_synthetic_canopy(tmp_path / "chm", n_train=2, n_val=1, size=16)
+    for path in (root / "train" / "heights").glob("*.tif"):
+        tifffile.imwrite(path, np.full((16, 16), np.nan, dtype=np.float32))
+    splits = build_canopy_folder({}, str(root))
+    splits["val"].check_ground_truth()  # untouched: fine
+    with pytest.raises(DataError, match=r"canopy train: none of the 2 height maps has a valid height"):
+        splits["train"].check_ground_truth()
