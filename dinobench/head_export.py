@@ -22,6 +22,7 @@ from dinobench.results import Result
 from dinobench.utils.io import safe_component, write_atomic, write_folder_atomic
 from dinobench.utils.tensor_files import load_tensor_file
 
+
 def _run_folder(run: str | Path) -> Path:
     """The run folder of ``run`` (the folder or its ``result.json``), checked to hold a trained head."""
     path = Path(run).expanduser()
@@ -39,7 +40,13 @@ def export_head(run: str | Path, output: str | Path, layouts: Any = None) -> lis
     """Write the official files of the head trained in ``run`` into the new folder ``output``; their paths.
     ``layouts``: the head-layout registry (default: the process's registries)."""
     folder, output = _run_folder(run), Path(output).expanduser()
-    meta = json.loads((folder / "head.json").read_text())
+    try:
+        meta = json.loads((folder / "head.json").read_text(encoding="utf-8"))
+        if not isinstance(meta, dict) or not isinstance(meta.get("config") or {}, dict):
+            raise ValueError("not an object with a layout and a config object")
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise WeightsError(f"{folder / 'head.json'}: not a head description ({type(exc).__name__}: {str(exc)[:80]}); "
+                           f"re-run the training or restore the file") from None
     layout, config = meta.get("layout"), dict(meta.get("config") or {})
     if layouts is None:
         from dinobench.plugin_manager import get_registries

@@ -144,14 +144,22 @@ def build_caption_csv(cfg: dict[str, Any], data_root: str | None) -> dict[str, C
         path = Path(cfg[f"{key}_csv"] or root / f"{key}.csv").expanduser()
         if not path.is_file():
             raise DataError(f"{path}: caption CSV missing; create it with the header image_path,caption")
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh)
-            if not {"image_path", "caption"} <= set(reader.fieldnames or []):
-                raise DataError(f"{path}: header must contain image_path,caption (found {reader.fieldnames})")
-            records = list(reader)
+        try:
+            with open(path, newline="", encoding="utf-8-sig") as fh:
+                reader = csv.DictReader(fh)
+                if not {"image_path", "caption"} <= set(reader.fieldnames or []):
+                    raise DataError(f"{path}: header must contain image_path,caption (found {reader.fieldnames!r:.80})")
+                records = list(reader)
+        except UnicodeDecodeError:
+            raise DataError(f"{path}: not UTF-8 text; save the CSV as UTF-8") from None
+        except csv.Error as exc:  # e.g. a field above csv's size limit
+            raise DataError(f"{path}: not a readable CSV (line {reader.line_num}: {exc}); fix the file") from None
         index: dict[str, int] = {}
         rows = []
-        for record in records:
+        for row, record in enumerate(records, 2):
+            if None in record:
+                raise DataError(f"{path}: row {row} has more fields than the header; quote captions that contain "
+                                f"commas")
             image = listed_path(path.parent, record["image_path"] or "", path, "image_path")
             rows.append((str(image), record["caption"] or "", index.setdefault(str(image), len(index))))
         splits[key] = _checked("caption_csv", key, path, rows)

@@ -332,3 +332,32 @@ def test_deeply_nested_json_is_one_line(tmp_path):
     (tmp_path / "deep.json").write_text("[" * 200_000 + "]" * 200_000)
     with pytest.raises(DataError, match="deep.json: the pairs file is (nested too deeply|not valid)"):
         read_json(tmp_path / "deep.json", "pairs file")
+
+
+@pytest.mark.parametrize("content, message", [
+    ("image_path,caption\na.png,a red, square\n".encode(), "row 2 has more fields than the header"),
+    ("image_path,caption\na.png,caf\xe9\n".encode("latin-1"), "not UTF-8 text"),
+    (b"image_path,caption\na.png,\"" + b"x" * 200_000 + b"\"\n", "not a readable CSV"),
+])
+def test_caption_csv_problems_are_one_line(tmp_path, content, message):
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    for split in ("train", "val"):
+        (tmp_path / f"{split}.csv").write_bytes(content)
+    with pytest.raises(DataError, match=message) as info:
+        build_caption_csv({}, str(tmp_path))
+    assert "\n" not in str(info.value)
+
+
+def test_a_broken_head_description_is_one_line_for_export(tmp_path):
+    from dinobench.errors import WeightsError
+    from dinobench.head_export import export_head
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "result.json").write_text("{}")
+    (run / "head.pth").write_bytes(b"")
+    for bad in ("[1, 2]", "{not json", '{"layout": "depth", "config": 3}'):
+        (run / "head.json").write_text(bad)
+        with pytest.raises(WeightsError, match="head.json: not a head description") as info:
+            export_head(run, tmp_path / "out")
+        assert "\n" not in str(info.value)
