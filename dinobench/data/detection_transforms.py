@@ -112,5 +112,8 @@ def build_det_eval_transform(cfg: dict[str, Any], mean: Sequence[float], std: Se
     """Short side ``transform.eval.scale`` (default 800), long side at most ``max_size`` (1333); normalise."""
     cfg = reader_options(DetEvalConfig, cfg, "transform.eval", drop=(), typed=False)
     scale = _ints(cfg["scale"], "eval.scale")[0]
+    if int(cfg["max_size"]) <= scale:
+        raise ConfigError(f"transform.eval.max_size={cfg['max_size']!r} must be larger than transform.eval.scale={scale} "
+                          f"(the longest side may reach max_size; the shortest is scale)")
     return DetectionTransform(v2.Compose([v2.Resize(scale, max_size=int(cfg["max_size"])),
                                           v2.Normalize(list(mean), list(std))]))

@@ -47,6 +47,10 @@ class ZeroShotProtocol(Protocol):
     runtime_keys = ("batch_size",)
     file_keys = ("head_weights",)
 
+    def validate(self) -> None:
+        """The templates are checked before any data is read."""
+        self.templates()
+
     def templates(self) -> list[str]:
         """The prompt templates (each with one ``{}``)."""
         return resolve_templates(self.config.templates)

@@ -61,6 +61,10 @@ class ZeroShotSegProtocol(Protocol):
     Config = ZeroShotSegConfig
     file_keys = ("head_weights",)
 
+    def validate(self) -> None:
+        """The templates are checked before any data is read."""
+        resolve_templates(self.config.templates)
+
     @torch.no_grad()
     def class_features(self, model: Any, names: list[str], device: str, templates: list[str] | None = None) -> Tensor:
         """``[C, D/2]``: per class, the normalised mean of the normalised patch-half prompt embeddings."""

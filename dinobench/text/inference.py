@@ -58,8 +58,14 @@ def resolve_templates(templates: str | list[str]) -> list[str]:
     """``"openai_imagenet"`` -> CLIP's 80 templates; a list of strings each with ``{}`` as it is."""
     if templates == "openai_imagenet":
         return openai_imagenet_templates()
-    if isinstance(templates, str) or not templates or any("{}" not in t for t in templates):
-        raise ConfigError(f"protocol.templates={templates!r}: 'openai_imagenet' or a list of strings with {{}}")
+    if isinstance(templates, str) or not templates or any(not isinstance(t, str) or "{}" not in t for t in templates):
+        raise ConfigError(f"protocol.templates={templates!r:.80}: 'openai_imagenet' or a list of strings with {{}}")
+    for template in templates:
+        try:
+            template.format("x")
+        except (IndexError, KeyError, ValueError) as exc:
+            raise ConfigError(f"protocol.templates: {template!r:.80} is not a prompt template with one {{}} "
+                              f"({type(exc).__name__}); write literal braces as {{{{ and }}}}") from None
     return list(templates)
 
 

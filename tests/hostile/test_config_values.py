@@ -125,3 +125,17 @@ def test_head_weights_given_twice_with_different_files_is_one_line():
         with_head("dinov3_vit7b16_lc", "a.pth", None, None, ["protocol.head_weights=b.pth"])
     _, _, options = with_head("dinov3_vit7b16_lc", "a.pth", None, None, ["protocol.head_weights=a.pth"])
     assert options["protocol.head_weights"] == "a.pth"
+
+
+def test_template_and_resize_values_that_would_fail_later_are_one_line_now():
+    from dinobench.data.detection_transforms import build_det_eval_transform
+    from dinobench.protocols.zeroshot import ZeroShotProtocol
+    from dinobench.protocols.zeroshot_seg import ZeroShotSegProtocol
+
+    for protocol in (ZeroShotProtocol, ZeroShotSegProtocol):
+        for bad in (["a {} of {}"], ["a {name}"], ["a {} {"], ["a {0} and {1}"]):
+            with pytest.raises(ConfigError, match=r"(is not a prompt template with one|a list of strings with \{\})"):
+                protocol({"templates": bad})
+        assert protocol({"templates": ["a photo of a {}."]}).config.templates == ["a photo of a {}."]
+    with pytest.raises(ConfigError, match="transform.eval.max_size=800 must be larger than transform.eval.scale=800"):
+        build_det_eval_transform({"scale": 800, "max_size": 800}, (0.5,) * 3, (0.2,) * 3)
