@@ -93,13 +93,16 @@ def _check_gnd(gnd_path: Path, data: Any) -> tuple[list[str], list[str], list[di
             raise DataError(f"{gnd_path}: gnd[{q}] has no bbx (query box x1, y1, x2, y2)")
         try:
             box = [float(v) for v in np.asarray(entry["bbx"]).reshape(-1)]
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             box = []
         if len(box) != 4 or not all(math.isfinite(v) for v in box) or box[2] <= box[0] or box[3] <= box[1]:
             raise DataError(f"{gnd_path}: gnd[{q}]['bbx'] = {entry['bbx']!r:.60} is not a box (x1, y1, x2, y2 with "
                             f"x2 > x1, y2 > y1)")
         for key in ("easy", "hard", "junk"):
-            values = np.asarray(entry.get(key, []))
+            try:
+                values = np.asarray(entry.get(key, []))
+            except (TypeError, ValueError, OverflowError):  # ragged or odd nesting
+                values = np.asarray([object()])
             if values.dtype.kind not in "iu" and values.size:
                 raise DataError(f"{gnd_path}: gnd[{q}]['{key}'] holds {values.dtype} values, not database indices")
             bad = [int(i) for i in values.reshape(-1) if not 0 <= int(i) < len(imlist)]

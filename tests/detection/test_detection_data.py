@@ -58,7 +58,7 @@ def test_bad_input_is_one_line_or_a_counted_skip(coco_root, tmp_path):
             build_coco({}, str(coco_root))
         assert "\n" not in str(err.value)
 
-    fails("{not json", "not valid JSON")
+    fails("{not json", "not valid UTF-8 JSON")
     fails({**good, "annotations": good["annotations"] + [{**good["annotations"][0], "id": 999, "category_id": 77}]},
           "unknown category_id 77")
     fails({**good, "images": good["images"] + [{"id": 5000, "file_name": "gone.jpg", "height": 4, "width": 4}]},

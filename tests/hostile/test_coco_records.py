@@ -97,3 +97,17 @@ def test_any_value_in_an_annotation_is_accepted_or_one_line(coco_root, field, va
         build_coco({}, str(coco_root))
     except DataError as exc:
         assert "\n" not in str(exc)
+
+
+@pytest.mark.parametrize("payload, message", [
+    ({"images": ["a.jpg"], "annotations": [], "categories": []}, "'images' is a list holding non-objects"),
+    ({"images": [], "annotations": {}, "categories": []}, "'annotations' is a dict, not a list of objects"),
+    ({"images": [], "annotations": []}, "'categories' is missing"),
+    ([1, 2], "not a COCO instances file"),
+])
+def test_the_top_level_shape_is_named_not_a_python_internal(coco_root, payload, message):
+    path, _ = _val(coco_root)
+    _edit(path, payload)
+    with pytest.raises(DataError, match=message) as info:
+        build_coco({}, str(coco_root))
+    assert "string indices" not in str(info.value) and "\n" not in str(info.value)

@@ -361,3 +361,40 @@ def test_a_broken_head_description_is_one_line_for_export(tmp_path):
         with pytest.raises(WeightsError, match="head.json: not a head description") as info:
             export_head(run, tmp_path / "out")
         assert "\n" not in str(info.value)
+
+
+_VALUES = st.recursive(st.none() | st.booleans() | st.integers(-10, 10**6) | st.floats(allow_nan=True)
+                       | st.text(max_size=12), lambda c: st.lists(c, max_size=5) | st.dictionaries(st.text(max_size=6),
+                                                                                                  c, max_size=3),
+                       max_leaves=10)
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                   HealthCheck.too_slow])
+@given(field=st.sampled_from(["source", "target", "source_keypoints", "target_keypoints", "target_bbox"]),
+       value=_VALUES)
+def test_any_value_in_a_pairs_file_is_accepted_or_one_line(tmp_path_factory, field, value):
+    root = tmp_path_factory.mktemp("pairs")
+    write_synthetic_pairs(root, n_val=1)
+    data = json.loads((root / "pairs.json").read_text())
+    data["pairs"][0][field] = value
+    (root / "pairs.json").write_text(json.dumps(data))
+    try:
+        build_pairs({}, str(root))
+    except DataError as exc:
+        assert "\n" not in str(exc)
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                   HealthCheck.too_slow])
+@given(field=st.sampled_from(["bbx", "easy", "hard", "junk"]), value=_VALUES)
+def test_any_value_in_a_ground_truth_entry_is_accepted_or_one_line(tmp_path_factory, field, value):
+    root = write_synthetic_revisited(tmp_path_factory.mktemp("gnd"), n_train=3, n_val=1)
+    gnd_path = root / "gnd_roxford5k.pkl"
+    gnd = restricted_loads(gnd_path.read_bytes())
+    gnd["gnd"][0][field] = value
+    gnd_path.write_bytes(pickle.dumps(gnd, protocol=2))
+    try:
+        build_roxford5k({}, str(root))
+    except DataError as exc:
+        assert "\n" not in str(exc)
