@@ -30,6 +30,7 @@ from dinobench.config import apply_options, load_config, parse_options
 from dinobench.text.captions import DEFAULT_PROMPT, ClassPromptCaptions, build_caption_csv, build_coco_captions
 from dinobench.data.transforms import build_eval_transform
 from dinobench.errors import ConfigError
+from dinobench.text.inference import DinoTxtSizes
 from dinobench.text.loss import clip_loss
 from dinobench.text.model import DINOTxt, build_dinotxt
 from dinobench.text.tokenizer import tokenize
@@ -43,19 +44,12 @@ BACKBONE_PREFIX = "visual_model.backbone."
 
 
 @dataclass
-class DinoTxtModelConfig:
+class DinoTxtModelConfig(DinoTxtSizes):
     """``model.*``: the frozen backbone and the sizes of :func:`~dinobench.text.build_dinotxt` (release: ViT-L)."""
 
     backbone: str = "vitl16"
     backbone_kwargs: dict = field(default_factory=dict)  # create_backbone overrides
     weights: str | None = None
-    embed_dim: int = 2048
-    text_dim: int = 1280
-    text_heads: int = 20
-    text_layers: int = 24
-    context_length: int = 77
-    vocab_size: int = 49408
-    vision_head_blocks: int = 2
     vision_head_drop_path: float = 0.3
 
 
