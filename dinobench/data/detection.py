@@ -27,7 +27,7 @@ from torch.utils.data import Dataset
 
 from dinobench.backbones.loading import sha256_file
 from dinobench.data.base import fingerprint_of, load_rgb
-from dinobench.data.coco_format import load_coco
+from dinobench.data.coco_format import check_instances, load_coco
 from dinobench.data.dense import image_to_tensor
 from dinobench.data.layout import listed_path
 from dinobench.errors import DataError
@@ -35,6 +35,8 @@ from dinobench.typed_config import reader_options
 
 log = logging.getLogger(__name__)
 LABEL_MODES = ("category_id", "contiguous")
+#: the largest category id ``label_mode="category_id"`` accepts (COCO's is 90; the head has max id + 1 outputs)
+MAX_CATEGORY_ID = 10_000
 
 
 @dataclass
@@ -111,80 +113,13 @@ def _valid_box(bbox: Any) -> bool:
     return all(math.isfinite(v) for v in (x, y, w, h)) and w > 0 and h > 0
 
 
-#: the largest category id ``label_mode="category_id"`` accepts (COCO's is 90; the head has max id + 1 outputs)
-MAX_CATEGORY_ID = 10_000
-#: how far (pixels) a box may reach past its image (float rounding in exported annotations)
-BOX_TOLERANCE = 1.0
-
-
-def _int_id(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _check_records(coco: Any, ann_file: Path, label_mode: str) -> None:
-    """Every record of the json well-formed before pycocotools or a protocol reads it: unique integer ids, image
-    sizes, known and sane categories, four finite bbox numbers inside the image, an area, iscrowd 0/1."""
-    data = coco.dataset
-    seen: set[int] = set()
-    for index, cat in enumerate(data.get("categories") or []):
-        cid = cat.get("id") if isinstance(cat, dict) else None
-        if not _int_id(cid) or cid < 0 or cid in seen:
-            raise DataError(f"{ann_file}: categories[{index}] id {cid!r:.30} is not a unique non-negative integer")
-        if label_mode == "category_id" and cid > MAX_CATEGORY_ID:
-            raise DataError(f"{ann_file}: category id {cid} is above {MAX_CATEGORY_ID}: with label_mode=category_id "
-                            f"the head would have {cid + 1} outputs; use dataset.label_mode=contiguous")
-        seen.add(cid)
-    sizes: dict[int, tuple[float, float]] = {}
-    for index, img in enumerate(data.get("images") or []):
-        iid = img.get("id") if isinstance(img, dict) else None
-        if not _int_id(iid) or iid in sizes:
-            raise DataError(f"{ann_file}: images[{index}] id {iid!r:.30} is not a unique integer (a repeated id "
-                            f"would hide an image)")
-        width, height = img.get("width"), img.get("height")
-        if not (_number(width) and _number(height) and width > 0 and height > 0):
-            raise DataError(f"{ann_file}: image {iid} has no positive width/height ({width!r:.20} x {height!r:.20})")
-        sizes[iid] = (float(width), float(height))
-    ann_ids: set[int] = set()
-    for index, ann in enumerate(data.get("annotations") or []):
-        aid = ann.get("id") if isinstance(ann, dict) else None
-        where = f"{ann_file}: annotation {aid!r:.30}"
-        if not _int_id(aid) or aid in ann_ids:
-            raise DataError(f"{ann_file}: annotations[{index}] id {aid!r:.30} is not a unique integer (COCOeval "
-                            f"matches by id)")
-        ann_ids.add(aid)
-        missing = [k for k in ("image_id", "category_id", "bbox", "area", "iscrowd") if k not in ann]
-        if missing:
-            raise DataError(f"{where} lacks {', '.join(missing)} (a COCO instance has image_id, category_id, bbox "
-                            f"[x, y, w, h], area, iscrowd)")
-        if not _int_id(ann["image_id"]) or ann["image_id"] not in sizes:
-            raise DataError(f"{where} refers to unknown image_id {ann['image_id']!r:.30}")
-        if not _int_id(ann["category_id"]) or ann["category_id"] not in seen:
-            raise DataError(f"{where} has unknown category_id {ann['category_id']!r:.30} (known: "
-                            f"{sorted(seen)[:10]}); fix or drop it")
-        if ann["iscrowd"] not in (0, 1) or isinstance(ann["iscrowd"], bool) or not _number(ann["area"]):
-            raise DataError(f"{where}: iscrowd must be 0 or 1 and area a number (got {ann['iscrowd']!r:.10}, "
-                            f"{ann['area']!r:.20})")
-        box = ann["bbox"]
-        if not (isinstance(box, (list, tuple)) and len(box) == 4 and all(_number(v) for v in box)):
-            raise DataError(f"{where}: bbox {box!r:.60} is not four finite numbers [x, y, w, h]")
-        x, y, w, h = (float(v) for v in box)
-        width, height = sizes[ann["image_id"]]
-        if x < -BOX_TOLERANCE or y < -BOX_TOLERANCE or x + max(w, 0) > width + BOX_TOLERANCE \
-                or y + max(h, 0) > height + BOX_TOLERANCE:
-            raise DataError(f"{where}: bbox {box} reaches outside its {width:g}x{height:g} image; fix the box")
-
-
 def _check(coco: Any, ann_file: Path, image_dir: Path, label_mode: str = "category_id") -> dict[str, int]:
     """Validate every record, the categories and the image files; count what the targets leave out. Boxes of zero
     width or height are skipped for training (DETR's convention) and removed from the evaluation ground truth
     too (a perfect detector cannot match them), counted in ``skipped``."""
     if not coco.cats:
         raise DataError(f"{ann_file}: no categories; a COCO instances file lists its categories")
-    _check_records(coco, ann_file, label_mode)
+    check_instances(coco, ann_file, max_category_id=MAX_CATEGORY_ID if label_mode == "category_id" else None)
     skipped = {"crowd": 0, "degenerate_boxes": 0}
     kept = []
     for ann in coco.dataset["annotations"]:

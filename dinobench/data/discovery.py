@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from dinobench.data.base import cache_fingerprint_of, fingerprint_of, image_size
-from dinobench.data.layout import name_component, root_folder
+from dinobench.data.layout import listed_path, name_component, root_folder
 from dinobench.data.square import SquareImages
 from dinobench.errors import DataError
 from dinobench.typed_config import reader_options
@@ -143,7 +143,7 @@ def build_voc12(cfg: dict[str, Any], data_root: str | None) -> dict[str, Discove
 
 def build_coco20k(cfg: dict[str, Any], data_root: str | None) -> dict[str, DiscoveryImages]:
     """COCO20k (LOST's subset of COCO 2014 train) as split ``trainval``."""
-    from dinobench.data.coco_format import load_coco
+    from dinobench.data.coco_format import check_instances, load_coco
 
     cfg = reader_options(COCO20kOptions, cfg)
     root = root_folder(cfg, data_root, "coco20k", "the COCO folder holding annotations/ and train2014/")
@@ -153,10 +153,12 @@ def build_coco20k(cfg: dict[str, Any], data_root: str | None) -> dict[str, Disco
         raise DataError(f"{annotations}: COCO annotations missing; --data-root must hold annotations/"
                         f"instances_train2014.json and train2014/ (and coco_20k_filenames.txt)")
     coco = load_coco(annotations)
+    check_instances(coco, annotations)  # ids, sizes, boxes: one line each, before any image is read
     list_file = root / cfg["list_file"]
     by_name = {info["file_name"]: image_id for image_id, info in coco.imgs.items()}
     if list_file.is_file():
-        names = [Path(line.strip()).name for line in list_file.read_text().splitlines() if line.strip()]
+        names = [Path(line.strip()).name for line in list_file.read_text(encoding="utf-8", errors="replace").splitlines()
+                 if line.strip()]
         unknown = [n for n in names if n not in by_name]
         if unknown:
             raise DataError(f"{list_file}: {len(unknown)} listed images are not in {annotations.name} (first: {unknown[0]})")
@@ -168,7 +170,7 @@ def build_coco20k(cfg: dict[str, Any], data_root: str | None) -> dict[str, Disco
         anns = [a for a in coco.imgToAnns.get(image_id, []) if not a.get("iscrowd", 0)]
         if not anns:
             continue
-        path = image_dir / file_name
+        path = listed_path(image_dir, file_name, annotations, f"image {image_id} file_name")
         if not path.is_file():
             raise DataError(f"{path}: image of {annotations.name} is missing")
         images.append(str(path))

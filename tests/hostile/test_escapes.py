@@ -398,3 +398,23 @@ def test_any_value_in_a_ground_truth_entry_is_accepted_or_one_line(tmp_path_fact
         build_roxford5k({}, str(root))
     except DataError as exc:
         assert "\n" not in str(exc)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda d: d["annotations"][0].pop("bbox"), "lacks bbox"),
+    (lambda d: d["images"][0].pop("height"), "has no positive width/height"),
+    (lambda d: d["images"][0].update(file_name="../../x.jpg"), "leads outside the data root"),
+])
+def test_coco20k_records_are_checked_like_coco(tmp_path, edit, message):
+    from dinobench.data.discovery import build_coco20k
+    from dinobench.synthetic.retrieval import write_synthetic_discovery
+
+    root = write_synthetic_discovery(tmp_path / "c20k", n_train=3, layout="coco20k")
+    path = root / "annotations" / "instances_train2014.json"
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data))
+    (root / "coco_20k_filenames.txt").unlink(missing_ok=True)
+    with pytest.raises(DataError, match=message) as info:
+        build_coco20k({}, str(root))
+    assert "\n" not in str(info.value)
