@@ -115,12 +115,14 @@ def _assemble(name: str, split: str, entries: list[dict[str, Any]], where: str) 
     sizes: list[tuple[int, int]] = []
     pairs = []
     for n, entry in enumerate(entries):
+        source_file = entry.get("file", where)  # SPair: each pair's own json; pairs.json: the one file
         ids = []
         for role in ("source", "target"):
             path = str(entry[role])
             if path not in index:
                 if not Path(path).is_file():
-                    raise DataError(f"{where}: pair {entry.get('name', n)} names image {path}, which does not exist")
+                    raise DataError(f"{source_file}: pair {entry.get('name', n)} names image {path}, which does not "
+                                    f"exist")
                 try:
                     with Image.open(path) as img:
                         check_pixels(path, *img.size)
@@ -130,11 +132,11 @@ def _assemble(name: str, split: str, entries: list[dict[str, Any]], where: str) 
                 index[path] = len(images)
                 images.append(path)
             ids.append(index[path])
-        label = f"{where}: pair {entry.get('name', n)}"
+        label = f"{source_file}: pair {entry.get('name', n)}"
         src = _keypoints(entry.get("source_keypoints"), label, "source_keypoints", sizes[ids[0]])
         trg = _keypoints(entry.get("target_keypoints"), label, "target_keypoints", sizes[ids[1]])
         if len(src) != len(trg) or not len(src):
-            raise DataError(f"{where}: pair {entry.get('name', n)} has {len(src)} source and {len(trg)} target "
+            raise DataError(f"{source_file}: pair {entry.get('name', n)} has {len(src)} source and {len(trg)} target "
                             f"keypoints; they must correspond one to one (and be at least one)")
         bbox = _box(entry.get("target_bbox"), label, sizes[ids[1]])
         pairs.append(Pair(ids[0], ids[1], src, trg, bbox,
@@ -168,7 +170,7 @@ def build_spair(cfg: dict[str, Any], data_root: str | None) -> dict[str, PairIma
             if categories and category not in categories:
                 continue
             images = root / "JPEGImages" / name_component(category, path, "category")
-            entries.append({"name": path.stem, "category": category,
+            entries.append({"name": path.stem, "category": category, "file": str(path),
                             "source": str(listed_path(images, record["src_imname"], path, "src_imname")),
                             "target": str(listed_path(images, record["trg_imname"], path, "trg_imname")),
                             "source_keypoints": record["src_kps"], "target_keypoints": record["trg_kps"],
