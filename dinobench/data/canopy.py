@@ -124,13 +124,20 @@ def load_heights(path: str | Path, height_scale: float = 1.0, nodata: float | No
         array, file_nodata = read_raster(path)
     elif suffix == ".npy":
         try:
-            array = np.load(path, allow_pickle=False)
+            mapped = np.load(path, mmap_mode="r", allow_pickle=False)  # the header first: no allocation yet
+            check_pixels(path, *(mapped.shape[::-1] if mapped.ndim == 2 else (mapped.size, 1)), "height map")
+            array = np.array(mapped)
+        except DataError:
+            raise
         except Exception as exc:
             raise DataError(f"{path}: cannot read .npy heights ({type(exc).__name__}: {exc})") from exc
     else:
         try:
             with Image.open(path) as img:
+                check_pixels(path, *img.size, "height map")
                 array = np.asarray(img)
+        except DataError:
+            raise
         except Exception as exc:
             raise DataError(f"{path}: cannot read height PNG ({type(exc).__name__}: {exc})") from exc
         array = array.astype(np.float32) * np.float32(height_scale)

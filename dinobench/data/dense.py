@@ -23,7 +23,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
-from dinobench.data.base import fingerprint_of, load_rgb
+from dinobench.data.base import check_pixels, fingerprint_of, load_rgb
 from dinobench.data.layout import file_listing, first_samples, images_in, pair_by_stem, require_dir, root_folder
 from dinobench.errors import DataError
 from dinobench.typed_config import reader_options
@@ -62,6 +62,7 @@ def load_mask(path: str | Path) -> np.ndarray:
     """A label PNG (mode L or P: one class id per pixel) as an int64 array [H, W]."""
     try:
         with Image.open(path) as img:
+            check_pixels(path, *img.size, "mask")
             if img.mode not in ("L", "P", "I", "I;16"):
                 raise DataError(f"{path}: mask has mode {img.mode}; expected a single-channel label PNG "
                                 f"(one class id per pixel, mode L or P), not a colour-coded image")
@@ -74,6 +75,7 @@ def load_depth(path: str | Path, depth_scale: float = 1000.0) -> np.ndarray:
     """A 16-bit depth PNG divided by ``depth_scale`` (1000: millimetres -> metres) as float32 [H, W]."""
     try:
         with Image.open(path) as img:
+            check_pixels(path, *img.size, "depth map")
             if img.mode not in ("I;16", "I;16B", "I;16L", "I", "F"):
                 raise DataError(f"{path}: depth image has mode {img.mode}; expected a 16-bit PNG "
                                 f"(depth x {depth_scale:g}, e.g. millimetres), 0 = no reading")

@@ -20,7 +20,7 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 from torchvision.transforms import functional as TF
 
-from dinobench.data.base import cache_fingerprint_of, fingerprint_of, load_rgb
+from dinobench.data.base import cache_fingerprint_of, check_pixels, fingerprint_of, load_rgb
 from dinobench.data.layout import file_listing, first_samples, images_in, pair_by_stem, require_dir, root_folder
 from dinobench.data.transforms import required_pixels
 from dinobench.errors import DataError
@@ -33,6 +33,7 @@ def load_foreground(path: str | Path) -> Image.Image:
     """The foreground fraction of a mask file as an 8-bit ``L`` image (alpha channel when there is one)."""
     try:
         with Image.open(path) as img:
+            check_pixels(path, *img.size, "mask")
             img.load()
             if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
                 return img.convert("RGBA").getchannel("A")

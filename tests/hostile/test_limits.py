@@ -70,3 +70,17 @@ def test_a_canopy_split_without_any_valid_height_is_refused_as_data_not_as_a_lea
     splits["val"].check_ground_truth()  # untouched: fine
     with pytest.raises(DataError, match=r"canopy train: none of the 2 height maps has a valid height"):
         splits["train"].check_ground_truth()
+
+
+def test_target_maps_above_the_limit_are_refused_too(tmp_path, small_limit):
+    from dinobench.data.canopy import load_heights
+    from dinobench.data.dense import load_depth, load_mask
+    from dinobench.data.foreground import load_foreground
+
+    Image.new("L", (20, 10)).save(tmp_path / "m.png")
+    Image.new("I;16", (20, 10)).save(tmp_path / "d.png")
+    np.save(tmp_path / "h.npy", np.zeros((10, 20), dtype=np.float32))
+    for load, path in ((load_mask, "m.png"), (load_depth, "d.png"), (load_foreground, "m.png"),
+                       (load_heights, "h.npy"), (load_heights, "m.png")):
+        with pytest.raises(DataError, match="20x10 pixels is above the decompression-bomb limit"):
+            load(tmp_path / path)
