@@ -120,16 +120,20 @@ def build_coco_captions(cfg: dict[str, Any], data_root: str | None) -> dict[str,
             files = {int(img["id"]): img["file_name"] for img in payload["images"]}
             anns = payload["annotations"]
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-            raise DataError(f"{path}: not a COCO captions file ({type(exc).__name__}: {exc}); needs images and "
-                            f"annotations with image_id and caption") from None
+            raise DataError(f"{path}: not a COCO captions file ({type(exc).__name__}); needs images (id, file_name) "
+                            f"and annotations (id, image_id, caption)") from None
+        if not isinstance(anns, list) or not all(isinstance(a, dict) and isinstance(a.get("image_id"), int)
+                                                 and isinstance(a.get("id", 0), int) for a in anns):
+            raise DataError(f"{path}: annotations must be a list of objects with integer id and image_id")
         order = {image_id: i for i, image_id in enumerate(sorted(files))}
         rows = []
-        for ann in sorted(anns, key=lambda a: (int(a.get("image_id", -1)), a.get("id", 0))):
-            image_id = int(ann.get("image_id", -1))
+        for ann in sorted(anns, key=lambda a: (a["image_id"], a.get("id", 0))):
+            image_id = ann["image_id"]
             if image_id not in files:
                 raise DataError(f"{path}: caption {ann.get('id')} names unknown image_id {image_id}")
             image = listed_path(root / folder, files[image_id], path, f"image {image_id} file_name")
-            rows.append((str(image), ann.get("caption", ""), order[image_id]))
+            rows.append((str(image), ann.get("caption", "") if isinstance(ann.get("caption"), str) else "",
+                         order[image_id]))
         splits[key] = _checked("coco_captions", key, path, rows)
     return splits
 
@@ -179,8 +183,11 @@ def build_karpathy_captions(cfg: dict[str, Any], data_root: str | None) -> dict[
                         f"the images")
     try:
         images = read_json(path, "split file")["images"]
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise DataError(f"{path}: not a Karpathy split file ({type(exc).__name__}: {exc})") from None
+        if not isinstance(images, list) or not all(isinstance(img, dict) for img in images):
+            raise TypeError("images is not a list of objects")
+    except (KeyError, TypeError) as exc:
+        raise DataError(f"{path}: not a Karpathy split file ({type(exc).__name__}); needs images: [{{filename, split, "
+                        f"sentences: [{{raw}}]}}]") from None
     image_dir = cfg["image_dir"]
     if image_dir is None:
         image_dir = "flickr30k-images" if "flickr" in path.name else ""
@@ -192,7 +199,9 @@ def build_karpathy_captions(cfg: dict[str, Any], data_root: str | None) -> dict[
         for index, img in enumerate(picked):
             image = listed_path(folder, str(Path(str(img.get("filepath", ""))) / str(img.get("filename", ""))),
                                 path, "filepath/filename")
-            rows += [(str(image), sentence.get("raw", ""), index) for sentence in img.get("sentences", [])]
+            sentences = img.get("sentences", [])
+            rows += [(str(image), s.get("raw", "") if isinstance(s, dict) and isinstance(s.get("raw"), str) else "",
+                      index) for s in (sentences if isinstance(sentences, list) else [])]
         if not rows:
             raise DataError(f"{path}: no images in split(s) {sorted(wanted)}")
         splits[key] = _checked(path.stem.replace("dataset_", ""), key, path, rows)

@@ -418,3 +418,29 @@ def test_coco20k_records_are_checked_like_coco(tmp_path, edit, message):
     with pytest.raises(DataError, match=message) as info:
         build_coco20k({}, str(root))
     assert "\n" not in str(info.value)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                  HealthCheck.too_slow])
+@given(where=st.sampled_from(["images", "annotations", "image", "caption", "id"]), value=_VALUES)
+def test_any_value_in_a_coco_captions_file_is_accepted_or_one_line(tmp_path_factory, where, value):
+    from dinobench.text.captions import build_coco_captions
+
+    root = tmp_path_factory.mktemp("captions")
+    for split in ("train2017", "val2017"):
+        (root / split).mkdir()
+        Image.new("RGB", (8, 8)).save(root / split / "a.png")
+        data = {"images": [{"id": 1, "file_name": "a.png"}],
+                "annotations": [{"id": 1, "image_id": 1, "caption": "a square"}]}
+        if where in ("images", "annotations"):
+            data[where] = value
+        elif where == "image":
+            data["images"][0]["file_name"] = value
+        else:
+            data["annotations"][0][where] = value
+        (root / "annotations").mkdir(exist_ok=True)
+        (root / "annotations" / f"captions_{split}.json").write_text(json.dumps(data))
+    try:
+        build_coco_captions({}, str(root))
+    except DataError as exc:
+        assert "\n" not in str(exc) and "string indices" not in str(exc)
