@@ -218,6 +218,15 @@ class DINOTxt(nn.Module):
                 {"params": [p for n, p in params if p.ndim >= 2 and "logit_scale" not in n], "lr_multiplier": 1.0,
                  "wd_multiplier": 1.0}]
 
+    #: the largest ``logit_scale`` (ln 100: logits scaled by at most 100), as CLIP and the official training clamp it
+    MAX_LOGIT_SCALE = math.log(100)
+
+    @torch.no_grad()
+    def after_step(self) -> None:
+        """After every optimizer step: ``logit_scale`` clamped to [0, ln 100] (official
+        ``dinov3/eval/text/train_dinotxt.py``, lines 205-208: OpenCLIP's clamp from the CLIP paper)."""
+        self.logit_scale.clamp_(0.0, self.MAX_LOGIT_SCALE)
+
     def train(self, mode: bool = True) -> "DINOTxt":  # noqa: D102 - the frozen backbone stays in eval mode
         super().train(mode)
         self.visual_model.backbone.eval()

@@ -3,7 +3,8 @@
 :func:`train_head` is what a protocol calls: it trains ``model`` with the task's ``train`` section in
 the run folder of its run key (resuming a checkpoint of the same key), then evaluates. Parameter groups
 come from the model when it has ``param_groups()`` (a list of torch group dicts, optionally with
-``lr_multiplier``/``wd_multiplier``); otherwise, as the official dense heads: the head's parameters in
+``lr_multiplier``/``wd_multiplier``; its ``after_step()``, if any, runs after every optimizer step, e.g. a
+clamp); otherwise, as the official dense heads: the head's parameters in
 one group with weight decay on all of them, plus - when ``model.finetune`` - the backbone with
 layer-wise lr decay ``model.layer_decay`` (no decay on norms and biases). The optimizer is
 ``train.optimizer.type`` (:mod:`dinobench.training.optim`), the schedule ``train.scheduler.type``.
@@ -110,6 +111,12 @@ class HeadRecipe(Recipe):
                 groups.append({"params": group["params"], "lr_multiplier": group["lr_multiplier"],
                                "wd_multiplier": group["wd_multiplier"]})
         return groups
+
+    def after_step(self, iteration: int) -> None:
+        """The model's own ``after_step()`` when it has one (e.g. dino.txt's logit-scale clamp)."""
+        hook = getattr(self.model, "after_step", None)
+        if callable(hook):
+            hook()
 
     def apply_schedule(self, iteration: int) -> dict[str, float]:
         opt = self.train.optimizer

@@ -67,3 +67,35 @@ def test_two_rank_gathered_loss_and_gradients_equal_single_process(tmp_path):
     torch.testing.assert_close(torch.cat([r0["image"], r1["image"]]) / 2, image.grad, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(torch.cat([r0["text"], r1["text"]]) / 2, text.grad, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close((r0["scale"] + r1["scale"]) / 2, scale.grad, rtol=1e-10, atol=1e-12)
+
+
+def test_training_clamps_the_logit_scale_to_ln_100_after_every_step_as_the_official_loop(tmp_path):
+    """Official ``train_dinotxt.py`` (lines 205-208) clamps ``logit_scale`` to [0, ln 100] after each step; a large
+    learning rate pushes it past ln 100 within a step here, and the engine calls the model's ``after_step``."""
+    import dinobench
+    from dinobench.text import build_dinotxt
+    from dinobench.training import head_training_loop
+
+    torch.manual_seed(0)
+    backbone = dinobench.create_backbone("vit_tiny", embed_dim=32, depth=1, num_heads=2)
+    model = build_dinotxt(backbone, embed_dim=16, text_dim=16, text_heads=2, text_layers=1, context_length=8,
+                          vocab_size=64, vision_head_blocks=1)
+
+    class Pairs(torch.utils.data.Dataset):
+        def __len__(self):
+            return 4
+
+        def __getitem__(self, i):
+            return {"images": torch.randn(3, 16, 16), "tokens": torch.randint(1, 60, (8,))}
+
+    def push_up(net, batch, iteration):  # a loss that only grows the scale: the clamp is what stops it
+        return -net.logit_scale.sum() * 100.0, {}
+
+    loop = head_training_loop(model, Pairs(), push_up, {"max_iters": 2, "batch_size": 2, "checkpoint_every": 0,
+                                                        "optimizer": {"type": "sgd", "lr": 1.0}}, tmp_path)
+    loop.fit()
+    assert float(model.logit_scale) == pytest.approx(math.log(100))
+    with torch.no_grad():
+        model.logit_scale.fill_(-3.0)
+    model.after_step()
+    assert float(model.logit_scale) == 0.0
