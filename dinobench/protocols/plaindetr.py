@@ -119,7 +119,7 @@ class PlainDetrProtocol(TrainedHeadProtocol):
     """Train (or load) Plain-DETR, report COCO AP on ``val`` and per-category AP."""
 
     name = "plaindetr"
-    version = "1"
+    version = "2"  # 2: the reparam matcher pairs every query with every target also when their counts agree
     Config = PlainDetrConfig
     runtime_keys = ("num_visualizations", "head.decoder_use_checkpoint", "inference.draw_score_threshold")
     eval_keys = ("inference",)

@@ -41,12 +41,16 @@ def delta2bbox(proposals: Tensor, deltas: Tensor, max_shape: tuple[Tensor, Tenso
     return boxes
 
 
-def bbox2delta(proposals: Tensor, targets: Tensor) -> Tensor:
+def bbox2delta(proposals: Tensor, targets: Tensor, pairwise: bool = False) -> Tensor:
     """The deltas taking ``(cx, cy, w, h)`` proposals to ``(cx, cy, w, h)`` targets (the inverse of
-    :func:`delta2bbox` up to the 0.1 px guard against empty proposals); pairwise when the shapes differ
-    (``[N, 4]`` x ``[M, 4]`` -> ``[N, M, 4]``)."""
-    if proposals.shape != targets.shape:
+    :func:`delta2bbox` up to the 0.1 px guard against empty proposals): row by row for matched pairs, or every
+    proposal against every target with ``pairwise`` (``[N, 4]`` x ``[M, 4]`` -> ``[N, M, 4]``, also when N == M:
+    said explicitly, never guessed from the shapes)."""
+    if pairwise:
         proposals, targets = proposals[:, None], targets[None]
+    elif proposals.shape != targets.shape:
+        raise ValueError(f"bbox2delta: {tuple(proposals.shape)} proposals and {tuple(targets.shape)} targets are "
+                         f"not pairs; pass pairwise=True for every proposal against every target")
     proposals, targets = proposals.float(), targets.float()
     pw, ph = proposals[..., 2] + 0.1, proposals[..., 3] + 0.1
     return torch.stack([(targets[..., 0] - proposals[..., 0]) / pw, (targets[..., 1] - proposals[..., 1]) / ph,

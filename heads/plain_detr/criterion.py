@@ -49,7 +49,7 @@ class HungarianMatcher(nn.Module):
         cost_class = focal_class_cost(outputs["pred_logits"][b].float(), target["labels"], self.focal_alpha)
         if self.reparam:
             deltas = outputs["pred_deltas"][b].float()
-            tgt_deltas = bbox2delta(outputs["pred_boxes_old"][b].float(), tgt)  # [Q, T, 4]
+            tgt_deltas = bbox2delta(outputs["pred_boxes_old"][b].float(), tgt, pairwise=True)  # [Q, T, 4]
             cost_bbox = (deltas[:, None] - tgt_deltas).abs().sum(-1)
         else:
             cost_bbox = torch.cdist(boxes, tgt, p=1)

@@ -118,7 +118,10 @@ def test_boxes_round_trip_and_reparameterisation_inverts():
     proposals = cxcywh + torch.randn(50, 4, generator=gen).clamp(-0.5, 0.5)
     deltas = bbox2delta(proposals - torch.tensor([0, 0, 0.1, 0.1]), cxcywh)  # the 0.1 px guard undone
     torch.testing.assert_close(xyxy_to_cxcywh(delta2bbox(proposals, deltas)), cxcywh, atol=1e-3, rtol=1e-4)
-    assert bbox2delta(proposals[:3], cxcywh[:5]).shape == (3, 5, 4)  # pairwise when the counts differ
+    assert bbox2delta(proposals[:3], cxcywh[:5], pairwise=True).shape == (3, 5, 4)
+    assert bbox2delta(proposals[:5], cxcywh[:5], pairwise=True).shape == (5, 5, 4)  # pairwise also for equal counts
+    with pytest.raises(ValueError, match="pass pairwise=True"):
+        bbox2delta(proposals[:3], cxcywh[:5])
     clipped = delta2bbox(torch.tensor([[[50.0, 50, 200, 200]]]), torch.zeros(1, 1, 4),
                          (torch.tensor([[[60.0]]]), torch.tensor([[[80.0]]])))
     assert clipped.tolist() == [[[0.0, 0.0, 80.0, 60.0]]]  # clipped to (W, H)

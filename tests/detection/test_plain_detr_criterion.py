@@ -128,3 +128,17 @@ def test_criterion_prefers_the_right_answer_and_handles_empty_images():
     empty = {"labels": torch.zeros(0, dtype=torch.long), "boxes": torch.zeros(0, 4)}
     total, logs = crit(good, [empty])
     assert math.isfinite(float(total)) and logs["loss_bbox"] == 0.0  # only "no object" class terms
+
+
+def test_reparam_matching_cost_pairs_every_query_with_every_target_when_their_counts_agree():
+    """Issue 31, item 9: with as many targets as the group has queries, the box cost was computed on the diagonal
+    pairs only (equal shapes were taken as already paired); every cost is now delta(old_q, target_t)."""
+    gen = torch.Generator().manual_seed(5)
+    outputs = _outputs(gen, 1, 4, 3, True)
+    (target,) = _targets(gen, [4], 3, True)  # 4 targets, 4 queries
+    matcher = HungarianMatcher(cost_class=0.0, cost_bbox=1.0, cost_giou=0.0, reparam=True)
+    cost = matcher.cost_matrix(outputs, 0, target)
+    old, deltas = outputs["pred_boxes_old"][0].float(), outputs["pred_deltas"][0].float()
+    expected = torch.tensor([[float((deltas[q] - bbox2delta(old[q:q + 1], target["boxes"][t:t + 1].float())[0])
+                                    .abs().sum()) for t in range(4)] for q in range(4)])
+    torch.testing.assert_close(cost, expected, rtol=1e-5, atol=1e-5)
