@@ -17,7 +17,7 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from dinobench.data.base import check_pixels, fingerprint_of, image_size
-from dinobench.data.layout import name_component, root_folder
+from dinobench.data.layout import name_component, read_lines, root_folder
 from dinobench.errors import DataError
 from dinobench.typed_config import reader_options
 
@@ -106,8 +106,7 @@ def build_davis2017(cfg: dict[str, Any], data_root: str | None) -> dict[str, Dav
     listing = root / "ImageSets" / year / f"{split}.txt"
     if not listing.is_file():
         raise DataError(f"{listing}: sequence list missing; --data-root must be {expected}")
-    names = [name_component(line.strip(), listing, "sequence name") for line in listing.read_text().splitlines()
-             if line.strip()]
+    names = [name_component(line.strip(), listing, "sequence name") for line in read_lines(listing)]
     if cfg["sequences"]:
         names = [n for n in names if n in set(cfg["sequences"])]
     if not names:

@@ -30,8 +30,7 @@ from torchvision.transforms import functional as TF
 from torchvision.transforms import v2
 
 from dinobench.data.joint import (CatMaxRatioCrop, FixedCrop, ImageOnly, JointTransform, PadTo, RandomCrop,
-                                  RandomRotation, Rescale, coin, uniform)
-from dinobench.data.joint import normalize as joint_normalize
+                                  RandomRotation, Rescale, coin, normalize, uniform)
 from dinobench.errors import ConfigError
 from dinobench.typed_config import reader_options
 
@@ -154,13 +153,6 @@ def _scale_to(scale: Any) -> Any:
     return lambda height, width, ratio: scaled_size(height, width, scale, ratio)
 
 
-def normalize(image: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """``(image - mean) / std`` per channel (``mean``/``std`` on the [0, 1] scale), for a plain tensor."""
-    m = torch.as_tensor(mean, dtype=image.dtype).view(-1, 1, 1)
-    s = torch.as_tensor(std, dtype=image.dtype).view(-1, 1, 1)
-    return (image - m) / s
-
-
 def photometric_distortion(image: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
     """DINOv3/mmseg PhotoMetricDistortion on a [0, 1] image: brightness, contrast (first or last),
     saturation, hue -- each applied with probability 0.5. (torchvision's v1 colour kernels: v2's differ by
@@ -225,7 +217,7 @@ class SegTrainTransform(JointTransform):
                             v2.RandomHorizontalFlip(self.flip_prob)]
         if self.photometric is not None:
             steps.append(ImageOnly(partial(photometric_distortion, params=self.photometric)))
-        steps += [joint_normalize(mean, std), PadTo(self.crop_size, self.ignore_index)]
+        steps += [normalize(mean, std), PadTo(self.crop_size, self.ignore_index)]
         super().__init__(steps, keys=("image", "mask"))
 
 
@@ -234,7 +226,7 @@ class SegEvalTransform(JointTransform):
 
     def __init__(self, cfg: dict[str, Any], mean: Sequence[float], std: Sequence[float]) -> None:
         self.scale = reader_options(SegEvalConfig, cfg, "transform.eval", drop=())["scale"]
-        super().__init__([Rescale(_scale_to(self.scale)), joint_normalize(mean, std)], keys=("image",))
+        super().__init__([Rescale(_scale_to(self.scale)), normalize(mean, std)], keys=("image",))
 
 
 # ----------------------------------------------------------------------------- depth
@@ -256,7 +248,7 @@ class DepthTrainTransform(JointTransform):
         if color:
             steps.append(ImageOnly(partial(color_aug, c={**COLOR_AUG_DEFAULTS, **(color if isinstance(color, dict)
                                                                                   else {})})))
-        super().__init__([*steps, joint_normalize(mean, std)], keys=("image", "depth"))
+        super().__init__([*steps, normalize(mean, std)], keys=("image", "depth"))
 
 
 class DepthEvalTransform(JointTransform):
@@ -268,7 +260,7 @@ class DepthEvalTransform(JointTransform):
         self.scale = cfg["scale"]
         if self.scale is not None:
             steps.append(Rescale(_scale_to(self.scale), images_only=True))
-        super().__init__([*steps, joint_normalize(mean, std)], keys=("image", "depth"))
+        super().__init__([*steps, normalize(mean, std)], keys=("image", "depth"))
 
 
 def build_seg_train_transform(cfg: dict[str, Any], mean: Sequence[float], std: Sequence[float]) -> SegTrainTransform:

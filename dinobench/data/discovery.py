@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from dinobench.data.base import cache_fingerprint_of, fingerprint_of, image_size
-from dinobench.data.layout import listed_path, name_component, root_folder
+from dinobench.data.layout import listed_path, name_component, read_lines, root_folder
 from dinobench.data.square import SquareImages
 from dinobench.errors import DataError
 from dinobench.typed_config import reader_options
@@ -99,8 +99,7 @@ def build_voc(cfg: dict[str, Any], data_root: str | None, name: str) -> dict[str
     if not listing.is_file():
         raise DataError(f"{listing}: image list missing; --data-root must be the {name.upper()} folder "
                         f"(JPEGImages/, Annotations/, ImageSets/Main/{split}.txt)")
-    ids = [name_component(line.split()[0], listing, "image id") for line in listing.read_text().splitlines()
-           if line.strip()]
+    ids = [name_component(line.split()[0], listing, "image id") for line in read_lines(listing)]
     images, boxes, sizes = [], [], []
     without_objects = 0
     for image_id in ids:
@@ -157,8 +156,7 @@ def build_coco20k(cfg: dict[str, Any], data_root: str | None) -> dict[str, Disco
     list_file = root / cfg["list_file"]
     by_name = {info["file_name"]: image_id for image_id, info in coco.imgs.items()}
     if list_file.is_file():
-        names = [Path(line.strip()).name for line in list_file.read_text(encoding="utf-8", errors="replace").splitlines()
-                 if line.strip()]
+        names = [Path(line.strip()).name for line in read_lines(list_file)]
         unknown = [n for n in names if n not in by_name]
         if unknown:
             raise DataError(f"{list_file}: {len(unknown)} listed images are not in {annotations.name} (first: {unknown[0]})")

@@ -113,3 +113,11 @@ def read_json(path: Path | str, what: str = "file") -> Any:
                         f"fix or re-export it") from None
     except RecursionError:
         raise DataError(f"{path}: the {what} is nested too deeply to read; it is not a genuine one") from None
+
+
+def read_lines(path: Path | str) -> list[str]:
+    """The non-empty lines of a list file (UTF-8 text); unreadable or not text is one DataError line."""
+    try:
+        return [line for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot read the list ({type(exc).__name__}); it must be UTF-8 text") from None

@@ -34,7 +34,7 @@ from torchvision.transforms.v2 import functional as F
 
 from dinobench.data.base import cache_fingerprint_of, check_pixels, fingerprint_of, load_rgb
 from dinobench.data.joint import ToFloatImage, normalize
-from dinobench.data.layout import listed_path, name_component, read_json, root_folder
+from dinobench.data.layout import listed_path, name_component, read_json, read_lines, root_folder
 from dinobench.data.folder import IMAGE_EXTENSIONS
 from dinobench.errors import ConfigError, DataError
 from dinobench.typed_config import reader_options
@@ -176,14 +176,6 @@ class VideoDataset(Dataset):
                 "num_classes": len(self.classes), "fingerprint": self.fingerprint}
 
 
-def _text_lines(path: Path) -> list[str]:
-    """The non-empty lines of a list file (UTF-8); unreadable or not text is one DataError line."""
-    try:
-        return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: cannot read the list ({type(exc).__name__}); it must be UTF-8 text") from None
-
-
 def _resolve(path: Path) -> Path:
     """A video file, or the frame folder at the same path without extension; DataError naming it if neither."""
     if path.is_file():
@@ -260,7 +252,7 @@ def build_ucf101(cfg: dict[str, Any], data_root: str | None) -> dict[str, VideoD
     if not class_file.is_file() or not videos.is_dir():
         raise DataError(f"{root}: expected UCF-101/<Class>/<video>.avi and ucfTrainTestlist/classInd.txt")
     index: dict[str, int] = {}
-    for number, line in enumerate(_text_lines(class_file), 1):
+    for number, line in enumerate(read_lines(class_file), 1):
         fields = line.split()
         if len(fields) != 2 or not fields[0].isdigit() or int(fields[0]) < 1 or fields[1] in index:
             raise DataError(f"{class_file}: line {number} {line.strip()!r:.60} is not '<index from 1> <ClassName>' "
@@ -275,7 +267,7 @@ def build_ucf101(cfg: dict[str, Any], data_root: str | None) -> dict[str, VideoD
         if not list_file.is_file():
             raise DataError(f"{list_file}: split list missing (dataset.split={split}: 1, 2 or 3)")
         samples = []
-        for line in _text_lines(list_file):
+        for line in read_lines(list_file):
             relative = line.split()[0]
             class_name = relative.split("/")[0]
             if class_name not in index:

@@ -115,6 +115,7 @@ class LinearGridRecipe(Recipe):
     desc = "linear heads"
     divergence_hint = "lower protocol.learning_rates"
     model_rng = "continuous"  # nothing random on the model side; no per-iteration reseeding
+    run_key_fix = "delete it or use another output folder"
 
     def __init__(self, heads: LinearHeads, features: TrainFeatures, labels: Tensor, *, batch_size: int,
                  iterations: int, epoch_length: int, device: torch.device, run_key: str = "") -> None:
@@ -159,14 +160,6 @@ class LinearGridRecipe(Recipe):
         features, labels = batch
         return sum(F.cross_entropy(logit, labels) for logit in self.train_model(features)), {}  # type: ignore[return-value]
 
-    def state_extras(self) -> dict[str, Any]:
-        return {"run_key": self.run_key}
-
-    def load_state_extras(self, state: dict[str, Any], path: Path) -> None:
-        if self.run_key and state.get("run_key") not in ("", self.run_key):
-            raise ConfigError(f"{path.parent.parent}: holds a linear-probe run of another config (key "
-                              f"{state.get('run_key')} != {self.run_key}); delete it or use another output folder")
-
 
 #: below this many multiply-adds per SGD step, CPU training runs on one thread: for small heads
 #: OpenMP synchronisation costs more than it saves (30x slower on a loaded 2-core machine)
@@ -202,7 +195,7 @@ def train_linear_heads(train_features: TrainFeatures, train_labels: Tensor, head
                               epoch_length=int(epoch_length or iterations), device=device_, run_key=run_key)
     settings = LoopSettings(max_iters=iterations, log_every=max(1, iterations // 100))
     macs = 3 * batch_size * sum(head.weight.numel() for head in heads.heads)  # forward + backward
-    with contextlib_folder(work_dir) as folder, torch.random.fork_rng(devices=[]), _cpu_threads(device_, macs):
+    with _folder_or_temporary(work_dir) as folder, torch.random.fork_rng(devices=[]), _cpu_threads(device_, macs):
         loop = TrainingLoop(recipe, settings, folder, device=device_, seed=seed)
         with loop.exclusive():
             loop.resume()
@@ -212,7 +205,7 @@ def train_linear_heads(train_features: TrainFeatures, train_labels: Tensor, head
 
 
 @contextmanager
-def contextlib_folder(work_dir: str | Path | None) -> Iterator[Path]:
+def _folder_or_temporary(work_dir: str | Path | None) -> Iterator[Path]:
     """``work_dir``, or a temporary folder removed afterwards."""
     if work_dir is not None:
         yield Path(work_dir)

@@ -64,6 +64,7 @@ class HeadRecipe(Recipe):
     name = "head training"
     desc = "train head"
     divergence_hint = "lower train.optimizer.lr"
+    run_key_fix = "choose another train.work_dir or delete it"
 
     def __init__(self, model: nn.Module, dataset: Dataset, loss_fn: LossFn, cfg: TrainConfig, *,
                  device: torch.device, seed: int, run_key: str = "", collate_fn: Callable | None = None) -> None:
@@ -154,14 +155,6 @@ class HeadRecipe(Recipe):
 
     def load_optimizer_state(self, state: dict[str, Any]) -> None:  # noqa: D102
         ddp.load_optimizer_state_dict(self.model, self.optimizer, state)
-
-    def state_extras(self) -> dict[str, Any]:
-        return {"run_key": self.run_key}
-
-    def load_state_extras(self, state: dict[str, Any], path: Path) -> None:
-        if self.run_key and state.get("run_key") not in ("", self.run_key):
-            raise ConfigError(f"{path.parent.parent}: holds a head-training run of another config (key "
-                              f"{state.get('run_key')} != {self.run_key}); choose another train.work_dir or delete it")
 
 
 def head_training_loop(model: nn.Module, dataset: Dataset, loss_fn: LossFn, train: TrainConfig | dict[str, Any] | None,

@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from dinobench.errors import DinobenchError, WeightsError
+from dinobench.errors import ConfigError, DinobenchError, WeightsError
 from dinobench.utils import distributed as ddp
 from dinobench.training.checkpoint import CheckpointManager, read_training_checkpoint, rng_state, set_rng_state
 from dinobench.training.sampler import iteration_loader
@@ -118,13 +118,20 @@ class Recipe:
         """Inverse of :meth:`optimizer_state`."""
         self.optimizer.load_state_dict(state)
 
+    #: what ties a checkpoint to its run ("" ties nothing), and the way out when a folder holds another run's
+    run_key: str = ""
+    run_key_fix: str = "choose another output folder or delete it"
+
     def state_extras(self) -> dict[str, Any]:
-        """More checkpoint entries (counters, a run key); ``weights_only``-loadable values."""
-        return {}
+        """More checkpoint entries (counters, a run key); ``weights_only``-loadable values. Default: the run key."""
+        return {"run_key": self.run_key}
 
     def load_state_extras(self, state: dict[str, Any], path: Path) -> None:
         """Check that ``state`` (a whole checkpoint) belongs to this run and restore the extras; called
-        before the model and optimizer states are loaded."""
+        before the model and optimizer states are loaded. Default: a checkpoint of another run key is refused."""
+        if self.run_key and state.get("run_key") not in ("", self.run_key):
+            raise ConfigError(f"{path.parent.parent}: holds a {self.name.replace(' ', '-')} run of another config "
+                              f"(key {state.get('run_key')} != {self.run_key}); {self.run_key_fix}")
 
 
 @dataclass
