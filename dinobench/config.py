@@ -16,11 +16,12 @@ from typing import Any, Mapping, Sequence
 from dinobench.errors import ConfigError
 from dinobench.utils.hashing import payload_sha256
 
-#: task-level keys that never change a result: the description, and the backbone's constructor overrides
+#: task-level keys that never change a result: the description, the official recipe it cites, and the backbone's
+#: constructor overrides
 #: (they identify the model, a leaderboard row, not the protocol). Sections add their own runtime keys:
 #: features (:data:`dinobench.context.FEATURES_RUNTIME_KEYS`), train (``dinobench.training.RUNTIME_TRAIN_KEYS``)
 #: and each protocol (``Protocol.runtime_keys``); the runner passes the union to :func:`protocol_hash`.
-GLOBAL_RUNTIME_KEYS = ("task.description", "backbone")
+GLOBAL_RUNTIME_KEYS = ("task.description", "task.official", "backbone")
 #: ... except these backbone keys, which change how the protocol trains it (frozen vs fine-tuned)
 BACKBONE_PROTOCOL_KEYS = ("finetune", "layer_decay")
 #: sections that accept new keys from --cfg-options (backbone constructor overrides)
@@ -141,3 +142,25 @@ def protocol_hash(cfg: Mapping[str, Any], dataset_fingerprint: str, runtime_keys
     if training:  # only when set, so that hashes of frozen-backbone results stay as they were
         payload["backbone_training"] = training
     return payload_sha256(payload, 16)
+
+
+def flatten(cfg: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (lists and scalars are leaves)."""
+    flat: dict[str, Any] = {}
+    for key, value in cfg.items():
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def config_diff(a: Mapping[str, Any], b: Mapping[str, Any],
+                runtime_keys: Sequence[str] = ()) -> list[tuple[str, Any, Any]]:
+    """``(key, a value, b value)`` of the hashed config keys that differ (``runtime_keys``, as the records
+    name them, and the global runtime keys ignored)."""
+    ignored = (*GLOBAL_RUNTIME_KEYS, *runtime_keys)
+    fa, fb = flatten(a or {}), flatten(b or {})
+    keys = sorted(k for k in set(fa) | set(fb)
+                  if not any(k == rk or k.startswith(f"{rk}.") for rk in ignored))
+    return [(k, fa.get(k, "<unset>"), fb.get(k, "<unset>")) for k in keys if fa.get(k, "<unset>") != fb.get(k, "<unset>")]

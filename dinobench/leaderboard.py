@@ -4,7 +4,9 @@ Comparability rule: two results share a leaderboard column only when ``task``, `
 ``protocol_hash`` (resolved task config + dataset fingerprint) all match. Per task, the group with the most
 rows gets the plain task name as its column; every other group gets its own column
 ``"<task> [cfg <hash7>]"`` (``[v<version> cfg <hash7>]`` when the protocol version differs) and a note saying
-why it is apart (the differing config keys, the dataset fingerprint or the protocol version).
+why it is apart (the differing config keys, the dataset fingerprint or the protocol version). A column whose
+results come from a task's official recipe with keys changed is marked ``" *"``, its note naming the keys
+(:mod:`dinobench.recipes`).
 
 Rows are (model, weights id): ``model`` is the backbone name plus its constructor overrides
 (``vit_tiny(depth=2,embed_dim=64)``), the weights id is ``random-init`` or ``<file name>@<sha256[:8]>``.
@@ -16,10 +18,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import pandas as pd
 
+from dinobench.config import config_diff
+from dinobench.recipes import recipe_line
 from dinobench.results import Result, load_results
 
 Row = tuple[str, str]  # (model, weights_id)
@@ -96,29 +100,6 @@ def scan(paths: list[str | Path]) -> pd.DataFrame:
     return results_frame(load_results(list(paths)))
 
 
-def _flatten(cfg: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in cfg.items():
-        if isinstance(value, Mapping):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
-def config_diff(a: Mapping[str, Any], b: Mapping[str, Any],
-                runtime_keys: Sequence[str] = ()) -> list[tuple[str, Any, Any]]:
-    """``(key, a value, b value)`` of the hashed config keys that differ (``runtime_keys``, as the records
-    name them, and the global runtime keys ignored)."""
-    from dinobench.config import GLOBAL_RUNTIME_KEYS
-
-    ignored = (*GLOBAL_RUNTIME_KEYS, *runtime_keys)
-    fa, fb = _flatten(a or {}), _flatten(b or {})
-    keys = sorted(k for k in set(fa) | set(fb)
-                  if not any(k == rk or k.startswith(f"{rk}.") for rk in ignored))
-    return [(k, fa.get(k, "<unset>"), fb.get(k, "<unset>")) for k in keys if fa.get(k, "<unset>") != fb.get(k, "<unset>")]
-
-
 def difference(ref: Result, other: Result, ref_name: str) -> str:
     """Why ``other`` is not comparable with ``ref`` (named ``ref_name``), in one phrase."""
     if str(ref.protocol_version) != str(other.protocol_version):
@@ -151,6 +132,12 @@ def assign_columns(df: pd.DataFrame) -> pd.DataFrame:
             tag = f"v{other_version} cfg {other_hash[:7]}" if other_version != version else f"cfg {other_hash[:7]}"
             df.loc[group.index, "column"] = f"{task} [{tag}]"
             df.loc[group.index, "note"] = f"not comparable with {task}: " + difference(ref, _newest(group)["record"], task)
+    for label, group in df.groupby("column", sort=True):  # a task's official recipe, modified: marked " *"
+        recipe = getattr(_newest(group)["record"], "recipe", None) or {}
+        if recipe.get("official") and not recipe.get("equal"):
+            note = str(group["note"].iloc[0])
+            df.loc[group.index, "column"] = f"{label} *"
+            df.loc[group.index, "note"] = (f"{note}; " if note else "") + recipe_line(recipe)
     return df
 
 

@@ -85,10 +85,14 @@ def generate() -> str:
         return spec.source.startswith("dinobench.")
 
     out = [HEADER]
-    out += ["## Tasks", "", "| task | protocol | datasets | description |", "|---|---|---|---|"]
+    out += ["## Tasks", "", "`recipe`: the official config / script / notebook the task's defaults equal (checked "
+            "against values extracted from an official checkout: `tests/core/test_official_recipes.py`; "
+            "`dinobench config TASK` prints them), or — when there is none.", "",
+            "| task | protocol | datasets | recipe | description |", "|---|---|---|---|---|"]
     for spec in filter(first, reg.tasks):
         summary = task_summary(spec.config)
-        out.append(f"| `{spec.name}` | `{summary['protocol']}` | {', '.join(summary['datasets'])} | "
+        recipe = f"`{summary['official']}`" if summary["official"] else "—"
+        out.append(f"| `{spec.name}` | `{summary['protocol']}` | {', '.join(summary['datasets'])} | {recipe} | "
                    f"{_cell(spec.description or summary['description'])} |")
     out += ["", "## Dataset readers", "",
             "Each reader's section (`dataset=dict(type=..., <key>=...)`) and the `transform` section its datasets read; "

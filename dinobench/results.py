@@ -27,7 +27,7 @@ SCHEMA_VERSION = 2  # 2: higher_is_better per metric, tables, runtime_keys
 
 _STRING_FIELDS = ("task", "protocol", "protocol_plugin", "protocol_hash", "backbone", "weights")
 _DICT_FIELDS = ("config", "dataset", "backbone_config", "environment", "timings", "higher_is_better", "tables",
-                "input_files", "head")
+                "input_files", "head", "recipe")
 
 
 def _is_number(value: Any) -> bool:
@@ -168,6 +168,9 @@ class Result:
     #: a given (released or exported) head that was evaluated instead of trained: ``hub`` name ("" if none),
     #: ``path``, ``sha256``; empty when the run trained its head
     head: dict[str, str] = field(default_factory=dict)
+    #: the official recipe the task follows and whether this run's config equals it (:mod:`dinobench.recipes`):
+    #: ``official`` (source), ``equal``, ``differs`` (dotted keys); empty when the task has no official recipe
+    recipe: dict[str, Any] = field(default_factory=dict)
     created_at: str = ""
     schema_version: int = SCHEMA_VERSION
     path: str | None = None  # where it was written (not serialised)

@@ -17,7 +17,7 @@ from typing import Any, Mapping
 
 from dinobench.backbones import create_backbone
 from dinobench.backbones.contract import backbone_normalisation
-from dinobench import identity
+from dinobench import identity, recipes
 from dinobench.backbones.loading import resolve_source, weights_sha256
 from dinobench.config import BACKBONE_PROTOCOL_KEYS, apply_options, parse_options
 from dinobench.context import FeaturesConfig, RunContext
@@ -128,22 +128,28 @@ def _default_sections(cfg: dict[str, Any]) -> None:
             cfg[section] = {}
 
 
-def resolve_task(task: str, options: Mapping[str, Any] | list[str] | None) -> dict[str, Any]:
+def resolve_task(task: str, options: Mapping[str, Any] | list[str] | None,
+                 backbone: str | None = None) -> dict[str, Any]:
     """The task's resolved config (a registered name or a task file, :func:`dinobench.tasks.find_task`): defaults
-    filled in, ``options`` applied, every section checked; an error names the task (file) and the key."""
-    return _resolve(find_task(task, get_registries()), options)
+    filled in (with those the task sets for ``backbone``, :mod:`dinobench.recipes`), ``options`` applied, every
+    section checked; an error names the task (file) and the key."""
+    return _resolve(find_task(task, get_registries()), options, backbone)
 
 
-def _resolve(source: TaskSource, options: Mapping[str, Any] | list[str] | None) -> dict[str, Any]:
+def _resolve(source: TaskSource, options: Mapping[str, Any] | list[str] | None,
+             backbone: str | None = None) -> dict[str, Any]:
     """:func:`resolve_task` of a found task."""
     registries = get_registries()
     use_registered_schedules(registries.schedules)  # plugins' schedules and optimizers, for the train section
     use_registered_optimizers(registries.optimizers)
     cfg = load_task_config(source.config)
+    per_backbone = recipes.backbone_defaults(cfg.pop(recipes.BY_BACKBONE, None), backbone, source.where)
     _check_sections(cfg, source.where)
     _default_sections(cfg)
     try:
         cfg = _validated(cfg)  # defaults first, so that --cfg-options may set any valid key
+        if per_backbone:  # the official recipe's per-backbone defaults, under the user's options
+            cfg = apply_options(cfg, per_backbone, where=f"task {source.name!r} {recipes.BY_BACKBONE}[{backbone!r}]")
         cfg = apply_options(cfg, parse_options(options), where=f"task {source.name!r}")
         _default_sections(cfg)
         _check_sections(cfg, source.where)
@@ -238,8 +244,8 @@ def run(backbone: str | None, task: str | None, weights: str | None = None, data
     ``head`` / ``head_weights``: evaluate a released head (``dinobench list heads``) from a local file instead
     of training one; ``backbone`` and ``task`` then default to the head's.
 
-    ``precision``: feature-extraction precision, ``auto`` (None: ``$DINOBENCH_PRECISION`` or the hardware's
-    choice, bf16 autocast on CUDA and native-bf16 CPUs), ``float32`` or ``bfloat16``; recorded in the result.
+    ``precision``: feature-extraction precision (None: ``$DINOBENCH_PRECISION``, else float32 as the official
+    evaluations), ``auto`` (bf16 autocast on CUDA and native-bf16 CPUs), ``float32`` or ``bfloat16``; recorded.
 
     ``save_predictions``: protocols that can draw their predictions (dense tasks) write PNGs into
     ``ctx.predictions_dir``; they end up in ``<run>/predictions/`` and ``result.artifacts``.
@@ -266,7 +272,7 @@ def _run(backbone: str, task: str, weights: str | None, data_root: str | None, o
     registries = get_registries()
     backbone_spec = registries.backbones.get(backbone)  # fail fast on unknown names
     source = find_task(task, registries)  # a registered name or a task file (whose name is its stem)
-    cfg, task = _resolve(source, options), source.name
+    cfg, task = _resolve(source, options, backbone), source.name
     protocol_cls = protocol_class(cfg["protocol"]["type"])
     protocol_spec = registries.protocols.get(cfg["protocol"]["type"])
     protocol = protocol_cls(cfg["protocol"])  # value checks before any data is read
@@ -326,6 +332,7 @@ def _run(backbone: str, task: str, weights: str | None, data_root: str | None, o
         ctx.timings["total_s"] = round(time.perf_counter() - t_start, 3)
         result = _record(task, cfg, protocol_cls, protocol_spec, backbone, backbone_spec, model, weights,
                          weights_sha, seed, outcome, datasets, dataset_types, data_root, device, precision, ctx)
+        result.recipe = recipe_of(source, cfg, backbone, head)
         given = ctx.input_files.get(registries.heads.get(head).weights_key if head else "protocol.head_weights")
         if given:  # the record names the evaluated head (released or exported); its digest is in the hash
             result.head = {"hub": head or "", "path": given["path"], "sha256": given["sha256"]}
@@ -337,6 +344,21 @@ def _run(backbone: str, task: str, weights: str | None, data_root: str | None, o
             shutil.rmtree(ctx.predictions_dir, ignore_errors=True)
     get_plugin_manager().hook.dinobench_result_written(result=result, path=path)
     return result
+
+
+def recipe_of(source: TaskSource, cfg: Mapping[str, Any], backbone: str, head: str | None) -> dict[str, Any]:
+    """The record's ``recipe`` (:func:`dinobench.recipes.recipe_record`): ``cfg`` against the task's defaults for
+    ``backbone`` and the released ``head``'s architecture (its weight file, an input, does not count)."""
+    if recipes.official_source(load_task_config(source.config)) is None:
+        return {}
+    options = {}
+    if head is not None:
+        spec = get_registries().heads.get(head)
+        options = {k: v for k, v in spec.options.items() if k != spec.weights_key}
+    defaults = _resolve(source, options, backbone)
+    protocol_cls = protocol_class(cfg["protocol"]["type"])
+    inputs = tuple(f"protocol.{key}" for key in protocol_cls.file_keys)
+    return recipes.recipe_record(cfg, defaults, (*identity.runtime_keys(protocol_cls), *inputs))
 
 
 def _write_or_keep(result: Result, output_dir: str, predictions: Path | None, head: Any) -> Path:

@@ -193,8 +193,8 @@ def _literal_config(path: Path, depth: int = 0) -> dict[str, Any]:
 
 
 def task_summary(source: str | Path | Mapping[str, Any]) -> dict[str, Any]:
-    """What ``dinobench list tasks`` shows of a task: ``protocol`` (type), ``datasets`` (reader types) and
-    ``description``. A config file of literal assignments is read with ``ast`` (no mmengine import: listing stays
+    """What ``dinobench list tasks`` shows of a task: ``protocol`` (type), ``datasets`` (reader types),
+    ``description`` and ``official`` (the official recipe its defaults equal, "" for none). A config file of literal assignments is read with ``ast`` (no mmengine import: listing stays
     fast); anything else is loaded like a run loads it. ``tests/core/test_typed_sections.py`` checks both agree on every
     shipped task."""
     cfg: dict[str, Any]
@@ -212,4 +212,5 @@ def task_summary(source: str | Path | Mapping[str, Any]) -> dict[str, Any]:
     task = cfg.get("task")
     return {"protocol": str(protocol.get("type", "?")) if isinstance(protocol, Mapping) else "?",
             "datasets": types,
-            "description": str(task.get("description", "")) if isinstance(task, Mapping) else ""}
+            "description": str(task.get("description", "")) if isinstance(task, Mapping) else "",
+            "official": str(task.get("official") or "") if isinstance(task, Mapping) else ""}

@@ -11,6 +11,7 @@ from dinobench.registry import CommandRegistry
 BUILTIN_COMMANDS = {
     "list": "list backbones, tasks, heads, datasets, protocols, feature kinds, commands or plugins",
     "run": "evaluate a backbone on a task and write result.json",
+    "config": "print a task's fully resolved config, its recipe (official or what differs) and config hash",
     "export": "save a backbone as a Hugging Face directory or official .pth, or a head trained by a run in the "
               "official layout (--run)",
     "train": "SSL-pretrain a backbone (DINO + iBOT + KoLeo, Gram, distillation) or align a dino.txt text tower "
@@ -25,7 +26,7 @@ BUILTIN_COMMANDS = {
 
 @hookimpl
 def dinobench_register_commands(registry: CommandRegistry) -> None:
-    """list, run, export, train, report, check, demo, visualize."""
+    """list, run, config, export, train, report, check, demo, visualize."""
     for name, help_text in BUILTIN_COMMANDS.items():
         module = f"dinobench.commands.{name}"
         registry.add(name, configure=f"{module}:configure", run=f"{module}:run", help=help_text)

@@ -1,7 +1,12 @@
 _base_ = ["../_base_/datasets/coco.py", "../_base_/protocols/plaindetr.py"]
-task = dict(description="Plain-DETR detection on COCO 2017 (DINOv3's detector); --data-root <coco folder>")
-# The release's detector: 1500 + 1500 queries, hidden dim 768, top-1500 detections; protocol.head.n_windows_sqrt=2
-# for ViT-L+ (3 for ViT-7B). A released head: protocol.head_weights=<dinov3_*_coco2017_detr_head-*.pth>.
+task = dict(description="Plain-DETR detection on COCO 2017 (DINOv3's detector); --data-root <coco folder>",
+            official="dinov3/hub/detectors.py")
+# The release's detector: 1500 + 1500 queries, hidden dim 768, top-1500 detections. A released head:
+# protocol.head_weights=<dinov3_*_coco2017_detr_head-*.pth>.
+# official: dinov3/hub/detectors.py:84 builds the backbone's windowed attention per backbone: 3x3 windows for
+# ViT-7B, 2x2 for ViT-L+; other backbones have no official detector (no windows, the protocol default 0). The
+# evaluation resolution of the released detector is not in the release (its config sets no test-time size).
+by_backbone = {"vit7b16": {"protocol.head.n_windows_sqrt": 3}, "vitl16plus": {"protocol.head.n_windows_sqrt": 2}}
 # CPU smoke run on the synthetic COCO set (python -m dinobench.synthetic coco /tmp/coco) with a tiny backbone:
 #   dinobench run --backbone vit_tiny --task coco-plaindetr --data-root /tmp/coco --cfg-options \
 #     backbone.embed_dim=64 backbone.depth=4 backbone.num_heads=2 \

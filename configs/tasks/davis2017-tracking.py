@@ -1,4 +1,5 @@
-task = dict(description="DAVIS-2017 semi-supervised video segmentation by label propagation (J&F); --data-root <dir with JPEGImages/, Annotations/, ImageSets/>")
+task = dict(description="DAVIS-2017 semi-supervised video segmentation by label propagation (J&F); --data-root <dir with JPEGImages/, Annotations/, ImageSets/>",
+            official="notebooks/segmentation_tracking.ipynb")
 dataset = dict(type="davis2017", root=None, year=2017, split="val", resolution="480p")
 # Defaults (context=7, radius=12, neighborhood="circle", topk=5, temperature=0.2, upsample="nearest",
 # bound_th=0.008) live in dinobench.protocols.tracking.TrackingConfig; frames: shorter side 960, whole patches.

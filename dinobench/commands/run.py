@@ -32,8 +32,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     parser.add_argument("--seed", type=int, default=0, help="seeds python, numpy, torch and random init")
     parser.add_argument("--precision", default=None, choices=list(PRECISION_CHOICES),
-                       help="feature-extraction precision (default auto: bf16 autocast on CUDA and on CPUs with "
-                            "native bf16, else float32; $DINOBENCH_PRECISION)")
+                       help="feature-extraction precision (default float32, as the official evaluations of released "
+                            "models; auto: bf16 autocast on CUDA and on CPUs with native bf16; $DINOBENCH_PRECISION)")
     parser.add_argument("--save-predictions", action="store_true",
                        help="dense tasks: save colourised predictions + a side-by-side figure beside result.json")
 

@@ -1,7 +1,9 @@
 """Video object segmentation metrics as the DAVIS benchmark (``davis2017-evaluation``) defines them.
 
-- J (region similarity): IoU of the object's predicted and true masks, void pixels (255) left out; 1 when
-  both are empty.
+- Void (255) is background, as in the official semi-supervised evaluation (``davis2017/davis.py`` ``get_all_masks``
+  zeroes it, line 90; ``evaluation.py`` line 90 gives ``_evaluate_semisupervised`` no void mask): predicting on
+  it is a false positive. ``exclude_void=True`` leaves it out of J and F instead (not the official numbers).
+- J (region similarity): IoU of the object's predicted and true masks; 1 when both are empty.
 - F (contour accuracy): boundary F-measure. Boundaries are the one-pixel maps of ``seg2bmap`` (a pixel is
   a boundary pixel when it differs from its right, lower or lower-right neighbour; in the last row only
   the right one counts, in the last column the lower one, the corner never); a boundary pixel is matched
@@ -86,9 +88,10 @@ def statistics(per_frame: np.ndarray) -> tuple[float, float, float]:
 
 
 def sequence_scores(truth: np.ndarray, prediction: np.ndarray, bound_th: float = 0.008,
-                    semi_supervised: bool = True) -> dict[str, np.ndarray]:
+                    semi_supervised: bool = True, exclude_void: bool = False) -> dict[str, np.ndarray]:
     """Per-object, per-frame J and F ``[objects, frames]`` of id maps ``[T, H, W]`` (objects 1..max id of the
-    first true frame, 255 = void); semi-supervised: frames 1..T-2."""
+    first true frame, 255 = void); semi-supervised: frames 1..T-2. Void is background unless ``exclude_void``
+    (see the module docstring)."""
     truth, prediction = np.asarray(truth), np.asarray(prediction)
     if truth.shape != prediction.shape:
         raise ValueError(f"DAVIS metrics: truth {truth.shape} and prediction {prediction.shape} differ in shape")
@@ -97,7 +100,7 @@ def sequence_scores(truth: np.ndarray, prediction: np.ndarray, bound_th: float =
     j = np.zeros((n_objects, len(frames)))
     f = np.zeros((n_objects, len(frames)))
     for column, t in enumerate(frames):
-        void = truth[t] == VOID_LABEL
+        void = truth[t] == VOID_LABEL if exclude_void else None
         for k in range(n_objects):
             j[k, column] = region_similarity(truth[t] == k + 1, prediction[t] == k + 1, void)
             f[k, column] = boundary_f(truth[t] == k + 1, prediction[t] == k + 1, void, bound_th)

@@ -10,14 +10,14 @@ SGD momentum 0.9, weight decay 0, lr scaled by ``batch_size / 256``, cosine anne
 by val top-1 (first best wins); with a ``test`` split the chosen head is reported on test,
 otherwise on val (the official ImageNet protocol selects and reports on val).
 
-By default heads train on cached features (eval transform, no augmentation: fast, and shared with
-kNN/logreg). ``protocol.train_augmentation=True`` trains them as the official code does, on the
-fly: every epoch the frozen backbone embeds a new RandomResizedCrop(0.08-1) + flip view of each
-train image (seeded per epoch, never cached). The heads train on the one engine
+The defaults are the official recipe: heads train on the fly as the official code does: every epoch the
+frozen backbone embeds a new RandomResizedCrop(0.08-1, bicubic) + flip view of each train image (seeded per
+epoch, never cached), and the grid is ``n_last_blocks=(1,)``. Named faster or richer variants, each with its
+own protocol hash: ``protocol.train_augmentation=False`` trains on cached eval-transform features (fast, shared
+with kNN/logreg), ``protocol.n_last_blocks=[1, 4]`` adds DINOv2's 4-block heads (note that the reported head is
+then chosen among heads the official protocol never trains). The heads train on the one engine
 (:mod:`dinobench.protocols.linear_heads`): a killed or SIGTERM'd run resumes exactly from its run
 folder, a non-finite loss stops it, under torchrun each rank takes its slice of every batch.
-Difference from the official code: DINOv3's default is ``n_last_blocks=(1,)``, we default to
-DINOv2's ``(1, 4)`` grid as the benchmark issue asks.
 
 ``protocol.head_weights=FILE`` evaluates a given classifier instead (the hub head ``dinov3_vit7b16_lc``, an
 official ``linear.py`` checkpoint with ``protocol.classifier=NAME``, or a head exported by ``dinobench export``).
@@ -52,12 +52,15 @@ class LinearConfig:
     """Official DINOv3 linear-probe defaults (lr grid before scaling by batch_size / 256)."""
 
     learning_rates: list[float] = field(default_factory=lambda: list(DEFAULT_LEARNING_RATES))
-    n_last_blocks: list[int] = field(default_factory=lambda: [1, 4])  # DINOv3: [1]; DINOv2/benchmark grid
+    # official: dinov3/eval/linear.py:93 TrainConfig.n_last_blocks_list = (1,) (avgpool always on, :216)
+    n_last_blocks: list[int] = field(default_factory=lambda: [1])
     batch_size: int = 128
     epochs: int = 10
     epoch_length: int | None = None  # iterations per epoch; None = one pass over the train features
     chunk_size: int = 1024  # rows per evaluation chunk: memory only
-    train_augmentation: bool = False  # True: official on-the-fly RandomResizedCrop + flip, a new view per epoch
+    # official: dinov3/eval/linear.py:577-584 trains on make_classification_train_transform (RandomResizedCrop
+    # bicubic + flip, dinov3/data/transforms.py:60-74); False: cached eval-transform features (fast variant)
+    train_augmentation: bool = True
     head_weights: str | None = None  # evaluate this classifier (hub head or official linear.py checkpoint), no training
     classifier: str | None = None  # which head of an official checkpoint's grid (its best_classifier name)
 

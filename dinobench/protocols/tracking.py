@@ -9,7 +9,8 @@ similarity to the context patches within ``radius`` (12) patches (circle), the `
 ``softmax(sim / temperature)`` (0.2) weights the context probabilities; the propagated probabilities
 join the queue. For the metrics they are upsampled to the annotation size (``upsample``: nearest, as the
 notebook), min-max normalised per object and arg-maxed. Metrics: DAVIS J / F / J&F
-(:mod:`dinobench.metrics.tracking`), a per-object table. Frame features are cached per sequence.
+(:mod:`dinobench.metrics.tracking`; void pixels count as background, as officially), a per-object table.
+Frame features are cached per sequence.
 """
 
 from __future__ import annotations
@@ -52,6 +53,9 @@ class TrackingConfig:
     temperature: float = 0.2
     upsample: Literal["nearest", "bilinear"] = "nearest"
     bound_th: float = 0.008  # F boundary tolerance (fraction of the diagonal; >= 1: pixels)
+    # True: void (255) annotation pixels are left out of J and F. Off: the official semi-supervised
+    # definition counts them as background, so an object predicted on them is a false positive
+    exclude_void: bool = False
     query_chunk: int = 4096  # current-frame patches per similarity chunk: memory only
     num_visualizations: int = 1  # sequences drawn by --save-predictions
 
@@ -135,9 +139,10 @@ class TrackingProtocol(Protocol):
     """Label propagation on every sequence of the ``val`` split; DAVIS J / F / J&F."""
 
     name = "tracking"
-    version = "1"
+    version = "2"  # 2: void pixels count as background (official); the numbers move where the truth has void
     Config = TrackingConfig
     runtime_keys = ("query_chunk", "num_visualizations")
+    eval_keys = ("exclude_void",)
     datasets = ("val",)
 
     def validate(self) -> None:
@@ -191,7 +196,8 @@ class TrackingProtocol(Protocol):
             if features.shape[0] != truth.shape[0]:
                 raise DataError(f"sequence {sequence.name}: {features.shape[0]} frames but {truth.shape[0]} annotations")
             prediction = self.track(features, truth[0], truth.shape[1:])
-            scores[sequence.name] = sequence_scores(truth, prediction, self.config.bound_th)
+            scores[sequence.name] = sequence_scores(truth, prediction, self.config.bound_th,
+                                                    exclude_void=self.config.exclude_void)
             if ctx.predictions_dir is not None and len(drawn) < self.config.num_visualizations:
                 drawn.append(self.draw(ctx.predictions_dir, sequence, truth, prediction))
         metrics, rows = davis_summary(scores)

@@ -1,8 +1,11 @@
-"""The compute precision of feature extraction, chosen by the hardware.
+"""The compute precision of feature extraction.
 
+The default is float32, the official recipe: the official evaluations of released (hub) models run without
+autocast (``dinov3/eval/setup.py:44``, ``BaseModelContext(autocast_dtype=torch.float)`` for every ``dino_hub``
+model: kNN, logreg, linear, NYU depth; the dino.txt notebooks likewise). ``auto`` is the faster named option:
 bf16 autocast where bf16 matrix units exist (CUDA; CPUs with AMX or AVX512-BF16, where a bf16 matmul runs at
 2-3x the fp32 rate), fp32 elsewhere: on a CPU without them bf16 is emulated (a measured 0.3 GFLOP/s against
-~100 fp32) and would make extraction hundreds of times slower. ``--precision`` / ``$DINOBENCH_PRECISION`` force
+~100 fp32) and would make extraction hundreds of times slower. ``--precision`` / ``$DINOBENCH_PRECISION`` choose
 one. The resolved name is recorded in every result (``environment.dtype``) and is part of the feature-cache key.
 """
 
@@ -25,8 +28,10 @@ PRECISION_CHOICES = ("auto", "float32", "bfloat16")
 FLOAT32, BF16_AUTOCAST = "float32", "bfloat16-autocast"
 #: CPU flags (``/proc/cpuinfo``) of native bf16 matrix arithmetic
 NATIVE_BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
-#: environment variable read when no precision is given (tests and CI baselines pin ``float32``)
+#: environment variable read when no precision is given
 PRECISION_ENV = "DINOBENCH_PRECISION"
+#: without --precision or the variable: the official evaluations' float32 (dinov3/eval/setup.py:44)
+DEFAULT_PRECISION = "float32"
 
 
 @functools.lru_cache(maxsize=None)
@@ -48,9 +53,10 @@ def cpu_has_native_bf16() -> bool:
 
 
 def resolve_precision(requested: str | None, device: str | torch.device) -> str:
-    """``float32`` or ``bfloat16-autocast`` for ``requested`` (``auto``/None: ``$DINOBENCH_PRECISION``, else the
-    hardware's choice: bf16 on CUDA and native-bf16 CPUs) on ``device``; an unknown name is a ConfigError."""
-    choice = requested or os.environ.get(PRECISION_ENV) or "auto"
+    """``float32`` or ``bfloat16-autocast`` for ``requested`` on ``device`` (None: ``$DINOBENCH_PRECISION``, else
+    float32, the official recipe; ``auto``: the hardware's choice, bf16 on CUDA and native-bf16 CPUs); an unknown
+    name is a ConfigError."""
+    choice = requested or os.environ.get(PRECISION_ENV) or DEFAULT_PRECISION
     if choice not in PRECISION_CHOICES and choice != BF16_AUTOCAST:
         source = "--precision" if requested else f"${PRECISION_ENV}"
         raise ConfigError(f"{source}={choice!r}: expected one of {', '.join(PRECISION_CHOICES)}")

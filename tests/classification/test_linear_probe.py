@@ -176,6 +176,7 @@ def _ctx(tmp_path, **fields):
 
 
 def test_run_requests_cls4_avgpool_of_each_split(tmp_path):
+    """The cached variant (train_augmentation=False) reads the cached features of both splits."""
     x, y = _features(100)
     requested = []
 
@@ -185,11 +186,20 @@ def test_run_requests_cls4_avgpool_of_each_split(tmp_path):
 
     ctx = _ctx(tmp_path, features=features,
                datasets={"train": SimpleNamespace(classes=list("abcdef"), fingerprint="f"), "val": None})
-    out = LinearProbeProtocol({"epochs": 1, "learning_rates": [0.1], "n_last_blocks": [1]}).run(ctx)
+    out = LinearProbeProtocol({"epochs": 1, "learning_rates": [0.1], "n_last_blocks": [1],
+                               "train_augmentation": False}).run(ctx)
     assert requested == [("train", "cls4_avgpool"), ("val", "cls4_avgpool")] and out.main_metric == "top1"
     (run,) = (tmp_path / ".runs" / "toy" / "t").iterdir()  # the engine's run folder: checkpoint + metrics
     assert [p.name for p in (run / "checkpoints").iterdir()] == ["checkpoint_00000000.pth"]
     assert (run / "metrics.jsonl").is_file() and ctx.timings["train_head_s"] >= 0
+
+
+def test_the_defaults_are_the_official_recipe():
+    """dinov3/eval/linear.py: n_last_blocks_list=(1,) (:93) and the RandomResizedCrop + flip train transform
+    (:577-584); the cached features and the 4-block grid are named variants, not defaults."""
+    config = LinearProbeProtocol().config
+    assert config.n_last_blocks == [1] and config.train_augmentation is True
+    assert config.batch_size == 128 and config.epochs == 10
 
 
 def test_train_augmentation_embeds_a_new_view_every_epoch(tmp_path):

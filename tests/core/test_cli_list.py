@@ -62,4 +62,4 @@ def test_a_task_file_with_code_is_listed_through_mmengine(tmp_path):
     path = tmp_path / "computed.py"
     path.write_text('_base_ = ["dinobench::tasks/digits-knn.py"]\nk = [1, 2]\nprotocol = dict(nb_knn=[x * 10 for x in k])\n'
                     'task = dict(description="k " + str(len(k)))\n')
-    assert task_summary(path) == {"protocol": "knn", "datasets": ["digits"], "description": "k 2"}
+    assert task_summary(path) == {"protocol": "knn", "datasets": ["digits"], "description": "k 2", "official": ""}

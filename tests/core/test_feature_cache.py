@@ -130,7 +130,8 @@ DEEP = {**TINY, "depth": 4}
 PROTOCOL_OPTIONS = {
     "folder-knn": {"protocol.nb_knn": [1, 5, 10]},
     "folder-logreg": {"protocol.grid_size": 3, "protocol.max_iter": 100, "protocol.n_jobs": 1},
-    "folder-linear": {"protocol.epochs": 2, "protocol.learning_rates": [0.01, 0.1]},
+    "folder-linear": {"protocol.epochs": 2, "protocol.learning_rates": [0.01, 0.1],
+                      "protocol.train_augmentation": False},  # the cached variant: what this file tests
 }
 
 

@@ -1,5 +1,6 @@
-"""The hardware precision policy: auto picks bf16 autocast on CUDA and native-bf16 CPUs, fp32 elsewhere;
-``--precision`` / ``$DINOBENCH_PRECISION`` force one; the resolved name is recorded and keys the cache."""
+"""The precision policy: float32 by default (the official evaluations of released models); auto picks bf16
+autocast on CUDA and native-bf16 CPUs, fp32 elsewhere; ``--precision`` / ``$DINOBENCH_PRECISION`` choose one; the
+resolved name is recorded and keys the cache."""
 
 import json
 
@@ -25,12 +26,19 @@ def flags(monkeypatch):
 
 def test_auto_follows_the_hardware(flags):
     flags("avx2", "fma")  # e.g. an AMD EPYC without avx512: bf16 would be emulated
-    assert prec.resolve_precision(None, "cpu") == prec.FLOAT32
     assert prec.resolve_precision("auto", "cpu") == prec.FLOAT32
     assert prec.resolve_precision("auto", "cuda") == prec.BF16_AUTOCAST  # CUDA: bf16 whatever the host CPU
     for native in prec.NATIVE_BF16_CPU_FLAGS:
         flags("avx2", native)
-        assert prec.resolve_precision(None, "cpu") == prec.BF16_AUTOCAST
+        assert prec.resolve_precision("auto", "cpu") == prec.BF16_AUTOCAST
+
+
+def test_the_default_is_the_official_float32_whatever_the_hardware(flags):
+    """dinov3/eval/setup.py:44: a released (hub) model is evaluated without autocast; auto is opt-in."""
+    for names in ((), ("amx_bf16",), ("avx512_bf16",)):
+        flags(*names)
+        assert prec.resolve_precision(None, "cpu") == prec.FLOAT32
+    assert prec.resolve_precision(None, "cuda") == prec.FLOAT32
 
 
 def test_forcing_and_the_environment_default(flags, monkeypatch):

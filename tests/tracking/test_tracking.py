@@ -1,8 +1,9 @@
 """DAVIS-2017 tracking: J and F against a direct float64 transcription of the DAVIS definitions (pixel loops:
 boundary map, disk dilation as distances, precision/recall cases) on hand-made masks - empty masks, one-pixel
-objects, several objects, void pixels -, mean/recall/decay against the benchmark's binning, label propagation
-on identical frames reproducing the first mask, and the task end to end on moving synthetic shapes (far above
-copying the first mask)."""
+objects, several objects, void pixels -, mean/recall/decay against the benchmark's binning, sequence and dataset
+scores against the official davis2017-evaluation (tests/fixtures/davis_official.json, scripts/davis_golden.py: void
+counts as background), label propagation on identical frames reproducing the first mask, and the task end to end
+on moving synthetic shapes (far above copying the first mask)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from dinobench.errors import DataError
 from dinobench.protocols.tracking import FrameTransform, TrackingProtocol, neighborhood_mask, propagate
 from dinobench.metrics.tracking import (boundary_f, davis_summary, region_similarity, seg2bmap, sequence_scores,
                                         statistics)
+from conftest import FIXTURES
 from helpers import run_task
 
 
@@ -118,6 +120,32 @@ def test_statistics_and_several_objects():
     assert [r["object"] for r in rows] == [1, 2]
 
 
+def _golden_differences(exclude_void):
+    """Largest |dinobench - official| over the fixture's per-object and dataset statistics (fractions), and J&F."""
+    golden = json.loads((FIXTURES / "davis_official.json").read_text())
+    scores = {name: sequence_scores(np.asarray(seq["truth"], dtype=np.uint8),
+                                    np.asarray(seq["prediction"], dtype=np.uint8), exclude_void=exclude_void)
+              for name, seq in golden["sequences"].items()}
+    metrics, rows = davis_summary(scores)
+    assert [f"{r['sequence']}_{r['object']}" for r in rows] == list(golden["per_object"])
+    diffs = [abs(row[key] / 100 - value) for row in rows
+             for key, value in golden["per_object"][f"{row['sequence']}_{row['object']}"].items()]
+    diffs += [abs(metrics[key] / 100 - value) for key, value in golden["global"].items()]
+    return max(diffs), metrics["J&F"]
+
+
+def test_scores_equal_the_official_davis_evaluation_where_void_is_background():
+    golden = json.loads((FIXTURES / "davis_official.json").read_text())
+    truth = np.asarray(golden["sequences"]["golden-a"]["truth"])
+    prediction = np.asarray(golden["sequences"]["golden-a"]["prediction"])
+    assert (truth == 255).any() and (prediction[truth == 255] > 0).any()  # the fixture predicts on void pixels
+    worst, official = _golden_differences(exclude_void=False)
+    assert worst < 1e-9 and official == pytest.approx(100 * golden["global"]["J&F"], abs=1e-9)
+    worst, excluded = _golden_differences(exclude_void=True)  # void left out: not the official numbers
+    assert worst > 0.05 and excluded > official + 5
+    print(json.dumps({"J&F official": official, "J&F exclude_void": excluded}))
+
+
 def test_propagation_on_identical_frames_reproduces_the_first_mask():
     torch.manual_seed(0)
     h, w, d = 6, 8, 16
@@ -147,6 +175,9 @@ def test_davis2017_tracking_end_to_end(run_cli, tmp_path):
     metrics = record["metrics"]
     assert record["protocol"] == "tracking" and record["main_metric"]["name"] == "J&F"
     assert len(record["tables"]["per_object"]) == 4 and record["higher_is_better"]["J_decay"] is False
+    # the smoke run's smaller frames and radius are named against the notebook's recipe (backbone size is the row)
+    assert record["recipe"] == {"official": "notebooks/segmentation_tracking.ipynb", "equal": False,
+                                "differs": ["protocol.radius", "transform.short_side"]}
     copy = {}
     for sequence in build_davis2017({}, str(root))["val"].sequences:
         truth = np.stack([load_ids(p) for p in sequence.annotations])
