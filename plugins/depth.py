@@ -4,11 +4,14 @@ from dinobench.hookspecs import hookimpl
 from dinobench.registry import HeadLayoutRegistry, HeadRegistry, ProtocolRegistry
 
 #: the SynthMix DPT depther of ViT-7B (``dinov3_vit7b16_dd``): layers [9, 19, 29, 39], 512 channels,
-#: post-process channels 2048, BatchNorm, backbone norm, no class token, 256 linear bins over 0.001-100 m
+#: post-process channels 2048, BatchNorm, backbone norm, no class token, 256 linear bins over 0.001-100 m;
 _DD = {"protocol.head.layers": "four_even", "protocol.head.channels": 512,
        "protocol.head.post_process_channels": [2048, 2048, 2048, 2048], "protocol.head.use_batchnorm": True,
        "protocol.head.use_cls_token": False, "protocol.head.use_backbone_norm": True, "protocol.head.n_bins": 256,
-       "protocol.head.min_depth": 0.001, "protocol.head.max_depth": 100.0}
+       "protocol.head.min_depth": 0.001, "protocol.head.max_depth": 100.0,
+       # its official evaluation (dinov3/eval/depth/configs/config-nyu-synthmix-dpt-inference.yaml): short side 768
+       # (image only; the prediction is resized back to the ground truth), flip TTA, least-squares alignment
+       "transform.eval.scale": 768, "protocol.inference.flip": True, "protocol.inference.align_least_squares": True}
 
 
 @hookimpl

@@ -9,7 +9,8 @@ as the official DINOv3 / BTS evaluation computes it.
   image over the valid pixels (``min_depth < gt < max_depth``, inside the Eigen crop when asked),
   with the prediction bilinearly resized to the ground truth's size and clamped to
   ``[min_depth, max_depth]``, then averages each metric over images (NaN-aware), like DINOv3's
-  ``evaluate_depther_with_dataloader``. a1..a3 are fractions in [0, 1]; silog is x100.
+  ``evaluate_depther_with_dataloader``. a1..a3 are fractions in [0, 1]; silog is x100. With
+  ``align_least_squares`` each prediction is first fitted in scale and shift to its ground truth (relative depth).
 
 Both are mergeable (``state()`` / ``merge(states)``), so that
 :func:`dinobench.training.evaluate_sharded` gives on N ranks exactly the single-process numbers:
@@ -138,13 +139,30 @@ def depth_metrics_one(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor)
     }
 
 
-class DepthMetric:
-    """Per-image depth metrics averaged over images (DINOv3 / BTS protocol; see module doc)."""
+def align_least_squares(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """``scale * pred + shift`` with the (scale, shift) that minimise the squared error to ``gt`` over the ``valid``
+    pixels: relative (scale- and shift-free) depth, as the official ``align_depth_least_square`` (from Marigold,
+    ``dinov3/eval/depth/utils.py:15-71``) solves it with ``numpy.linalg.lstsq`` (the minimum-norm solution when the
+    prediction is constant; scale 1, shift 0 if the solver fails)."""
+    design = torch.stack([pred[valid], torch.ones_like(pred[valid])], dim=1).double().numpy()
+    try:
+        scale, shift = np.linalg.lstsq(design, gt[valid].double().numpy(), rcond=None)[0]
+    except np.linalg.LinAlgError:
+        scale, shift = 1.0, 0.0
+    return pred * float(scale) + float(shift)
 
-    def __init__(self, min_depth: float = 1e-3, max_depth: float = 10.0, eigen_crop: bool = False) -> None:
+
+class DepthMetric:
+    """Per-image depth metrics averaged over images (DINOv3 / BTS protocol; see module doc). ``align_least_squares``:
+    each prediction is first aligned in scale and shift to its ground truth (:func:`align_least_squares`), the
+    official evaluation of relative depth (the released SynthMix depther)."""
+
+    def __init__(self, min_depth: float = 1e-3, max_depth: float = 10.0, eigen_crop: bool = False,
+                 align_least_squares: bool = False) -> None:
         if not 0 < min_depth < max_depth:
             raise ValueError(f"need 0 < min_depth < max_depth, got {min_depth}, {max_depth}")
         self.min_depth, self.max_depth, self.eigen_crop = float(min_depth), float(max_depth), bool(eigen_crop)
+        self.align = bool(align_least_squares)
         self.per_image: list[dict[str, float]] = []
         self.skipped = 0  # images without a single valid pixel
 
@@ -169,8 +187,11 @@ class DepthMetric:
         if pred.shape != gt.shape:
             pred = torch.nn.functional.interpolate(pred[None, None], size=gt.shape, mode="bilinear",
                                                    align_corners=False)[0, 0]
+        valid = self.valid_mask(gt)
+        if self.align:  # official order: resize, align on the valid pixels, clamp (dinov3/eval/depth/eval.py:150-166)
+            pred = align_least_squares(pred, gt, valid)
         pred = pred.clamp(self.min_depth, self.max_depth)
-        values = depth_metrics_one(pred, gt, self.valid_mask(gt))
+        values = depth_metrics_one(pred, gt, valid)
         if values is None:
             self.skipped += 1
         else:

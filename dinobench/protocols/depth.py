@@ -13,6 +13,9 @@ gradient clip 35, WarmupOneCycle (12.8k warm-up of 38.4k iterations, beta1 drive
 batch 16. Evaluation: whole image with horizontal-flip TTA, prediction resized to the ground
 truth, clamped to the range, metrics inside the Eigen crop
 (:class:`dinobench.metrics.dense.DepthMetric`); main metric RMSE (lower is better).
+``protocol.inference.align_least_squares=True`` fits each prediction's scale and shift to its ground truth first
+(relative depth: the official evaluation of the released SynthMix depther, which ``--head dinov3_vit7b16_dd`` sets
+together with its 768-pixel short side).
 
 ``protocol.head_weights=FILE`` evaluates a given decoder without training: its keys are the official decoder's
 (a released ``*_dpt_head-*.pth``, an official run's ``model_final.pth`` or a head exported by ``dinobench
@@ -77,6 +80,10 @@ class DepthInferenceConfig(InferenceConfig):
     """Official: whole image with horizontal-flip TTA."""
 
     flip: bool = True
+    # official: off for a head trained on NYU (config-nyu.yaml:46); True for relative depth, the released
+    # SynthMix depther's evaluation (config-nyu-synthmix-dpt-inference.yaml:12): scale and shift fitted per image.
+    # None (off) stays out of the protocol hash (optional key): earlier results stay comparable
+    align_least_squares: bool | None = None
 
 
 @dataclass
@@ -108,7 +115,7 @@ class DepthProtocol(DenseProtocol):
     main_metric = "rmse"
     higher_is_better = False
     file_keys = ("head_weights",)
-    optional_keys = ("head.min_depth", "head.max_depth")
+    optional_keys = ("head.min_depth", "head.max_depth", "inference.align_least_squares")
 
     def validate(self) -> None:
         """The loss of the ``loss`` section (SigLoss with its variance-term warm-up)."""
@@ -155,7 +162,8 @@ class DepthProtocol(DenseProtocol):
 
     def new_metric(self, dataset: Any) -> DepthMetric:
         """a1..a3, abs_rel, rmse, ... in the dataset's depth range (Eigen crop when it says so)."""
-        return DepthMetric(dataset.min_depth, dataset.max_depth, dataset.eigen_crop)
+        return DepthMetric(dataset.min_depth, dataset.max_depth, dataset.eigen_crop,
+                           align_least_squares=bool(self.config.inference.align_least_squares))
 
     def update_metric(self, model: nn.Module, sample: dict[str, Any], metric: Any, device: str) -> None:
         """Prediction resized to the ground truth, into the metric."""
