@@ -5,7 +5,8 @@
   them -> 0-based ``[x1, y1, x2, y2)``), ``ImageSets/Main/trainval.txt``;
 - COCO20k (``--data-root`` = the COCO folder): ``annotations/instances_train2014.json`` + ``train2014/``
   and LOST's list of the 19,817 images, ``coco_20k_filenames.txt`` (file names, one per line; without it every
-  image of the json with a non-crowd box); crowd boxes are left out, as LOST does.
+  image of the json with a non-crowd box); crowd boxes are left out and box corners rounded to whole pixels, as
+  LOST does.
 
 Items ``(image, index)``; ``boxes[index]`` ``[T, 4]`` float XYXY pixels and ``sizes[index]`` ``(width, height)``
 are the ground truth. The eval transform resizes to ``transform.size`` square (boxes are scored in the
@@ -172,8 +173,10 @@ def build_coco20k(cfg: dict[str, Any], data_root: str | None) -> dict[str, Disco
         if not path.is_file():
             raise DataError(f"{path}: image of {annotations.name} is missing")
         images.append(str(path))
-        boxes.append(np.asarray([[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]]
-                                 for a in anns], dtype=np.float64))
+        # LOST / TokenCut's extract_gt_COCO (LOST datasets.py:244-245): corners rounded to whole pixels, Python's
+        # round (half to even)
+        boxes.append(np.asarray([[round(v) for v in (a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2],
+                                                     a["bbox"][1] + a["bbox"][3])] for a in anns], dtype=np.float64))
         info = coco.imgs[image_id]
         sizes.append((int(info["width"]), int(info["height"])))
     if not images:

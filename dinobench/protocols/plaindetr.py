@@ -77,7 +77,10 @@ class PlainDetrLossConfig:
     """Plain-DETR's loss (and matching-cost) weights and focal alpha."""
 
     cls_weight: float = 2.0
-    bbox_weight: float = 5.0
+    # L1 box weight of the loss and the matching cost: 1.0 in Plain-DETR's reparameterised recipe
+    # (configs/swinv2_small_mim_pt_boxrpe_reparam.sh:39-40, --set_cost_bbox 1.0 --bbox_loss_coef 1.0), which the
+    # default head.reparam=True follows; main.py's 5.0 belongs to normalised boxes (set it with head.reparam=False)
+    bbox_weight: float = 1.0
     giou_weight: float = 2.0
     focal_alpha: float = 0.25
 

@@ -76,3 +76,15 @@ def test_the_family_registers_its_head_layout_and_released_detector():
     assert layout.source == "dinobench.plugins.detection"
     assert resolve_object(layout.files)({"w": 1}, {}) == {"model_final.pth": {"model": {"w": 1}}}
     assert registries.heads.get("dinov3_vit7b16_de").source == "dinobench.plugins.detection"
+
+
+def test_the_reparam_recipe_weights_the_l1_box_term_by_one_in_loss_and_matching():
+    """Plain-DETR's reparameterised recipe (configs/swinv2_small_mim_pt_boxrpe_reparam.sh: --set_cost_bbox 1.0
+    --bbox_loss_coef 1.0); main.py's 5.0 belongs to normalised boxes."""
+    from dinobench.protocols.plaindetr import PlainDetrProtocol
+    from dinobench.heads.plain_detr import PlainDetrCriterion
+
+    config = PlainDetrProtocol().config
+    assert config.head.reparam is True and config.loss.bbox_weight == 1.0
+    crit = PlainDetrCriterion(3, bbox_weight=config.loss.bbox_weight, reparam=config.head.reparam)
+    assert crit.weights["loss_bbox"] == 1.0 and crit.matcher.cost_bbox == 1.0

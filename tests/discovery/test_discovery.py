@@ -1,8 +1,12 @@
 """Unsupervised object discovery: TokenCut and LOST find the object on patch features where one object's patches
-agree with each other and not with the background; CorLoc and IoU equal a hand computation; the VOC / COCO20k
-layouts are read with their box conventions; the three tasks run end to end on synthetic data."""
+agree with each other and not with the background; IoU and CorLoc equal LOST's / TokenCut's code bit for bit
+(golden fixture: IoU exactly 0.5, thin, tiny, touching and degenerate boxes) and a hand computation; the VOC /
+COCO20k layouts are read with their box conventions; the three tasks run end to end on synthetic data."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +16,34 @@ from dinobench.synthetic.retrieval import write_synthetic_discovery
 from dinobench.errors import DataError
 from dinobench.metrics.discovery import box_iou, corloc
 from dinobench.protocols.discovery import component_box, lost, to_pixels, tokencut
+from conftest import FIXTURES
 from helpers import run_task
+
+#: LOST's / TokenCut's bbox_iou and CorLoc decision on fixed boxes (scripts/corloc_golden.py)
+OFFICIAL = json.loads((FIXTURES / "corloc_official.json").read_text())
+
+
+def _arrays(case: dict) -> tuple[np.ndarray, np.ndarray]:
+    """The case's boxes with the dtypes the reference received ("mixed": float64 prediction, int64 truth)."""
+    pred_dtype, truth_dtype = ("float64", "int64") if case["dtype"] == "mixed" else (case["dtype"], case["dtype"])
+    return np.asarray(case["pred"], dtype=pred_dtype), np.asarray(case["truth"], dtype=truth_dtype)
+
+
+@pytest.mark.parametrize("case", OFFICIAL["cases"], ids=[c["name"] for c in OFFICIAL["cases"]])
+def test_iou_and_hit_equal_lost_and_tokencut(case):
+    """Same IoU bits in the same dtype (float32 for integer boxes) and the same hit: an exact 0.5 misses in float64
+    (the eps terms), hits with integer boxes of height >= 2, misses with height-1 ones; tiny boxes miss."""
+    pred, truth = _arrays(case)
+    ious = box_iou(pred, truth)
+    assert str(ious.dtype) == case["iou_dtype"]
+    assert ious.tolist() == case["ious"]
+    assert corloc([pred], [truth])[1].tolist() == [case["hit"]]
+
+
+def test_corloc_over_the_cases_equals_the_reference():
+    predictions, truths = zip(*(_arrays(case) for case in OFFICIAL["cases"]))
+    value, hits = corloc(list(predictions), list(truths), OFFICIAL["threshold"])
+    assert hits.tolist() == [case["hit"] for case in OFFICIAL["cases"]] and value == OFFICIAL["corloc"]
 
 
 def one_object_features(h=8, w=10, dim=16, seed=0):
@@ -46,14 +77,17 @@ def test_component_box_keeps_the_seed_component_only():
 
 def test_iou_and_corloc_by_hand():
     truth = np.array([[0.0, 0.0, 10.0, 10.0], [20.0, 20.0, 30.0, 40.0]])
-    assert box_iou(np.array([0.0, 0.0, 10.0, 5.0]), truth)[0] == pytest.approx(0.5)
+    eps = 1e-7  # added to both heights and to the union (LOST datasets.py bbox_iou)
+    assert box_iou(np.array([0.0, 0.0, 10.0, 5.0]), truth)[0] == 50 / (10 * (5 + eps) + 10 * (10 + eps) - 50 + eps)
     assert box_iou(np.array([5.0, 5.0, 15.0, 15.0]), truth)[0] == pytest.approx(25 / 175)
-    predictions = [np.array([0.0, 0.0, 10.0, 5.0]),  # IoU exactly 0.5 with the first box: a hit
-                   np.array([20.0, 20.0, 30.0, 30.0]),  # 0.5 with the second box
+    predictions = [np.array([0.0, 0.0, 10.0, 5.0]),  # exact IoU 0.5 with the first box: just below in float64
+                   np.array([0, 0, 10, 5]),  # the same as integers (float32 arithmetic, eps lost): a hit
+                   np.array([20.0, 20.0, 30.0, 30.01]),  # just above 0.5 with the second box
                    np.array([0.0, 0.0, 10.0, 4.9]),  # 0.49
                    np.array([50.0, 50.0, 60.0, 60.0])]
-    value, hits = corloc(predictions, [truth] * 4)
-    assert hits.tolist() == [True, True, False, False] and value == 50.0
+    value, hits = corloc(predictions, [truth, truth.astype(np.int64), truth, truth, truth])
+    assert hits.tolist() == [False, True, True, False, False] and value == 40.0
+    assert corloc([np.array([0.0, 0.0, 1.0, 1.0])], [np.zeros((0, 4))])[1].tolist() == [False]  # no true box
     assert to_pixels((6, 2, 9, 5), (8, 10), (100, 80)).tolist() == [60.0, 20.0, 90.0, 50.0]
 
 
@@ -63,6 +97,15 @@ def test_layouts_and_box_conventions(tmp_path):
     a, b = build_voc07({}, str(voc))["trainval"], build_coco20k({}, str(coco))["trainval"]
     np.testing.assert_allclose(np.concatenate(a.boxes), np.concatenate(b.boxes))  # same scenes, same boxes
     assert a.sizes == b.sizes == [(80, 64)] * 3
+    annotations = coco / "annotations" / "instances_train2014.json"
+    data = json.loads(annotations.read_text())
+    data["annotations"][0]["bbox"] = [10.5, 11.5, 20.2, 5.5]  # corners 10.5, 11.5, 30.7, 17.0
+    annotations.write_text(json.dumps(data))
+    first = build_coco20k({}, str(coco))["trainval"]
+    index = [Path(p).name for p in first.images].index(next(i["file_name"] for i in data["images"]
+                                                            if i["id"] == data["annotations"][0]["image_id"]))
+    # LOST's extract_gt_COCO: int(round(x)) of each corner, Python's round (half to even)
+    assert [10.0, 12.0, 31.0, 17.0] in first.boxes[index].tolist()
     (voc / "Annotations" / "2009_000001.xml").write_text("<annotation><size>")
     with pytest.raises(DataError, match="2009_000001.xml: not a Pascal VOC annotation"):
         build_voc07({}, str(voc))
