@@ -25,17 +25,28 @@ from dinobench.errors import ConfigError
 from dinobench.training.config import RUNTIME_TRAIN_KEYS
 
 
-def runtime_keys(protocol_cls: Any) -> tuple[str, ...]:
+def result_train_keys(protocol_cls: Any, cfg: Mapping[str, Any] | None) -> tuple[str, ...]:
+    """The runtime ``train`` keys that change a result of ``protocol_cls`` under the resolved task config ``cfg``
+    (``Protocol.result_train_keys`` of its ``protocol`` section; none without ``cfg``)."""
+    hook = getattr(protocol_cls, "result_train_keys", None)
+    if cfg is None or not callable(hook):
+        return ()
+    return tuple(hook(cfg.get("protocol") or {}))
+
+
+def runtime_keys(protocol_cls: Any, cfg: Mapping[str, Any] | None = None) -> tuple[str, ...]:
     """Every dotted key of a task config that cannot change a result (left out of its hash): the task's
-    description and backbone overrides, the features section, the train section's runtime keys and the
-    protocol's own ``runtime_keys``."""
-    return (*GLOBAL_RUNTIME_KEYS, *FEATURES_RUNTIME_KEYS, *RUNTIME_TRAIN_KEYS,
+    description and backbone overrides, the features section, the train section's runtime keys (but those
+    :func:`result_train_keys` names for ``cfg``) and the protocol's own ``runtime_keys``."""
+    hashed = result_train_keys(protocol_cls, cfg)
+    return (*GLOBAL_RUNTIME_KEYS, *FEATURES_RUNTIME_KEYS, *(k for k in RUNTIME_TRAIN_KEYS if k not in hashed),
             *(f"protocol.{key}" for key in protocol_cls.runtime_keys))
 
 
-def eval_only_keys(protocol_cls: Any) -> tuple[str, ...]:
+def eval_only_keys(protocol_cls: Any, cfg: Mapping[str, Any] | None = None) -> tuple[str, ...]:
     """Keys that change evaluation but not what a protocol trains (left out of training run keys)."""
-    return (*runtime_keys(protocol_cls), "transform.eval", *(f"protocol.{key}" for key in protocol_cls.eval_keys))
+    return (*runtime_keys(protocol_cls, cfg), *result_train_keys(protocol_cls, cfg), "transform.eval",
+            *(f"protocol.{key}" for key in protocol_cls.eval_keys))
 
 
 def input_files(cfg: Mapping[str, Any], protocol_cls: Any) -> dict[str, dict[str, str]]:
@@ -97,7 +108,7 @@ class RunIdentity:
            files: Mapping[str, Mapping[str, str]]) -> "RunIdentity":
         """The identity of a run of ``cfg`` on ``datasets`` (their fingerprints, sorted by name)."""
         fingerprint = "+".join(ds.fingerprint for _, ds in sorted(datasets.items()))
-        excluded = runtime_keys(protocol_cls)
+        excluded = runtime_keys(protocol_cls, cfg)
         return cls(protocol_hash=protocol_hash(hashed_config(cfg, files, protocol_cls), fingerprint, excluded),
-                   runtime_keys=excluded, eval_only_keys=eval_only_keys(protocol_cls),
+                   runtime_keys=excluded, eval_only_keys=eval_only_keys(protocol_cls, cfg),
                    dataset_fingerprint=fingerprint, input_files={k: dict(v) for k, v in files.items()})

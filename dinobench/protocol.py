@@ -157,6 +157,13 @@ class Protocol:
         merged, _ = resolve_section(cls.Config, given, "protocol")
         return {"type": (section or {}).get("type", cls.name), **merged}
 
+    @classmethod
+    def result_train_keys(cls, section: Mapping[str, Any]) -> tuple[str, ...]:
+        """Runtime ``train`` keys (``dinobench.training.RUNTIME_TRAIN_KEYS``) that do change this protocol's result
+        under its resolved ``protocol`` section ``section``: they enter the protocol hash (never the training run
+        key). Default none; e.g. ``train.eval_every`` when the best periodic evaluation is reported."""
+        return ()
+
     def validate(self) -> None:
         """Check value ranges beyond types (one-line ConfigError); called after construction."""
 

@@ -47,12 +47,12 @@ def protocol_class(name: str) -> type[Protocol]:
 
 def runtime_keys(cfg: Mapping[str, Any]) -> tuple[str, ...]:
     """Every dotted key of a resolved task config that cannot change a result (:func:`dinobench.identity.runtime_keys`)."""
-    return identity.runtime_keys(protocol_class(cfg["protocol"]["type"]))
+    return identity.runtime_keys(protocol_class(cfg["protocol"]["type"]), cfg)
 
 
 def eval_only_keys(cfg: Mapping[str, Any]) -> tuple[str, ...]:
     """Keys that change evaluation but not what a protocol trains (:func:`dinobench.identity.eval_only_keys`)."""
-    return identity.eval_only_keys(protocol_class(cfg["protocol"]["type"]))
+    return identity.eval_only_keys(protocol_class(cfg["protocol"]["type"]), cfg)
 
 
 def hashed_config(cfg: dict[str, Any], files: Mapping[str, Mapping[str, str]]) -> dict[str, Any]:
@@ -358,7 +358,7 @@ def recipe_of(source: TaskSource, cfg: Mapping[str, Any], backbone: str, head: s
     defaults = _resolve(source, options, backbone)
     protocol_cls = protocol_class(cfg["protocol"]["type"])
     inputs = tuple(f"protocol.{key}" for key in protocol_cls.file_keys)
-    return recipes.recipe_record(cfg, defaults, (*identity.runtime_keys(protocol_cls), *inputs))
+    return recipes.recipe_record(cfg, defaults, (*identity.runtime_keys(protocol_cls, cfg), *inputs))
 
 
 def _write_or_keep(result: Result, output_dir: str, predictions: Path | None, head: Any) -> Path:

@@ -84,3 +84,30 @@ def assert_close_to_scale(got: Tensor, expected: Tensor, rtol_of_max: float, wha
     assert diff <= rtol_of_max * scale, (
         f"{what}: max abs diff {diff:.3g} = {diff / scale:.3g} of the largest magnitude {scale:.3g} "
         f"(tolerance {rtol_of_max:g} of it)")
+
+
+class TinyMaskPredictor(nn.Module):
+    """A fixed tiny stand-in for a Mask2Former segmentor, with the official ``predict(images, rescale_to)``
+    contract: ``pred_logits`` ``[B, Q, K+1]`` from learned queries plus the input's pooled features (so a window's
+    content matters), ``pred_masks`` ``[B, Q, *rescale_to]`` from features at half resolution resized bilinearly.
+    Golden checks of inference code (windows, scales, flips, how views are combined) run it on both sides; its
+    weights come from :func:`deterministic_fill` of ``salt``."""
+
+    def __init__(self, num_classes: int = 3, num_queries: int = 4, dim: int = 8,
+                 salt: str = "tiny-mask-predictor") -> None:
+        super().__init__()
+        self.features = nn.Conv2d(3, dim, 3, padding=1)
+        self.queries = nn.Parameter(torch.zeros(num_queries, dim))
+        self.mask_embed = nn.Linear(dim, dim)
+        self.class_embed = nn.Linear(dim, num_classes + 1)
+        deterministic_fill(self, salt)
+
+    @torch.no_grad()
+    def predict(self, images: Tensor, rescale_to: tuple[int, int] | list[int] = (512, 512)) -> dict[str, Tensor]:
+        """The official output dict (float32) of ``images`` ``[B, 3, H, W]``."""
+        features = torch.tanh(self.features(images.float()))
+        queries = self.queries[None] + features.mean((-2, -1))[:, None]
+        masks = torch.einsum("bqd,bdhw->bqhw", self.mask_embed(queries),
+                             nn.functional.avg_pool2d(features, 2, ceil_mode=True))
+        masks = nn.functional.interpolate(3 * masks, size=tuple(rescale_to), mode="bilinear", align_corners=False)
+        return {"pred_logits": 3 * self.class_embed(queries), "pred_masks": masks}

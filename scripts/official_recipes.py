@@ -6,8 +6,8 @@
 For every shipped task that cites an official recipe (``task.official``), the values its official config, script or
 notebook sets, each with the file and line it was read from, as dinobench's dotted config keys. The values are read
 from the official files (dataclass defaults and module constants by ``ast``, notebook cells by their assignment
-lines), never typed in here; tests/core/test_official_recipes.py resolves each task and compares. Per-backbone values
-(``by_backbone``) are keyed by the dinobench backbone name they are resolved with.
+lines, YAML configs by key), never typed in here; tests/core/test_official_recipes.py resolves each task and
+compares. Per-backbone values (``by_backbone``) are keyed by the dinobench backbone name they are resolved with.
 """
 
 from __future__ import annotations
@@ -76,6 +76,20 @@ class Official:
             if found:
                 return found.group(1), number
         raise KeyError(f"{rel}: nothing matches {pattern!r}")
+
+    def yaml_value(self, rel: str, dotted: str) -> tuple[Any, int]:
+        """The value at ``dotted`` (``a.b.c``) of YAML file ``rel`` and the line of its key."""
+        import yaml
+
+        text = self.text(rel)
+        value: Any = yaml.safe_load(text)
+        node = yaml.compose(text)
+        line = 0
+        for part in dotted.split("."):
+            value = value[part]
+            key, node = next((k, v) for k, v in node.value if k.value == part)
+            line = key.start_mark.line + 1
+        return value, line
 
     def calls(self, rel: str, function: str, callee: str) -> tuple[bool, int]:
         """Whether ``function`` of ``rel`` calls ``callee`` (and the line of the call)."""
@@ -155,6 +169,15 @@ def recipes(o: Official) -> dict[str, dict[str, Any]]:
             tracking, cast)
     add("davis2017-tracking", tracking, "protocol.neighborhood",
         lambda: o.notebook(tracking, r'"NEIGHBORHOOD_SHAPE = \\"(\w+)\\"'), tracking)
+
+    m2f = "dinov3/eval/segmentation/configs/config-ade20k-m2f-inference.yaml"
+    for key, dotted in (("protocol.inference.scales", "transforms.eval.tta_ratios"),
+                        ("protocol.inference.flip", "eval.use_tta"),  # TTA = the ratios, each also mirrored
+                        ("protocol.inference.mode", "eval.mode"), ("protocol.inference.crop_size", "eval.crop_size"),
+                        ("protocol.inference.stride", "eval.stride"),
+                        # the views' short side (eval.py builds them from eval.crop_size, the same 896)
+                        ("transform.eval.scale", "transforms.eval.img_size")):
+        add("ade20k-m2f", m2f, key, lambda dotted=dotted: o.yaml_value(m2f, dotted), m2f)
 
     hub = "dinov3/hub/detectors.py"
     windows = o.notebook(hub, r"n_windows_sqrt = dict\((.*)\)\[backbone_name\]")

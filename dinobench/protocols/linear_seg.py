@@ -6,8 +6,11 @@ pixels as the official loss) by the training engine (:mod:`dinobench.training`):
 iterations + one-cycle cosine, 40k iterations, batch 16, random resize (0.5-2.0) crop 512 + flip.
 Evaluation: sliding windows (crop 512, stride 341; or whole image), logits resized to the
 original label, argmax, mIoU / aAcc / mAcc from mmseg's ``IoUMetric``
-(:class:`dinobench.metrics.dense.SegmentationMetric`). Reported: the final head's metrics (the
-official script reports the best of its periodic evaluations, a selection on the val set).
+(:class:`dinobench.metrics.dense.SegmentationMetric`). Reported (``protocol.report``): ``"best"`` (default,
+as the official script, which returns the metrics of its best-mIoU evaluation among those every
+``eval.eval_interval`` = 5000 iterations, the 40k-th included: ``train.eval_every``) or ``"final"`` (the last
+head's, the one the official ``model_final.pth`` holds). The record has both (``mIoU_best``, ``mIoU_final``,
+``best_iteration``); ``mIoU`` is the reported one. The per-class table is the final head's.
 ``protocol.head_weights=FILE`` evaluates a given head without training: an official ``model_final.pth`` (its
 ``segmentation_model.1.*`` entries) or a head exported by ``dinobench export``, loaded strictly.
 """
@@ -43,10 +46,13 @@ class SegInferenceConfig(InferenceConfig):
 
 @dataclass
 class LinearSegConfig(TrainedHeadConfig):
-    """``protocol=dict(type="linear_seg", head=dict(...), inference=dict(...), num_visualizations=4)``."""
+    """``protocol=dict(type="linear_seg", head=dict(...), inference=dict(...), report="best",
+    num_visualizations=4)``."""
 
     head: LinearSegHeadConfig = field(default_factory=LinearSegHeadConfig)
     inference: SegInferenceConfig = field(default_factory=SegInferenceConfig)
+    #: the metrics reported: the best periodic evaluation's (official) or the final head's; the record has both
+    report: Literal["best", "final"] = "best"
 
 
 def segmentation_logits(model: nn.Module, image: Tensor, num_classes: int, inference: InferenceConfig,
@@ -59,8 +65,9 @@ class LinearSegProtocol(SegmentationProtocol):
     """Train the linear head on ``train``, report mIoU / aAcc / mAcc on ``val`` (and per-class IoU)."""
 
     name = "linear_seg"
-    version = "1"
+    version = "2"  # 2: mIoU = the best periodic evaluation's by default (protocol.report), as the official script
     Config = LinearSegConfig
+    eval_keys = ("inference", "report")
     file_keys = ("head_weights",)
     head_file_prefixes = ("segmentation_model.1.",)  # where the official training's model_final.pth keeps the head
 

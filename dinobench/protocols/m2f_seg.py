@@ -3,10 +3,13 @@
 Model: :func:`dinobench.heads.mask2former.build_m2f_segmentor` (ViT-Adapter at four evenly spaced blocks +
 Mask2Former head, official parameter names). Training on the shared engine with Mask2Former's criterion
 (Hungarian matching, class/BCE/dice losses on importance-sampled points, deep supervision); the schedule is
-the task config's ``train`` section. Evaluation as the official ``eval.py``: for each scale ratio (resized as
-the official TTA, :func:`tta_size`) and, with ``flip``, its mirror image: sliding-window semantic scores
-(softmax(class)[:K] . sigmoid(masks)) resized to the label, softmax over classes, averaged over the views,
-argmax; mIoU from mmseg's ``IoUMetric``.
+the task config's ``train`` section. Evaluation as the official ``eval.py``: for each scale ratio a view of the
+original image (sized and resized as the official TTA, :mod:`dinobench.data.seg_tta`) and, with ``flip``, its
+mirror image: sliding-window semantic scores (softmax(class)[:K] . sigmoid(masks), rounded to bfloat16 per window
+as the official code does; a view smaller than the window on both sides is slid over by a square window of its
+shorter side), resized to the label, un-mirrored, softmax over classes, averaged over the views (every scale, then
+every mirrored one), argmax; mIoU from mmseg's ``IoUMetric``. The task ``ade20k-m2f`` evaluates with the
+release's 5 scales x flip.
 
 ``head_weights=PATH`` evaluates a given segmentor checkpoint (the released
 ``dinov3_vit7b16_ade20k_m2f_head-*.pth`` or one trained here) without training; its sha256 replaces the path
@@ -15,22 +18,25 @@ in the protocol hash and is listed in the record's ``input_files``.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from functools import partial
+from typing import Any, Literal, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dinobench.context import RunContext
+from dinobench.data.dense_transforms import SegEvalConfig
+from dinobench.data.seg_tta import SegTTAViews
 from dinobench.dense_inference import dense_predict
 from dinobench.errors import ConfigError
 from dinobench.heads.mask2former import BACKBONE_PREFIX, M2FCriterion, build_m2f_segmentor, semantic_targets
 from dinobench.heads.necks import resolve_layers
 from dinobench.protocol import TrainedHead
 from dinobench.protocols.dense import InferenceConfig, SegmentationProtocol, official_layer_set, transform_sections
+from dinobench.typed_config import reader_options
 from dinobench.utils.seeding import seed_from
+from dinobench.visualize import colorize_mask
 from dinobench.templates.trained_head import TrainedHeadConfig
 
 
@@ -67,13 +73,16 @@ class M2FLossConfig:
 @dataclass
 class M2FInferenceConfig(InferenceConfig):
     """Official: sliding windows of 896 every 596 px; ``scales=[0.9, 0.95, 1.0, 1.05, 1.1]`` + ``flip=True`` is the
-    release's multi-scale evaluation (10 views)."""
+    release's multi-scale evaluation (10 views, the task ``ade20k-m2f``'s default)."""
 
     mode: Literal["whole", "slide"] = "slide"
     crop_size: int | list[int] = 896
     stride: int | list[int] = 596
     scales: list[float] = field(default_factory=lambda: [1.0])
     flip: bool = False
+    # dtype of each window's class scores (sum over queries); the official slide inference rounds them to
+    # bfloat16 whatever the model's dtype; float32 keeps them exact (version 1's behaviour)
+    score_dtype: Literal["bfloat16", "float32"] = "bfloat16"
 
 
 @dataclass
@@ -85,22 +94,11 @@ class M2FConfig(TrainedHeadConfig):
     inference: M2FInferenceConfig = field(default_factory=M2FInferenceConfig)
 
 
-def tta_size(size: tuple[int, int], ratio: float) -> tuple[int, int]:
-    """The official TTA resize of an ``(H, W)`` image: short side ``int(short * ratio)`` (rounded up to a multiple
-    of 32 when ``ratio < 1``), long side in proportion rounded half up."""
-    h, w = size
-    short = int(min(h, w) * ratio)
-    if ratio < 1:
-        short = math.ceil(short / 32) * 32
-    long = int(short * max(h, w) / min(h, w) + 0.5)
-    return (long, short) if h > w else (short, long)
-
-
 class M2FSegProtocol(SegmentationProtocol):
     """Train (or load) the Mask2Former segmentor, report mIoU / aAcc / mAcc on ``val`` and per-class IoU."""
 
     name = "m2f_seg"
-    version = "1"
+    version = "2"  # 2: official views (PIL, from the original), square window for small views, bf16 window scores
     Config = M2FConfig
     runtime_keys = ("num_visualizations", "head.with_cp")
     eval_keys = ("inference",)
@@ -112,13 +110,16 @@ class M2FSegProtocol(SegmentationProtocol):
             raise ConfigError(f"protocol.inference.scales must be positive ratios, got {inference.scales}")
 
     def transforms(self, ctx: RunContext) -> tuple[Any, Any]:
-        """The ADE20K transforms; training crops must be multiples of 32 (the adapter's coarsest stride)."""
+        """The ADE20K training transform (crops must be multiples of 32, the adapter's coarsest stride); evaluation:
+        the scale views of :class:`~dinobench.data.seg_tta.SegTTAViews`."""
         crop = transform_sections(ctx.cfg)["train"].get("crop_size", (512, 512))
         sides = [crop, crop] if isinstance(crop, int) else list(crop)
         if any(int(side) % 32 for side in sides):
             raise ConfigError(f"transform.train.crop_size={crop}: Mask2Former with ViT-Adapter needs multiples of "
                               f"32, e.g. {[max(32, int(side) // 32 * 32) for side in sides]}")
-        return super().transforms(ctx)
+        train, _ = super().transforms(ctx)
+        scale = reader_options(SegEvalConfig, transform_sections(ctx.cfg)["eval"], "transform.eval", drop=())["scale"]
+        return train, SegTTAViews(scale, self.config.inference.scales, ctx.image_mean, ctx.image_std)
 
     def trained_head(self, model: nn.Module) -> TrainedHead:
         """The segmentor without its backbone (adapter ``segmentation_model.0.*``, head ``segmentation_model.1.*``,
@@ -153,21 +154,32 @@ class M2FSegProtocol(SegmentationProtocol):
         outputs = model(batch["image"])
         return self.criterion(outputs, semantic_targets(batch["mask"], self.ignore_index))
 
-    def class_scores(self, model: nn.Module, image: Tensor, out_size: Any) -> Tensor:
-        """Class probabilities ``[B, K, *out_size]`` averaged over the configured scales and flips."""
+    def update_metric(self, model: nn.Module, sample: dict[str, Any], metric: Any, device: str) -> None:
+        """The views' averaged scores at the original-size label, argmax, into the metric."""
+        label = sample["mask"][0]
+        scores = self.class_scores(model, [view.to(device) for view in sample["views"]], label.shape[-2:])
+        metric.update(scores[0].argmax(0).cpu(), label)
+
+    def draw(self, model: nn.Module, sample: dict[str, Any], dataset: Any, ctx: RunContext) -> tuple[Any, Any]:
+        """Colourised predicted and ground-truth masks of one val sample (not batched)."""
+        label = sample["mask"]
+        scores = self.class_scores(model, [view[None].to(ctx.device) for view in sample["views"]], label.shape[-2:])
+        return (colorize_mask(scores[0].argmax(0).cpu().numpy(), self.num_classes),
+                colorize_mask(label.numpy(), self.num_classes))
+
+    def class_scores(self, model: nn.Module, image: Tensor | Sequence[Tensor], out_size: Any) -> Tensor:
+        """Class probabilities ``[B, K, *out_size]`` averaged over the scale views ``image`` (one tensor: one view)
+        and, with ``flip``, their mirror images: every view, then every mirrored view (the official order)."""
         inference = self.config.inference
+        views = [image] if isinstance(image, Tensor) else list(image)
+        semantic = partial(model.semantic, dtype=getattr(torch, inference.score_dtype))
         total = None
-        views = 0
-        for scale in inference.scales:
-            size = tta_size(tuple(image.shape[-2:]), scale)
-            x = image if size == tuple(image.shape[-2:]) else F.interpolate(image, size=size, mode="bilinear",
-                                                                           align_corners=False)
-            for flip in ((False, True) if inference.flip else (False,)):
-                view = x.flip(-1) if flip else x
-                pred = dense_predict(model.semantic, view, mode=inference.mode, num_outputs=self.num_classes,
-                                     crop_size=inference.crop_size, stride=inference.stride, out_size=out_size)
+        for flip in ((False, True) if inference.flip else (False,)):
+            for view in views:
+                pred = dense_predict(semantic, view.flip(-1) if flip else view, mode=inference.mode,
+                                     num_outputs=self.num_classes, crop_size=inference.crop_size,
+                                     stride=inference.stride, out_size=out_size, square_small=True).float()
                 pred = (pred.flip(-1) if flip else pred).softmax(1)
                 total = pred if total is None else total + pred
-                views += 1
         assert total is not None
-        return total / views
+        return total / (len(views) * (2 if inference.flip else 1))

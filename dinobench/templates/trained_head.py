@@ -19,6 +19,14 @@ subclassing :class:`TrainedHeadConfig`) and fills in
 parameters) and optionally ``param_groups()`` (layer-wise learning-rate decay); ``BackboneNeckHead`` has all three.
 Training runs on :func:`dinobench.training.train_head` (exact resume, SIGTERM, NaN stop, DDP); evaluation is
 sharded over ranks (each rank evaluates its share, the metric states are merged).
+
+**Which evaluation is reported**: a family whose ``Config`` has ``report`` (``"best"`` or ``"final"``) reports
+the best of the evaluations made every ``train.eval_every`` iterations and at the end (the official linear
+segmentation script does: ``train.eval_every`` then enters the protocol hash) or the final head's. Its record holds
+both (``<metric>_best``, ``<metric>_final``, ``best_iteration``, table ``evaluations``); the unsuffixed metrics are
+the reported ones. The evaluations during training are the final one's (same split, same inference, same code),
+kept in the checkpoints, so they survive a kill and resume (:mod:`dinobench.training.evaluations`). Without
+``report`` the final head's metrics are reported, as they are.
 """
 
 from __future__ import annotations
@@ -38,7 +46,9 @@ from dinobench.heads.necks import IntermediateLayers, Neck
 from dinobench.heads.weights import load_head_state, read_head_state
 from dinobench.protocol import Protocol, ProtocolResult, TrainedHead
 from dinobench.training import evaluate_sharded, train_head
+from dinobench.training.evaluations import Evaluation, best_evaluation, evaluation_grid
 from dinobench.training.head import frozen_prefixes
+from dinobench.utils.hashing import payload_sha256
 from dinobench.utils.io import safe_component
 from dinobench.utils.seeding import seed_from
 from dinobench.visualize import denormalize_image, side_by_side
@@ -57,7 +67,9 @@ def transform_sections(cfg: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 @dataclass
 class TrainedHeadConfig:
-    """What every trained-head protocol's ``protocol`` section has (its ``Config`` adds the family's keys)."""
+    """What every trained-head protocol's ``protocol`` section has (its ``Config`` adds the family's keys; a
+    family reporting the best periodic evaluation adds ``report: Literal["best", "final"]``, see the module
+    docstring)."""
 
     head_weights: str | None = None  # evaluate this head (its official layout) instead of training one
     num_visualizations: int = 4  # predictions drawn by --save-predictions
@@ -144,6 +156,55 @@ class TrainedHeadProtocol(Protocol):
                 written.append(side_by_side(panels, out_dir / "side_by_side.png").name)
         return written
 
+    # ----------------------------------------------------------------- which evaluation is reported
+    @classmethod
+    def result_train_keys(cls, section: Any) -> tuple[str, ...]:
+        """``train.eval_every`` when the best periodic evaluation of a training is reported: it chooses the
+        candidates (a given ``head_weights`` is evaluated once, without training)."""
+        return ("train.eval_every",) if section.get("report") == "best" and not section.get("head_weights") else ()
+
+    def report_mode(self) -> str | None:
+        """``protocol.report`` ("best" / "final") of a family whose config has it; None: the final head, as is."""
+        mode = getattr(self.config, "report", None)
+        return None if mode is None else str(mode)
+
+    def evaluation_key(self, ctx: RunContext, val_set: Any) -> str:
+        """What an evaluation depends on beyond the training run key: the evaluation-only config (not the report
+        choice), the evaluated split's content and the protocol version (periodic evaluations of another key are
+        not compared with this run's)."""
+        values: dict[str, Any] = {}
+        for dotted in ("transform.eval", *(f"protocol.{k}" for k in self.eval_keys if k != "report")):
+            node: Any = ctx.cfg
+            for part in dotted.split("."):
+                node = node.get(part) if isinstance(node, dict) else None
+            values[dotted] = node
+        return payload_sha256({"protocol": [self.name, str(self.version)], "config": values,
+                               "val": getattr(val_set, "fingerprint", "")}, 16)
+
+    def reported_metrics(self, summary: dict[str, Any], eval_every: int,
+                         mode: str) -> tuple[dict[str, float], list[dict[str, Any]]]:
+        """(record metrics, rows of the ``evaluations`` table) of a training summary (:func:`train_head`) under
+        ``protocol.report`` = ``mode``: the unsuffixed metrics are the reported evaluation's (the best one's or
+        the final head's), ``<metric>_best`` / ``<metric>_final`` both, ``best_iteration`` the best's iteration
+        (earliest of ties). Best-of needs every evaluation of the grid; without them only the final head's."""
+        final, total = dict(summary["metrics"]), int(summary["iterations"])
+        grid = evaluation_grid(eval_every, total)
+        found = {int(e["iteration"]): Evaluation(int(e["iteration"]), dict(e["metrics"]))
+                 for e in summary.get("evaluations", ()) if int(e["iteration"]) in grid}
+        missing = sorted(set(grid) - set(found))
+        if missing and mode == "best":  # train_head refused such a resume before training; never a silent final
+            raise ConfigError(f"the best periodic evaluation cannot be reported: iterations {missing} were not "
+                              "evaluated")
+        best = best_evaluation(found.values(), self.main_metric, self.higher_is_better)
+        if missing or best is None:  # best unknown, or no finite main metric at all (then refused as non-finite)
+            return final, []
+        reported = best if mode == "best" else found[total]
+        metrics = {**reported.metrics, **{f"{k}_best": v for k, v in best.metrics.items()},
+                   **{f"{k}_final": v for k, v in final.items()}, "best_iteration": float(best.iteration)}
+        rows = [{"iteration": t, **found[t].metrics, "best": t == best.iteration, "reported": t == reported.iteration}
+                for t in grid]
+        return metrics, rows
+
     # ----------------------------------------------------------------- the skeleton
     def build_model(self, ctx: RunContext, train_set: Any) -> nn.Module:
         """The one model hook (default ``BackboneNeckHead(make_neck(), make_head())``); the head's initial weights
@@ -171,11 +232,21 @@ class TrainedHeadProtocol(Protocol):
 
     def fit(self, ctx: RunContext, model: nn.Module, train_set: Any,
             evaluate: Callable[[nn.Module], dict[str, float]]) -> dict[str, float]:
-        """Train ``model`` on the engine and return the final evaluation; with ``protocol.head_weights`` (a family
-        whose config has it) evaluate the loaded head as it is."""
+        """Train ``model`` on the engine and return the reported metrics (the final evaluation's, or with
+        ``protocol.report`` those of :meth:`reported_metrics`, its table in :attr:`evaluation_rows`); with
+        ``protocol.head_weights`` (a family whose config has it) evaluate the loaded head as it is."""
+        self.evaluation_rows: list[dict[str, Any]] = []
         if getattr(self.config, "head_weights", None):
             return evaluate(model.to(ctx.device).eval())
-        return train_head(ctx, model, train_set, self.loss, evaluate, collate_fn=self.collate())["metrics"]
+        mode = self.report_mode()
+        summary = train_head(ctx, model, train_set, self.loss, evaluate, collate_fn=self.collate(),
+                             eval_key=self.evaluation_key(ctx, ctx.datasets.get("val")),
+                             require_evaluations=mode == "best")
+        if mode is None:
+            return summary["metrics"]
+        every = int((ctx.cfg.get("train") or {}).get("eval_every") or 0)
+        metrics, self.evaluation_rows = self.reported_metrics(summary, every, mode)
+        return metrics
 
     def run(self, ctx: RunContext) -> ProtocolResult:
         """Train the head on ``train``, evaluate it on ``val``, draw predictions with ``--save-predictions``."""
@@ -199,7 +270,9 @@ class TrainedHeadProtocol(Protocol):
             model.eval()
             with torch.no_grad():
                 artifacts = self.save_figures(model, val_set, ctx, ctx.predictions_dir, count)
-        tables = self.tables(final["metric"]) if "metric" in final else {}
+        tables = self.tables(final["metric"]) if "metric" in final else {}  # the final head's
+        if getattr(self, "evaluation_rows", None):
+            tables["evaluations"] = self.evaluation_rows
         # a given head is not re-saved; a fine-tuned backbone is part of the model, not of an exportable head
         keep = not getattr(self.config, "head_weights", None) and not getattr(model, "finetune", False)
         trained = self.trained_head(model) if keep else None

@@ -159,12 +159,14 @@ class HeadRecipe(Recipe):
 
 def head_training_loop(model: nn.Module, dataset: Dataset, loss_fn: LossFn, train: TrainConfig | dict[str, Any] | None,
                        work_dir: str | Path, *, evaluate: EvalFn | None = None, device: str | torch.device = "cpu",
-                       seed: int = 0, run_key: str = "", collate_fn: Callable | None = None) -> TrainingLoop:
+                       seed: int = 0, run_key: str = "", collate_fn: Callable | None = None,
+                       eval_key: str = "") -> TrainingLoop:
     """The :class:`TrainingLoop` that trains ``model`` (a :class:`~dinobench.dense_inference.DenseModel`-like
     module) on ``dataset`` with the ``train`` section (resolved by :func:`train_config` when a dict).
 
     ``loss_fn(model, batch, iteration) -> (loss, logs)``; ``evaluate(model) -> metrics`` runs every
-    ``train.eval_every`` iterations and at the end (under a forked RNG, so it never shifts training);
+    ``train.eval_every`` iterations and at the end (under a forked RNG, so it never shifts training), every
+    evaluation kept in the checkpoints under ``eval_key`` (:class:`~dinobench.training.evaluations.EvaluationHistory`);
     ``work_dir`` gets ``metrics.jsonl`` and ``checkpoints/``. Call ``resume()`` then ``fit()`` (inside
     ``exclusive()`` when another process may train into the same folder).
     """
@@ -173,7 +175,8 @@ def head_training_loop(model: nn.Module, dataset: Dataset, loss_fn: LossFn, trai
     device = torch.device(device)
     recipe = HeadRecipe(model, dataset, loss_fn, cfg, device=device, seed=seed, run_key=run_key,
                         collate_fn=collate_fn)
-    return TrainingLoop(recipe, cfg.loop_settings(), work_dir, device=device, seed=seed, evaluate=evaluate)
+    return TrainingLoop(recipe, cfg.loop_settings(), work_dir, device=device, seed=seed, evaluate=evaluate,
+                        eval_key=eval_key)
 
 
 # ------------------------------------------------------------------------------------ run folder
@@ -217,6 +220,20 @@ def run_key(ctx: Any) -> str:
     return payload_sha256({"config": cfg, "identity": identity}, 16)
 
 
+def check_resumed_evaluations(loop: TrainingLoop) -> None:
+    """A ConfigError when the checkpoint ``loop`` resumed from lacks periodic evaluations on the
+    ``train.eval_every`` grid before its iteration: the best of them could not be reported."""
+    every = int(loop.settings.eval_every or 0)
+    missing = loop.history.missing(every, min(loop.start_iter, int(loop.settings.max_iters)) - 1)
+    if missing:
+        why = ("made with another evaluation config" if loop.history.dropped else
+               "not in its checkpoint (another train.eval_every, or an older dinobench)")
+        shown = ", ".join(map(str, missing[:4])) + (", ..." if len(missing) > 4 else "")
+        raise ConfigError(f"{loop.work_dir}: the periodic evaluations at iterations {shown} of this training run are "
+                          f"{why}, so the best one cannot be reported; set protocol.report=final, or train again in "
+                          "another train.work_dir (or delete this folder)")
+
+
 def work_dir_for(ctx: Any, key: str) -> Path:
     """``train.work_dir`` if set, else ``<output>/.runs/<backbone>/<task>/<key>`` (``<output>``:
     ``ctx.output_dir``, ``$DINOBENCH_OUTPUT`` or ``outputs``)."""
@@ -228,15 +245,20 @@ def work_dir_for(ctx: Any, key: str) -> Path:
 
 
 def train_head(ctx: Any, model: nn.Module, dataset: Dataset, loss_fn: LossFn, evaluate: EvalFn | None, *,
-               collate_fn: Callable | None = None) -> dict[str, Any]:
+               collate_fn: Callable | None = None, eval_key: str = "",
+               require_evaluations: bool = False) -> dict[str, Any]:
     """Train ``model`` on ``dataset`` with ``ctx.cfg["train"]`` in the run folder of ``ctx`` (resuming a
     checkpoint of the same run key), evaluate; the summary of :meth:`TrainingLoop.fit` (``metrics``,
-    ``work_dir``, ``resumed_from``, ``iterations``, ``train_s``)."""
+    ``work_dir``, ``resumed_from``, ``iterations``, ``train_s``, ``evaluations``). ``require_evaluations``: the
+    caller reports the best periodic evaluation, so a resumed checkpoint must hold every earlier one (else a
+    ConfigError before any training)."""
     key = run_key(ctx)
     loop = head_training_loop(model, dataset, loss_fn, ctx.cfg.get("train", {}), work_dir_for(ctx, key),
-                              evaluate=evaluate, device=ctx.device, seed=ctx.seed, run_key=key, collate_fn=collate_fn)
+                              evaluate=evaluate, device=ctx.device, seed=ctx.seed, run_key=key, collate_fn=collate_fn,
+                              eval_key=eval_key)
     with loop.exclusive():
-        loop.resume()
+        if loop.resume() and require_evaluations:
+            check_resumed_evaluations(loop)
         summary = loop.fit()
     ctx.timings["train_head_s"] = summary["train_s"]
     return summary

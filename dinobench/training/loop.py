@@ -12,7 +12,8 @@ autocast, gradient clipping,
 atomic checkpoints (model, optimizer, schedule position, iteration, RNG states: a killed run resumed
 from its last checkpoint ends bit-identical), SIGTERM -> checkpoint + :class:`TrainingInterrupted`
 (exit 143), a non-finite loss on any rank -> :class:`TrainingDiverged`, periodic evaluation under a
-forked RNG, ``metrics.jsonl`` and a tqdm bar on rank 0 (``TQDM_DISABLE=1`` silences it).
+forked RNG (every evaluation kept in the checkpoints: :mod:`dinobench.training.evaluations`),
+``metrics.jsonl`` and a tqdm bar on rank 0 (``TQDM_DISABLE=1`` silences it).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from tqdm.auto import tqdm
 from dinobench.errors import ConfigError, DinobenchError, WeightsError
 from dinobench.utils import distributed as ddp
 from dinobench.training.checkpoint import CheckpointManager, read_training_checkpoint, rng_state, set_rng_state
+from dinobench.training.evaluations import EvaluationHistory
 from dinobench.training.sampler import iteration_loader
 from dinobench.utils.io import exclusive_lock
 from dinobench.utils.seeding import seed_from
@@ -151,12 +153,16 @@ class LoopSettings:
 
 class TrainingLoop:
     """Runs a :class:`Recipe` for ``settings.max_iters`` iterations in ``work_dir`` (``metrics.jsonl``,
-    ``checkpoints/``); ``evaluate(model) -> metrics`` runs every ``eval_every`` iterations and at the end."""
+    ``checkpoints/``); ``evaluate(model) -> metrics`` runs every ``eval_every`` iterations and at the end.
+    Every evaluation goes into :attr:`history` (checkpointed under ``eval_key``: what the evaluation depends on
+    beyond the run key; a resumed run of another key drops the stored evaluations)."""
 
     def __init__(self, recipe: Recipe, settings: LoopSettings, work_dir: str | Path, *,
-                 device: str | torch.device = "cpu", seed: int = 0, evaluate: EvalFn | None = None) -> None:
+                 device: str | torch.device = "cpu", seed: int = 0, evaluate: EvalFn | None = None,
+                 eval_key: str = "") -> None:
         self.recipe, self.settings, self.work_dir = recipe, settings, Path(work_dir)
         self.device, self.seed, self.evaluate_fn = torch.device(device), int(seed), evaluate
+        self.history = EvaluationHistory(eval_key)
         self.world, self.rank = ddp.world_size(), ddp.rank()
         self.checkpoints = CheckpointManager(self.work_dir / "checkpoints", int(settings.max_to_keep),
                                              enabled=self.rank == 0)
@@ -168,7 +174,8 @@ class TrainingLoop:
         """Everything needed to continue exactly after ``iteration`` completed (collective when sharded)."""
         return {"iteration": iteration, "model": self.recipe.model_state(), "optimizer": self.recipe.optimizer_state(),
                 "schedule": {"iteration": iteration + 1, "total": self.settings.max_iters}, "rng": rng_state(),
-                **self.recipe.state_extras(), "config": json.loads(json.dumps(self.recipe.config, default=str))}
+                "evaluations": self.history.state(), **self.recipe.state_extras(),
+                "config": json.loads(json.dumps(self.recipe.config, default=str))}
 
     @contextlib.contextmanager
     def exclusive(self) -> Iterator[None]:
@@ -195,6 +202,7 @@ class TrainingLoop:
             self.recipe.load_optimizer_state(state["optimizer"])
             set_rng_state(state["rng"])
             iteration = int(state["iteration"])
+            self.history.load(state.get("evaluations"), path)
         except DinobenchError:
             raise
         except (KeyError, RuntimeError, ValueError, TypeError, IndexError) as exc:  # another model, or damaged
@@ -222,7 +230,8 @@ class TrainingLoop:
                 fh.write(json.dumps(record) + "\n")
 
     def evaluate(self, iteration: int) -> dict[str, float]:
-        """Run ``evaluate`` (on every rank: it may shard) in eval mode under a forked RNG; logged."""
+        """Run ``evaluate`` (on every rank: it may shard) in eval mode under a forked RNG; logged and kept in
+        :attr:`history`."""
         if self.evaluate_fn is None:
             return {}
         model = self.recipe.model
@@ -231,6 +240,7 @@ class TrainingLoop:
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []), torch.no_grad():
             metrics = {k: float(v) for k, v in self.evaluate_fn(model).items()}
         model.train(was_training)
+        self.history.add(iteration, metrics)
         self.log({"iteration": iteration, "eval": metrics})
         return metrics
 
@@ -263,7 +273,8 @@ class TrainingLoop:
 
     def fit(self) -> dict[str, Any]:
         """Train from ``start_iter`` to ``max_iters``, evaluate; ``{"metrics", "work_dir", "resumed_from",
-        "iterations", "train_s", "last"}``."""
+        "iterations", "train_s", "last", "evaluations"}`` (``metrics``: the final evaluation's; ``evaluations``:
+        every evaluation of the run, resumed ones included, as ``{"iteration", "metrics"}``, by iteration)."""
         s = self.settings
         total, every = int(s.max_iters), int(s.checkpoint_every or 0)
         eval_every, log_every = int(s.eval_every or 0), max(int(s.log_every or 1), 1)
@@ -281,6 +292,9 @@ class TrainingLoop:
             torch.set_num_threads(max(1, min(threads, cores - workers)))
         try:
             self.recipe.model.train()
+            start = self.start_iter  # a checkpoint written on SIGTERM at an evaluation point lacks that evaluation
+            if eval_every and 0 < start < total and start % eval_every == 0 and start not in self.history:
+                self.evaluate(start)
             data = iter(self.loader()) if self.start_iter < total else None
             for iteration in bar:
                 tic = time.perf_counter()
@@ -292,14 +306,15 @@ class TrainingLoop:
                     self.log(self.last_log)
                     bar.set_postfix(loss=f"{value:.4f}")
                 stop = ddp.any_rank(self._stop)
+                # evaluated before the checkpoint of the same iteration, which then holds the evaluation
+                if eval_every and (iteration + 1) % eval_every == 0 and iteration + 1 < total and not stop:
+                    self.evaluate(iteration + 1)
                 if (every and (iteration + 1) % every == 0) or iteration + 1 == total or stop:
                     self.checkpoints.save(self.state_dict(iteration), iteration)
                 if stop:
                     raise TrainingInterrupted(
                         f"SIGTERM: {self.recipe.name} stopped after iteration {iteration}, checkpoint saved in "
                         f"{self.work_dir}; run the same command to resume")
-                if eval_every and (iteration + 1) % eval_every == 0 and iteration + 1 < total:
-                    self.evaluate(iteration + 1)
         finally:
             bar.close()
             torch.set_num_threads(threads)
@@ -308,7 +323,8 @@ class TrainingLoop:
         train_s = time.perf_counter() - t0
         metrics = self.evaluate(total)
         return {"metrics": metrics, "work_dir": str(self.work_dir), "resumed_from": self.resumed_from,
-                "iterations": total, "train_s": round(train_s, 3), "last": self.last_log}
+                "iterations": total, "train_s": round(train_s, 3), "last": self.last_log,
+                "evaluations": [e.as_dict() for e in self.history.items()]}
 
     def _on_sigterm(self, *_: Any) -> None:
         self._stop = True

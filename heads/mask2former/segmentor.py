@@ -26,7 +26,12 @@ from dinobench.heads.necks import resolve_layers
 #: key prefix of the frozen backbone inside the segmentor (not part of a head checkpoint)
 BACKBONE_PREFIX = "segmentation_model.0.backbone."
 #: modules whose parameters get no weight decay in Mask2Former's recipe (norms, embeddings)
-_NO_DECAY = (nn.LayerNorm, nn.GroupNorm, nn.BatchNorm2d, nn.SyncBatchNorm, nn.Embedding)
+#: modules whose parameters get no weight decay: detectron2's norm types and nn.Embedding (Mask2Former's
+#: train_net.py build_optimizer with SOLVER.WEIGHT_DECAY_NORM = WEIGHT_DECAY_EMBED = 0.0)
+_NO_DECAY = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm, nn.GroupNorm, nn.InstanceNorm1d,
+             nn.InstanceNorm2d, nn.InstanceNorm3d, nn.LayerNorm, nn.LocalResponseNorm, nn.Embedding)
+#: parameter names without weight decay whatever their module (the same build_optimizer)
+_NO_DECAY_NAMES = ("relative_position_bias_table", "absolute_pos_embed")
 
 
 class Mask2FormerHead(nn.Module):
@@ -59,10 +64,11 @@ class Mask2FormerHead(nn.Module):
         return out
 
 
-def semantic_inference(pred_logits: Tensor, pred_masks: Tensor) -> Tensor:
-    """Per-class scores ``[B, K, H, W]`` = sum over queries of softmax(class)[:K] * sigmoid(mask)."""
+def semantic_inference(pred_logits: Tensor, pred_masks: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
+    """Per-class scores ``[B, K, H, W]`` = sum over queries of softmax(class)[:K] * sigmoid(mask), the sum in
+    ``dtype`` (the official sliding-window inference: bfloat16)."""
     probs = pred_logits.float().softmax(-1)[..., :-1]
-    return torch.einsum("bqc,bqhw->bchw", probs, pred_masks.float().sigmoid())
+    return torch.einsum("bqc,bqhw->bchw", probs.to(dtype), pred_masks.float().sigmoid().to(dtype))
 
 
 class M2FSegmentor(nn.Module):
@@ -107,23 +113,24 @@ class M2FSegmentor(nn.Module):
         with torch.no_grad():
             return self.head.predict(self.adapter(images), rescale_to=rescale_to)
 
-    def semantic(self, images: Tensor) -> Tensor:
+    def semantic(self, images: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
         """Class scores ``[B, K, H, W]`` of images of any size: centre-padded to a multiple of 32, masks
-        resized to the padded size, padding cropped, then :func:`semantic_inference`."""
+        resized to the padded size, padding cropped, then :func:`semantic_inference` (in ``dtype``)."""
         height, width = images.shape[-2:]
         top, bottom, left, right = center_padding(height, width, self.pad_multiple)
         padded = F.pad(images, (left, right, top, bottom)) if (top or bottom or left or right) else images
         out = self.predict(padded, rescale_to=padded.shape[-2:])
         masks = out["pred_masks"][..., top:top + height, left:left + width]
-        return semantic_inference(out["pred_logits"], masks)
+        return semantic_inference(out["pred_logits"], masks, dtype)
 
     def trainable_modules(self) -> dict[str, nn.Module]:
         """Adapter and head (the backbone's parameters do not require gradients)."""
         return {"neck": self.adapter, "head": self.head}
 
     def param_groups(self) -> list[dict[str, Any]]:
-        """Mask2Former's AdamW groups: weight decay on weights, none on norms, embeddings, level embeddings
-        and biases."""
+        """Mask2Former's AdamW groups (its train_net.py ``build_optimizer``): no weight decay on norm layers,
+        ``nn.Embedding`` (queries, the decoder's level embedding) and position-bias tables; everything else — biases
+        and the ``nn.Parameter`` level embeddings of the pixel decoder and the adapter included — decays."""
         decay, no_decay = [], []
         seen: set[int] = set()
         backbone_ids = {id(p) for p in self.backbone.parameters()}
@@ -132,8 +139,7 @@ class M2FSegmentor(nn.Module):
                 if not param.requires_grad or id(param) in seen or id(param) in backbone_ids:
                     continue
                 seen.add(id(param))
-                skip = isinstance(module, _NO_DECAY) or name.endswith("bias") or "level_embed" in name \
-                    or "level_encoding" in name
+                skip = isinstance(module, _NO_DECAY) or any(key in name for key in _NO_DECAY_NAMES)
                 (no_decay if skip else decay).append(param)
         return [{"params": decay, "lr_multiplier": 1.0, "wd_multiplier": 1.0},
                 {"params": no_decay, "lr_multiplier": 1.0, "wd_multiplier": 0.0}]

@@ -21,9 +21,9 @@ LAYERS: dict[str, int] = {
     # 0-1: errors and version; utilities and the typed-section checker
     "dinobench.errors": 0, "dinobench._version": 0, "dinobench._layout": 0,
     "dinobench.utils": 1, "dinobench.typed_config": 1,
-    # 2-4: the contracts (protocol types, configs, records), the registry and its hooks, task resolution, the
+    # 2-4: the contracts (protocol types, configs, recipe provenance, records), the registry and its hooks, task resolution, the
     # plugin manager; the plugin API resolves its names on first use (importlib): no import edge of its own
-    "dinobench.protocol": 2, "dinobench.config": 2, "dinobench.results": 2,
+    "dinobench.protocol": 2, "dinobench.config": 2, "dinobench.results": 2, "dinobench.recipes": 2,
     "dinobench.registry": 3, "dinobench.hookspecs": 3, "dinobench.tasks": 3,
     "dinobench.plugin_manager": 4, "dinobench.api": 4,
     # 5: backbones and the SSL parts

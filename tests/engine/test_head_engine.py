@@ -234,18 +234,31 @@ def _ddp_worker(rank, world, port, work_dir, out_path):
     try:
         trainer = _plain_trainer(bb, work_dir)
         assert trainer.world == 2 and trainer.recipe.batch_per_rank == 2
-        trainer.fit()
+        summary = trainer.fit()
+        with open(f"{out_path}.rank{rank}.json", "w") as fh:
+            json.dump(summary["evaluations"], fh)
         if rank == 0:
             torch.save(head_state(trainer), out_path)
     finally:
         ddp.shutdown()
 
 
+def _sharded_miou(model):
+    """mIoU over fixed images, each rank its share (merged): what the trained-head template evaluates."""
+    from dinobench.metrics.dense import SegmentationMetric
+    from dinobench.training import evaluate_sharded
+
+    val, metric = ToySegmentation(n=5), SegmentationMetric(3)
+    fixed = [{"image": val.images[i], "mask": val.masks[i]} for i in range(len(val))]
+    return evaluate_sharded(fixed, lambda b: metric.update(model(b["image"]).argmax(1)[0], b["mask"][0]), metric)
+
+
 def _plain_trainer(backbone, work_dir):
     torch.manual_seed(123)
     head = LinearSegHead(64, num_classes=3, dropout=0.0, use_batchnorm=False)  # no per-rank batch statistics
     return head_training_loop(DenseModel(backbone, head, [1]), ToySegmentation(), seg_loss,
-                              {**CFG, "max_iters": 4, "checkpoint_every": 0}, work_dir, seed=3)
+                              {**CFG, "max_iters": 4, "checkpoint_every": 0, "eval_every": 2}, work_dir, seed=3,
+                              evaluate=_sharded_miou)
 
 
 def test_ddp_two_ranks_train_like_one_process_on_the_global_batch(backbone, tmp_path):
@@ -254,7 +267,7 @@ def test_ddp_two_ranks_train_like_one_process_on_the_global_batch(backbone, tmp_
     import torch.multiprocessing as mp
 
     single = _plain_trainer(backbone, tmp_path / "single")
-    single.fit()
+    evaluations = single.fit()["evaluations"]
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -264,3 +277,10 @@ def test_ddp_two_ranks_train_like_one_process_on_the_global_batch(backbone, tmp_
     for key, value in head_state(single).items():
         torch.testing.assert_close(got[key], value, rtol=1e-5, atol=1e-6)
     assert sorted(p.name for p in (tmp_path / "ddp" / "checkpoints").iterdir()) == ["checkpoint_00000003.pth"]
+    # the periodic evaluations (sharded, merged) are the same on both ranks, and those of one process
+    ranks = [json.loads((tmp_path / f"head.pth.rank{r}.json").read_text()) for r in (0, 1)]
+    assert ranks[0] == ranks[1] and [e["iteration"] for e in ranks[0]] == [2, 4]
+    for got_eval, want_eval in zip(ranks[0], evaluations):
+        assert got_eval["metrics"] == pytest.approx(want_eval["metrics"], abs=0.02)
+    saved = torch.load(tmp_path / "ddp" / "checkpoints" / "checkpoint_00000003.pth", weights_only=True)
+    assert saved["evaluations"]["evaluations"] == ranks[0][:1]  # the final evaluation comes after the last save

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from dinobench.synthetic.dense import write_synthetic_ade20k
-from dinobench.protocols.m2f_seg import tta_size
+from dinobench.data.seg_tta import tta_size
 from helpers import run_task, smoke_options
 
 TASK = "ade20k-m2f"

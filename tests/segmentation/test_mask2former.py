@@ -251,3 +251,23 @@ def test_semantic_targets_and_criterion_prefer_the_right_answer():
     torch.manual_seed(0)
     deep, _ = criterion(aux, targets)
     assert deep.item() == pytest.approx(2 * good.item(), rel=0.1)  # the aux layer is supervised too (own points)
+
+
+def test_weight_decay_groups_follow_mask2formers_build_optimizer(segmentor):
+    """Mask2Former's train_net.py: no decay on norm layers, nn.Embedding and position-bias tables only; biases and
+    the nn.Parameter level embeddings (pixel decoder, adapter) decay."""
+    decay, no_decay = (group["params"] for group in segmentor.param_groups())
+    modules = dict(segmentor.named_modules())
+    names = {id(p): n for n, p in segmentor.named_parameters()}
+    decayed, kept = {names[id(p)] for p in decay}, {names[id(p)] for p in no_decay}
+    linear_biases = {n for n in decayed | kept if n.endswith(".bias")
+                     and isinstance(modules[n.rsplit(".", 1)[0]], (torch.nn.Linear, torch.nn.Conv2d))}
+    assert linear_biases and linear_biases <= decayed  # the old groups kept every bias out of decay
+    level_parameters = {n for n in decayed | kept if n.endswith(("level_encoding", "level_embed"))}
+    assert level_parameters and level_parameters <= decayed  # nn.Parameter level embeddings decay
+    embedding_weights = {n for n in decayed | kept if isinstance(modules[n.rsplit(".", 1)[0]], torch.nn.Embedding)}
+    assert any("level_embed" in n for n in embedding_weights) and embedding_weights <= kept
+    norm_weights = {n for n in decayed | kept
+                    if isinstance(modules[n.rsplit(".", 1)[0]], (torch.nn.LayerNorm, torch.nn.GroupNorm,
+                                                                   torch.nn.BatchNorm2d, torch.nn.SyncBatchNorm))}
+    assert norm_weights and norm_weights <= kept
