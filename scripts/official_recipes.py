@@ -5,9 +5,10 @@
 
 For every shipped task that cites an official recipe (``task.official``), the values its official config, script or
 notebook sets, each with the file and line it was read from, as dinobench's dotted config keys. The values are read
-from the official files (dataclass defaults and module constants by ``ast``, notebook cells by their assignment
-lines, YAML configs by key), never typed in here; tests/core/test_official_recipes.py resolves each task and
-compares. Per-backbone values (``by_backbone``) are keyed by the dinobench backbone name they are resolved with.
+from the official files (dataclass and argument defaults and module constants by ``ast``, notebook cells by
+their assignment lines, YAML configs by key), never typed in here; tests/core/test_official_recipes.py resolves
+each task and compares. Per-backbone values (``by_backbone``) are keyed by the dinobench backbone name they are
+resolved with.
 """
 
 from __future__ import annotations
@@ -69,13 +70,65 @@ class Official:
                         return ast.literal_eval(item.value), item.lineno
         raise KeyError(f"{rel}: no field {cls}.{name}")
 
-    def notebook(self, rel: str, pattern: str) -> tuple[str, int]:
-        """The first source line of notebook ``rel`` (its JSON lines) matching ``pattern``: (group 1, line)."""
+    def notebook(self, rel: str, pattern: str, after: str | None = None) -> tuple[str, int]:
+        """The first source line of notebook ``rel`` (its JSON lines) matching ``pattern``: (group 1, line);
+        with ``after``, the first one below the first line matching ``after``."""
+        started = after is None
         for number, line in enumerate(self.text(rel).splitlines(), 1):
+            if not started:
+                started = re.search(after, line) is not None
+                continue
             found = re.search(pattern, line)
             if found:
                 return found.group(1), number
-        raise KeyError(f"{rel}: nothing matches {pattern!r}")
+        raise KeyError(f"{rel}: nothing matches {pattern!r}" + (f" below {after!r}" if after else ""))
+
+    def notebook_literal(self, rel: str, name: str) -> tuple[Any, int]:
+        """The literal a code cell of notebook ``rel`` assigns to ``name`` (module level of the cell) and the
+        notebook line of that assignment."""
+        for cell in json.loads(self.text(rel))["cells"]:
+            if cell["cell_type"] != "code":
+                continue
+            try:
+                tree = ast.parse("".join(cell["source"]))
+            except SyntaxError:  # a cell with shell or magic lines
+                continue
+            for node in tree.body:
+                if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == name for t in node.targets):
+                    return ast.literal_eval(node.value), self.notebook(rel, rf'"({re.escape(name)}) = ')[1]
+        raise KeyError(f"{rel}: no cell assigns {name}")
+
+    def _function(self, rel: str, function: str) -> ast.FunctionDef:
+        """The first function (or method) named ``function`` of ``rel``; a class name: its ``__init__``."""
+        for node in ast.walk(ast.parse(self.text(rel))):
+            if isinstance(node, ast.ClassDef) and node.name == function:
+                return next(item for item in node.body if isinstance(item, ast.FunctionDef)
+                            and item.name == "__init__")
+            if isinstance(node, ast.FunctionDef) and node.name == function:
+                return node
+        raise KeyError(f"{rel}: no function or class {function}")
+
+    def default(self, rel: str, function: str, arg: str) -> tuple[Any, int]:
+        """The default of argument ``arg`` of ``function`` (a class: its ``__init__``) and its line."""
+        args = self._function(rel, function).args
+        positional = [*args.posonlyargs, *args.args]
+        pairs = [*zip(positional[len(positional) - len(args.defaults):], args.defaults),
+                 *((a, d) for a, d in zip(args.kwonlyargs, args.kw_defaults) if d is not None)]
+        for argument, value in pairs:
+            if argument.arg == arg:
+                return ast.literal_eval(value), value.lineno
+        raise KeyError(f"{rel}: {function} has no argument {arg} with a default")
+
+    def in_function(self, rel: str, function: str, pattern: str) -> tuple[str, int]:
+        """The first line of ``function`` (a class: its ``__init__``) of ``rel`` matching ``pattern``:
+        (group 1, line)."""
+        node = self._function(rel, function)
+        lines = self.text(rel).splitlines()
+        for number in range(node.lineno, node.end_lineno + 1):
+            found = re.search(pattern, lines[number - 1])
+            if found:
+                return found.group(1), number
+        raise KeyError(f"{rel}: no line of {function} matches {pattern!r}")
 
     def yaml_value(self, rel: str, dotted: str) -> tuple[Any, int]:
         """The value at ``dotted`` (``a.b.c``) of YAML file ``rel`` and the line of its key."""
@@ -186,6 +239,177 @@ def recipes(o: Official) -> dict[str, dict[str, Any]]:
         backbone = hub_name.removeprefix("dinov3_")
         add("coco-plaindetr", "dinov3/hub/detectors.py", "protocol.head.n_windows_sqrt", lambda v=value: (int(v), windows[1]),
             hub, backbone=backbone)
+
+    # Shared representation conversions for the dense-head YAML configs. PyYAML reads "1e-3" (no dot) as a
+    # string, OmegaConf (what the official scripts use) as a float: values that are floats are read with float().
+    # dinobench writes "no limit" as None: gradient_clip 'inf' = no clipping, final_div_factor .inf = anneal to 0.
+    layer_sets = {"LAST": "last", "FOUR_LAST": "four_last", "FOUR_EVEN_INTERVALS": "four_even"}  # heads/necks.py
+    unbounded = lambda v: None if float(v) == float("inf") else float(v)  # noqa: E731
+
+    def yaml_product(rel: str, first: str, second: str) -> Callable[[], tuple[Any, int]]:
+        """Global batch = per-GPU batch (``bs``) x GPUs (``n_gpus``): dinobench's batch_size is global."""
+        return lambda: (o.yaml_value(rel, first)[0] * o.yaml_value(rel, second)[0], o.yaml_value(rel, first)[1])
+
+    def yaml_pair(rel: str, first: str, second: str) -> Callable[[], tuple[Any, int]]:
+        """AdamW betas: two official keys (beta1, beta2), one dinobench list; the line is beta1's."""
+        return lambda: ([float(o.yaml_value(rel, first)[0]), float(o.yaml_value(rel, second)[0])],
+                        o.yaml_value(rel, first)[1])
+
+    # ADE20K linear segmentation: the training config + the dataclass / function defaults it leaves out
+    seg = "dinov3/eval/segmentation/configs/config-ade20k-linear-training.yaml"
+    seg_config, seg_sched = "dinov3/eval/segmentation/config.py", "dinov3/eval/segmentation/schedulers.py"
+    seg_tf = "dinov3/eval/segmentation/transforms.py"
+
+    def seg_add(key: str, dotted: str, convert: Callable[[Any], Any] = lambda v: v) -> None:
+        add("ade20k-linear", seg, key, lambda: o.yaml_value(seg, dotted), seg, convert)
+
+    add("ade20k-linear", seg, "train.batch_size", yaml_product(seg, "bs", "n_gpus"), seg)
+    seg_add("train.max_iters", "scheduler.total_iter")
+    seg_add("train.amp", "model_dtype", lambda v: None if v == "FLOAT32" else v)  # dinobench: None = float32
+    seg_add("train.optimizer.lr", "optimizer.lr", float)
+    add("ade20k-linear", seg, "train.optimizer.betas", yaml_pair(seg, "optimizer.beta1", "optimizer.beta2"), seg)
+    seg_add("train.optimizer.weight_decay", "optimizer.weight_decay", float)
+    seg_add("train.grad_clip", "optimizer.gradient_clip", unbounded)
+    seg_add("train.scheduler.warmup_iters", "scheduler.constructor_kwargs.warmup_iters")
+    seg_add("train.scheduler.warmup_ratio", "scheduler.constructor_kwargs.warmup_ratio", float)
+    seg_add("train.scheduler.final_div_factor", "scheduler.constructor_kwargs.final_div_factor", unbounded)
+    seg_add("train.scheduler.anneal_strategy", "scheduler.constructor_kwargs.anneal_strategy")
+    seg_add("train.scheduler.use_beta1", "scheduler.constructor_kwargs.use_beta1")
+    add("ade20k-linear", seg, "train.scheduler.div_factor",
+        lambda: o.default(seg_sched, "WarmupOneCycleLR", "div_factor"), seg_sched)
+    # the best of the evaluations every eval_interval iterations is reported (protocol.report="best")
+    seg_add("train.eval_every", "eval.eval_interval")
+    seg_add("protocol.head.layers", "decoder_head.backbone_out_layers", layer_sets.get)
+    seg_add("protocol.head.use_cls_token", "decoder_head.use_cls_token")
+    seg_add("protocol.head.use_batchnorm", "decoder_head.use_batchnorm")
+    seg_add("protocol.head.use_backbone_norm", "decoder_head.use_backbone_norm")
+    add("ade20k-linear", seg, "protocol.head.dropout", lambda: o.field(seg_config, "DecoderConfig", "dropout"),
+        seg_config)
+    seg_add("transform.train.scale", "transforms.train.img_size")
+    seg_add("transform.train.ratio_range", "transforms.train.random_img_size_ratio_range",
+            lambda v: [float(x) for x in v])
+    seg_add("transform.train.crop_size", "transforms.train.crop_size", list)
+    seg_add("transform.train.flip_prob", "transforms.train.flip_prob", float)
+    add("ade20k-linear", seg, "transform.train.cat_max_ratio",
+        lambda: o.default(seg_tf, "RandomCropWithLabel", "cat_max_ratio"), seg_tf)
+    add("ade20k-linear", seg, "transform.train.photometric",
+        lambda: o.calls(seg_tf, "make_segmentation_train_transforms", "PhotoMetricDistortion"), seg_tf)
+    seg_add("transform.eval.scale", "transforms.eval.img_size")
+    seg_add("dataset.reduce_zero_label", "eval.reduce_zero_label")
+    seg_add("protocol.inference.mode", "eval.mode")
+    seg_add("protocol.inference.crop_size", "eval.crop_size")
+    seg_add("protocol.inference.stride", "eval.stride")
+
+    # NYU-Depth v2 linear depth (config-nyu.yaml trains a linear head, decoder_head.type: linear)
+    nyu = "dinov3/eval/depth/configs/config-nyu.yaml"
+    depth_config, depth_sched = "dinov3/eval/depth/config.py", "dinov3/eval/depth/schedulers.py"
+    depth_tf, depth_loss = "dinov3/eval/depth/transforms.py", "dinov3/eval/depth/loss.py"
+    depth_models = "dinov3/eval/depth/models/__init__.py"
+
+    def nyu_add(key: str, dotted: str, convert: Callable[[Any], Any] = lambda v: v) -> None:
+        add("nyu-linear", nyu, key, lambda: o.yaml_value(nyu, dotted), nyu, convert)
+
+    def depth_range(bound: str) -> tuple[float, int]:
+        """dinobench has one range (dataset.{min,max}_depth) for the bins (protocol.head.*_depth None) and the
+        evaluation: the official eval range, valid only while the decoder's bins range is the same."""
+        value, line = o.yaml_value(nyu, f"eval.{bound}")
+        if float(o.yaml_value(nyu, f"decoder_head.{bound}")[0]) != float(value):
+            raise ValueError(f"{nyu}: decoder_head.{bound} != eval.{bound}: protocol.head.{bound} must state it")
+        return float(value), line
+
+    add("nyu-linear", nyu, "train.batch_size", yaml_product(nyu, "bs", "n_gpus"), nyu)
+    nyu_add("train.max_iters", "scheduler.total_iter")
+    nyu_add("train.optimizer.lr", "optimizer.lr", float)
+    add("nyu-linear", nyu, "train.optimizer.betas", yaml_pair(nyu, "optimizer.beta1", "optimizer.beta2"), nyu)
+    nyu_add("train.optimizer.weight_decay", "optimizer.weight_decay", float)
+    nyu_add("train.grad_clip", "optimizer.gradient_clip", unbounded)
+    nyu_add("train.scheduler.warmup_iters", "scheduler.constructor_kwargs.warmup_iters")
+    nyu_add("train.scheduler.final_div_factor", "scheduler.constructor_kwargs.final_div_factor", unbounded)
+    nyu_add("train.scheduler.base_momentum", "scheduler.constructor_kwargs.base_momentum", float)
+    nyu_add("train.scheduler.max_momentum", "scheduler.constructor_kwargs.max_momentum", float)
+    for name in ("warmup_ratio", "div_factor", "anneal_strategy", "use_beta1"):
+        add("nyu-linear", nyu, f"train.scheduler.{name}",
+            lambda name=name: o.default(depth_sched, "WarmupOneCycleLR", name), depth_sched)
+    add("nyu-linear", nyu, "train.eval_every", lambda: o.field(depth_config, "EvalConfig", "eval_interval"),
+        depth_config)
+    nyu_add("protocol.head.layers", "decoder_head.backbone_out_layers", layer_sets.get)
+    nyu_add("protocol.head.use_cls_token", "decoder_head.use_cls_token")
+    nyu_add("protocol.head.use_batchnorm", "decoder_head.use_batchnorm")
+    nyu_add("protocol.head.use_backbone_norm", "decoder_head.use_backbone_norm")
+    nyu_add("protocol.head.n_bins", "decoder_head.n_output_channels")
+    for name in ("bins_strategy", "norm_strategy"):
+        add("nyu-linear", nyu, f"protocol.head.{name}", lambda name=name: o.field(depth_models, "DecoderConfig", name),
+            depth_models)
+    add("nyu-linear", nyu, "dataset.min_depth", lambda: depth_range("min_depth"), nyu)
+    add("nyu-linear", nyu, "dataset.max_depth", lambda: depth_range("max_depth"), nyu)
+    add("nyu-linear", nyu, "dataset.depth_scale",
+        lambda: o.field(depth_config, "TransformConfig", "normalization_constant"), depth_config)
+    nyu_add("dataset.eigen_crop", "transforms.eval.eval_mask", lambda v: v == "NYU_EIGEN")  # the Eigen crop
+    # the SigLoss the config selects (losses.SIGLOSS), with the warm-up LossType.module builds it with
+    add("nyu-linear", nyu, "protocol.loss.warm_up",
+        lambda: o.in_function(depth_loss, "module", r"warm_up=(True|False)"), depth_loss, lambda v: v == "True")
+    add("nyu-linear", nyu, "protocol.loss.warm_iter",
+        lambda: o.in_function(depth_loss, "module", r"warm_iter=(\d+)"), depth_loss, int)
+    nyu_add("transform.train.fixed_crop", "transforms.train.fixed_crop", str.lower)  # 'NYU' -> 'nyu'
+    nyu_add("transform.train.crop_size", "transforms.train.random_crop", list)
+    nyu_add("transform.train.color_aug.brightness_range", "transforms.train.brightness_range",
+            lambda v: [float(x) for x in v])
+    add("nyu-linear", nyu, "transform.train.color_aug.prob",
+        lambda: o.in_function(depth_tf, "make_depth_train_transforms", r"ColorAugV2\(prob=([0-9.]+)"), depth_tf,
+        float)
+    add("nyu-linear", nyu, "transform.train.rotation_deg",
+        lambda: o.field(depth_config, "TrainTransformConfig", "rotation_angle"), depth_config)
+    # the rotation is wrapped in MaybeApply(threshold=p): applied with probability p
+    add("nyu-linear", nyu, "transform.train.rotation_prob",
+        lambda: o.in_function(depth_tf, "make_depth_train_transforms", r"threshold=([0-9.]+)"), depth_tf, float)
+    # FULL = no fixed crop (dinobench None); the evaluation image keeps its size (img_size None)
+    nyu_add("transform.eval.fixed_crop", "transforms.eval.fixed_crop", lambda v: None if v == "FULL" else v.lower())
+    add("nyu-linear", nyu, "transform.eval.scale", lambda: o.field(depth_config, "EvalTransformConfig", "img_size"),
+        depth_config)
+    nyu_add("protocol.inference.flip", "eval.use_tta")  # the official TTA is the left-right flip
+    # dinobench writes "off" as None (an optional key, outside the protocol hash)
+    nyu_add("protocol.inference.align_least_squares", "eval.align_least_squares", lambda v: v or None)
+
+    # ADE20K zero-shot segmentation with dino.txt (the notebook's Configuration dataclass and Ade20k dataset)
+    zs = "notebooks/dinotxt_segmentation_inference.ipynb"
+    add("ade20k-zeroshot", zs, "transform.eval.scale", lambda: o.notebook(zs, r'"\s*resize: int = (\d+)'), zs, int)
+    add("ade20k-zeroshot", zs, "transform.eval.interpolation",  # the dataset transform's ShortSideResize
+        lambda: o.notebook(zs, r"ShortSideResize\(cfg\.resize, TVT\.InterpolationMode\.(\w+)\)"), zs, str.lower)
+    add("ade20k-zeroshot", zs, "protocol.inference.mode", lambda: o.notebook(zs, r'"\s*mode: str = \\"(\w+)\\"'), zs)
+    add("ade20k-zeroshot", zs, "protocol.inference.crop_size", lambda: o.notebook(zs, r'"\s*side: int = (\d+)'), zs,
+        int)
+    add("ade20k-zeroshot", zs, "protocol.inference.stride", lambda: o.notebook(zs, r'"\s*stride: int = (\d+)'), zs,
+        int)
+    add("ade20k-zeroshot", zs, "dataset.reduce_zero_label",
+        lambda: o.notebook(zs, r"IGNORE_ZERO_LABEL = (True|False)", after=r'"class Ade20k\('), zs,
+        lambda v: v == "True")
+
+    def templates(value: Any) -> Any:
+        """dinobench names CLIP's 80 ImageNet templates "openai_imagenet" (with {} for the notebook's {0});
+        any other list stays a list (and then differs)."""
+        from dinobench.text.inference import resolve_templates
+
+        written = [t.replace("{0}", "{}") for t in value]
+        return "openai_imagenet" if written == resolve_templates("openai_imagenet") else written
+
+    add("ade20k-zeroshot", zs, "protocol.templates", lambda: o.notebook_literal(zs, "PROMPT_TEMPLATES"), zs, templates)
+
+    def patch_tokens() -> tuple[str, int]:
+        """Which of get_class_and_patch_tokens' outputs the notebook segments with: (class token, patch tokens
+        after the dino.txt vision blocks, the backbone's patch tokens) (dinov3/eval/text/vision_tower.py)."""
+        names, line = o.notebook(zs, r'"\s*([\w, ]+) = model\.visual_model\.get_class_and_patch_tokens\(')
+        used, _ = o.notebook(zs, r'"\s*(\w+)\.reshape\(B, h_i // P')
+        return {1: "head", 2: "backbone"}[[n.strip() for n in names.split(",")].index(used)], line
+
+    add("ade20k-zeroshot", zs, "protocol.patch_tokens", patch_tokens, zs)
+    # the notebook's model (hub entry dinov3_vitl16_dinotxt_tet1280d20h24l): its sizes
+    dinotxt = "dinov3/hub/dinotxt.py"
+    for key, argument in (("embed_dim", "embed_dim"), ("vision_head_blocks", "vision_model_num_head_blocks"),
+                          ("context_length", "context_length"), ("vocab_size", "vocab_size"),
+                          ("text_dim", "dim"), ("text_heads", "num_heads"), ("text_layers", "num_layers")):
+        add("ade20k-zeroshot", zs, f"protocol.model.{key}",
+            lambda argument=argument: o.in_function(dinotxt, "dinov3_vitl16_dinotxt_tet1280d20h24l",
+                                                    rf"^\s*{argument}=(\d+),"), dinotxt, int)
     return out
 
 

@@ -1,5 +1,6 @@
 _base_ = ["../_base_/datasets/ade20k.py", "../_base_/protocols/linear_seg.py"]
-task = dict(description="linear segmentation on ADE20K (official DINOv3 protocol); --data-root <ADEChallengeData2016>")
+task = dict(description="linear segmentation on ADE20K (official DINOv3 protocol); --data-root <ADEChallengeData2016>",
+            official="dinov3/eval/segmentation/configs/config-ade20k-linear-training.yaml")
 # The defaults are the paper's GPU schedule (40k iterations, batch 16, crop 512). CPU smoke run on the
 # synthetic ADE20K (python -m dinobench.synthetic ade20k /tmp/ade) with a tiny backbone:
 #   dinobench run --backbone vit_tiny --task ade20k-linear --data-root /tmp/ade/ADEChallengeData2016 --cfg-options \

@@ -1,5 +1,6 @@
 _base_ = ["../_base_/datasets/nyu.py", "../_base_/protocols/linear_depth.py"]
-task = dict(description="linear depth on NYU-Depth v2 (official DINOv3 protocol); --data-root <BTS-layout NYU dir>")
+task = dict(description="linear depth on NYU-Depth v2 (official DINOv3 protocol); --data-root <BTS-layout NYU dir>",
+            official="dinov3/eval/depth/configs/config-nyu.yaml")
 # The defaults are the paper's GPU schedule (38.4k iterations, batch 16, crop 416x544). CPU smoke run on
 # the synthetic NYU (python -m dinobench.synthetic nyu /tmp/nyu, 48x64 images) with a tiny backbone:
 #   dinobench run --backbone vit_tiny --task nyu-linear --data-root /tmp/nyu --cfg-options \

@@ -21,11 +21,12 @@ Sizes: ``scale`` is an int (short side, DINOv3's ``FixedSideResize``), a ``(long
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 from functools import partial
 
 import torch
+from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
 from torchvision.transforms import v2
 
@@ -63,6 +64,7 @@ class SegEvalConfig:
     """``transform.eval`` of segmentation: the image is resized, the mask keeps its size."""
 
     scale: int | list[int] | None = 512
+    interpolation: Literal["bilinear", "bicubic"] = "bilinear"  # of the image resize (antialiased)
 
 
 @dataclass
@@ -225,8 +227,10 @@ class SegEvalTransform(JointTransform):
     """Resize the image to ``scale`` (keep ratio; None = keep) and normalise; the mask is untouched."""
 
     def __init__(self, cfg: dict[str, Any], mean: Sequence[float], std: Sequence[float]) -> None:
-        self.scale = reader_options(SegEvalConfig, cfg, "transform.eval", drop=())["scale"]
-        super().__init__([Rescale(_scale_to(self.scale)), normalize(mean, std)], keys=("image",))
+        options = reader_options(SegEvalConfig, cfg, "transform.eval", drop=())
+        self.scale = options["scale"]
+        mode = InterpolationMode.BICUBIC if options["interpolation"] == "bicubic" else InterpolationMode.BILINEAR
+        super().__init__([Rescale(_scale_to(self.scale), interpolation=mode), normalize(mean, std)], keys=("image",))
 
 
 # ----------------------------------------------------------------------------- depth

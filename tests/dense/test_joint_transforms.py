@@ -100,3 +100,19 @@ def test_a_clip_shares_one_crop_over_its_frames_and_pairs_images_are_square():
     assert not torch.equal(left[0], clip[0])  # another of the three crops along the longer side
     square = SquareTransform(28, *IDENTITY)(frame)
     assert square.shape == (3, 28, 28) and 0.0 <= float(square.min()) and float(square.max()) <= 1.0
+
+
+def test_the_seg_eval_resize_can_be_bicubic_as_the_dinotxt_notebook():
+    """ade20k-zeroshot resizes as notebooks/dinotxt_segmentation_inference.ipynb (ShortSideResize, bicubic)."""
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms.v2 import functional as F2
+
+    from dinobench.runner import resolve_task
+
+    image, mask = torch.rand(3, 40, 60, generator=torch.Generator().manual_seed(0)), torch.zeros(40, 60).long()
+    out = {mode: build_seg_eval_transform({"scale": 24, "interpolation": mode}, *IDENTITY)(
+        {"image": image, "mask": mask})["image"] for mode in ("bilinear", "bicubic")}
+    assert out["bicubic"].shape == (3, 24, 36) and not torch.equal(out["bicubic"], out["bilinear"])
+    torch.testing.assert_close(out["bicubic"], F2.resize(image, [24, 36], interpolation=InterpolationMode.BICUBIC,
+                                                         antialias=True))
+    assert resolve_task("ade20k-zeroshot", None)["transform"]["eval"]["interpolation"] == "bicubic"
