@@ -59,7 +59,7 @@ _EXPORTS = {
     "check_backbone": "dinobench.backbones.contract",
     "topk_accuracy": "dinobench.metrics.classification",
     "knn_class_scores": "dinobench.protocols.knn",
-    "resolve_task": "dinobench.runner",
+    "resolve_task": "dinobench.resolve",
     "build_datasets": "dinobench.runner",
     "DinobenchError": "dinobench.errors",
     "ConfigError": "dinobench.errors",
@@ -81,7 +81,8 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time each name is i
     from dinobench.protocol import DatasetLike, EmptyConfig, Protocol, ProtocolResult, TrainedHead
     from dinobench.metrics.classification import topk_accuracy
     from dinobench.protocols.knn import knn_class_scores
-    from dinobench.runner import build_datasets, resolve_task
+    from dinobench.runner import build_datasets
+    from dinobench.resolve import resolve_task
     from dinobench.templates.feature_probe import FeatureProbeProtocol
     from dinobench.templates.trained_head import TrainedHeadConfig, TrainedHeadProtocol
     from dinobench.training.config import TrainConfig

@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     from dinobench.config import parse_options, protocol_hash
     from dinobench.plugin_manager import get_registries
     from dinobench.recipes import recipe_line
-    from dinobench.runner import protocol_class, recipe_of, resolve_task, runtime_keys
+    from dinobench.resolve import protocol_class, recipe_of, resolve_task, runtime_keys
     from dinobench.tasks import find_task
     from dinobench.identity import hashed_config
     from dinobench.errors import ConfigError

@@ -271,7 +271,7 @@ def test_csv_knn_end_to_end_matches_direct_evaluation(run_cli, tmp_path):
     from dinobench.data.transforms import build_eval_transform
     from dinobench.features import extract_features
     from dinobench.protocols.knn import KNNProtocol
-    from dinobench.runner import resolve_task
+    from dinobench.resolve import resolve_task
     from dinobench.utils.seeding import seed_everything
 
     from conftest import TINY

@@ -145,7 +145,7 @@ def test_digits_linear_end_to_end_matches_a_recomputation(run_cli, tmp_path):
     # the same seed gives the same backbone, features and heads
     from dinobench.data.digits import build_digits
     from dinobench.data.transforms import build_eval_transform
-    from dinobench.runner import resolve_task
+    from dinobench.resolve import resolve_task
     from dinobench.utils.seeding import seed_everything
 
     seed_everything(2)

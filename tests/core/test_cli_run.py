@@ -14,7 +14,7 @@ import dinobench
 from dinobench.data.digits import build_digits
 from dinobench.data.transforms import build_eval_transform
 from dinobench.features import extract_features
-from dinobench.runner import resolve_task
+from dinobench.resolve import resolve_task
 from dinobench.utils.seeding import seed_everything
 
 REQUIRED_FIELDS = {"task", "protocol", "protocol_version", "protocol_plugin", "protocol_hash", "backbone", "weights",

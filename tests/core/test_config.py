@@ -2,7 +2,7 @@ import pytest
 
 from dinobench.config import apply_options, parse_options, protocol_hash
 from dinobench.errors import ConfigError
-from dinobench.runner import resolve_task
+from dinobench.resolve import resolve_task
 
 
 def test_base_inheritance_resolves_dataset_and_protocol():
@@ -28,7 +28,7 @@ def test_unknown_key_is_rejected_naming_it():
 
 
 def test_protocol_hash_ignores_runtime_keys_only():
-    from dinobench.runner import runtime_keys
+    from dinobench.resolve import runtime_keys
 
     cfg = {"protocol": {"type": "knn", "temperature": 0.07, "chunk_size": 8}, "features": {"batch_size": 4},
            "backbone": {}}

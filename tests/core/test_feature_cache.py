@@ -301,7 +301,8 @@ def test_key_changes_with_everything_that_changes_features(tmp_path):
 
 def test_run_context_payload_per_split_and_what_disables_it(tmp_path):
     from dinobench.data.digits import build_digits
-    from dinobench.runner import RunContext, resolve_task
+    from dinobench.runner import RunContext
+    from dinobench.resolve import resolve_task
 
     cfg = resolve_task("digits-knn", OPTIONS)
     assert cfg["features"]["cache"] is True and cfg["features"]["chunk_size"] is None
@@ -507,7 +508,7 @@ else:  # no cache: chunks extracted in turn and all-gathered in order; run() ins
     from dinobench.data.folder import build_folder
     from dinobench.data.transforms import build_eval_transform
     from dinobench.features import load_or_extract
-    from dinobench.runner import resolve_task
+    from dinobench.resolve import resolve_task
     from dinobench.utils.seeding import seed_everything
     from dinobench.utils.distributed import init_from_env, shutdown
 

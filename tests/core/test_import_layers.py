@@ -38,8 +38,8 @@ LAYERS: dict[str, int] = {
     # 9-10: the two protocol templates and dino.txt; the protocols, the figures of a run, the plugins
     "dinobench.templates": 9, "dinobench.text": 9,
     "dinobench.protocols": 10, "dinobench.figures": 10, "dinobench.plugins": 10,
-    # 11: the runner; 12: commands and what they print
-    "dinobench.runner": 11,
+    # 11: task resolution and the runner; 12: commands and what they print
+    "dinobench.resolve": 11, "dinobench.runner": 11,
     "dinobench.cli": 12, "dinobench.head_export": 12, "dinobench.commands": 12, "dinobench.listing": 12,
     "dinobench.reference": 12, "dinobench.demo": 12, "dinobench.report": 12, "dinobench.leaderboard": 12,
     "dinobench.__main__": 12, "dinobench": 12,

@@ -12,7 +12,8 @@ from conftest import TINY_OPTIONS, registered
 import dinobench
 from dinobench.errors import ConfigError, DataError, PluginError
 from dinobench.api import DatasetLike, hookimpl
-from dinobench.runner import build_datasets, resolve_task
+from dinobench.runner import build_datasets
+from dinobench.resolve import resolve_task
 
 DIGITS = {"transform": {"resize": 16, "crop": 16, "interpolation": "bilinear"}}
 THREE = {"datasets": {"train": {"type": "digits", "from_split": "train"},

@@ -19,7 +19,7 @@ from dinobench.heads.linear_seg import LinearSegHead
 from dinobench.heads.weights import load_head_state, read_head_state
 from dinobench.plugin_manager import get_registries
 from dinobench.protocols.linear import linear_input_columns
-from dinobench.runner import resolve_task
+from dinobench.resolve import resolve_task
 from dinobench.testing import deterministic_fill, key_shapes
 from conftest import REPO
 

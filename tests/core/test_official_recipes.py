@@ -16,7 +16,7 @@ from dinobench.leaderboard import results_frame
 from dinobench.plugin_manager import get_registries
 from dinobench.recipes import backbone_defaults, official_source, recipe_line, recipe_record
 from dinobench.results import MainMetric, Result
-from dinobench.runner import resolve_task
+from dinobench.resolve import resolve_task
 from dinobench.tasks import find_task, load_task_config
 
 OFFICIAL = json.loads((FIXTURES / "official_recipes.json").read_text())["recipes"]
@@ -106,3 +106,16 @@ def test_config_command_prints_the_resolved_recipe(run_cli):
     assert code == 2 and len(err.strip().splitlines()) == 1 and "did you mean protocol.n_last_blocks" in err
     code, out, err = run_cli("config", "imagenet-lineer")
     assert code == 2 and len(err.strip().splitlines()) == 1 and "imagenet-linear" in err
+
+
+def test_a_users_task_file_extending_an_official_task_is_compared_with_it(tmp_path):
+    """It inherits task.official; its own values are not the recipe: the shipped task citing it is."""
+    from dinobench.resolve import recipe_of
+
+    same, changed = tmp_path / "my-linear.py", tmp_path / "my-grid.py"
+    same.write_text('_base_ = ["dinobench::tasks/imagenet-linear.py"]\n')
+    changed.write_text('_base_ = ["dinobench::tasks/imagenet-linear.py"]\nprotocol = dict(n_last_blocks=[1, 4])\n')
+    registries = get_registries()
+    for path, differs in ((same, []), (changed, ["protocol.n_last_blocks"])):
+        record = recipe_of(find_task(str(path), registries), resolve_task(str(path), None), "vitl16", None)
+        assert record == {"official": "dinov3/eval/linear.py", "equal": not differs, "differs": differs}

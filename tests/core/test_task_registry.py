@@ -15,7 +15,7 @@ from dinobench.config import protocol_hash
 from dinobench.errors import ConfigError, PluginError
 from dinobench.plugin_manager import get_registries
 from dinobench.protocol import Protocol, ProtocolResult, check_protocol_class
-from dinobench.runner import hashed_config, protocol_class, resolve_task, runtime_keys
+from dinobench.resolve import hashed_config, protocol_class, resolve_task, runtime_keys
 from conftest import FIXTURES
 
 FROZEN = FIXTURES / "shipped_task_hashes.json"

@@ -17,7 +17,7 @@ from conftest import TINY_OPTIONS
 from dinobench.errors import ConfigError
 from dinobench.plugin_manager import get_registries
 from dinobench.registry import resolve_object
-from dinobench.runner import resolve_task
+from dinobench.resolve import resolve_task
 
 FIRST_PARTY_READERS = [spec.name for spec in get_registries().datasets if spec.source.startswith("dinobench.")]
 

@@ -12,7 +12,7 @@ from PIL import Image
 from dinobench.data.dense import build_ade20k, build_nyu
 from dinobench.synthetic.dense import write_synthetic_ade20k, write_synthetic_nyu, write_synthetic_seg_folder
 from dinobench.metrics.dense import DepthMetric, SegmentationMetric
-from dinobench.runner import resolve_task
+from dinobench.resolve import resolve_task
 from helpers import smoke_options
 
 

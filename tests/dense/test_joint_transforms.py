@@ -107,7 +107,7 @@ def test_the_seg_eval_resize_can_be_bicubic_as_the_dinotxt_notebook():
     from torchvision.transforms import InterpolationMode
     from torchvision.transforms.v2 import functional as F2
 
-    from dinobench.runner import resolve_task
+    from dinobench.resolve import resolve_task
 
     image, mask = torch.rand(3, 40, 60, generator=torch.Generator().manual_seed(0)), torch.zeros(40, 60).long()
     out = {mode: build_seg_eval_transform({"scale": 24, "interpolation": mode}, *IDENTITY)(

@@ -13,7 +13,7 @@ import torch
 from conftest import FIXTURES
 from dinobench.metrics.dense import DepthMetric, align_least_squares
 from dinobench.plugin_manager import get_registries
-from dinobench.runner import resolve_task
+from dinobench.resolve import resolve_task
 
 GOLDEN = json.loads((FIXTURES / "depth_align_official.json").read_text())["cases"]
 

@@ -265,7 +265,7 @@ def _engine_entries_plugin() -> SimpleNamespace:
 
 def test_schedules_and_optimizers_come_from_the_hooks_through_the_runner():
     from conftest import registered
-    from dinobench.runner import resolve_task
+    from dinobench.resolve import resolve_task
     from dinobench.training.optim import optimizer_config
 
     with registered(_engine_entries_plugin(), "engine-entries"):

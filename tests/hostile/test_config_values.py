@@ -92,14 +92,14 @@ def test_malformed_training_configs_are_one_line_before_anything_is_built(run_cl
 
 
 def test_a_task_config_file_with_a_scalar_section_is_one_line():
-    from dinobench.runner import _check_sections
+    from dinobench.resolve import _check_sections
 
     with pytest.raises(ConfigError, match=r"task 'x': transform must be a section \(dict\(\.\.\.\)\), got 3"):
         _check_sections({"protocol": {"type": "knn"}, "dataset": {"type": "digits"}, "transform": 3}, "task 'x'")
 
 
 def test_none_turns_a_section_off_or_back_to_its_defaults(run_cli, tmp_path):
-    from dinobench.runner import resolve_task
+    from dinobench.resolve import resolve_task
 
     cfg = resolve_task("digits-knn", [*TINY_OPTIONS, "transform=None", "features=None"])
     assert cfg["transform"] == {} and cfg["features"]["batch_size"] >= 1  # defaults, not a crash
@@ -118,7 +118,7 @@ def test_cfg_options_keep_quoted_strings_verbatim_and_refuse_what_they_would_cha
 
 
 def test_head_weights_given_twice_with_different_files_is_one_line():
-    from dinobench.runner import with_head
+    from dinobench.resolve import with_head
 
     with pytest.raises(ConfigError, match="--head-weights a.pth and --cfg-options protocol.head_weights=b.pth name "
                                           "different files"):

@@ -10,7 +10,7 @@ import pytest
 from dinobench.config import protocol_hash
 from dinobench.errors import ConfigError
 from dinobench.protocols.linear_seg import LinearSegProtocol
-from dinobench.runner import eval_only_keys, hashed_config, resolve_task, runtime_keys
+from dinobench.resolve import eval_only_keys, hashed_config, resolve_task, runtime_keys
 from dinobench.synthetic.dense import write_synthetic_ade20k
 from dinobench.training.head import run_key
 from helpers import run_task
