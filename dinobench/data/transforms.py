@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from torchvision import transforms as T
-from torchvision.transforms import InterpolationMode
+import torch
+from torchvision.transforms import InterpolationMode, v2
 
 from dinobench.errors import ConfigError
 from dinobench.typed_config import reader_options
@@ -79,17 +79,18 @@ def _size(cfg: dict[str, Any], key: str) -> int | None:
 
 
 class ResizeLongSide:
-    """Resize a PIL image so that its longer side is ``max_size`` pixels, keeping the aspect ratio (the
-    instance-retrieval convention: whole images, no crop; the images of a batch then differ in size)."""
+    """Resize an image (PIL or ``[C, H, W]`` tensor) so that its longer side is ``max_size`` pixels, keeping the
+    aspect ratio (the instance-retrieval convention: whole images, no crop; the images of a batch then differ in
+    size)."""
 
     def __init__(self, max_size: int, interpolation: InterpolationMode) -> None:
         self.max_size, self.interpolation = int(max_size), interpolation
 
     def __call__(self, image: Any) -> Any:
-        width, height = image.size
+        height, width = image.shape[-2:] if hasattr(image, "shape") else image.size[::-1]
         scale = self.max_size / max(width, height)
         size = (max(1, round(height * scale)), max(1, round(width * scale)))
-        return T.functional.resize(image, list(size), interpolation=self.interpolation, antialias=True)
+        return v2.functional.resize(image, list(size), interpolation=self.interpolation, antialias=True)
 
     def __repr__(self) -> str:
         return f"ResizeLongSide(max_size={self.max_size})"
@@ -106,7 +107,9 @@ def required_pixels(cfg: dict[str, Any], key: str, meaning: str, example: int) -
 
 def build_eval_transform(cfg: dict[str, Any], mean: Sequence[float], std: Sequence[float]) -> Callable:
     """Resize (short side, or long side with ``max_size``) -> centre crop -> tensor -> normalise
-    (``mean``/``std`` of the backbone).
+    (``mean``/``std`` of the backbone), as the official ``make_classification_eval_transform``
+    (``dinov3/data/transforms.py``): the image becomes a uint8 tensor first and is resized as one (antialiased),
+    which differs from PIL's resampling by up to one grey level.
 
     ``cfg``: ``resize`` (int), ``crop`` (int), ``max_size`` (int: longer side, aspect kept; instead of
     ``resize``), ``interpolation`` (bilinear|bicubic|nearest): :class:`ImageTransformConfig`.
@@ -117,30 +120,32 @@ def build_eval_transform(cfg: dict[str, Any], mean: Sequence[float], std: Sequen
     if max_size and resize:
         raise ConfigError("transform: give either transform.resize (short side) or transform.max_size (long "
                           "side), not both; set the other to None")
-    steps: list[Callable] = []
+    steps: list[Callable] = [v2.ToImage()]
     if max_size:
         steps.append(ResizeLongSide(max_size, interpolation))
     if resize:
-        steps.append(T.Resize(resize, interpolation=interpolation, antialias=True))
+        steps.append(v2.Resize(resize, interpolation=interpolation, antialias=True))
     if crop:
-        steps.append(T.CenterCrop(crop))
-    steps += [T.ToTensor(), T.Normalize(mean=list(mean), std=list(std))]
-    return T.Compose(steps)
+        steps.append(v2.CenterCrop(crop))
+    steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean=list(mean), std=list(std))]
+    return v2.Compose(steps)
 
 
 def build_train_transform(cfg: dict[str, Any], mean: Sequence[float], std: Sequence[float],
                           scale: Sequence[float] = (0.08, 1.0), hflip_prob: float = 0.5) -> Callable:
-    """Official classification train augmentation: RandomResizedCrop(``crop``, ``scale``) -> flip ->
-    tensor -> normalise, at the eval crop size (``crop``, else ``resize``) and interpolation."""
+    """Official classification train augmentation (``make_classification_train_transform``): uint8 tensor ->
+    RandomResizedCrop(``crop``, ``scale``) -> flip -> float -> normalise, at the eval crop size (``crop``, else
+    ``resize``) and interpolation."""
     cfg = reader_options(ImageTransformConfig, cfg, "transform", drop=(), typed=False)
     interpolation = _interpolation(cfg)
     size = _size(cfg, "crop") or _size(cfg, "resize")
     if not size:
         raise ConfigError("transform.crop: the train augmentation needs the crop size (transform.crop or "
                           "transform.resize, in pixels)")
-    return T.Compose([
-        T.RandomResizedCrop(size, scale=tuple(scale), interpolation=interpolation, antialias=True),
-        T.RandomHorizontalFlip(p=float(hflip_prob)),
-        T.ToTensor(),
-        T.Normalize(mean=list(mean), std=list(std)),
+    return v2.Compose([
+        v2.ToImage(),
+        v2.RandomResizedCrop(size, scale=tuple(scale), interpolation=interpolation, antialias=True),
+        v2.RandomHorizontalFlip(p=float(hflip_prob)),
+        v2.ToDtype(torch.float32, scale=True),
+        v2.Normalize(mean=list(mean), std=list(std)),
     ])

@@ -14,7 +14,7 @@ from dinobench.errors import ConfigError
 from dinobench.utils.hashing import payload_sha256
 
 #: bump when a change in :mod:`dinobench.features` or in a backbone's forward changes the features produced
-FEATURE_CODE_VERSION = "1"
+FEATURE_CODE_VERSION = "2"  # 2: the classification eval transform resizes uint8 tensors, as the official one
 #: rows per cache chunk: the unit of streaming, resume and distributed sharding
 DEFAULT_CHUNK_SIZE = 4096
 #: storage dtypes of an entry; float32 is the default and stays out of the key (the keys of entries
