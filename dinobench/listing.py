@@ -43,9 +43,9 @@ def list_rows(what: str) -> tuple[list[dict[str, Any]], list[str]]:
         for s in reg.tasks:
             summary = task_summary(s.config)
             rows.append({"name": s.name, "protocol": summary["protocol"],
-                         "dataset": "+".join(summary["datasets"]) or "?", "source": s.source,
-                         "description": s.description or summary["description"]})
-        return rows, ["name", "protocol", "dataset", "source", "description"]
+                         "dataset": "+".join(summary["datasets"]) or "?", "recipe": summary["official"] or "-",
+                         "source": s.source, "description": s.description or summary["description"]})
+        return rows, ["name", "protocol", "dataset", "recipe", "source", "description"]
     if what == "heads":
         rows = [{"name": s.name, "backbone": s.backbone, "tasks": ", ".join(s.tasks),
                  "config": " ".join(f"{k.removeprefix('protocol.').removeprefix('head.')}={v}"

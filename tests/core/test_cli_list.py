@@ -13,6 +13,9 @@ def test_list_tasks_and_backbones(run_cli):
     code, out, _ = run_cli("list", "tasks")
     assert code == 0
     assert "digits-knn" in out and "imagenet-knn" in out
+    code, out, _ = run_cli("list", "tasks", "--json")
+    recipes = {r["name"]: r["recipe"] for r in json.loads(out)}  # the official recipe each task's defaults equal
+    assert recipes["imagenet-linear"] == "dinov3/eval/linear.py" and recipes["digits-knn"] == "-"
     code, out, _ = run_cli("list", "backbones", "--json")
     rows = {r["name"]: r for r in json.loads(out)}
     assert rows["vitl16"]["params"] == "303.2M" and rows["vitl16"]["patch"] == 16 and rows["vitl16"]["dim"] == 1024
