@@ -355,7 +355,8 @@ def test_transform_and_depth_head_config_errors_are_one_line():
         build_eval_transform({"crop": "big"}, mean, std)
     with pytest.raises(ConfigError, match=r"^transform.crop: the train augmentation needs the crop size"):
         build_train_transform({"interpolation": "bilinear"}, mean, std)
-    assert len(build_eval_transform({"resize": 16.0, "crop": 0}, mean, std).transforms) == 3  # resize, tensor, norm
+    # uint8 tensor, resize, float, norm (the official v2 pipeline); crop 0 = no crop step
+    assert len(build_eval_transform({"resize": 16.0, "crop": 0}, mean, std).transforms) == 4
     with pytest.raises(ConfigError, match=r"^protocol.head.bins_strategy: 'cubic' is not one of linear, log, "
                                           r"chmv2_mixlog$"):
         BinsToDepth(bins_strategy="cubic")

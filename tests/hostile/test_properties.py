@@ -185,10 +185,11 @@ def test_protocol_hash_ignores_order_and_runtime_keys_and_sees_every_other_leaf(
     assert protocol_hash(changed, "fp", [f"{section}.{leaf}"]) == protocol_hash(cfg, "fp", [f"{section}.{leaf}"])
     assert protocol_hash(cfg, "fp") != protocol_hash(cfg, "other dataset")
     base = {**copy.deepcopy(cfg), "task": {"name": "t"}}
-    runtime = {**copy.deepcopy(base), "task": {"name": "t", "description": rnd.choice(["a", "b"])},
+    runtime = {**copy.deepcopy(base), "task": {"name": "t", "description": rnd.choice(["a", "b"]),
+                                               "official": rnd.choice(["x.py", "y.yaml"])},
                "backbone": {"embed_dim": rnd.choice([7, 8])}}
     assert protocol_hash(runtime, "fp") == protocol_hash(base, "fp")  # GLOBAL_RUNTIME_KEYS
-    assert set(GLOBAL_RUNTIME_KEYS) == {"task.description", "backbone"}
+    assert set(GLOBAL_RUNTIME_KEYS) == {"task.description", "task.official", "backbone"}
 
 
 def test_frames_are_pandas():  # the helpers above build real frames (guards the imports against refactors)
