@@ -255,6 +255,21 @@ def recipes(o: Official) -> dict[str, dict[str, Any]]:
         return lambda: ([float(o.yaml_value(rel, first)[0]), float(o.yaml_value(rel, second)[0])],
                         o.yaml_value(rel, first)[1])
 
+    def training_section(task: str, rel: str) -> None:
+        """The keys every dense-head training yaml sets alike: global batch, iterations, AdamW, clipping and the
+        one-cycle schedule's warm-up / final division."""
+        def one(key: str, dotted: str, convert: Callable[[Any], Any] = lambda v: v) -> None:
+            add(task, rel, key, lambda: o.yaml_value(rel, dotted), rel, convert)
+
+        add(task, rel, "train.batch_size", yaml_product(rel, "bs", "n_gpus"), rel)
+        one("train.max_iters", "scheduler.total_iter")
+        one("train.optimizer.lr", "optimizer.lr", float)
+        add(task, rel, "train.optimizer.betas", yaml_pair(rel, "optimizer.beta1", "optimizer.beta2"), rel)
+        one("train.optimizer.weight_decay", "optimizer.weight_decay", float)
+        one("train.grad_clip", "optimizer.gradient_clip", unbounded)
+        one("train.scheduler.warmup_iters", "scheduler.constructor_kwargs.warmup_iters")
+        one("train.scheduler.final_div_factor", "scheduler.constructor_kwargs.final_div_factor", unbounded)
+
     # ADE20K linear segmentation: the training config + the dataclass / function defaults it leaves out
     seg = "dinov3/eval/segmentation/configs/config-ade20k-linear-training.yaml"
     seg_config, seg_sched = "dinov3/eval/segmentation/config.py", "dinov3/eval/segmentation/schedulers.py"
@@ -263,16 +278,9 @@ def recipes(o: Official) -> dict[str, dict[str, Any]]:
     def seg_add(key: str, dotted: str, convert: Callable[[Any], Any] = lambda v: v) -> None:
         add("ade20k-linear", seg, key, lambda: o.yaml_value(seg, dotted), seg, convert)
 
-    add("ade20k-linear", seg, "train.batch_size", yaml_product(seg, "bs", "n_gpus"), seg)
-    seg_add("train.max_iters", "scheduler.total_iter")
+    training_section("ade20k-linear", seg)
     seg_add("train.amp", "model_dtype", lambda v: None if v == "FLOAT32" else v)  # dinobench: None = float32
-    seg_add("train.optimizer.lr", "optimizer.lr", float)
-    add("ade20k-linear", seg, "train.optimizer.betas", yaml_pair(seg, "optimizer.beta1", "optimizer.beta2"), seg)
-    seg_add("train.optimizer.weight_decay", "optimizer.weight_decay", float)
-    seg_add("train.grad_clip", "optimizer.gradient_clip", unbounded)
-    seg_add("train.scheduler.warmup_iters", "scheduler.constructor_kwargs.warmup_iters")
     seg_add("train.scheduler.warmup_ratio", "scheduler.constructor_kwargs.warmup_ratio", float)
-    seg_add("train.scheduler.final_div_factor", "scheduler.constructor_kwargs.final_div_factor", unbounded)
     seg_add("train.scheduler.anneal_strategy", "scheduler.constructor_kwargs.anneal_strategy")
     seg_add("train.scheduler.use_beta1", "scheduler.constructor_kwargs.use_beta1")
     add("ade20k-linear", seg, "train.scheduler.div_factor",
@@ -317,14 +325,7 @@ def recipes(o: Official) -> dict[str, dict[str, Any]]:
             raise ValueError(f"{nyu}: decoder_head.{bound} != eval.{bound}: protocol.head.{bound} must state it")
         return float(value), line
 
-    add("nyu-linear", nyu, "train.batch_size", yaml_product(nyu, "bs", "n_gpus"), nyu)
-    nyu_add("train.max_iters", "scheduler.total_iter")
-    nyu_add("train.optimizer.lr", "optimizer.lr", float)
-    add("nyu-linear", nyu, "train.optimizer.betas", yaml_pair(nyu, "optimizer.beta1", "optimizer.beta2"), nyu)
-    nyu_add("train.optimizer.weight_decay", "optimizer.weight_decay", float)
-    nyu_add("train.grad_clip", "optimizer.gradient_clip", unbounded)
-    nyu_add("train.scheduler.warmup_iters", "scheduler.constructor_kwargs.warmup_iters")
-    nyu_add("train.scheduler.final_div_factor", "scheduler.constructor_kwargs.final_div_factor", unbounded)
+    training_section("nyu-linear", nyu)
     nyu_add("train.scheduler.base_momentum", "scheduler.constructor_kwargs.base_momentum", float)
     nyu_add("train.scheduler.max_momentum", "scheduler.constructor_kwargs.max_momentum", float)
     for name in ("warmup_ratio", "div_factor", "anneal_strategy", "use_beta1"):
