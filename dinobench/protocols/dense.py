@@ -76,10 +76,16 @@ class SegmentationProtocol(DenseProtocol):
         return SegmentationMetric(self.num_classes, ignore_index=getattr(dataset, "ignore_index", 255),
                                   class_names=getattr(dataset, "class_names", None))
 
+    def scores_input(self, sample: dict[str, Any], device: Any, batch: bool = False) -> Any:
+        """What :meth:`class_scores` takes of a sample: its image on ``device`` (``batch``: a sample not yet batched
+        gets its batch axis)."""
+        image = sample["image"]
+        return (image[None] if batch else image).to(device)
+
     def update_metric(self, model: nn.Module, sample: dict[str, Any], metric: Any, device: str) -> None:
         """Scores at the original-size label, argmax, into the metric."""
         label = sample["mask"][0]
-        scores = self.class_scores(model, sample["image"].to(device), label.shape[-2:])
+        scores = self.class_scores(model, self.scores_input(sample, device), label.shape[-2:])
         metric.update(scores[0].argmax(0).cpu(), label)
 
     def tables(self, metric: SegmentationMetric) -> dict[str, list[dict[str, Any]]]:
@@ -89,7 +95,7 @@ class SegmentationProtocol(DenseProtocol):
     def draw(self, model: nn.Module, sample: dict[str, Any], dataset: Any, ctx: RunContext) -> tuple[Any, Any]:
         """Colourised predicted and ground-truth masks of one val sample."""
         label = sample["mask"]
-        scores = self.class_scores(model, sample["image"][None].to(ctx.device), label.shape[-2:])
+        scores = self.class_scores(model, self.scores_input(sample, ctx.device, batch=True), label.shape[-2:])
         return (colorize_mask(scores[0].argmax(0).cpu().numpy(), self.num_classes),
                 colorize_mask(label.numpy(), self.num_classes))
 

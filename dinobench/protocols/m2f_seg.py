@@ -36,7 +36,6 @@ from dinobench.protocol import TrainedHead
 from dinobench.protocols.dense import InferenceConfig, SegmentationProtocol, official_layer_set, transform_sections
 from dinobench.typed_config import reader_options
 from dinobench.utils.seeding import seed_from
-from dinobench.visualize import colorize_mask
 from dinobench.templates.trained_head import TrainedHeadConfig
 
 
@@ -154,18 +153,9 @@ class M2FSegProtocol(SegmentationProtocol):
         outputs = model(batch["image"])
         return self.criterion(outputs, semantic_targets(batch["mask"], self.ignore_index))
 
-    def update_metric(self, model: nn.Module, sample: dict[str, Any], metric: Any, device: str) -> None:
-        """The views' averaged scores at the original-size label, argmax, into the metric."""
-        label = sample["mask"][0]
-        scores = self.class_scores(model, [view.to(device) for view in sample["views"]], label.shape[-2:])
-        metric.update(scores[0].argmax(0).cpu(), label)
-
-    def draw(self, model: nn.Module, sample: dict[str, Any], dataset: Any, ctx: RunContext) -> tuple[Any, Any]:
-        """Colourised predicted and ground-truth masks of one val sample (not batched)."""
-        label = sample["mask"]
-        scores = self.class_scores(model, [view[None].to(ctx.device) for view in sample["views"]], label.shape[-2:])
-        return (colorize_mask(scores[0].argmax(0).cpu().numpy(), self.num_classes),
-                colorize_mask(label.numpy(), self.num_classes))
+    def scores_input(self, sample: dict[str, Any], device: Any, batch: bool = False) -> list[Tensor]:
+        """The sample's scale views (:class:`~dinobench.data.seg_tta.SegTTAViews`) on ``device``."""
+        return [(view[None] if batch else view).to(device) for view in sample["views"]]
 
     def class_scores(self, model: nn.Module, image: Tensor | Sequence[Tensor], out_size: Any) -> Tensor:
         """Class probabilities ``[B, K, *out_size]`` averaged over the scale views ``image`` (one tensor: one view)
