@@ -15,7 +15,7 @@ from dinobench.errors import ConfigError
 from dinobench.plugin_manager import get_registries
 from dinobench.protocol import Protocol
 from dinobench.registry import resolve_object
-from dinobench.tasks import TaskSource, find_task, load_task_config
+from dinobench.tasks import TaskSource, find_task, load_task_config, task_summary
 from dinobench.training import train_config
 from dinobench.training.optim import use_registered as use_registered_optimizers
 from dinobench.training.schedules import use_registered as use_registered_schedules
@@ -163,15 +163,23 @@ def with_head(head: str | None, head_weights: str | None, backbone: str | None, 
         return backbone, task, options
     spec = get_registries().heads.get(head)
     task = task or spec.tasks[0]
-    if task not in spec.tasks:
-        raise ConfigError(f"--head {head} evaluates {', '.join(spec.tasks)}, not {task!r}; pick one of those tasks")
+    architecture = head_architecture(head, task)
     if not head_weights:
         raise ConfigError(f"--head {head}: pass its weights with --head-weights FILE"
                           + (f" (the released file is {spec.file})" if spec.file else ""))
     if spec.weights_key in options and str(options[spec.weights_key]) != str(head_weights):
         raise ConfigError(f"--head-weights {head_weights} and --cfg-options {spec.weights_key}="
                           f"{options[spec.weights_key]} name different files; give the head's weights once")
-    return backbone or spec.backbone, task, {**spec.options, spec.weights_key: str(head_weights), **options}
+    return backbone or spec.backbone, task, {**architecture, spec.weights_key: str(head_weights), **options}
+
+
+def head_architecture(head: str, task: str | None = None) -> dict[str, Any]:
+    """The ``--cfg-options`` that build the released ``head``'s architecture (its weights file, an input, left
+    out); ``task`` must be one the head evaluates (else a one-line ConfigError)."""
+    spec = get_registries().heads.get(head)
+    if task is not None and task not in spec.tasks:
+        raise ConfigError(f"--head {head} evaluates {', '.join(spec.tasks)}, not {task!r}; pick one of those tasks")
+    return {k: v for k, v in spec.options.items() if k != spec.weights_key}
 
 
 def recipe_of(source: TaskSource, cfg: Mapping[str, Any], backbone: str, head: str | None) -> dict[str, Any]:
@@ -179,21 +187,18 @@ def recipe_of(source: TaskSource, cfg: Mapping[str, Any], backbone: str, head: s
     ``backbone`` and the released ``head``'s architecture (its weight file, an input, does not count). A user's
     task file (or a task folder's) inherits ``task.official`` from the shipped task it extends, so it is compared
     with the shipped tasks citing the same recipe, the closest one naming the differences."""
-    official = recipes.official_source(load_task_config(source.config))
-    if official is None:
+    official = task_summary(source.config)["official"]  # read as written (ast for literal task files)
+    if not official:
         return {}
     registries = get_registries()
-    options = {}
-    if head is not None:
-        spec = registries.heads.get(head)
-        options = {k: v for k, v in spec.options.items() if k != spec.weights_key}
+    options = head_architecture(head) if head is not None else {}
     protocol_cls = protocol_class(cfg["protocol"]["type"])
     ignored = (*identity.runtime_keys(protocol_cls, cfg), *(f"protocol.{key}" for key in protocol_cls.file_keys))
     own = not source.user_file and not registries.tasks.get(source.name).source.startswith("task folder")
     if own:
         return recipes.recipe_record(cfg, _resolve(source, options, backbone), ignored)
     shipped = [spec.name for spec in registries.tasks if spec.source.startswith("dinobench.")
-               and recipes.official_source(load_task_config(spec.config)) == official]
+               and task_summary(spec.config)["official"] == official]
     records = [recipes.recipe_record(cfg, _resolve(find_task(name, registries), options, backbone), ignored)
                for name in shipped]
     return min(records, key=lambda r: len(r["differs"])) if records else {}

@@ -26,10 +26,9 @@ def run(args: argparse.Namespace) -> int:
     from dinobench.config import parse_options, protocol_hash
     from dinobench.plugin_manager import get_registries
     from dinobench.recipes import recipe_line
-    from dinobench.resolve import protocol_class, recipe_of, resolve_task, runtime_keys
+    from dinobench.resolve import head_architecture, protocol_class, recipe_of, resolve_task, runtime_keys
     from dinobench.tasks import find_task
     from dinobench.identity import hashed_config
-    from dinobench.errors import ConfigError
 
     registries = get_registries()
     source = find_task(args.task, registries)
@@ -37,10 +36,7 @@ def run(args: argparse.Namespace) -> int:
     if args.backbone is not None:
         registries.backbones.get(args.backbone)  # an unknown name: one line with the closest one
     if args.head is not None:
-        spec = registries.heads.get(args.head)
-        if source.name not in spec.tasks:
-            raise ConfigError(f"--head {args.head} evaluates {', '.join(spec.tasks)}, not {source.name!r}")
-        options = {**{k: v for k, v in spec.options.items() if k != spec.weights_key}, **options}
+        options = {**head_architecture(args.head, source.name), **options}
     cfg = resolve_task(args.task, options, args.backbone)
     recipe = recipe_of(source, cfg, args.backbone or "", args.head)
     cls = protocol_class(cfg["protocol"]["type"])
